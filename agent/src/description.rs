@@ -1,0 +1,46 @@
+//! What a node reports about itself when its session starts.
+
+use shoal_proto::v1::{NodeDescription, Platform, Resources};
+
+/// Runtimes every node has. Others (docker) are detected by their executors.
+pub const BUILTIN_RUNTIMES: &[&str] = &["process"];
+
+pub fn describe(hostname: &str) -> NodeDescription {
+    NodeDescription {
+        hostname: hostname.to_string(),
+        platform: Some(Platform {
+            os: std::env::consts::OS.to_string(),
+            architecture: std::env::consts::ARCH.to_string(),
+        }),
+        resources: Some(Resources {
+            nano_cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as i64 * 1_000_000_000)
+                .unwrap_or(1_000_000_000),
+            memory_bytes: total_memory_bytes().unwrap_or(0),
+        }),
+        runtimes: BUILTIN_RUNTIMES.iter().map(|r| r.to_string()).collect(),
+        engine_version: String::new(),
+    }
+}
+
+/// MemTotal from /proc/meminfo (Linux), in bytes.
+fn total_memory_bytes() -> Option<i64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&meminfo)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<i64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_mem_total_in_bytes() {
+        let sample = "MemTotal:       24615484 kB\nMemFree:         1000 kB\n";
+        assert_eq!(super::parse_mem_total(sample), Some(24615484 * 1024));
+        assert_eq!(super::parse_mem_total("nothing"), None);
+    }
+}

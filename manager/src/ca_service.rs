@@ -1,0 +1,136 @@
+//! The CA API: hands out the root CA certificate to anyone (joining nodes
+//! verify it against their token) and issues node certificates to callers
+//! holding a valid join token. Nothing is written unless the token is valid.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::v1::ca_server::Ca;
+use shoal_proto::v1::{
+    GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
+    IssueNodeCertificateResponse, Meta, Node, NodeAvailability, NodeDescription, NodeRole,
+    NodeSpec, NodeState, NodeStatus,
+};
+use shoal_security::{JoinToken, RootCa, Role};
+use tonic::{Request, Response, Status};
+
+use crate::store::Command;
+use crate::Manager;
+
+/// Default node certificate lifetime: 90 days.
+pub const DEFAULT_NODE_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+pub struct CaService {
+    manager: Arc<Manager>,
+}
+
+impl CaService {
+    pub fn new(manager: Arc<Manager>) -> Self {
+        CaService { manager }
+    }
+}
+
+/// A random node ID in Docker's form: 25 lowercase base-36 characters.
+pub fn new_node_id() -> String {
+    shoal_security::token::random_base36(25)
+}
+
+#[tonic::async_trait]
+impl Ca for CaService {
+    async fn get_root_ca_certificate(
+        &self,
+        _request: Request<GetRootCaCertificateRequest>,
+    ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
+        let cert_pem = self
+            .manager
+            .store()
+            .read(|s| s.cluster.as_ref().and_then(|c| c.root_ca.as_ref()).map(|ca| ca.cert_pem.clone()))
+            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        Ok(Response::new(GetRootCaCertificateResponse { cert_pem }))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        request: Request<IssueNodeCertificateRequest>,
+    ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        let request = request.into_inner();
+        let presented =
+            JoinToken::parse(&request.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cluster = self
+            .manager
+            .store()
+            .read(|s| s.cluster.clone())
+            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let tokens = cluster.join_tokens.clone().unwrap_or_default();
+        let matches = |stored: &str| JoinToken::parse(stored).is_ok_and(|t| t.matches(&presented));
+        // Both comparisons always run, so timing does not tell which role matched.
+        let (worker, manager) = (matches(&tokens.worker), matches(&tokens.manager));
+        let role = match (worker, manager) {
+            (true, _) => Role::Worker,
+            (_, true) => {
+                return Err(Status::unimplemented(
+                    "joining as a manager is not supported yet: join this node with the worker token; \
+                     nothing was changed",
+                ))
+            }
+            _ => {
+                return Err(Status::permission_denied(
+                    "invalid join token: it does not match this swarm's worker or manager token \
+                     (it may have been rotated); get the current one with \
+                     `shoal swarm join-token worker` on a manager",
+                ))
+            }
+        };
+        let root = cluster.root_ca.clone().unwrap_or_default();
+        let ca = RootCa {
+            cert_pem: root.cert_pem.clone(),
+            key_pem: root.key_pem,
+        };
+        let expiry = cluster
+            .spec
+            .as_ref()
+            .map(|s| s.node_cert_expiry_secs)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
+        let node_id = new_node_id();
+        // Sign before writing anything: a bad CSR leaves the cluster unchanged.
+        let cert_pem = ca
+            .sign_node_csr(&request.csr_pem, &node_id, role, &cluster.id, expiry)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let now = crate::now_ms();
+        let node = Node {
+            id: node_id.clone(),
+            meta: Some(Meta {
+                version: 1,
+                created_at_ms: now,
+                updated_at_ms: now,
+            }),
+            spec: Some(NodeSpec {
+                desired_role: NodeRole::Worker as i32,
+                availability: NodeAvailability::Active as i32,
+                labels: Default::default(),
+            }),
+            role: NodeRole::Worker as i32,
+            description: Some(NodeDescription {
+                hostname: request.hostname,
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: NodeState::Unknown as i32,
+                message: "joined; waiting for its first session".into(),
+                addr: request.advertise_addr,
+            }),
+            manager_status: None,
+        };
+        self.manager.propose(Command::CreateNode(node)).await?;
+        tracing::info!(node = %node_id, "issued a worker certificate");
+        Ok(Response::new(IssueNodeCertificateResponse {
+            cert_pem,
+            node_id,
+            role: NodeRole::Worker as i32,
+            cluster_id: cluster.id,
+            managers: self.manager.manager_addrs(),
+        }))
+    }
+}

@@ -1,0 +1,259 @@
+//! The dispatcher: agents' sessions with the managers.
+//!
+//! An agent opens a session (reporting its description), heartbeats at the
+//! period the dispatcher gives it, and keeps an assignment stream open. The
+//! dispatcher records a node Ready when its session starts and Down when its
+//! heartbeats stop for three periods. Sessions live in memory on the leader;
+//! only the Ready/Down transitions go through Raft.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use shoal_proto::v1::dispatcher_server::Dispatcher as DispatcherRpc;
+use shoal_proto::v1::{
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NodeState,
+    SessionMessage, SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+};
+use shoal_security::Role;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::raft::types::Raft;
+use crate::store::{Command, SharedStore};
+use crate::{auth, ManagerConfig};
+
+/// Default heartbeat period; a node is Down after [`MISSED_HEARTBEATS`] of them.
+pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+/// Missed periods before a node is marked Down.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+struct Session {
+    id: String,
+    last_heartbeat: Instant,
+    /// Dropping this ends the agent's session stream.
+    _stream: mpsc::Sender<Result<SessionMessage, Status>>,
+}
+
+pub struct Dispatcher {
+    raft: Raft,
+    store: Arc<SharedStore>,
+    config: ManagerConfig,
+    // std Mutex: held only for map updates, never across an await.
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl Dispatcher {
+    pub fn new(raft: Raft, store: Arc<SharedStore>, config: ManagerConfig) -> Self {
+        Dispatcher {
+            raft,
+            store,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The heartbeat period from the cluster spec.
+    pub fn heartbeat_period(&self) -> Duration {
+        self.store
+            .read(|s| {
+                s.cluster
+                    .as_ref()
+                    .and_then(|c| c.spec.as_ref())
+                    .and_then(|s| s.dispatcher.as_ref())
+                    .map(|d| d.heartbeat_period_ms)
+            })
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_HEARTBEAT_PERIOD)
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.config.raft_id)
+    }
+
+    fn require_leader(&self) -> Result<(), Status> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let leader = self.raft.metrics().borrow().current_leader;
+        Err(Status::unavailable(format!(
+            "this manager is not the leader (leader: {}); connect to another manager",
+            leader.map(|l| l.to_string()).unwrap_or_else(|| "none yet".into())
+        )))
+    }
+
+    /// Ends the session of `node_id`, if any (its stream closes).
+    pub fn end_session(&self, node_id: &str) {
+        self.sessions.lock().expect("sessions lock").remove(node_id);
+    }
+
+    fn check_session(&self, node_id: &str, session_id: &str) -> Result<(), Status> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        match sessions.get(node_id) {
+            Some(s) if s.id == session_id => Ok(()),
+            _ => Err(Status::not_found(format!(
+                "session {session_id} of node {node_id} is not known to the leader: open a new session"
+            ))),
+        }
+    }
+
+    /// Marks Down every Ready node whose heartbeats stopped. Runs for the
+    /// manager's lifetime and acts only while this manager leads; a node
+    /// without a session when leadership starts gets the same grace period.
+    pub async fn run_expiry(self: Arc<Self>) {
+        let mut leading_since: Option<Instant> = None;
+        loop {
+            let period = self.heartbeat_period();
+            tokio::time::sleep(period / 4).await;
+            if !self.is_leader() {
+                leading_since = None;
+                continue;
+            }
+            let now = Instant::now();
+            let since = *leading_since.get_or_insert(now);
+            let grace = period * MISSED_HEARTBEATS;
+            let ready: Vec<String> = self.store.read(|s| {
+                s.nodes
+                    .values()
+                    .filter(|n| {
+                        n.status
+                            .as_ref()
+                            .is_some_and(|st| st.state() == NodeState::Ready)
+                    })
+                    .map(|n| n.id.clone())
+                    .collect()
+            });
+            let expired: Vec<String> = {
+                let mut sessions = self.sessions.lock().expect("sessions lock");
+                sessions.retain(|_, s| now.duration_since(s.last_heartbeat) <= grace);
+                ready
+                    .into_iter()
+                    .filter(|id| !sessions.contains_key(id) && now.duration_since(since) > grace)
+                    .collect()
+            };
+            for node_id in expired {
+                tracing::info!(node = %node_id, "heartbeat failure: marking node down");
+                let command = Command::NodeDown {
+                    node_id: node_id.clone(),
+                    message: "heartbeat failure".into(),
+                    at_ms: crate::now_ms(),
+                };
+                if let Err(e) = crate::raft::propose(&self.raft, command).await {
+                    tracing::warn!(node = %node_id, error = %e, "could not mark node down");
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DispatcherRpc for Dispatcher {
+    type SessionStream = ResponseStream<SessionMessage>;
+    type AssignmentsStream = ResponseStream<AssignmentsMessage>;
+
+    async fn session(
+        &self,
+        request: Request<SessionRequest>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
+        self.require_leader()?;
+        let addr = request
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let description = request.into_inner().description.unwrap_or_default();
+        crate::raft::propose(
+            &self.raft,
+            Command::NodeSessionStarted {
+                node_id: peer.node_id.clone(),
+                description,
+                addr,
+                at_ms: crate::now_ms(),
+            },
+        )
+        .await?;
+        let session_id = shoal_security::token::random_base36(16);
+        let (tx, rx) = mpsc::channel(4);
+        let first = SessionMessage {
+            session_id: session_id.clone(),
+            node_id: peer.node_id.clone(),
+            managers: self.raft_manager_addrs(),
+            heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
+        };
+        tx.send(Ok(first)).await.ok();
+        self.sessions.lock().expect("sessions lock").insert(
+            peer.node_id.clone(),
+            Session {
+                id: session_id,
+                last_heartbeat: Instant::now(),
+                _stream: tx,
+            },
+        );
+        tracing::info!(node = %peer.node_id, "session started");
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
+        let session_id = request.into_inner().session_id;
+        {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            match sessions.get_mut(&peer.node_id) {
+                Some(s) if s.id == session_id => s.last_heartbeat = Instant::now(),
+                _ => {
+                    return Err(Status::not_found(format!(
+                        "session {session_id} of node {} is not known to the leader: open a new session",
+                        peer.node_id
+                    )))
+                }
+            }
+        }
+        Ok(Response::new(HeartbeatResponse {
+            period_ms: self.heartbeat_period().as_millis() as u64,
+        }))
+    }
+
+    async fn assignments(
+        &self,
+        request: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
+        self.check_session(&peer.node_id, &request.get_ref().session_id)?;
+        // Tasks arrive with services; until then a node's assignment set is
+        // empty, sent once, and the stream stays open for the session.
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(AssignmentsMessage { tasks: Vec::new() })).await.ok();
+        tokio::spawn(async move { tx.closed().await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update_task_status(
+        &self,
+        request: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
+        self.check_session(&peer.node_id, &request.get_ref().session_id)?;
+        Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}
+
+impl Dispatcher {
+    fn raft_manager_addrs(&self) -> Vec<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .nodes()
+            .map(|(_, n)| n.addr.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,46 @@
+//! The manager's errors and their one mapping to gRPC statuses.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("this manager is not the leader{}; retry against the leader", leader.as_ref().map(|l| format!(" (the leader is at {l})")).unwrap_or_default())]
+    NotLeader { leader: Option<String> },
+    #[error("no quorum: the write was not committed within {seconds} s; a majority of managers must be reachable")]
+    NoQuorum { seconds: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the swarm has no cluster object yet: it is still being initialized")]
+    NotInitialized,
+    #[error("raft failed while {operation}: {message}")]
+    Raft {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("cannot open the manager's store at {path}: {message}")]
+    Storage { path: String, message: String },
+    #[error(transparent)]
+    Security(#[from] shoal_security::SecurityError),
+}
+
+impl From<ManagerError> for tonic::Status {
+    fn from(error: ManagerError) -> Self {
+        let message = error.to_string();
+        match error {
+            ManagerError::NotLeader { .. } | ManagerError::NoQuorum { .. } => {
+                tonic::Status::unavailable(message)
+            }
+            ManagerError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(message),
+            ManagerError::Store(StoreError::AlreadyExists { .. }) => {
+                tonic::Status::already_exists(message)
+            }
+            ManagerError::Store(StoreError::Conflict(_)) => {
+                tonic::Status::failed_precondition(message)
+            }
+            ManagerError::NotInitialized => tonic::Status::unavailable(message),
+            ManagerError::Raft { .. }
+            | ManagerError::Storage { .. }
+            | ManagerError::Security(_) => tonic::Status::internal(message),
+        }
+    }
+}

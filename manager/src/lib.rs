@@ -1,0 +1,39 @@
+//! The shoal manager: keeps the cluster's desired state in Raft and serves the
+//! APIs that change and watch it.
+//!
+//! A [`Manager`] owns one Raft member (openraft over sled) and the services on
+//! the manager's mutual-TLS listener: Raft RPCs, the CA, the dispatcher
+//! (agent sessions) and the control API. It decides *what* the cluster
+//! should be; agents run it, and the scheduler crate decides *where*.
+//!
+//! # Layout
+//! - [`store`]: objects, commands, deterministic apply, watch stream.
+//! - [`raft`]: openraft storage, network and RPC service.
+//! - [`auth`]: which certificate roles may call which API.
+//! - [`ca_service`]: root CA distribution and certificate issuance against join tokens.
+//! - [`dispatcher`]: agent sessions, heartbeats, node Ready/Down.
+//! - [`control`]: the control API the CLI calls.
+//! - [`error`]: errors and their mapping to gRPC statuses.
+//! - [`manager`]: wiring: open, bootstrap, serve, propose.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod ca_service;
+pub mod control;
+pub mod dispatcher;
+pub mod error;
+pub mod manager;
+pub mod raft;
+pub mod store;
+
+pub use error::ManagerError;
+pub use manager::{Manager, ManagerConfig, RaftTiming};
+
+/// Milliseconds since the Unix epoch: the proposer's clock, carried in commands.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

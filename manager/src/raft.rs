@@ -1,0 +1,62 @@
+//! Consensus: openraft 0.9 (storage-v2) over sled, with the Raft RPCs on the
+//! managers' mutual-TLS listener.
+//!
+//! # Layout
+//! - [`types`]: the openraft type configuration.
+//! - [`log_store`]: the Raft log, vote and commit index in sled, flushed
+//!   before a write is acknowledged.
+//! - [`state_machine`]: applies commands to the [`crate::store::ClusterState`],
+//!   publishes the changes, builds and installs snapshots (kept in sled).
+//! - [`network`]: the client side of Raft RPCs to other managers.
+//! - [`service`]: the server side of Raft RPCs.
+
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError};
+
+/// The sled database of one manager, with the trees the Raft parts use.
+pub fn open_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new().path(path).open()
+}
+
+pub(crate) fn storage_error(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    error: impl std::error::Error + 'static,
+) -> StorageError<u64> {
+    StorageError::from_io_error(subject, verb, std::io::Error::other(AnyError::new(&error).to_string()))
+}
+
+/// How long a write may wait for commitment before it fails as "no quorum".
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Commits `command` through Raft and returns once it applied on this manager.
+pub async fn propose(
+    raft: &types::Raft,
+    command: crate::store::Command,
+) -> Result<(), crate::ManagerError> {
+    use openraft::error::{ClientWriteError, RaftError};
+    use crate::ManagerError;
+    match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(command)).await {
+        Err(_) => Err(ManagerError::NoQuorum {
+            seconds: WRITE_TIMEOUT.as_secs(),
+        }),
+        Ok(Ok(response)) => response.data.map_err(ManagerError::from),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+            Err(ManagerError::NotLeader {
+                leader: forward.leader_node.map(|n| n.addr),
+            })
+        }
+        Ok(Err(e)) => Err(ManagerError::Raft {
+            operation: "committing a write",
+            message: e.to_string(),
+        }),
+    }
+}

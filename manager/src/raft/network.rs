@@ -1,0 +1,127 @@
+//! The client side of Raft RPCs: one lazily connected mutual-TLS channel per
+//! peer manager. Requests and replies are openraft's own types, bincode-encoded.
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::v1::raft_client::RaftClient;
+use shoal_proto::v1::RaftMessage;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+use super::types::TypeConfig;
+
+type RpcError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
+
+/// Makes connections to peer managers with this manager's certificate.
+pub struct Network {
+    tls: ClientTlsConfig,
+}
+
+impl Network {
+    pub fn new(tls: ClientTlsConfig) -> Self {
+        Network { tls }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> PeerConnection {
+        PeerConnection {
+            addr: node.addr.clone(),
+            tls: self.tls.clone(),
+            client: None,
+        }
+    }
+}
+
+pub struct PeerConnection {
+    addr: String,
+    tls: ClientTlsConfig,
+    client: Option<RaftClient<Channel>>,
+}
+
+impl PeerConnection {
+    fn client<E: std::error::Error>(&mut self) -> Result<RaftClient<Channel>, RpcError<E>> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let channel = shoal_security::tls::endpoint(&self.addr, std::time::Duration::from_secs(1))
+            .and_then(|e| {
+                e.tls_config(self.tls.clone())
+                    .map_err(|e| shoal_security::SecurityError::Tls(e.to_string()))
+            })
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
+            .connect_lazy();
+        let client = RaftClient::new(channel).max_decoding_message_size(usize::MAX);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+}
+
+fn encode<T: Serialize, E: std::error::Error>(value: &T) -> Result<RaftMessage, RpcError<E>> {
+    bincode::serialize(value)
+        .map(|data| RaftMessage { data })
+        .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
+fn decode<T: DeserializeOwned, E>(
+    reply: Result<tonic::Response<RaftMessage>, tonic::Status>,
+) -> Result<T, RpcError<E>>
+where
+    E: std::error::Error + DeserializeOwned,
+{
+    let reply = reply.map_err(|status| match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    })?;
+    let result: Result<T, RaftError<u64, E>> = bincode::deserialize(&reply.into_inner().data)
+        .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    result.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
+}
+
+fn with_ttl<T>(message: T, option: &RPCOption) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(option.hard_ttl());
+    request
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcError> {
+        let mut client = self.client()?;
+        let reply = client.append_entries(with_ttl(encode(&rpc)?, &option)).await;
+        decode(reply)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RpcError<InstallSnapshotError>> {
+        let mut client = self.client()?;
+        let reply = client.install_snapshot(with_ttl(encode(&rpc)?, &option)).await;
+        decode(reply)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcError> {
+        let mut client = self.client()?;
+        let reply = client.vote(with_ttl(encode(&rpc)?, &option)).await;
+        decode(reply)
+    }
+}

@@ -1,0 +1,214 @@
+//! The Raft state machine: applies committed commands to the shared
+//! [`ClusterState`], and snapshots it.
+//!
+//! The applied state lives in memory; the latest snapshot is kept in sled.
+//! On restart the state is loaded from that snapshot and openraft re-applies
+//! the committed log after it, so nothing acknowledged is lost between
+//! snapshots.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::storage_error;
+use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::store::{ClusterState, CommandResult, SharedStore, StoreEvent};
+
+const KEY_SNAPSHOT: &[u8] = b"current";
+
+/// What a snapshot holds: the state and where in the log it stands.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    state: ClusterState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+pub struct StateMachine {
+    store: Arc<SharedStore>,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    snapshots: sled::Tree,
+    db: sled::Db,
+}
+
+impl StateMachine {
+    /// Opens the state machine, restoring the latest snapshot into `store`.
+    pub fn open(db: &sled::Db, store: Arc<SharedStore>) -> Result<Self, StorageError> {
+        let snapshots = db
+            .open_tree("snapshot")
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let mut sm = StateMachine {
+            store,
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            snapshots,
+            db: db.clone(),
+        };
+        if let Some(stored) = sm.stored_snapshot()? {
+            sm.restore(&stored.data)?;
+        }
+        Ok(sm)
+    }
+
+    pub fn store(&self) -> &Arc<SharedStore> {
+        &self.store
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let bytes = self
+            .snapshots
+            .get(KEY_SNAPSHOT)
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| bincode::deserialize(&b))
+            .transpose()
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        let snapshot: SnapshotData = bincode::deserialize(data)
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        self.last_applied = snapshot.last_applied;
+        self.last_membership = snapshot.last_membership;
+        self.store.write(|state, events| {
+            *state = snapshot.state;
+            events.push(StoreEvent::Reset);
+        });
+        Ok(())
+    }
+
+    async fn save_snapshot(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+        let signature = meta.signature();
+        let stored = bincode::serialize(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(signature.clone())), ErrorVerb::Write, e))?;
+        self.snapshots
+            .insert(KEY_SNAPSHOT, stored)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(signature.clone())), ErrorVerb::Write, e))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write, e))?;
+        Ok(())
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for
+/// the builder, so applying can go on meanwhile.
+pub struct SnapshotBuilder {
+    data: SnapshotData,
+    snapshots: sled::Tree,
+    db: sled::Db,
+    store: Arc<SharedStore>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let bytes = bincode::serialize(&self.data)
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let snapshot_id = match self.data.last_applied {
+            Some(id) => format!("{}-{}", id.leader_id, id.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.data.last_applied,
+            last_membership: self.data.last_membership.clone(),
+            snapshot_id,
+        };
+        let sm = StateMachine {
+            store: self.store.clone(),
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            snapshots: self.snapshots.clone(),
+            db: self.db.clone(),
+        };
+        sm.save_snapshot(&meta, bytes.clone()).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut last_applied = self.last_applied;
+        let mut last_membership = self.last_membership.clone();
+        let results = self.store.write(|state, events| {
+            entries
+                .into_iter()
+                .map(|entry| {
+                    last_applied = Some(entry.log_id);
+                    match entry.payload {
+                        EntryPayload::Blank => Ok(()),
+                        EntryPayload::Normal(command) => state.apply(command, events),
+                        EntryPayload::Membership(membership) => {
+                            last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                            Ok(())
+                        }
+                    }
+                })
+                .collect()
+        });
+        self.last_applied = last_applied;
+        self.last_membership = last_membership;
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            data: SnapshotData {
+                last_applied: self.last_applied,
+                last_membership: self.last_membership.clone(),
+                state: self.store.read(Clone::clone),
+            },
+            snapshots: self.snapshots.clone(),
+            db: self.db.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        self.restore(&data)?;
+        self.save_snapshot(meta, data).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.stored_snapshot()?.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

@@ -1,0 +1,24 @@
+//! The openraft type configuration: Raft log entries carry store
+//! [`Command`]s and return their [`CommandResult`]; managers are known by a
+//! random `u64` Raft ID and reached at their advertise address.
+
+use std::io::Cursor;
+
+use crate::store::{Command, CommandResult};
+
+openraft::declare_raft_types!(
+    /// shoal's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type StoredMembership = openraft::StoredMembership<u64, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, openraft::BasicNode>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type StorageError = openraft::StorageError<u64>;

@@ -1,0 +1,22 @@
+//! shoal's object model and gRPC APIs, package `shoal.v1`, generated from
+//! `proto/shoal/v1/*.proto`. Every other crate speaks these types; this crate
+//! holds no behaviour beyond small helpers on the generated types.
+//!
+//! # Layout
+//! - `objects.proto`: Node, Cluster, Service, Task and their parts.
+//! - `control.proto`: the control API the CLI calls.
+//! - `local.proto`: the node-local API (swarm init, join, leave, info).
+//! - `dispatcher.proto`: agent sessions, heartbeats, assignments, task status.
+//! - `ca.proto`: root CA certificate and node certificate issuance.
+//! - `raft.proto`: Raft RPCs between managers.
+//! - [`names`]: operator-facing names of enum values.
+
+#![forbid(unsafe_code)]
+
+pub mod names;
+
+/// Generated code for package `shoal.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("shoal.v1");
+}

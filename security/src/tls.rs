@@ -1,0 +1,149 @@
+//! TLS for every connection between nodes.
+//!
+//! Managers serve one listener with their node certificate and ask clients
+//! for a certificate from the cluster CA. Client certificates are *optional*
+//! at the TLS layer only so that a node that is still joining can fetch the
+//! root CA and ask for its certificate; every other service checks the peer's
+//! identity itself (see `PeerIdentity`) and refuses calls without one. A
+//! certificate from any other CA fails the handshake.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig, Uri,
+};
+
+use crate::files::NodeCredentials;
+use crate::identity::PeerIdentity;
+use crate::{SecurityError, MANAGER_SERVER_NAME};
+
+/// Server TLS for a manager's listener.
+pub fn server_config(creds: &NodeCredentials) -> ServerTlsConfig {
+    ServerTlsConfig::new()
+        .identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem))
+        .client_ca_root(Certificate::from_pem(&creds.ca_pem))
+        .client_auth_optional(true)
+}
+
+/// Client TLS for a node that holds its certificate: mutual TLS, the server
+/// must present a manager certificate from the cluster CA.
+pub fn client_config(creds: &NodeCredentials) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&creds.ca_pem))
+        .identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem))
+        .domain_name(MANAGER_SERVER_NAME)
+}
+
+/// Client TLS for a joining node that trusts `ca_pem` (already checked
+/// against its token) but has no certificate yet.
+pub fn ca_only_client_config(ca_pem: &str) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(MANAGER_SERVER_NAME)
+}
+
+/// An endpoint to `addr` ("host:port") with the timeouts shoal uses between
+/// nodes: connecting must not hang an operator's command for long.
+pub fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, SecurityError> {
+    Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| SecurityError::Tls(format!("invalid address {addr:?}: {e}")))
+        .map(|e| {
+            e.connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+        })
+}
+
+/// A channel to `addr` that accepts *any* server certificate. Its only use is
+/// fetching the root CA while joining, whose digest the caller then checks
+/// against the join token before trusting or sending anything.
+pub async fn unverified_channel(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(
+            rustls::crypto::ring::default_provider(),
+        )))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let target = addr.to_string();
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(connect_timeout)
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            let target = target.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&target).await?;
+                let name = ServerName::try_from(MANAGER_SERVER_NAME)
+                    .expect("static server name is valid");
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
+}
+
+/// The verified identity of the peer of a server-side request, if it
+/// presented a certificate (the TLS layer has checked it against the CA).
+pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<PeerIdentity> {
+    let certs = request.peer_certs()?;
+    let leaf: &CertificateDer<'static> = certs.first()?;
+    PeerIdentity::from_der(leaf.as_ref()).ok()
+}
+
+#[derive(Debug)]
+struct AcceptAnyServerCert(rustls::crypto::CryptoProvider);
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
