@@ -1,0 +1,147 @@
+//! The command line. Flag names follow Docker's where Docker has the flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// shoal: a cluster manager in the spirit of Docker Swarm mode.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, propagate_version = true)]
+pub struct Cli {
+    /// Daemon socket to talk to: unix:///path/to.sock or a plain path.
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true)]
+    pub host: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node daemon.
+    Daemon(DaemonArgs),
+    /// Manage the swarm.
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
+    /// Manage swarm nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Show this node's swarm membership.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where the node keeps its certificates, Raft store and task state.
+    #[arg(long, default_value = "/var/lib/shoal")]
+    pub data_dir: PathBuf,
+    /// Unix socket to serve the local API on (default: /run/shoal/shoal.sock
+    /// as root, a per-user path otherwise).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Hostname this node reports (default: the system's).
+    #[arg(long)]
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Initialize a swarm with this node as its first manager.
+    Init {
+        /// Advertised address (IP[:PORT]).
+        #[arg(long, default_value = "")]
+        advertise_addr: String,
+        /// Listen address (IP:PORT).
+        #[arg(long, default_value = "0.0.0.0:2377")]
+        listen_addr: String,
+    },
+    /// Join a swarm as a node.
+    Join {
+        /// Token for entry into the swarm.
+        #[arg(long)]
+        token: String,
+        /// Advertised address (IP[:PORT]).
+        #[arg(long, default_value = "")]
+        advertise_addr: String,
+        /// Listen address (IP:PORT).
+        #[arg(long, default_value = "")]
+        listen_addr: String,
+        /// A manager's address, HOST[:PORT].
+        manager_addr: String,
+    },
+    /// Manage join tokens.
+    JoinToken {
+        /// Only display the token.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate the join token.
+        #[arg(long)]
+        rotate: bool,
+        /// worker or manager.
+        role: TokenRole,
+    },
+    /// Leave the swarm.
+    Leave {
+        /// Force this node to leave the swarm, ignoring warnings.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenRole {
+    Worker,
+    Manager,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable table or text.
+    #[default]
+    Table,
+    /// JSON: one object per line for lists, an array for inspect.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes in the swarm.
+    #[command(alias = "list")]
+    Ls {
+        /// Only display IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Display detailed information on one or more nodes.
+    Inspect {
+        /// Print the information in a human-friendly format.
+        #[arg(long)]
+        pretty: bool,
+        /// Output format (inspect always prints JSON unless --pretty).
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Node IDs, ID prefixes or hostnames ("self" is this node).
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove one or more nodes from the swarm.
+    #[command(alias = "remove")]
+    Rm {
+        /// Force remove a node from the swarm.
+        #[arg(short, long)]
+        force: bool,
+        /// Node IDs, ID prefixes or hostnames.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}

@@ -1,0 +1,136 @@
+//! The daemon's unix socket: the local node API (swarm init/join/leave/info)
+//! and the control API, which on a manager is answered by its manager and on
+//! any other node refused with the message Docker gives.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shoal_proto::v1::control_server::{Control, ControlServer};
+use shoal_proto::v1::local_node_server::{LocalNode, LocalNodeServer};
+use shoal_proto::v1::{
+    Cluster, GetClusterRequest, GetNodeRequest, InfoRequest, InfoResponse, InitRequest,
+    InitResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, ListNodesRequest,
+    ListNodesResponse, Node as NodeObject, RemoveNodeRequest, RemoveNodeResponse,
+    RotateJoinTokenRequest,
+};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+use super::node::Node;
+
+/// Binds the daemon's socket. A stale socket file (no daemon answering) is
+/// replaced; a live one means another daemon runs there.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another shoal daemon is already listening on {}: stop it or choose another --socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on the socket {}", path.display()))?;
+    // Owner and group only: whoever can open the socket controls the swarm.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    Ok(listener)
+}
+
+pub async fn serve(
+    node: Arc<Node>,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(LocalNodeServer::new(LocalApi { node: node.clone() }))
+        .add_service(ControlServer::new(LocalControl { node }))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .context("the local API server failed")
+}
+
+struct LocalApi {
+    node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl LocalNode for LocalApi {
+    async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        self.node.init(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        self.node.join(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        self.node
+            .leave(request.into_inner().force)
+            .await
+            .map(|_| Response::new(LeaveResponse {}))
+    }
+
+    async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        Ok(Response::new(self.node.info().await))
+    }
+}
+
+/// The control API on the local socket: forwarded to this node's manager.
+struct LocalControl {
+    node: Arc<Node>,
+}
+
+impl LocalControl {
+    fn control(&self) -> Result<shoal_manager::control::ControlService, Status> {
+        match self.node.manager() {
+            Some(manager) => Ok(manager.local_control()),
+            None => Err(Status::failed_precondition(
+                "This node is not a swarm manager. Worker nodes can't be used to view or modify \
+                 cluster state. Run this command on a manager node, or use \"shoal swarm init\" \
+                 if this node is not in a swarm yet.",
+            )),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Control for LocalControl {
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        self.control()?.list_nodes(request).await
+    }
+
+    async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<NodeObject>, Status> {
+        self.control()?.get_node(request).await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.control()?.remove_node(request).await
+    }
+
+    async fn get_cluster(&self, request: Request<GetClusterRequest>) -> Result<Response<Cluster>, Status> {
+        self.control()?.get_cluster(request).await
+    }
+
+    async fn rotate_join_token(
+        &self,
+        request: Request<RotateJoinTokenRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.control()?.rotate_join_token(request).await
+    }
+}

@@ -1,0 +1,628 @@
+//! The running node and its membership changes.
+//!
+//! `swarm init`, `swarm join` and `swarm leave` each either complete or leave
+//! the node exactly as it was: files are written only after every remote
+//! step succeeded (the membership record last), and a failed step undoes what
+//! it created. Membership changes hold one lock, so they never interleave.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_agent::{AgentConfig, AgentHandle};
+use shoal_manager::ca_service::{new_node_id, DEFAULT_NODE_CERT_EXPIRY};
+use shoal_manager::dispatcher::DEFAULT_HEARTBEAT_PERIOD;
+use shoal_manager::{Manager, ManagerConfig, RaftTiming};
+use shoal_proto::v1::ca_client::CaClient;
+use shoal_proto::v1::{
+    Cluster, ClusterSpec, DispatcherConfig, GetRootCaCertificateRequest, InfoResponse,
+    InitRequest, InitResponse, IssueNodeCertificateRequest, JoinRequest, JoinResponse, JoinTokens,
+    ManagerStatus, Meta, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState,
+    NodeStatus, OrchestrationConfig,
+};
+use shoal_security::files::NodeCredentials;
+use shoal_security::{tls, JoinToken, NodeKey, RootCa};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Mutex};
+use tonic::Status;
+
+use super::state::{NodeState as MembershipRecord, Role};
+use super::DaemonConfig;
+
+/// A `swarm join` gives up after this long, well inside the 15 s an operator
+/// is promised an answer in.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(12);
+const JOIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default task history kept per slot.
+const DEFAULT_TASK_HISTORY: u64 = 5;
+
+pub const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" \
+     to leave this swarm and join another one.";
+pub const NOT_IN_SWARM: &str = "This node is not part of a swarm: use \"shoal swarm init\" or \
+     \"shoal swarm join\" to connect this node to a swarm and try again.";
+
+struct RunningManager {
+    manager: Arc<Manager>,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningManager {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the manager's listener did not drain within 5 s");
+        }
+        self.manager.shutdown().await;
+    }
+}
+
+struct Active {
+    record: MembershipRecord,
+    manager: Option<RunningManager>,
+    agent: AgentHandle,
+}
+
+pub struct Node {
+    config: DaemonConfig,
+    // tokio Mutex: membership changes hold it across awaits, which is what
+    // serializes them.
+    active: Mutex<Option<Active>>,
+    // std RwLock: a quick lookup for every control call, never held across awaits.
+    manager: std::sync::RwLock<Option<Arc<Manager>>>,
+}
+
+impl Node {
+    pub fn new(config: DaemonConfig) -> Self {
+        Node {
+            config,
+            active: Mutex::new(None),
+            manager: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// The manager running on this node, if it is one.
+    pub fn manager(&self) -> Option<Arc<Manager>> {
+        self.manager.read().expect("manager lock").clone()
+    }
+
+    /// Resumes the role recorded in the data dir, if any.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        let Some(record) = MembershipRecord::load(&self.config.data_dir)? else {
+            return Ok(());
+        };
+        let credentials = NodeCredentials::load(&self.config.data_dir)?;
+        let listener = match (&record.role, &record.listen_addr) {
+            (Role::Manager, Some(addr)) => Some(bind(addr).await.map_err(|s| anyhow::anyhow!(s.message().to_string()))?),
+            _ => None,
+        };
+        let active = self.start(record, credentials, listener).await?;
+        tracing::info!(node = %active.record.node_id, role = ?active.record.role, "resumed swarm membership");
+        *self.active.lock().await = Some(active);
+        Ok(())
+    }
+
+    /// Starts the manager (when the record says so) and the agent.
+    async fn start(
+        &self,
+        record: MembershipRecord,
+        credentials: NodeCredentials,
+        listener: Option<TcpListener>,
+    ) -> anyhow::Result<Active> {
+        let manager = match (record.role, listener) {
+            (Role::Manager, Some(listener)) => {
+                let manager = Manager::open(self.manager_config(&record, &credentials)?).await?;
+                Some(self.serve_manager(manager, listener))
+            }
+            _ => None,
+        };
+        let agent = shoal_agent::spawn(AgentConfig {
+            node_id: record.node_id.clone(),
+            hostname: self.config.hostname.clone(),
+            credentials,
+            managers: record.managers.clone(),
+        });
+        Ok(Active {
+            record,
+            manager,
+            agent,
+        })
+    }
+
+    fn manager_config(
+        &self,
+        record: &MembershipRecord,
+        credentials: &NodeCredentials,
+    ) -> anyhow::Result<ManagerConfig> {
+        Ok(ManagerConfig {
+            data_dir: self.config.data_dir.clone(),
+            node_id: record.node_id.clone(),
+            raft_id: record
+                .raft_id
+                .ok_or_else(|| anyhow::anyhow!("the membership record of this manager has no raft ID"))?,
+            cluster_id: record.cluster_id.clone(),
+            advertise_addr: record.advertise_addr.clone(),
+            credentials: credentials.clone(),
+            timing: RaftTiming::default(),
+        })
+    }
+
+    fn serve_manager(&self, manager: Arc<Manager>, listener: TcpListener) -> RunningManager {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let manager = manager.clone();
+            async move {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = manager.serve(listener, shutdown).await {
+                    tracing::error!(error = %e, "the manager's listener failed");
+                }
+            }
+        });
+        *self.manager.write().expect("manager lock") = Some(manager.clone());
+        RunningManager {
+            manager,
+            stop,
+            server,
+        }
+    }
+
+    /// `swarm init`: a new cluster with this node as its only manager.
+    pub async fn init(&self, request: InitRequest) -> Result<InitResponse, Status> {
+        let mut active = self.active.lock().await;
+        if active.is_some() {
+            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        let listen = parse_listen_addr(&request.listen_addr)?;
+        let advertise = parse_advertise_addr(&request.advertise_addr, listen)?;
+        let listener = bind(&listen.to_string()).await?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Status::internal(format!("cannot read the listening address: {e}")))?;
+        let advertise = SocketAddr::new(
+            advertise.ip(),
+            if advertise.port() == 0 { bound.port() } else { advertise.port() },
+        )
+        .to_string();
+
+        let cluster_id = shoal_security::token::random_base36(25);
+        let node_id = new_node_id();
+        let raft_id: u64 = rand_u64();
+        let internal = |e: &dyn std::fmt::Display| Status::internal(e.to_string());
+        let root = RootCa::generate(&cluster_id).map_err(|e| internal(&e))?;
+        let key = NodeKey::generate().map_err(|e| internal(&e))?;
+        let cert_pem = root
+            .sign_node_csr(
+                &key.csr(&self.config.hostname).map_err(|e| internal(&e))?,
+                &node_id,
+                shoal_security::Role::Manager,
+                &cluster_id,
+                DEFAULT_NODE_CERT_EXPIRY,
+            )
+            .map_err(|e| internal(&e))?;
+        let credentials = NodeCredentials {
+            ca_pem: root.cert_pem.clone(),
+            cert_pem,
+            key_pem: key.key_pem(),
+        };
+        let digest = root.digest();
+        let worker_token = JoinToken::generate(&digest).to_string();
+        let now = shoal_manager::now_ms();
+        let meta = Meta {
+            version: 1,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta: Some(meta.clone()),
+            spec: Some(ClusterSpec {
+                name: "default".into(),
+                dispatcher: Some(DispatcherConfig {
+                    heartbeat_period_ms: DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64,
+                }),
+                orchestration: Some(OrchestrationConfig {
+                    task_history_limit: DEFAULT_TASK_HISTORY,
+                }),
+                node_cert_expiry_secs: DEFAULT_NODE_CERT_EXPIRY.as_secs(),
+            }),
+            root_ca: Some(shoal_proto::v1::RootCa {
+                cert_pem: root.cert_pem.clone(),
+                key_pem: root.key_pem.clone(),
+                digest: digest.clone(),
+            }),
+            join_tokens: Some(JoinTokens {
+                worker: worker_token.clone(),
+                manager: JoinToken::generate(&digest).to_string(),
+            }),
+            removed_nodes: Vec::new(),
+        };
+        let node = shoal_proto::v1::Node {
+            id: node_id.clone(),
+            meta: Some(meta),
+            spec: Some(NodeSpec {
+                desired_role: NodeRole::Manager as i32,
+                availability: NodeAvailability::Active as i32,
+                labels: Default::default(),
+            }),
+            role: NodeRole::Manager as i32,
+            description: Some(NodeDescription {
+                hostname: self.config.hostname.clone(),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: NodeState::Unknown as i32,
+                message: String::new(),
+                addr: advertise.clone(),
+            }),
+            manager_status: Some(ManagerStatus {
+                raft_id,
+                addr: advertise.clone(),
+                ..Default::default()
+            }),
+        };
+        let record = MembershipRecord {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            role: Role::Manager,
+            raft_id: Some(raft_id),
+            listen_addr: Some(bound.to_string()),
+            advertise_addr: advertise.clone(),
+            managers: vec![advertise.clone()],
+        };
+
+        let manager_config = self
+            .manager_config(&record, &credentials)
+            .map_err(|e| internal(&e))?;
+        let manager = Manager::open(manager_config).await.map_err(Status::from)?;
+        if let Err(e) = manager.bootstrap(cluster, node).await {
+            manager.shutdown().await;
+            drop(manager);
+            self.wipe();
+            return Err(Status::internal(format!("could not create the swarm: {e}")));
+        }
+        let saved = credentials
+            .save(&self.config.data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| record.save(&self.config.data_dir).map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            manager.shutdown().await;
+            drop(manager);
+            self.wipe();
+            return Err(Status::internal(format!("could not record the new swarm: {e}")));
+        }
+        let running = self.serve_manager(manager, listener);
+        let agent = shoal_agent::spawn(AgentConfig {
+            node_id: node_id.clone(),
+            hostname: self.config.hostname.clone(),
+            credentials,
+            managers: record.managers.clone(),
+        });
+        *active = Some(Active {
+            record,
+            manager: Some(running),
+            agent,
+        });
+        tracing::info!(node = %node_id, cluster = %cluster_id, addr = %advertise, "swarm initialized");
+        Ok(InitResponse {
+            node_id,
+            cluster_id,
+            worker_token,
+            manager_addr: advertise,
+        })
+    }
+
+    /// `swarm join`: verify the manager's CA against the token, get a
+    /// certificate, then run the agent.
+    pub async fn join(&self, request: JoinRequest) -> Result<JoinResponse, Status> {
+        let mut active = self.active.lock().await;
+        if active.is_some() {
+            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        let token =
+            JoinToken::parse(&request.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let remote = normalize_remote_addr(&request.remote_addr)?;
+        let issued = tokio::time::timeout(JOIN_TIMEOUT, self.fetch_certificate(&token, &remote, &request))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "the manager at {remote} did not answer within {} s: check the address and that \
+                     a shoal manager listens there",
+                    JOIN_TIMEOUT.as_secs()
+                ))
+            })??;
+        let (credentials, response) = issued;
+        let managers = if response.managers.is_empty() {
+            vec![remote.clone()]
+        } else {
+            response.managers.clone()
+        };
+        let record = MembershipRecord {
+            node_id: response.node_id.clone(),
+            cluster_id: response.cluster_id.clone(),
+            role: Role::Worker,
+            raft_id: None,
+            listen_addr: None,
+            advertise_addr: request.advertise_addr.clone(),
+            managers,
+        };
+        let saved = credentials
+            .save(&self.config.data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| record.save(&self.config.data_dir).map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            self.wipe();
+            return Err(Status::internal(format!("could not record the swarm membership: {e}")));
+        }
+        let started = self
+            .start(record, credentials, None)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        *active = Some(started);
+        tracing::info!(node = %response.node_id, "joined the swarm as a worker");
+        Ok(JoinResponse {
+            node_id: response.node_id,
+            role: NodeRole::Worker as i32,
+        })
+    }
+
+    async fn fetch_certificate(
+        &self,
+        token: &JoinToken,
+        remote: &str,
+        request: &JoinRequest,
+    ) -> Result<(NodeCredentials, shoal_proto::v1::IssueNodeCertificateResponse), Status> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Status::unavailable(format!(
+                "cannot reach a shoal manager at {remote}: {e}: check the address and that the manager is running"
+            ))
+        };
+        // First contact trusts nothing: fetch the CA, then check its digest.
+        let channel = tls::unverified_channel(remote, JOIN_CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| unreachable(&error_chain(&e)))?;
+        let ca_pem = CaClient::new(channel)
+            .get_root_ca_certificate(GetRootCaCertificateRequest {})
+            .await
+            .map_err(|s| unreachable(&s.message()))?
+            .into_inner()
+            .cert_pem;
+        let digest = shoal_security::ca::digest_of_pem(&ca_pem)
+            .map_err(|e| Status::failed_precondition(format!("the manager at {remote} sent an unreadable CA: {e}")))?;
+        if digest != token.ca_digest {
+            return Err(Status::permission_denied(format!(
+                "the manager at {remote} does not hold the CA this token was issued for \
+                 (token expects CA digest {}…, manager has {}…): the token belongs to another \
+                 swarm, or something between you and the manager is impersonating it",
+                &token.ca_digest[..12],
+                &digest[..12]
+            )));
+        }
+        // From here on the manager is authenticated by the CA the token names.
+        let key = NodeKey::generate().map_err(|e| Status::internal(e.to_string()))?;
+        let csr = key
+            .csr(&self.config.hostname)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let endpoint = tls::endpoint(remote, JOIN_CONNECT_TIMEOUT)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .tls_config(tls::ca_only_client_config(&ca_pem))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| unreachable(&error_chain(&e)))?;
+        let response = CaClient::new(channel)
+            .issue_node_certificate(IssueNodeCertificateRequest {
+                csr_pem: csr,
+                token: token.to_string(),
+                hostname: self.config.hostname.clone(),
+                advertise_addr: request.advertise_addr.clone(),
+            })
+            .await?
+            .into_inner();
+        Ok((
+            NodeCredentials {
+                ca_pem,
+                cert_pem: response.cert_pem.clone(),
+                key_pem: key.key_pem(),
+            },
+            response,
+        ))
+    }
+
+    /// `swarm leave`.
+    pub async fn leave(&self, force: bool) -> Result<(), Status> {
+        let mut active = self.active.lock().await;
+        let Some(current) = active.as_ref() else {
+            return Err(Status::failed_precondition(NOT_IN_SWARM));
+        };
+        if current.record.role == Role::Manager && !force {
+            return Err(Status::failed_precondition(
+                "You are attempting to leave the swarm on a node that is participating as a manager. \
+                 Removing the last manager erases all current state of the swarm. \
+                 Use `--force` to ignore this message.",
+            ));
+        }
+        let current = active.take().expect("checked above");
+        current.agent.stop();
+        if let Some(manager) = current.manager {
+            *self.manager.write().expect("manager lock") = None;
+            manager.stop().await;
+        }
+        self.wipe();
+        tracing::info!(node = %current.record.node_id, "left the swarm");
+        Ok(())
+    }
+
+    /// What `shoal info` shows.
+    pub async fn info(&self) -> InfoResponse {
+        let active = self.active.lock().await;
+        match active.as_ref() {
+            None => InfoResponse {
+                local_node_state: "inactive".into(),
+                ..Default::default()
+            },
+            Some(a) => InfoResponse {
+                local_node_state: "active".into(),
+                node_id: a.record.node_id.clone(),
+                cluster_id: a.record.cluster_id.clone(),
+                role: match a.record.role {
+                    Role::Manager => NodeRole::Manager,
+                    Role::Worker => NodeRole::Worker,
+                } as i32,
+                managers: a.agent.managers(),
+                node_addr: a.record.advertise_addr.clone(),
+                session_up: a.agent.session_up(),
+            },
+        }
+    }
+
+    /// Stops the agent and the manager (SIGTERM). Membership stays on disk.
+    pub async fn stop(&self) {
+        let mut active = self.active.lock().await;
+        if let Some(current) = active.take() {
+            current.agent.stop();
+            if let Some(manager) = current.manager {
+                *self.manager.write().expect("manager lock") = None;
+                manager.stop().await;
+            }
+        }
+    }
+
+    /// Removes every trace of swarm membership from the data dir.
+    fn wipe(&self) {
+        let dir = &self.config.data_dir;
+        if let Err(e) = MembershipRecord::remove(dir) {
+            tracing::warn!(error = %e, "could not remove the membership record");
+        }
+        if let Err(e) = NodeCredentials::remove(dir) {
+            tracing::warn!(error = %e, "could not remove the node's certificates");
+        }
+        match std::fs::remove_dir_all(dir.join("raft")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, "could not remove the raft store")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    // Raft IDs only need to differ between managers; 0 is avoided because
+    // some tools treat it as "none".
+    loop {
+        let id: u64 = rand::random();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, Status> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Status::failed_precondition(format!(
+            "cannot listen on {addr}: {e}: choose another address with --listen-addr"
+        ))
+    })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// `--listen-addr`: `IP:PORT` or `IP`; default `0.0.0.0:2377`.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, Status> {
+    if text.is_empty() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], Manager::DEFAULT_PORT)));
+    }
+    Manager::parse_addr(text).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "invalid --listen-addr {text:?}: expected IP[:PORT], e.g. 0.0.0.0:2377"
+        ))
+    })
+}
+
+/// `--advertise-addr`: `IP[:PORT]`; the port defaults to the listen port
+/// (0 here means "the port actually bound"). Without it, the listen IP is
+/// advertised when it is a specific address.
+pub fn parse_advertise_addr(text: &str, listen: SocketAddr) -> Result<SocketAddr, Status> {
+    if text.is_empty() {
+        if listen.ip().is_unspecified() {
+            return Err(Status::invalid_argument(
+                "could not choose an IP address to advertise: the node listens on all addresses; \
+                 specify one with --advertise-addr",
+            ));
+        }
+        return Ok(listen);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, listen.port()))
+        .map_err(|_| {
+            Status::invalid_argument(format!(
+                "invalid --advertise-addr {text:?}: expected IP[:PORT], e.g. 192.168.1.10"
+            ))
+        })
+}
+
+/// A manager address for `swarm join`: `HOST:PORT` or `HOST` (port 2377).
+pub fn normalize_remote_addr(text: &str) -> Result<String, Status> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Status::invalid_argument(
+            "a manager address is required: shoal swarm join --token TOKEN HOST[:PORT]",
+        ));
+    }
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    if text.parse::<IpAddr>().is_ok() {
+        return Ok(SocketAddr::new(text.parse().expect("checked"), Manager::DEFAULT_PORT).to_string());
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(text.to_string()),
+        Some(_) => Err(Status::invalid_argument(format!(
+            "invalid manager address {text:?}: expected HOST[:PORT], e.g. 10.0.0.1:2377"
+        ))),
+        None => Ok(format!("{text}:{}", Manager::DEFAULT_PORT)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_default_their_ports_like_docker() {
+        assert_eq!(parse_listen_addr("").unwrap().to_string(), "0.0.0.0:2377");
+        assert_eq!(parse_listen_addr("127.0.0.2").unwrap().to_string(), "127.0.0.2:2377");
+        assert!(parse_listen_addr("nonsense").is_err());
+        let listen = parse_listen_addr("127.0.0.2:0").unwrap();
+        assert_eq!(parse_advertise_addr("", listen).unwrap(), listen);
+        assert_eq!(
+            parse_advertise_addr("10.0.0.1", parse_listen_addr("").unwrap())
+                .unwrap()
+                .to_string(),
+            "10.0.0.1:2377"
+        );
+        assert!(parse_advertise_addr("", parse_listen_addr("").unwrap()).is_err());
+        assert_eq!(normalize_remote_addr("127.0.0.1").unwrap(), "127.0.0.1:2377");
+        assert_eq!(normalize_remote_addr("mgr:4000").unwrap(), "mgr:4000");
+        assert_eq!(normalize_remote_addr("mgr").unwrap(), "mgr:2377");
+        assert!(normalize_remote_addr("mgr:port").is_err());
+        assert!(normalize_remote_addr("").is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Printing: aligned tables, JSON lines, times.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Prints rows as a table with Docker's spacing (columns padded, 3 spaces apart).
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(headers, rows));
+}
+
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{:width$}   ", cell, width = widths[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// RFC 3339 time from Unix milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// "5 seconds ago", as Docker words ages.
+pub fn ago(ms: i64, now: SystemTime) -> String {
+    let then = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let secs = now.duration_since(then).unwrap_or_default().as_secs();
+    let (n, unit) = match secs {
+        0 => return "Less than a second ago".into(),
+        1..=59 => (secs, "second"),
+        60..=3599 => (secs / 60, "minute"),
+        3600..=86399 => (secs / 3600, "hour"),
+        _ => (secs / 86400, "day"),
+    };
+    if n == 1 {
+        format!("1 {unit} ago")
+    } else {
+        format!("{n} {unit}s ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns() {
+        let out = render_table(&["ID", "NAME"], &[vec!["abc".into(), "x".into()]]);
+        assert_eq!(out, "ID    NAME\nabc   x\n");
+    }
+
+    #[test]
+    fn ages_read_like_docker() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(ago(9_995_000, now), "5 seconds ago");
+        assert_eq!(ago(9_940_000, now), "1 minute ago");
+        assert_eq!(ago(10_000_000, now), "Less than a second ago");
+    }
+}
