@@ -20,7 +20,9 @@ pub fn default_socket() -> PathBuf {
 fn uid() -> u32 {
     // The owner of /proc/self is this process's user, without unsafe libc calls.
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 fn is_root() -> bool {
@@ -35,7 +37,9 @@ pub fn socket_path(host: Option<&str>) -> anyhow::Result<PathBuf> {
             if let Some(path) = h.strip_prefix("unix://") {
                 Ok(PathBuf::from(path))
             } else if h.contains("://") {
-                anyhow::bail!("unsupported daemon address {h:?}: use unix:///path/to.sock or a plain path")
+                anyhow::bail!(
+                    "unsupported daemon address {h:?}: use unix:///path/to.sock or a plain path"
+                )
             } else {
                 Ok(PathBuf::from(h))
             }

@@ -11,7 +11,7 @@ use shoal_proto::v1::{
     IssueNodeCertificateResponse, Meta, Node, NodeAvailability, NodeDescription, NodeRole,
     NodeSpec, NodeState, NodeStatus,
 };
-use shoal_security::{JoinToken, RootCa, Role};
+use shoal_security::{JoinToken, Role, RootCa};
 use tonic::{Request, Response, Status};
 
 use crate::store::Command;
@@ -44,7 +44,12 @@ impl Ca for CaService {
         let cert_pem = self
             .manager
             .store()
-            .read(|s| s.cluster.as_ref().and_then(|c| c.root_ca.as_ref()).map(|ca| ca.cert_pem.clone()))
+            .read(|s| {
+                s.cluster
+                    .as_ref()
+                    .and_then(|c| c.root_ca.as_ref())
+                    .map(|ca| ca.cert_pem.clone())
+            })
             .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
         Ok(Response::new(GetRootCaCertificateResponse { cert_pem }))
     }
@@ -54,8 +59,8 @@ impl Ca for CaService {
         request: Request<IssueNodeCertificateRequest>,
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
         let request = request.into_inner();
-        let presented =
-            JoinToken::parse(&request.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let presented = JoinToken::parse(&request.token)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let cluster = self
             .manager
             .store()
@@ -67,12 +72,10 @@ impl Ca for CaService {
         let (worker, manager) = (matches(&tokens.worker), matches(&tokens.manager));
         let role = match (worker, manager) {
             (true, _) => Role::Worker,
-            (_, true) => {
-                return Err(Status::unimplemented(
-                    "joining as a manager is not supported yet: join this node with the worker token; \
+            (_, true) => return Err(Status::unimplemented(
+                "joining as a manager is not supported yet: join this node with the worker token; \
                      nothing was changed",
-                ))
-            }
+            )),
             _ => {
                 return Err(Status::permission_denied(
                     "invalid join token: it does not match this swarm's worker or manager token \

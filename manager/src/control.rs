@@ -64,12 +64,18 @@ impl ControlService {
 /// Finds a node by ID, hostname or unique ID prefix.
 pub fn resolve_node<'a>(state: &'a ClusterState, reference: &str) -> Result<&'a Node, Status> {
     if reference.is_empty() {
-        return Err(Status::invalid_argument("a node ID or hostname is required"));
+        return Err(Status::invalid_argument(
+            "a node ID or hostname is required",
+        ));
     }
     if let Some(node) = state.nodes.get(reference) {
         return Ok(node);
     }
-    let hostname = |n: &&Node| n.description.as_ref().is_some_and(|d| d.hostname == reference);
+    let hostname = |n: &&Node| {
+        n.description
+            .as_ref()
+            .is_some_and(|d| d.hostname == reference)
+    };
     let prefix = |n: &&Node| n.id.starts_with(reference);
     for matcher in [&hostname as &dyn Fn(&&Node) -> bool, &prefix] {
         let found: Vec<&Node> = state.nodes.values().filter(matcher).collect();
@@ -97,7 +103,10 @@ impl Control for ControlService {
             .manager
             .store()
             .read(|s| s.nodes.values().cloned().collect::<Vec<_>>());
-        let nodes = nodes.into_iter().map(|n| self.with_manager_status(n)).collect();
+        let nodes = nodes
+            .into_iter()
+            .map(|n| self.with_manager_status(n))
+            .collect();
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
@@ -117,7 +126,10 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         self.authorize(&request)?;
         let RemoveNodeRequest { node, force } = request.into_inner();
-        let node = self.manager.store().read(|s| resolve_node(s, &node).cloned())?;
+        let node = self
+            .manager
+            .store()
+            .read(|s| resolve_node(s, &node).cloned())?;
         if node.role() == NodeRole::Manager {
             return Err(Status::failed_precondition(format!(
                 "node {} is a swarm manager and a member of the Raft group: \
@@ -178,7 +190,11 @@ impl Control for ControlService {
                 at_ms: crate::now_ms(),
             })
             .await?;
-        let cluster = self.manager.store().read(|s| s.cluster.clone()).unwrap_or_default();
+        let cluster = self
+            .manager
+            .store()
+            .read(|s| s.cluster.clone())
+            .unwrap_or_default();
         Ok(Response::new(redact(cluster)))
     }
 }

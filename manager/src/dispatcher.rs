@@ -85,7 +85,9 @@ impl Dispatcher {
         let leader = self.raft.metrics().borrow().current_leader;
         Err(Status::unavailable(format!(
             "this manager is not the leader (leader: {}); connect to another manager",
-            leader.map(|l| l.to_string()).unwrap_or_else(|| "none yet".into())
+            leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "none yet".into())
         )))
     }
 
@@ -164,10 +166,21 @@ impl DispatcherRpc for Dispatcher {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
         self.require_leader()?;
-        let addr = request
-            .remote_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        // The address the node advertised when it joined wins; otherwise the
+        // address its session comes from.
+        let advertised = self.store.read(|s| {
+            s.nodes
+                .get(&peer.node_id)
+                .and_then(|n| n.status.as_ref())
+                .map(|st| st.addr.clone())
+                .filter(|a| !a.is_empty())
+        });
+        let addr = advertised.unwrap_or_else(|| {
+            request
+                .remote_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
+        });
         let description = request.into_inner().description.unwrap_or_default();
         crate::raft::propose(
             &self.raft,
@@ -232,7 +245,9 @@ impl DispatcherRpc for Dispatcher {
         // Tasks arrive with services; until then a node's assignment set is
         // empty, sent once, and the stream stays open for the session.
         let (tx, rx) = mpsc::channel(4);
-        tx.send(Ok(AssignmentsMessage { tasks: Vec::new() })).await.ok();
+        tx.send(Ok(AssignmentsMessage { tasks: Vec::new() }))
+            .await
+            .ok();
         tokio::spawn(async move { tx.closed().await });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -23,10 +23,9 @@ use crate::raft::network::Network;
 use crate::raft::service::RaftService;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::Raft;
-use crate::store::{Command, SharedStore};
 use crate::raft::WRITE_TIMEOUT;
+use crate::store::{Command, SharedStore};
 use crate::ManagerError;
-
 
 /// Raft timing. The defaults suit a LAN: a new leader well under a second
 /// after the old one vanishes.

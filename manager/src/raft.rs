@@ -31,7 +31,11 @@ pub(crate) fn storage_error(
     verb: ErrorVerb,
     error: impl std::error::Error + 'static,
 ) -> StorageError<u64> {
-    StorageError::from_io_error(subject, verb, std::io::Error::other(AnyError::new(&error).to_string()))
+    StorageError::from_io_error(
+        subject,
+        verb,
+        std::io::Error::other(AnyError::new(&error).to_string()),
+    )
 }
 
 /// How long a write may wait for commitment before it fails as "no quorum".
@@ -42,8 +46,8 @@ pub async fn propose(
     raft: &types::Raft,
     command: crate::store::Command,
 ) -> Result<(), crate::ManagerError> {
-    use openraft::error::{ClientWriteError, RaftError};
     use crate::ManagerError;
+    use openraft::error::{ClientWriteError, RaftError};
     match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(command)).await {
         Err(_) => Err(ManagerError::NoQuorum {
             seconds: WRITE_TIMEOUT.as_secs(),

@@ -16,9 +16,7 @@ mod shared;
 pub use shared::SharedStore;
 
 use serde::{Deserialize, Serialize};
-use shoal_proto::v1::{
-    Cluster, Meta, Node, NodeDescription, NodeRole, NodeState, NodeStatus,
-};
+use shoal_proto::v1::{Cluster, Meta, Node, NodeDescription, NodeRole, NodeState, NodeStatus};
 
 /// Every change the cluster store can apply. Variants are only ever added at
 /// the end: their index is part of the on-disk log format.

@@ -26,7 +26,9 @@ pub struct RootCa {
 impl std::fmt::Debug for RootCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the key.
-        f.debug_struct("RootCa").field("digest", &self.digest()).finish()
+        f.debug_struct("RootCa")
+            .field("digest", &self.digest())
+            .finish()
     }
 }
 
@@ -75,8 +77,9 @@ impl RootCa {
         cluster_id: &str,
         validity: std::time::Duration,
     ) -> Result<String, SecurityError> {
-        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(SecurityError::cert("reading the certificate signing request"))?;
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(
+            SecurityError::cert("reading the certificate signing request"),
+        )?;
         csr.params = node_params(node_id, role, cluster_id, validity)?;
         let (issuer, issuer_key) = self.issuer()?;
         let cert = csr
@@ -152,13 +155,12 @@ pub fn digest_of_pem(pem: &str) -> Result<String, SecurityError> {
 }
 
 pub(crate) fn first_cert_der(pem: &str) -> Result<Vec<u8>, SecurityError> {
-    let (_, parsed) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
-            SecurityError::BadCertificate {
-                what: "PEM",
-                reason: e.to_string(),
-            }
-        })?;
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
+        SecurityError::BadCertificate {
+            what: "PEM",
+            reason: e.to_string(),
+        }
+    })?;
     Ok(parsed.contents)
 }
 

@@ -83,8 +83,8 @@ pub async fn unverified_channel(
             let target = target.clone();
             async move {
                 let tcp = tokio::net::TcpStream::connect(&target).await?;
-                let name = ServerName::try_from(MANAGER_SERVER_NAME)
-                    .expect("static server name is valid");
+                let name =
+                    ServerName::try_from(MANAGER_SERVER_NAME).expect("static server name is valid");
                 let tls = connector.connect(name, tcp).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }

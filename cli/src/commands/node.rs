@@ -19,7 +19,11 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
     let mut control = ControlClient::new(channel.clone());
     match command {
         NodeCommand::Ls { quiet, format } => {
-            let mut nodes = control.list_nodes(ListNodesRequest {}).await?.into_inner().nodes;
+            let mut nodes = control
+                .list_nodes(ListNodesRequest {})
+                .await?
+                .into_inner()
+                .nodes;
             nodes.sort_by(|a, b| hostname(a).cmp(hostname(b)).then(a.id.cmp(&b.id)));
             let self_id = LocalNodeClient::new(channel)
                 .info(InfoRequest {})
@@ -55,7 +59,14 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                     })
                     .collect();
                 output::table(
-                    &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+                    &[
+                        "ID",
+                        "HOSTNAME",
+                        "STATUS",
+                        "AVAILABILITY",
+                        "MANAGER STATUS",
+                        "ENGINE VERSION",
+                    ],
                     &rows,
                 );
             }
@@ -77,7 +88,12 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                 } else {
                     reference
                 };
-                found.push(control.get_node(GetNodeRequest { node: reference }).await?.into_inner());
+                found.push(
+                    control
+                        .get_node(GetNodeRequest { node: reference })
+                        .await?
+                        .into_inner(),
+                );
             }
             if pretty {
                 for node in &found {
@@ -105,7 +121,10 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
 }
 
 fn hostname(node: &Node) -> &str {
-    node.description.as_ref().map(|d| d.hostname.as_str()).unwrap_or("")
+    node.description
+        .as_ref()
+        .map(|d| d.hostname.as_str())
+        .unwrap_or("")
 }
 
 fn text(value: &Value) -> String {
@@ -143,11 +162,11 @@ pub fn ls_json(node: &Node, self_id: &str) -> Value {
 
 /// One element of `node inspect`, shaped like Docker's.
 pub fn inspect_json(node: &Node) -> Value {
-    let meta = node.meta.clone().unwrap_or_default();
+    let meta = node.meta.unwrap_or_default();
     let spec = node.spec.clone().unwrap_or_default();
     let description = node.description.clone().unwrap_or_default();
     let platform = description.platform.clone().unwrap_or_default();
-    let resources = description.resources.clone().unwrap_or_default();
+    let resources = description.resources.unwrap_or_default();
     let status = node.status.clone().unwrap_or_default();
     let labels: BTreeMap<_, _> = spec.labels.clone().into_iter().collect();
     let mut value = json!({
@@ -189,19 +208,50 @@ fn print_pretty(node: &Node) {
     println!("Hostname:\t\t{}", text(&v["Description"]["Hostname"]));
     println!("Joined at:\t\t{}", text(&v["CreatedAt"]));
     println!("Status:");
-    println!(" State:\t\t\t{}", names::node_state(node.status.clone().unwrap_or_default().state()));
+    println!(
+        " State:\t\t\t{}",
+        names::node_state(node.status.clone().unwrap_or_default().state())
+    );
     println!(" Availability:\t\t{}", text(&v["Spec"]["Availability"]));
     println!(" Address:\t\t{}", text(&v["Status"]["Addr"]));
     if node.role() == NodeRole::Manager {
         println!("Manager Status:");
         println!(" Address:\t\t{}", text(&v["ManagerStatus"]["Addr"]));
-        println!(" Raft Status:\t\t{}", text(&v["ManagerStatus"]["Reachability"]));
-        println!(" Leader:\t\t{}", if v["ManagerStatus"]["Leader"] == true { "Yes" } else { "No" });
+        println!(
+            " Raft Status:\t\t{}",
+            text(&v["ManagerStatus"]["Reachability"])
+        );
+        println!(
+            " Leader:\t\t{}",
+            if v["ManagerStatus"]["Leader"] == true {
+                "Yes"
+            } else {
+                "No"
+            }
+        );
     }
     println!("Platform:");
-    println!(" Operating System:\t{}", text(&v["Description"]["Platform"]["OS"]));
-    println!(" Architecture:\t\t{}", text(&v["Description"]["Platform"]["Architecture"]));
+    println!(
+        " Operating System:\t{}",
+        text(&v["Description"]["Platform"]["OS"])
+    );
+    println!(
+        " Architecture:\t\t{}",
+        text(&v["Description"]["Platform"]["Architecture"])
+    );
     println!("Resources:");
-    println!(" CPUs:\t\t\t{}", v["Description"]["Resources"]["NanoCPUs"].as_i64().unwrap_or(0) / 1_000_000_000);
-    println!(" Memory:\t\t{} MiB", v["Description"]["Resources"]["MemoryBytes"].as_i64().unwrap_or(0) / (1 << 20));
+    println!(
+        " CPUs:\t\t\t{}",
+        v["Description"]["Resources"]["NanoCPUs"]
+            .as_i64()
+            .unwrap_or(0)
+            / 1_000_000_000
+    );
+    println!(
+        " Memory:\t\t{} MiB",
+        v["Description"]["Resources"]["MemoryBytes"]
+            .as_i64()
+            .unwrap_or(0)
+            / (1 << 20)
+    );
 }

@@ -29,7 +29,11 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                 "Swarm initialized: current node ({}) is now a manager.\n",
                 response.node_id
             );
-            print_join_instructions(TokenRole::Worker, &response.worker_token, &response.manager_addr);
+            print_join_instructions(
+                TokenRole::Worker,
+                &response.worker_token,
+                &response.manager_addr,
+            );
             println!(
                 "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n"
             );
@@ -74,7 +78,10 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     .await?
                     .into_inner()
             } else {
-                control.get_cluster(GetClusterRequest {}).await?.into_inner()
+                control
+                    .get_cluster(GetClusterRequest {})
+                    .await?
+                    .into_inner()
             };
             let tokens = cluster.join_tokens.unwrap_or_default();
             let token = match role {

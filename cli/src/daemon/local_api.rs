@@ -66,14 +66,23 @@ struct LocalApi {
 #[tonic::async_trait]
 impl LocalNode for LocalApi {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
-        self.node.init(request.into_inner()).await.map(Response::new)
+        self.node
+            .init(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        self.node.join(request.into_inner()).await.map(Response::new)
+        self.node
+            .join(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+    async fn leave(
+        &self,
+        request: Request<LeaveRequest>,
+    ) -> Result<Response<LeaveResponse>, Status> {
         self.node
             .leave(request.into_inner().force)
             .await
@@ -112,7 +121,10 @@ impl Control for LocalControl {
         self.control()?.list_nodes(request).await
     }
 
-    async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<NodeObject>, Status> {
+    async fn get_node(
+        &self,
+        request: Request<GetNodeRequest>,
+    ) -> Result<Response<NodeObject>, Status> {
         self.control()?.get_node(request).await
     }
 
@@ -123,7 +135,10 @@ impl Control for LocalControl {
         self.control()?.remove_node(request).await
     }
 
-    async fn get_cluster(&self, request: Request<GetClusterRequest>) -> Result<Response<Cluster>, Status> {
+    async fn get_cluster(
+        &self,
+        request: Request<GetClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
         self.control()?.get_cluster(request).await
     }
 

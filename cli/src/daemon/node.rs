@@ -15,8 +15,8 @@ use shoal_manager::dispatcher::DEFAULT_HEARTBEAT_PERIOD;
 use shoal_manager::{Manager, ManagerConfig, RaftTiming};
 use shoal_proto::v1::ca_client::CaClient;
 use shoal_proto::v1::{
-    Cluster, ClusterSpec, DispatcherConfig, GetRootCaCertificateRequest, InfoResponse,
-    InitRequest, InitResponse, IssueNodeCertificateRequest, JoinRequest, JoinResponse, JoinTokens,
+    Cluster, ClusterSpec, DispatcherConfig, GetRootCaCertificateRequest, InfoResponse, InitRequest,
+    InitResponse, IssueNodeCertificateRequest, JoinRequest, JoinResponse, JoinTokens,
     ManagerStatus, Meta, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState,
     NodeStatus, OrchestrationConfig,
 };
@@ -36,7 +36,8 @@ const JOIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default task history kept per slot.
 const DEFAULT_TASK_HISTORY: u64 = 5;
 
-pub const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" \
+pub const ALREADY_IN_SWARM: &str =
+    "This node is already part of a swarm. Use \"shoal swarm leave\" \
      to leave this swarm and join another one.";
 pub const NOT_IN_SWARM: &str = "This node is not part of a swarm: use \"shoal swarm init\" or \
      \"shoal swarm join\" to connect this node to a swarm and try again.";
@@ -96,7 +97,11 @@ impl Node {
         };
         let credentials = NodeCredentials::load(&self.config.data_dir)?;
         let listener = match (&record.role, &record.listen_addr) {
-            (Role::Manager, Some(addr)) => Some(bind(addr).await.map_err(|s| anyhow::anyhow!(s.message().to_string()))?),
+            (Role::Manager, Some(addr)) => Some(
+                bind(addr)
+                    .await
+                    .map_err(|s| anyhow::anyhow!(s.message().to_string()))?,
+            ),
             _ => None,
         };
         let active = self.start(record, credentials, listener).await?;
@@ -140,9 +145,9 @@ impl Node {
         Ok(ManagerConfig {
             data_dir: self.config.data_dir.clone(),
             node_id: record.node_id.clone(),
-            raft_id: record
-                .raft_id
-                .ok_or_else(|| anyhow::anyhow!("the membership record of this manager has no raft ID"))?,
+            raft_id: record.raft_id.ok_or_else(|| {
+                anyhow::anyhow!("the membership record of this manager has no raft ID")
+            })?,
             cluster_id: record.cluster_id.clone(),
             advertise_addr: record.advertise_addr.clone(),
             credentials: credentials.clone(),
@@ -185,9 +190,14 @@ impl Node {
             .map_err(|e| Status::internal(format!("cannot read the listening address: {e}")))?;
         let advertise = SocketAddr::new(
             advertise.ip(),
-            if advertise.port() == 0 { bound.port() } else { advertise.port() },
+            if advertise.port() == 0 {
+                bound.port()
+            } else {
+                advertise.port()
+            },
         )
         .to_string();
+        let advertise_ip = host_of(&advertise);
 
         let cluster_id = shoal_security::token::random_base36(25);
         let node_id = new_node_id();
@@ -219,7 +229,7 @@ impl Node {
         };
         let cluster = Cluster {
             id: cluster_id.clone(),
-            meta: Some(meta.clone()),
+            meta: Some(meta),
             spec: Some(ClusterSpec {
                 name: "default".into(),
                 dispatcher: Some(DispatcherConfig {
@@ -257,7 +267,7 @@ impl Node {
             status: Some(NodeStatus {
                 state: NodeState::Unknown as i32,
                 message: String::new(),
-                addr: advertise.clone(),
+                addr: advertise_ip.clone(),
             }),
             manager_status: Some(ManagerStatus {
                 raft_id,
@@ -288,12 +298,18 @@ impl Node {
         let saved = credentials
             .save(&self.config.data_dir)
             .map_err(|e| e.to_string())
-            .and_then(|_| record.save(&self.config.data_dir).map_err(|e| e.to_string()));
+            .and_then(|_| {
+                record
+                    .save(&self.config.data_dir)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = saved {
             manager.shutdown().await;
             drop(manager);
             self.wipe();
-            return Err(Status::internal(format!("could not record the new swarm: {e}")));
+            return Err(Status::internal(format!(
+                "could not record the new swarm: {e}"
+            )));
         }
         let running = self.serve_manager(manager, listener);
         let agent = shoal_agent::spawn(AgentConfig {
@@ -323,18 +339,30 @@ impl Node {
         if active.is_some() {
             return Err(Status::failed_precondition(ALREADY_IN_SWARM));
         }
-        let token =
-            JoinToken::parse(&request.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let token = JoinToken::parse(&request.token)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let remote = normalize_remote_addr(&request.remote_addr)?;
-        let issued = tokio::time::timeout(JOIN_TIMEOUT, self.fetch_certificate(&token, &remote, &request))
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "the manager at {remote} did not answer within {} s: check the address and that \
+        if !request.advertise_addr.is_empty()
+            && request.advertise_addr.parse::<SocketAddr>().is_err()
+            && request.advertise_addr.parse::<IpAddr>().is_err()
+        {
+            return Err(Status::invalid_argument(format!(
+                "invalid --advertise-addr {:?}: expected IP[:PORT], e.g. 192.168.1.10",
+                request.advertise_addr
+            )));
+        }
+        let issued = tokio::time::timeout(
+            JOIN_TIMEOUT,
+            self.fetch_certificate(&token, &remote, &request),
+        )
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the manager at {remote} did not answer within {} s: check the address and that \
                      a shoal manager listens there",
-                    JOIN_TIMEOUT.as_secs()
-                ))
-            })??;
+                JOIN_TIMEOUT.as_secs()
+            ))
+        })??;
         let (credentials, response) = issued;
         let managers = if response.managers.is_empty() {
             vec![remote.clone()]
@@ -353,10 +381,16 @@ impl Node {
         let saved = credentials
             .save(&self.config.data_dir)
             .map_err(|e| e.to_string())
-            .and_then(|_| record.save(&self.config.data_dir).map_err(|e| e.to_string()));
+            .and_then(|_| {
+                record
+                    .save(&self.config.data_dir)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = saved {
             self.wipe();
-            return Err(Status::internal(format!("could not record the swarm membership: {e}")));
+            return Err(Status::internal(format!(
+                "could not record the swarm membership: {e}"
+            )));
         }
         let started = self
             .start(record, credentials, None)
@@ -375,7 +409,13 @@ impl Node {
         token: &JoinToken,
         remote: &str,
         request: &JoinRequest,
-    ) -> Result<(NodeCredentials, shoal_proto::v1::IssueNodeCertificateResponse), Status> {
+    ) -> Result<
+        (
+            NodeCredentials,
+            shoal_proto::v1::IssueNodeCertificateResponse,
+        ),
+        Status,
+    > {
         let unreachable = |e: &dyn std::fmt::Display| {
             Status::unavailable(format!(
                 "cannot reach a shoal manager at {remote}: {e}: check the address and that the manager is running"
@@ -391,8 +431,11 @@ impl Node {
             .map_err(|s| unreachable(&s.message()))?
             .into_inner()
             .cert_pem;
-        let digest = shoal_security::ca::digest_of_pem(&ca_pem)
-            .map_err(|e| Status::failed_precondition(format!("the manager at {remote} sent an unreadable CA: {e}")))?;
+        let digest = shoal_security::ca::digest_of_pem(&ca_pem).map_err(|e| {
+            Status::failed_precondition(format!(
+                "the manager at {remote} sent an unreadable CA: {e}"
+            ))
+        })?;
         if digest != token.ca_digest {
             return Err(Status::permission_denied(format!(
                 "the manager at {remote} does not hold the CA this token was issued for \
@@ -420,7 +463,7 @@ impl Node {
                 csr_pem: csr,
                 token: token.to_string(),
                 hostname: self.config.hostname.clone(),
-                advertise_addr: request.advertise_addr.clone(),
+                advertise_addr: host_of(&request.advertise_addr),
             })
             .await?
             .into_inner();
@@ -511,6 +554,14 @@ impl Node {
     }
 }
 
+/// The host part of `HOST[:PORT]`.
+fn host_of(addr: &str) -> String {
+    match addr.parse::<SocketAddr>() {
+        Ok(socket) => socket.ip().to_string(),
+        Err(_) => addr.to_string(),
+    }
+}
+
 fn rand_u64() -> u64 {
     // Raft IDs only need to differ between managers; 0 is avoided because
     // some tools treat it as "none".
@@ -590,10 +641,14 @@ pub fn normalize_remote_addr(text: &str) -> Result<String, Status> {
         return Ok(text.to_string());
     }
     if text.parse::<IpAddr>().is_ok() {
-        return Ok(SocketAddr::new(text.parse().expect("checked"), Manager::DEFAULT_PORT).to_string());
+        return Ok(
+            SocketAddr::new(text.parse().expect("checked"), Manager::DEFAULT_PORT).to_string(),
+        );
     }
     match text.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(text.to_string()),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_string())
+        }
         Some(_) => Err(Status::invalid_argument(format!(
             "invalid manager address {text:?}: expected HOST[:PORT], e.g. 10.0.0.1:2377"
         ))),
@@ -608,7 +663,10 @@ mod tests {
     #[test]
     fn addresses_default_their_ports_like_docker() {
         assert_eq!(parse_listen_addr("").unwrap().to_string(), "0.0.0.0:2377");
-        assert_eq!(parse_listen_addr("127.0.0.2").unwrap().to_string(), "127.0.0.2:2377");
+        assert_eq!(
+            parse_listen_addr("127.0.0.2").unwrap().to_string(),
+            "127.0.0.2:2377"
+        );
         assert!(parse_listen_addr("nonsense").is_err());
         let listen = parse_listen_addr("127.0.0.2:0").unwrap();
         assert_eq!(parse_advertise_addr("", listen).unwrap(), listen);
@@ -619,7 +677,10 @@ mod tests {
             "10.0.0.1:2377"
         );
         assert!(parse_advertise_addr("", parse_listen_addr("").unwrap()).is_err());
-        assert_eq!(normalize_remote_addr("127.0.0.1").unwrap(), "127.0.0.1:2377");
+        assert_eq!(
+            normalize_remote_addr("127.0.0.1").unwrap(),
+            "127.0.0.1:2377"
+        );
         assert_eq!(normalize_remote_addr("mgr:4000").unwrap(), "mgr:4000");
         assert_eq!(normalize_remote_addr("mgr").unwrap(), "mgr:2377");
         assert!(normalize_remote_addr("mgr:port").is_err());

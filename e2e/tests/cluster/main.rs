@@ -1,1 +1,7 @@
+//! Multi-node tests: real `shoal daemon` processes on loopback addresses,
+//! driven through the CLI (and, for the mutual-TLS checks, raw gRPC).
 
+mod bad_input;
+mod formation;
+mod mtls;
+mod util;

@@ -101,7 +101,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcError> {
         let mut client = self.client()?;
-        let reply = client.append_entries(with_ttl(encode(&rpc)?, &option)).await;
+        let reply = client
+            .append_entries(with_ttl(encode(&rpc)?, &option))
+            .await;
         decode(reply)
     }
 
@@ -111,7 +113,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RpcError<InstallSnapshotError>> {
         let mut client = self.client()?;
-        let reply = client.install_snapshot(with_ttl(encode(&rpc)?, &option)).await;
+        let reply = client
+            .install_snapshot(with_ttl(encode(&rpc)?, &option))
+            .await;
         decode(reply)
     }
 

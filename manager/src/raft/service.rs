@@ -38,7 +38,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
-    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.decode(request)?;
         encode(&self.raft.append_entries(rpc).await)
     }
@@ -48,7 +51,10 @@ impl RaftRpc for RaftService {
         encode(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.decode(request)?;
         encode(&self.raft.install_snapshot(rpc).await)
     }

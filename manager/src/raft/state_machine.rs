@@ -14,7 +14,9 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::storage_error;
-use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::store::{ClusterState, CommandResult, SharedStore, StoreEvent};
 
 const KEY_SNAPSHOT: &[u8] = b"current";
@@ -93,14 +95,23 @@ impl StateMachine {
             meta: meta.clone(),
             data,
         })
-        .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(signature.clone())), ErrorVerb::Write, e))?;
-        self.snapshots
-            .insert(KEY_SNAPSHOT, stored)
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(signature.clone())), ErrorVerb::Write, e))?;
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write, e))?;
+        .map_err(|e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(signature.clone())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
+        self.snapshots.insert(KEY_SNAPSHOT, stored).map_err(|e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(signature.clone())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
+        self.db.flush_async().await.map_err(|e| {
+            storage_error(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write, e)
+        })?;
         Ok(())
     }
 }

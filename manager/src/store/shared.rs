@@ -41,7 +41,10 @@ impl SharedStore {
     }
 
     /// Changes the state and publishes `events` (the state machine's only use).
-    pub(crate) fn write<R>(&self, f: impl FnOnce(&mut ClusterState, &mut Vec<StoreEvent>) -> R) -> R {
+    pub(crate) fn write<R>(
+        &self,
+        f: impl FnOnce(&mut ClusterState, &mut Vec<StoreEvent>) -> R,
+    ) -> R {
         let mut events = Vec::new();
         let result = {
             let mut state = self.state.write().expect("store lock poisoned");

@@ -29,7 +29,9 @@ fn apply(state: &mut ClusterState, command: Command) -> (CommandResult, Vec<Stor
 #[test]
 fn second_cluster_is_refused_and_changes_nothing() {
     let mut state = ClusterState::default();
-    assert!(apply(&mut state, Command::CreateCluster(cluster())).0.is_ok());
+    assert!(apply(&mut state, Command::CreateCluster(cluster()))
+        .0
+        .is_ok());
     let before = state.clone();
     let mut other = cluster();
     other.id = "c2".into();
@@ -42,7 +44,9 @@ fn second_cluster_is_refused_and_changes_nothing() {
 #[test]
 fn session_marks_ready_and_down_keeps_description() {
     let mut state = ClusterState::default();
-    apply(&mut state, Command::CreateNode(node("n1"))).0.unwrap();
+    apply(&mut state, Command::CreateNode(node("n1")))
+        .0
+        .unwrap();
     let description = NodeDescription {
         hostname: "h1".into(),
         ..Default::default()
@@ -80,11 +84,20 @@ fn session_marks_ready_and_down_keeps_description() {
 #[test]
 fn removed_node_is_remembered_and_unknown_node_errors() {
     let mut state = ClusterState::default();
-    apply(&mut state, Command::CreateCluster(cluster())).0.unwrap();
-    apply(&mut state, Command::CreateNode(node("n1"))).0.unwrap();
-    apply(&mut state, Command::RemoveNode { node_id: "n1".into() })
+    apply(&mut state, Command::CreateCluster(cluster()))
         .0
         .unwrap();
+    apply(&mut state, Command::CreateNode(node("n1")))
+        .0
+        .unwrap();
+    apply(
+        &mut state,
+        Command::RemoveNode {
+            node_id: "n1".into(),
+        },
+    )
+    .0
+    .unwrap();
     assert!(state.is_removed("n1"));
     assert!(!state.nodes.contains_key("n1"));
     let before = state.clone();
@@ -109,7 +122,9 @@ fn removed_node_is_remembered_and_unknown_node_errors() {
 #[test]
 fn token_rotation_replaces_only_that_role() {
     let mut state = ClusterState::default();
-    apply(&mut state, Command::CreateCluster(cluster())).0.unwrap();
+    apply(&mut state, Command::CreateCluster(cluster()))
+        .0
+        .unwrap();
     apply(
         &mut state,
         Command::SetJoinToken {

@@ -1,0 +1,303 @@
+//! Shared harness: real `shoal daemon` processes with their own data dirs
+//! and sockets under a per-test temporary directory, driven through the CLI.
+//! Every daemon is killed when its handle drops, so a failing test leaves no
+//! process behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// How long any wait may last before the test fails; one knob for slow machines.
+pub fn patience() -> Duration {
+    std::env::var("SHOAL_E2E_PATIENCE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+/// The `shoal` binary built beside this test binary.
+pub fn shoal_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("SHOAL_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/cluster-<hash> → target/<profile>/shoal
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("shoal"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p shoal-cli` (or set SHOAL_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `check` until it returns `Some`, failing after `deadline` with
+/// `what` and the last observation.
+pub fn eventually<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if start.elapsed() > deadline => {
+                panic!("timed out after {deadline:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The result of one CLI invocation.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts failure with an `Error:` line containing `expected`.
+    #[track_caller]
+    pub fn assert_error(&self, expected: &str) {
+        assert_ne!(
+            self.status, 0,
+            "expected failure, got success: {}",
+            self.stdout
+        );
+        assert!(
+            self.stderr.starts_with("Error: ") && self.stderr.contains(expected),
+            "stderr should start with `Error:` and mention {expected:?}, got: {}",
+            self.stderr
+        );
+    }
+}
+
+/// A test's directory: every daemon's data dir and socket live under it.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        TestDir {
+            dir: tempfile::Builder::new()
+                .prefix("shoal-e2e-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn daemon(&self, name: &str) -> Daemon {
+        let mut daemon = Daemon {
+            name: name.to_string(),
+            data_dir: self.dir.path().join(name),
+            socket: self.dir.path().join(format!("{name}.sock")),
+            log: self.dir.path().join(format!("{name}.log")),
+            child: None,
+        };
+        daemon.start();
+        daemon
+    }
+}
+
+pub struct Daemon {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts (or restarts) the daemon and waits until its socket answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(shoal_bin())
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--hostname")
+            .arg(&self.name)
+            .env("SHOAL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn shoal daemon");
+        self.child = Some(child);
+        eventually(
+            patience(),
+            &format!("daemon {} to answer", self.name),
+            || {
+                let run = self.shoal(&["info", "--format", "json"]);
+                if run.status == 0 {
+                    Ok(())
+                } else {
+                    Err(run.stderr)
+                }
+            },
+        );
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let status = eventually(
+            patience(),
+            &format!("daemon {} to exit", self.name),
+            || match child.try_wait() {
+                Ok(Some(status)) => Ok(status),
+                other => Err(format!("{other:?}")),
+            },
+        );
+        status.code()
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn shoal(&self, args: &[&str]) -> Run {
+        Run::from(
+            Command::new(shoal_bin())
+                .arg("-H")
+                .arg(&self.socket)
+                .args(args)
+                .env_remove("SHOAL_HOST")
+                .output()
+                .expect("run shoal"),
+        )
+    }
+
+    /// Runs the CLI and asserts success; returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.shoal(args);
+        assert_eq!(
+            run.status,
+            0,
+            "`shoal {}` on {} failed: {}",
+            args.join(" "),
+            self.name,
+            run.stderr
+        );
+        run.stdout
+    }
+
+    pub fn info(&self) -> Value {
+        serde_json::from_str(&self.ok(&["info", "--format", "json"])).expect("info json")
+    }
+
+    /// `node ls --format json`, one object per line.
+    pub fn nodes(&self) -> Vec<Value> {
+        self.ok(&["node", "ls", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("node ls json line"))
+            .collect()
+    }
+
+    pub fn node_status(&self, hostname: &str) -> Option<String> {
+        self.nodes()
+            .into_iter()
+            .find(|n| n["Hostname"] == hostname)
+            .map(|n| n["Status"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// `swarm init` on 127.0.0.1 with an ephemeral port; returns the manager address.
+    pub fn init(&self) -> String {
+        self.ok(&["swarm", "init", "--listen-addr", "127.0.0.1:0"]);
+        self.info()["NodeAddr"]
+            .as_str()
+            .expect("node addr")
+            .to_string()
+    }
+
+    pub fn worker_token(&self) -> String {
+        self.ok(&["swarm", "join-token", "-q", "worker"])
+            .trim()
+            .to_string()
+    }
+
+    pub fn join(&self, token: &str, manager: &str, advertise_ip: &str) {
+        self.ok(&[
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--advertise-addr",
+            advertise_ip,
+            manager,
+        ]);
+    }
+
+    /// The daemon's log so far, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- log of {} ---\n{}", self.name, self.log_tail());
+        }
+        self.kill();
+    }
+}
+
+/// A manager and `workers` workers, all Ready.
+pub fn cluster(dir: &TestDir, workers: usize) -> (Daemon, Vec<Daemon>, String) {
+    let manager = dir.daemon("manager");
+    let addr = manager.init();
+    let token = manager.worker_token();
+    let workers: Vec<Daemon> = (0..workers)
+        .map(|i| {
+            let worker = dir.daemon(&format!("worker{}", i + 1));
+            worker.join(&token, &addr, &format!("127.0.0.{}", i + 2));
+            worker
+        })
+        .collect();
+    eventually(patience(), "every node Ready", || {
+        let nodes = manager.nodes();
+        if nodes.len() == workers.len() + 1 && nodes.iter().all(|n| n["Status"] == "Ready") {
+            Ok(())
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    });
+    (manager, workers, addr)
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Brings up a local three-node shoal cluster (a manager on 127.0.0.1 and
+# workers on 127.0.0.2 and .3, each with its own data dir and socket) and
+# shows how to look at it. `scripts/quickstart.sh down` stops it all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR="${SHOAL_QUICKSTART_DIR:-${TMPDIR:-/tmp}/shoal-quickstart}"
+SHOAL="$PWD/target/debug/shoal"
+NODES=(manager worker1 worker2)
+
+down() {
+    for node in "${NODES[@]}"; do
+        if [[ -f "$DIR/$node.pid" ]]; then
+            kill -TERM "$(cat "$DIR/$node.pid")" 2>/dev/null || true
+        fi
+    done
+    for node in "${NODES[@]}"; do
+        if [[ -f "$DIR/$node.pid" ]]; then
+            pid="$(cat "$DIR/$node.pid")"
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$DIR"
+    echo "quickstart cluster stopped and its data removed"
+}
+
+wait_for() { # wait_for DESCRIPTION COMMAND...
+    local what="$1"; shift
+    for _ in $(seq 1 300); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "Error: timed out waiting for $what (logs in $DIR)" >&2
+    exit 1
+}
+
+up() {
+    if [[ -d "$DIR" ]]; then
+        echo "a quickstart cluster already exists in $DIR: stopping it first"
+        down
+    fi
+    echo "building shoal…"
+    cargo build --quiet --bin shoal
+    mkdir -p "$DIR"
+    for node in "${NODES[@]}"; do
+        "$SHOAL" daemon --data-dir "$DIR/$node" --socket "$DIR/$node.sock" --hostname "$node" \
+            >"$DIR/$node.log" 2>&1 &
+        echo $! >"$DIR/$node.pid"
+    done
+    for node in "${NODES[@]}"; do
+        wait_for "the $node daemon" "$SHOAL" -H "$DIR/$node.sock" info
+    done
+
+    "$SHOAL" -H "$DIR/manager.sock" swarm init --listen-addr 127.0.0.1:0 >/dev/null
+    addr="$("$SHOAL" -H "$DIR/manager.sock" info --format json | sed -E 's/.*"NodeAddr":"([^"]+)".*/\1/')"
+    token="$("$SHOAL" -H "$DIR/manager.sock" swarm join-token -q worker)"
+    "$SHOAL" -H "$DIR/worker1.sock" swarm join --token "$token" --advertise-addr 127.0.0.2 "$addr" >/dev/null
+    "$SHOAL" -H "$DIR/worker2.sock" swarm join --token "$token" --advertise-addr 127.0.0.3 "$addr" >/dev/null
+    ready() { [[ "$("$SHOAL" -H "$DIR/manager.sock" node ls --format json | grep -c '"Status":"Ready"')" == 3 ]]; }
+    wait_for "three Ready nodes" ready
+
+    "$SHOAL" -H "$DIR/manager.sock" node ls
+    cat <<EOT
+
+A manager ($addr) and two workers are running, with data and logs in $DIR.
+Look at it:
+    export SHOAL_HOST=unix://$DIR/manager.sock
+    $SHOAL node ls
+    $SHOAL node inspect worker1 --pretty
+    $SHOAL swarm join-token worker
+Stop it all (and remove its data):
+    scripts/quickstart.sh down
+EOT
+}
+
+case "${1:-up}" in
+    up) up ;;
+    down) down ;;
+    *) echo "Error: unknown action ${1}: use 'up' or 'down'" >&2; exit 2 ;;
+esac
