@@ -151,10 +151,7 @@ mod tests {
             ("SWMTKN-1-abc-def", "must start with SHTKN"),
             (&good.replacen("-1-", "-2-", 1), "unsupported token version"),
             (&good[..good.len() - 1], "secret must be 25 characters"),
-            (
-                &good.to_uppercase(),
-                "lowercase",
-            ),
+            (&good.to_uppercase(), "lowercase"),
         ];
         for (text, expected) in cases {
             let err = JoinToken::parse(text).unwrap_err().to_string();
