@@ -32,7 +32,7 @@ impl CaService {
 
 /// A random node ID in Docker's form: 25 lowercase base-36 characters.
 pub fn new_node_id() -> String {
-    shoal_security::token::random_base36(25)
+    crate::new_id()
 }
 
 #[tonic::async_trait]

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use shoal_proto::v1::control_server::Control;
 use shoal_proto::v1::{
-    Cluster, GetClusterRequest, GetNodeRequest, ListNodesRequest, ListNodesResponse, Node,
-    NodeRole, NodeState, Reachability, RemoveNodeRequest, RemoveNodeResponse,
-    RotateJoinTokenRequest,
+    Cluster, CreateServiceRequest, GetClusterRequest, GetNodeRequest, GetServiceRequest,
+    ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
+    ListTasksRequest, ListTasksResponse, Meta, Node, NodeRole, NodeState, Reachability,
+    RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse,
+    RotateJoinTokenRequest, Service, ServiceInfo, TaskInfo, TaskState, UpdateServiceRequest,
 };
 use shoal_security::{JoinToken, Role};
 use tonic::{Request, Response, Status};
@@ -90,6 +92,54 @@ pub fn resolve_node<'a>(state: &'a ClusterState, reference: &str) -> Result<&'a 
         }
     }
     Err(Status::not_found(format!("No such node: {reference}")))
+}
+
+/// Finds a service by ID, name or unique ID prefix.
+pub fn resolve_service<'a>(
+    state: &'a ClusterState,
+    reference: &str,
+) -> Result<&'a Service, Status> {
+    if reference.is_empty() {
+        return Err(Status::invalid_argument("a service name or ID is required"));
+    }
+    if let Some(service) = state.services.get(reference) {
+        return Ok(service);
+    }
+    if let Some(service) = state.service_by_name(reference) {
+        return Ok(service);
+    }
+    let found: Vec<&Service> = state
+        .services
+        .values()
+        .filter(|s| s.id.starts_with(reference))
+        .collect();
+    match found.len() {
+        1 => Ok(found[0]),
+        0 => Err(Status::not_found(format!("No such service: {reference}"))),
+        n => Err(Status::failed_precondition(format!(
+            "service {reference} is ambiguous ({n} matches): use the full ID or the name"
+        ))),
+    }
+}
+
+/// A service with its running and desired task counts.
+fn service_info(state: &ClusterState, service: &Service) -> ServiceInfo {
+    let running = state
+        .tasks
+        .values()
+        .filter(|t| {
+            t.service_id == service.id
+                && t.desired_state == TaskState::Running as i32
+                && t.status
+                    .as_ref()
+                    .is_some_and(|s| s.state() == TaskState::Running)
+        })
+        .count() as u64;
+    ServiceInfo {
+        service: Some(service.clone()),
+        running_tasks: running,
+        desired_tasks: service.spec.as_ref().map(|s| s.replicas).unwrap_or(0),
+    }
 }
 
 #[tonic::async_trait]
@@ -196,6 +246,163 @@ impl Control for ControlService {
             .read(|s| s.cluster.clone())
             .unwrap_or_default();
         Ok(Response::new(redact(cluster)))
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<CreateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        self.authorize(&request)?;
+        self.create_service_impl(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        self.authorize(&request)?;
+        let services = self.manager.store().read(|s| {
+            s.services
+                .values()
+                .map(|svc| service_info(s, svc))
+                .collect()
+        });
+        Ok(Response::new(ListServicesResponse { services }))
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        self.authorize(&request)?;
+        let reference = request.into_inner().service;
+        let info = self
+            .manager
+            .store()
+            .read(|s| resolve_service(s, &reference).map(|svc| service_info(s, svc)))?;
+        Ok(Response::new(info))
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<UpdateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        self.authorize(&request)?;
+        let request = request.into_inner();
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+        crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+        let id = self
+            .manager
+            .store()
+            .read(|s| resolve_service(s, &request.service).map(|svc| svc.id.clone()))?;
+        self.manager
+            .propose(Command::UpdateServiceSpec {
+                service_id: id.clone(),
+                spec,
+                expected_version: request.expected_spec_version,
+                at_ms: crate::now_ms(),
+            })
+            .await?;
+        let service = self
+            .manager
+            .store()
+            .read(|s| s.services.get(&id).cloned())
+            .ok_or_else(|| Status::not_found(format!("No such service: {}", request.service)))?;
+        Ok(Response::new(service))
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        self.authorize(&request)?;
+        let reference = request.into_inner().service;
+        let id = self
+            .manager
+            .store()
+            .read(|s| resolve_service(s, &reference).map(|svc| svc.id.clone()))?;
+        self.manager
+            .propose(Command::RemoveService {
+                service_id: id.clone(),
+            })
+            .await?;
+        Ok(Response::new(RemoveServiceResponse { service_id: id }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        self.authorize(&request)?;
+        let ListTasksRequest { service, node } = request.into_inner();
+        let tasks = self.manager.store().read(|s| {
+            let service_id = if service.is_empty() {
+                None
+            } else {
+                Some(resolve_service(s, &service)?.id.clone())
+            };
+            let node_id = if node.is_empty() {
+                None
+            } else {
+                Some(resolve_node(s, &node)?.id.clone())
+            };
+            Ok::<_, Status>(
+                s.tasks
+                    .values()
+                    .filter(|t| service_id.as_ref().is_none_or(|id| &t.service_id == id))
+                    .filter(|t| node_id.as_ref().is_none_or(|id| &t.node_id == id))
+                    .map(|t| TaskInfo {
+                        task: Some(t.clone()),
+                        node_hostname: s
+                            .nodes
+                            .get(&t.node_id)
+                            .and_then(|n| n.description.as_ref())
+                            .map(|d| d.hostname.clone())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            )
+        })?;
+        Ok(Response::new(ListTasksResponse { tasks }))
+    }
+}
+
+impl ControlService {
+    async fn create_service_impl(&self, request: CreateServiceRequest) -> Result<Service, Status> {
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+        crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+        if self
+            .manager
+            .store()
+            .read(|s| s.service_by_name(&spec.name).is_some())
+        {
+            return Err(Status::already_exists(format!(
+                "name conflicts with an existing object: service {} already exists",
+                spec.name
+            )));
+        }
+        let now = crate::now_ms();
+        let service = Service {
+            id: crate::new_id(),
+            meta: Some(Meta {
+                version: 1,
+                created_at_ms: now,
+                updated_at_ms: now,
+            }),
+            spec: Some(spec),
+            previous_spec: None,
+            spec_version: 1,
+        };
+        self.manager
+            .propose(Command::CreateService(service.clone()))
+            .await?;
+        Ok(service)
     }
 }
 

@@ -15,7 +15,8 @@ use futures::Stream;
 use shoal_proto::v1::dispatcher_server::Dispatcher as DispatcherRpc;
 use shoal_proto::v1::{
     AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NodeState,
-    SessionMessage, SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    SessionMessage, SessionRequest, Task, TaskState, TaskStatus, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
 };
 use shoal_security::Role;
 use tokio::sync::mpsc;
@@ -24,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::raft::types::Raft;
-use crate::store::{Command, SharedStore};
+use crate::store::{ClusterState, Command, SharedStore};
 use crate::{auth, ManagerConfig};
 
 /// Default heartbeat period; a node is Down after [`MISSED_HEARTBEATS`] of them.
@@ -242,13 +243,32 @@ impl DispatcherRpc for Dispatcher {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
         self.check_session(&peer.node_id, &request.get_ref().session_id)?;
-        // Tasks arrive with services; until then a node's assignment set is
-        // empty, sent once, and the stream stays open for the session.
+        // The full assignment set, re-sent whenever a task is added to or
+        // taken from this node or its desired state moves.
         let (tx, rx) = mpsc::channel(4);
-        tx.send(Ok(AssignmentsMessage { tasks: Vec::new() }))
-            .await
-            .ok();
-        tokio::spawn(async move { tx.closed().await });
+        let store = self.store.clone();
+        let node_id = peer.node_id.clone();
+        tokio::spawn(async move {
+            let mut changes = store.changes();
+            let mut last_key: Option<Vec<(String, i32)>> = None;
+            loop {
+                let tasks = store.read(|s| assigned_tasks(s, &node_id));
+                let key: Vec<(String, i32)> = tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), t.desired_state))
+                    .collect();
+                if last_key.as_ref() != Some(&key) {
+                    if tx.send(Ok(AssignmentsMessage { tasks })).await.is_err() {
+                        break;
+                    }
+                    last_key = Some(key);
+                }
+                tokio::select! {
+                    _ = tx.closed() => break,
+                    changed = changes.changed() => if changed.is_err() { break },
+                }
+            }
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -257,9 +277,37 @@ impl DispatcherRpc for Dispatcher {
         request: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
+        self.require_leader()?;
         self.check_session(&peer.node_id, &request.get_ref().session_id)?;
+        let updates: Vec<(String, TaskStatus)> = request
+            .into_inner()
+            .updates
+            .into_iter()
+            .filter_map(|u| u.status.map(|s| (u.task_id, s)))
+            .collect();
+        if !updates.is_empty() {
+            crate::raft::propose(
+                &self.raft,
+                Command::UpdateTaskStatuses {
+                    node_id: peer.node_id,
+                    updates,
+                },
+            )
+            .await?;
+        }
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }
+}
+
+/// The tasks a node must run: assigned to it and desired to run. A task
+/// leaving this set is the agent's signal to stop it.
+pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
+    state
+        .tasks
+        .values()
+        .filter(|t| t.node_id == node_id && t.desired_state <= TaskState::Running as i32)
+        .cloned()
+        .collect()
 }
 
 impl Dispatcher {

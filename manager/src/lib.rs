@@ -13,6 +13,10 @@
 //! - [`ca_service`]: root CA distribution and certificate issuance against join tokens.
 //! - [`dispatcher`]: agent sessions, heartbeats, node Ready/Down.
 //! - [`control`]: the control API the CLI calls.
+//! - [`spec`]: validation of service specs.
+//! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
+//! - [`scheduling`]: the store side of the scheduler crate.
+//! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
 //! - [`error`]: errors and their mapping to gRPC statuses.
 //! - [`manager`]: wiring: open, bootstrap, serve, propose.
 
@@ -23,8 +27,12 @@ pub mod ca_service;
 pub mod control;
 pub mod dispatcher;
 pub mod error;
+pub mod leader;
 pub mod manager;
+pub mod orchestrator;
 pub mod raft;
+pub mod scheduling;
+pub mod spec;
 pub mod store;
 
 pub use error::ManagerError;
@@ -36,4 +44,9 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// A random object ID in Docker's form: 25 lowercase base-36 characters.
+pub fn new_id() -> String {
+    shoal_security::token::random_base36(25)
 }

@@ -66,7 +66,7 @@ pub struct Manager {
     raft: Raft,
     store: Arc<SharedStore>,
     dispatcher: Arc<Dispatcher>,
-    background: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Manager {
@@ -110,13 +110,18 @@ impl Manager {
             message: e.to_string(),
         })?;
         let dispatcher = Arc::new(Dispatcher::new(raft.clone(), store.clone(), config.clone()));
-        let background = tokio::spawn(dispatcher.clone().run_expiry());
+        let expiry = tokio::spawn(dispatcher.clone().run_expiry());
+        let loops = tokio::spawn(crate::leader::run(
+            raft.clone(),
+            store.clone(),
+            config.raft_id,
+        ));
         Ok(Arc::new(Manager {
             config,
             raft,
             store,
             dispatcher,
-            background,
+            background: vec![expiry, loops],
         }))
     }
 
@@ -216,7 +221,9 @@ impl Manager {
 
     /// Stops Raft and the background loops. The sled database flushes on drop.
     pub async fn shutdown(&self) {
-        self.background.abort();
+        for task in &self.background {
+            task.abort();
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }

@@ -8,15 +8,31 @@
 //! (an unknown node, say) changes nothing and returns an error that travels
 //! back to the proposer — the same on every manager.
 //!
+//! Commands are field-targeted ("one writer per fact"): managers write desired
+//! state and assignments, agents' reports write observed task status, and no
+//! command overwrites the other side's fields.
+//!
 //! Raft I/O lives in [`crate::raft`]; this module knows nothing about logs.
+//!
+//! # Layout
+//! - `nodes.rs`, `services.rs`, `tasks.rs`: apply, per object kind.
+//! - [`shared`]: the applied state as the manager reads and watches it.
 
 use std::collections::BTreeMap;
 
+mod nodes;
+mod services;
 mod shared;
+mod tasks;
+
 pub use shared::SharedStore;
+pub use tasks::{is_terminal, task_name};
 
 use serde::{Deserialize, Serialize};
-use shoal_proto::v1::{Cluster, Meta, Node, NodeDescription, NodeRole, NodeState, NodeStatus};
+use shoal_proto::v1::{
+    Cluster, Meta, Node, NodeDescription, NodeRole, Service, ServiceSpec, Task, TaskState,
+    TaskStatus,
+};
 
 /// Every change the cluster store can apply. Variants are only ever added at
 /// the end: their index is part of the on-disk log format.
@@ -47,17 +63,44 @@ pub enum Command {
     },
     /// `node rm`: the node is forgotten and its certificate refused from now on.
     RemoveNode { node_id: String },
-}
-
-/// Why a command did not apply. Deterministic, so every manager agrees.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("{kind} {id} not found")]
-    NotFound { kind: ObjectKind, id: String },
-    #[error("{kind} {id} already exists")]
-    AlreadyExists { kind: ObjectKind, id: String },
-    #[error("{0}")]
-    Conflict(String),
+    /// Adds a service; its name must be free.
+    CreateService(Service),
+    /// Replaces a service's spec, keeping the previous one.
+    UpdateServiceSpec {
+        service_id: String,
+        spec: ServiceSpec,
+        /// Non-zero: apply only if the service is still at this version.
+        expected_version: u64,
+        at_ms: i64,
+    },
+    /// Removes a service; its tasks are asked to shut down.
+    RemoveService { service_id: String },
+    /// Orchestrator: new tasks. A task for a slot that already has a live
+    /// task is skipped, so a repeated write never duplicates a replica.
+    CreateTasks(Vec<Task>),
+    /// Orchestrator: moves tasks' desired state forward.
+    SetTasksDesiredState {
+        task_ids: Vec<String>,
+        state: TaskState,
+        at_ms: i64,
+    },
+    /// Scheduler: pending tasks placed on nodes.
+    AssignTasks {
+        assignments: Vec<(String, String)>,
+        at_ms: i64,
+    },
+    /// Scheduler: why pending tasks could not be placed.
+    SetPendingReasons {
+        reasons: Vec<(String, String)>,
+        at_ms: i64,
+    },
+    /// Agents (through the dispatcher): observed task states, forward only.
+    UpdateTaskStatuses {
+        node_id: String,
+        updates: Vec<(String, TaskStatus)>,
+    },
+    /// Orchestrator: forgets dead tasks beyond the history limit.
+    DeleteTasks { task_ids: Vec<String> },
 }
 
 /// The kinds of stored object, for messages.
@@ -80,16 +123,35 @@ impl std::fmt::Display for ObjectKind {
     }
 }
 
+/// Why a command did not apply. Deterministic, so every manager agrees.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: ObjectKind, id: String },
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: ObjectKind, id: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
 /// The result of applying one command, returned to its proposer.
 pub type CommandResult = Result<(), StoreError>;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Removed,
+}
 
 /// A change published to in-process watchers after it applied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
     ClusterUpdated(Cluster),
-    NodeCreated(Node),
-    NodeUpdated(Node),
-    NodeRemoved(Node),
+    Node(Change, Node),
+    Service(Change, Service),
+    Task(Change, Task),
     /// The whole state was replaced (a snapshot was installed): re-read everything.
     Reset,
 }
@@ -99,9 +161,11 @@ pub enum StoreEvent {
 pub struct ClusterState {
     pub cluster: Option<Cluster>,
     pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
 }
 
-fn bump(meta: &mut Option<Meta>, at_ms: i64) {
+pub(crate) fn bump(meta: &mut Option<Meta>, at_ms: i64) {
     let meta = meta.get_or_insert_with(Meta::default);
     meta.version += 1;
     meta.updated_at_ms = at_ms;
@@ -111,87 +175,48 @@ impl ClusterState {
     /// Applies `command`, appending the resulting changes to `events`.
     pub fn apply(&mut self, command: Command, events: &mut Vec<StoreEvent>) -> CommandResult {
         match command {
-            Command::CreateCluster(cluster) => {
-                if let Some(existing) = &self.cluster {
-                    return Err(StoreError::AlreadyExists {
-                        kind: ObjectKind::Cluster,
-                        id: existing.id.clone(),
-                    });
-                }
-                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
-                self.cluster = Some(cluster);
-            }
+            Command::CreateCluster(cluster) => self.create_cluster(cluster, events),
             Command::SetJoinToken { role, token, at_ms } => {
-                let cluster = self.cluster.as_mut().ok_or(StoreError::NotFound {
-                    kind: ObjectKind::Cluster,
-                    id: String::new(),
-                })?;
-                let tokens = cluster.join_tokens.get_or_insert_with(Default::default);
-                match role {
-                    NodeRole::Worker => tokens.worker = token,
-                    NodeRole::Manager => tokens.manager = token,
-                }
-                bump(&mut cluster.meta, at_ms);
-                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
+                self.set_join_token(role, token, at_ms, events)
             }
-            Command::CreateNode(node) => {
-                if self.nodes.contains_key(&node.id) {
-                    return Err(StoreError::AlreadyExists {
-                        kind: ObjectKind::Node,
-                        id: node.id,
-                    });
-                }
-                events.push(StoreEvent::NodeCreated(node.clone()));
-                self.nodes.insert(node.id.clone(), node);
-            }
+            Command::CreateNode(node) => self.create_node(node, events),
             Command::NodeSessionStarted {
                 node_id,
                 description,
                 addr,
                 at_ms,
-            } => {
-                let node = self.node_mut(&node_id)?;
-                node.description = Some(description);
-                node.status = Some(NodeStatus {
-                    state: NodeState::Ready as i32,
-                    message: String::new(),
-                    addr,
-                });
-                bump(&mut node.meta, at_ms);
-                events.push(StoreEvent::NodeUpdated(node.clone()));
-            }
+            } => self.node_session_started(&node_id, description, addr, at_ms, events),
             Command::NodeDown {
                 node_id,
                 message,
                 at_ms,
-            } => {
-                let node = self.node_mut(&node_id)?;
-                let status = node.status.get_or_insert_with(Default::default);
-                status.state = NodeState::Down as i32;
-                status.message = message;
-                bump(&mut node.meta, at_ms);
-                events.push(StoreEvent::NodeUpdated(node.clone()));
+            } => self.node_down(&node_id, message, at_ms, events),
+            Command::RemoveNode { node_id } => self.remove_node(&node_id, events),
+            Command::CreateService(service) => self.create_service(service, events),
+            Command::UpdateServiceSpec {
+                service_id,
+                spec,
+                expected_version,
+                at_ms,
+            } => self.update_service_spec(&service_id, spec, expected_version, at_ms, events),
+            Command::RemoveService { service_id } => self.remove_service(&service_id, events),
+            Command::CreateTasks(tasks) => self.create_tasks(tasks, events),
+            Command::SetTasksDesiredState {
+                task_ids,
+                state,
+                at_ms,
+            } => self.set_tasks_desired_state(&task_ids, state, at_ms, events),
+            Command::AssignTasks { assignments, at_ms } => {
+                self.assign_tasks(assignments, at_ms, events)
             }
-            Command::RemoveNode { node_id } => {
-                let node = self.nodes.remove(&node_id).ok_or(StoreError::NotFound {
-                    kind: ObjectKind::Node,
-                    id: node_id.clone(),
-                })?;
-                if let Some(cluster) = self.cluster.as_mut() {
-                    cluster.removed_nodes.push(node_id);
-                    events.push(StoreEvent::ClusterUpdated(cluster.clone()));
-                }
-                events.push(StoreEvent::NodeRemoved(node));
+            Command::SetPendingReasons { reasons, at_ms } => {
+                self.set_pending_reasons(reasons, at_ms, events)
             }
+            Command::UpdateTaskStatuses { node_id, updates } => {
+                self.update_task_statuses(&node_id, updates, events)
+            }
+            Command::DeleteTasks { task_ids } => self.delete_tasks(&task_ids, events),
         }
-        Ok(())
-    }
-
-    fn node_mut(&mut self, node_id: &str) -> Result<&mut Node, StoreError> {
-        self.nodes.get_mut(node_id).ok_or(StoreError::NotFound {
-            kind: ObjectKind::Node,
-            id: node_id.to_string(),
-        })
     }
 
     /// Whether `node_id` was removed with `node rm` (its certificate is refused).
@@ -199,6 +224,13 @@ impl ClusterState {
         self.cluster
             .as_ref()
             .is_some_and(|c| c.removed_nodes.iter().any(|n| n == node_id))
+    }
+
+    /// The service named or identified by `name_or_id`.
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.services
+            .values()
+            .find(|s| s.spec.as_ref().is_some_and(|spec| spec.name == name))
     }
 }
 

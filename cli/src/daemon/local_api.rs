@@ -10,10 +10,12 @@ use anyhow::Context;
 use shoal_proto::v1::control_server::{Control, ControlServer};
 use shoal_proto::v1::local_node_server::{LocalNode, LocalNodeServer};
 use shoal_proto::v1::{
-    Cluster, GetClusterRequest, GetNodeRequest, InfoRequest, InfoResponse, InitRequest,
-    InitResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, ListNodesRequest,
-    ListNodesResponse, Node as NodeObject, RemoveNodeRequest, RemoveNodeResponse,
-    RotateJoinTokenRequest,
+    Cluster, CreateServiceRequest, GetClusterRequest, GetNodeRequest, GetServiceRequest,
+    InfoRequest, InfoResponse, InitRequest, InitResponse, JoinRequest, JoinResponse, LeaveRequest,
+    LeaveResponse, ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
+    ListTasksRequest, ListTasksResponse, Node as NodeObject, RemoveNodeRequest, RemoveNodeResponse,
+    RemoveServiceRequest, RemoveServiceResponse, RotateJoinTokenRequest, Service, ServiceInfo,
+    UpdateServiceRequest,
 };
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -147,5 +149,47 @@ impl Control for LocalControl {
         request: Request<RotateJoinTokenRequest>,
     ) -> Result<Response<Cluster>, Status> {
         self.control()?.rotate_join_token(request).await
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<CreateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        self.control()?.create_service(request).await
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        self.control()?.list_services(request).await
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        self.control()?.get_service(request).await
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<UpdateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        self.control()?.update_service(request).await
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        self.control()?.remove_service(request).await
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        self.control()?.list_tasks(request).await
     }
 }

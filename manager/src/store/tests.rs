@@ -1,5 +1,5 @@
 use super::*;
-use shoal_proto::v1::{JoinTokens, NodeSpec};
+use shoal_proto::v1::{JoinTokens, NodeSpec, NodeState, ServiceSpec};
 
 fn cluster() -> Cluster {
     Cluster {
@@ -138,4 +138,134 @@ fn token_rotation_replaces_only_that_role() {
     let tokens = state.cluster.unwrap().join_tokens.unwrap();
     assert_eq!(tokens.worker, "w2");
     assert_eq!(tokens.manager, "m");
+}
+
+fn service(id: &str, name: &str) -> Service {
+    Service {
+        id: id.into(),
+        spec: Some(ServiceSpec {
+            name: name.into(),
+            replicas: 1,
+            ..Default::default()
+        }),
+        spec_version: 1,
+        ..Default::default()
+    }
+}
+
+fn task(id: &str, slot: u64) -> Task {
+    Task {
+        id: id.into(),
+        service_id: "s1".into(),
+        slot,
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::Pending as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn status(state: TaskState) -> TaskStatus {
+    TaskStatus {
+        state: state as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn service_names_are_unique_and_renames_refused() {
+    let mut state = ClusterState::default();
+    apply(&mut state, Command::CreateService(service("s1", "web")))
+        .0
+        .unwrap();
+    let (result, events) = apply(&mut state, Command::CreateService(service("s2", "web")));
+    assert!(matches!(result, Err(StoreError::Conflict(m)) if m.contains("web already exists")));
+    assert!(events.is_empty());
+    let mut renamed = service("s1", "api").spec.unwrap();
+    renamed.replicas = 3;
+    let (result, _) = apply(
+        &mut state,
+        Command::UpdateServiceSpec {
+            service_id: "s1".into(),
+            spec: renamed,
+            expected_version: 0,
+            at_ms: 1,
+        },
+    );
+    assert!(result.is_err());
+    assert_eq!(state.services["s1"].spec_version, 1);
+}
+
+#[test]
+fn a_slot_never_gets_a_second_live_task() {
+    let mut state = ClusterState::default();
+    apply(&mut state, Command::CreateService(service("s1", "web")))
+        .0
+        .unwrap();
+    apply(
+        &mut state,
+        Command::CreateTasks(vec![task("a", 1), task("b", 1), task("c", 2)]),
+    )
+    .0
+    .unwrap();
+    let ids: Vec<&String> = state.tasks.keys().collect();
+    assert_eq!(ids, vec!["a", "c"]);
+}
+
+#[test]
+fn task_states_only_move_forward_and_only_from_their_node() {
+    let mut state = ClusterState::default();
+    apply(&mut state, Command::CreateNode(node("n1")))
+        .0
+        .unwrap();
+    apply(&mut state, Command::CreateService(service("s1", "web")))
+        .0
+        .unwrap();
+    apply(&mut state, Command::CreateTasks(vec![task("a", 1)]))
+        .0
+        .unwrap();
+    apply(
+        &mut state,
+        Command::AssignTasks {
+            assignments: vec![("a".into(), "n1".into())],
+            at_ms: 1,
+        },
+    )
+    .0
+    .unwrap();
+    let report = |state: &mut ClusterState, node: &str, s: TaskState| {
+        apply(
+            state,
+            Command::UpdateTaskStatuses {
+                node_id: node.into(),
+                updates: vec![("a".into(), status(s))],
+            },
+        )
+        .0
+        .unwrap();
+        state.tasks["a"].status.as_ref().unwrap().state()
+    };
+    assert_eq!(
+        report(&mut state, "n2", TaskState::Running),
+        TaskState::Assigned
+    );
+    assert_eq!(
+        report(&mut state, "n1", TaskState::Running),
+        TaskState::Running
+    );
+    assert_eq!(
+        report(&mut state, "n1", TaskState::Starting),
+        TaskState::Running
+    );
+    assert_eq!(
+        report(&mut state, "n1", TaskState::Shutdown),
+        TaskState::Shutdown
+    );
+    // A late report after a terminal state is dropped.
+    assert_eq!(
+        report(&mut state, "n1", TaskState::Failed),
+        TaskState::Shutdown
+    );
 }

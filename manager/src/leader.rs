@@ -1,0 +1,43 @@
+//! The leader-only loops: the orchestrator and the scheduler. They run while
+//! this manager leads and idle otherwise; each pass recomputes everything from
+//! the store (level-triggered) and waits for its writes to apply before the
+//! next, so a leader change mid-pass duplicates nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::raft::types::Raft;
+use crate::store::SharedStore;
+use crate::{orchestrator, scheduling};
+
+/// A pass runs at least this often even without store changes.
+const RESYNC: Duration = Duration::from_secs(1);
+
+pub async fn run(raft: Raft, store: Arc<SharedStore>, raft_id: u64) {
+    let mut changes = store.changes();
+    loop {
+        let leader = raft.metrics().borrow().current_leader == Some(raft_id);
+        if leader {
+            if let Err(e) = pass(&raft, &store).await {
+                tracing::warn!(error = %e, "orchestration pass failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        // Wake on the next applied change, or resync.
+        let _ = tokio::time::timeout(RESYNC, changes.changed()).await;
+    }
+}
+
+async fn pass(raft: &Raft, store: &SharedStore) -> Result<(), crate::ManagerError> {
+    let now = crate::now_ms();
+    let mut new_id = crate::new_id;
+    let commands = store.read(|s| orchestrator::reconcile(s, now, &mut new_id));
+    for command in commands {
+        crate::raft::propose(raft, command).await?;
+    }
+    let commands = store.read(|s| scheduling::schedule_pending(s, now));
+    for command in commands {
+        crate::raft::propose(raft, command).await?;
+    }
+    Ok(())
+}

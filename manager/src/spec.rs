@@ -1,0 +1,139 @@
+//! Validation of service specs, on the manager so that every API caller gets
+//! the same answers. A rejected spec changes nothing.
+
+use shoal_proto::v1::{ServiceMode, ServiceSpec};
+
+/// Runtimes a task may ask for.
+pub const RUNTIMES: &[&str] = &["process", "docker"];
+/// Upper bound on replicas: a typo must not make the orchestrator create a
+/// billion tasks.
+pub const MAX_REPLICAS: u64 = 100_000;
+
+/// Checks a spec, saying what is wrong and what is expected.
+pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
+    validate_name(&spec.name)?;
+    if spec.mode() != ServiceMode::Replicated {
+        return Err("global services are not supported yet: use --mode replicated".into());
+    }
+    if spec.replicas > MAX_REPLICAS {
+        return Err(format!(
+            "invalid replicas {}: at most {MAX_REPLICAS} replicas per service",
+            spec.replicas
+        ));
+    }
+    let task = spec
+        .task
+        .as_ref()
+        .ok_or_else(|| "the service has no task spec".to_string())?;
+    match task.runtime.as_str() {
+        "process" => {
+            if task.command.first().is_none_or(|c| c.trim().is_empty()) {
+                return Err(
+                    "a process service needs a command: shoal service create --runtime process CMD [ARG…]"
+                        .into(),
+                );
+            }
+        }
+        "docker" => {
+            if task.image.trim().is_empty() {
+                return Err(
+                    "a container service needs an image: shoal service create IMAGE [CMD] [ARG…]"
+                        .into(),
+                );
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown runtime {other:?}: expected one of {}",
+                RUNTIMES.join(", ")
+            ))
+        }
+    }
+    for entry in &task.env {
+        if entry.split('=').next().is_none_or(|key| key.is_empty()) {
+            return Err(format!(
+                "invalid environment variable {entry:?}: expected KEY=VALUE"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Service names as Docker accepts them: 1-63 letters, digits, '-' and '_',
+/// starting and ending with a letter or digit (they become DNS names).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid service name {name:?}: use 1-63 letters, digits, '-' and '_', \
+             starting and ending with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::v1::TaskSpec;
+
+    use super::*;
+
+    fn spec(name: &str, runtime: &str, command: &[&str], image: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            replicas: 1,
+            task: Some(TaskSpec {
+                runtime: runtime.into(),
+                image: image.into(),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn accepts_good_specs() {
+        validate_service_spec(&spec("web", "process", &["sleep", "1"], "")).unwrap();
+        validate_service_spec(&spec("web_1-a", "docker", &[], "nginx:1.27")).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_specs_with_reasons() {
+        let cases = [
+            (spec("", "process", &["x"], ""), "invalid service name"),
+            (spec("-web", "process", &["x"], ""), "invalid service name"),
+            (spec("web.1", "process", &["x"], ""), "invalid service name"),
+            (
+                spec(&"a".repeat(64), "process", &["x"], ""),
+                "invalid service name",
+            ),
+            (spec("web", "process", &[], ""), "needs a command"),
+            (spec("web", "process", &[" "], ""), "needs a command"),
+            (spec("web", "docker", &[], ""), "needs an image"),
+            (spec("web", "vm", &["x"], ""), "unknown runtime"),
+        ];
+        for (s, expected) in cases {
+            let err = validate_service_spec(&s).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+        let mut many = spec("web", "process", &["x"], "");
+        many.replicas = MAX_REPLICAS + 1;
+        assert!(validate_service_spec(&many)
+            .unwrap_err()
+            .contains("at most"));
+    }
+}
