@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up a local three-node shoal cluster (a manager on 127.0.0.1 and
-# workers on 127.0.0.2 and .3, each with its own data dir and socket) and
-# shows how to look at it. `scripts/quickstart.sh down` stops it all.
+# workers on 127.0.0.2 and .3, each with its own data dir and socket), runs an
+# example service of three small HTTP servers on it (replica N answers on
+# 127.0.0.1:1808N), and shows how to look at it.
+# `scripts/quickstart.sh down` stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,16 @@ wait_for() { # wait_for DESCRIPTION COMMAND...
     exit 1
 }
 
+# One HTTP GET without depending on curl being installed.
+fetch() {
+    if command -v curl >/dev/null; then
+        curl -fsS "http://127.0.0.1:$1/"
+    else
+        exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && tail -n1 <&3; exec 3<&-
+    fi
+}
+curl_or_tcp() { fetch "$1" >/dev/null; }
+
 up() {
     if [[ -d "$DIR" ]]; then
         echo "a quickstart cluster already exists in $DIR: stopping it first"
@@ -61,15 +73,29 @@ up() {
     ready() { [[ "$("$SHOAL" -H "$DIR/manager.sock" node ls --format json | grep -c '"Status":"Ready"')" == 3 ]]; }
     wait_for "three Ready nodes" ready
 
+    "$SHOAL" -H "$DIR/manager.sock" service create --name hello --replicas 3 \
+        --runtime process "$SHOAL" example-server --base-port 18080 >/dev/null
+    converged() { "$SHOAL" -H "$DIR/manager.sock" service ls --format json | grep -q '"Replicas":"3/3"'; }
+    wait_for "the example service to run" converged
+    wait_for "the example servers to answer" curl_or_tcp 18081
+
     "$SHOAL" -H "$DIR/manager.sock" node ls
+    echo
+    "$SHOAL" -H "$DIR/manager.sock" service ps hello
+    echo
+    for port in 18081 18082 18083; do
+        printf '127.0.0.1:%s says: ' "$port"; fetch "$port"
+    done
     cat <<EOT
 
-A manager ($addr) and two workers are running, with data and logs in $DIR.
-Look at it:
+A manager ($addr) and two workers are running the service "hello", with data
+and logs in $DIR. Look at it:
     export SHOAL_HOST=unix://$DIR/manager.sock
+    $SHOAL service ls
+    $SHOAL service ps hello
+    $SHOAL service scale hello=5        # replicas 4 and 5 answer on 18084, 18085
     $SHOAL node ls
-    $SHOAL node inspect worker1 --pretty
-    $SHOAL swarm join-token worker
+    curl http://127.0.0.1:18081/
 Stop it all (and remove its data):
     scripts/quickstart.sh down
 EOT

@@ -1,7 +1,7 @@
 //! The shoal agent: every node's worker half. It holds a session with a
-//! manager over mutual TLS, reports what the node is, heartbeats, and keeps
-//! the assignment stream open; tasks it is assigned are run by executors
-//! (they arrive with services).
+//! manager over mutual TLS, reports what the node is, heartbeats, receives the
+//! node's assignment set, runs exactly those tasks through its executors, and
+//! reports their states.
 //!
 //! The agent never changes desired state; it only reports what it observes.
 //! When no manager answers it keeps trying another, and whatever it runs
@@ -10,10 +10,16 @@
 //! # Layout
 //! - [`description`]: what the node reports about itself (hostname, platform, resources).
 //! - [`session`]: the session loop with the managers.
+//! - [`worker`]: reconciles assignments against supervised tasks.
+//! - [`executor`]: the executor trait and the process executor.
+//! - [`reporter`]: task status reports waiting for a manager.
 
 #![forbid(unsafe_code)]
 
 pub mod description;
+pub mod executor;
+pub mod reporter;
 pub mod session;
+pub mod worker;
 
 pub use session::{spawn, AgentConfig, AgentHandle};

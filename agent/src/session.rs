@@ -6,13 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_proto::v1::dispatcher_client::DispatcherClient;
-use shoal_proto::v1::{AssignmentsRequest, HeartbeatRequest, SessionRequest};
+use shoal_proto::v1::{
+    AssignmentsRequest, HeartbeatRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
+};
 use shoal_security::files::NodeCredentials;
 use shoal_security::tls;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
 use crate::description::describe;
+use crate::executor::process::{ProcessExecutor, DEFAULT_STOP_GRACE};
+use crate::executor::Executor;
+use crate::reporter::Reporter;
+use crate::worker::{Worker, WorkerEvent};
 
 /// How long to wait for a manager to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,6 +30,8 @@ const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
+    /// Where task state (PID files, logs) lives.
+    pub data_dir: std::path::PathBuf,
     pub node_id: String,
     pub hostname: String,
     pub credentials: NodeCredentials,
@@ -36,6 +44,8 @@ pub struct AgentHandle {
     session_up: watch::Receiver<bool>,
     managers: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
+    worker: mpsc::Sender<WorkerEvent>,
+    reporter: Arc<Reporter>,
 }
 
 impl AgentHandle {
@@ -49,8 +59,32 @@ impl AgentHandle {
         self.managers.lock().expect("managers lock").clone()
     }
 
-    /// Stops the agent.
-    pub fn stop(&self) {
+    /// Stops every task this node runs (SIGTERM, then SIGKILL after their
+    /// grace period), tries briefly to report their final states, then ends
+    /// the session. Used when the daemon stops and when the node leaves.
+    pub async fn shutdown(&self, reason: &str) {
+        let (done, finished) = oneshot::channel();
+        let sent = self
+            .worker
+            .send(WorkerEvent::Shutdown {
+                reason: reason.to_string(),
+                done,
+            })
+            .await;
+        if sent.is_ok() {
+            let limit = DEFAULT_STOP_GRACE + Duration::from_secs(5);
+            if tokio::time::timeout(limit, finished).await.is_err() {
+                tracing::warn!("tasks did not stop within {limit:?}");
+            }
+        }
+        // Best effort: the session sends queued reports within a moment.
+        let flush_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !self.reporter.is_empty()
+            && self.session_up()
+            && tokio::time::Instant::now() < flush_deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.task.abort();
     }
 }
@@ -61,19 +95,40 @@ impl Drop for AgentHandle {
     }
 }
 
-/// Starts the agent's session loop.
-pub fn spawn(config: AgentConfig) -> AgentHandle {
+/// Starts the agent: the worker (adopting tasks a previous agent left
+/// running) and the session loop.
+pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let (up_tx, up_rx) = watch::channel(false);
     let managers = Arc::new(Mutex::new(config.managers.clone()));
-    let task = tokio::spawn(run(config, managers.clone(), up_tx));
+    let reporter = Arc::new(Reporter::default());
+    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
+        &config.data_dir,
+        &config.node_id,
+    ))];
+    let (worker, _worker_task) = Worker::spawn(executors, reporter.clone()).await;
+    let task = tokio::spawn(run(
+        config,
+        managers.clone(),
+        up_tx,
+        worker.clone(),
+        reporter.clone(),
+    ));
     AgentHandle {
         session_up: up_rx,
         managers,
         task,
+        worker,
+        reporter,
     }
 }
 
-async fn run(config: AgentConfig, managers: Arc<Mutex<Vec<String>>>, up: watch::Sender<bool>) {
+async fn run(
+    config: AgentConfig,
+    managers: Arc<Mutex<Vec<String>>>,
+    up: watch::Sender<bool>,
+    worker: mpsc::Sender<WorkerEvent>,
+    reporter: Arc<Reporter>,
+) {
     let client_tls = tls::client_config(&config.credentials);
     let mut attempt = 0usize;
     loop {
@@ -85,7 +140,16 @@ async fn run(config: AgentConfig, managers: Arc<Mutex<Vec<String>>>, up: watch::
         }
         let addr = list[attempt % list.len()].clone();
         attempt += 1;
-        let outcome = session(&config, &addr, client_tls.clone(), &managers, &up).await;
+        let outcome = session(
+            &config,
+            &addr,
+            client_tls.clone(),
+            &managers,
+            &up,
+            &worker,
+            &reporter,
+        )
+        .await;
         up.send_replace(false);
         match outcome {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
@@ -122,6 +186,8 @@ async fn session(
     client_tls: tonic::transport::ClientTlsConfig,
     managers: &Arc<Mutex<Vec<String>>>,
     up: &watch::Sender<bool>,
+    worker: &mpsc::Sender<WorkerEvent>,
+    reporter: &Reporter,
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, client_tls).await?;
     let mut client = DispatcherClient::new(channel);
@@ -150,6 +216,8 @@ async fn session(
         .await?
         .into_inner();
 
+    // Reports queued while no session was up go out first.
+    send_reports(&mut client, &session_id, reporter).await?;
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -175,10 +243,44 @@ async fn session(
             }
             message = assignments.message() => {
                 match message? {
-                    Some(set) => tracing::debug!(tasks = set.tasks.len(), "assignments"),
+                    Some(set) => {
+                        tracing::debug!(tasks = set.tasks.len(), "assignments");
+                        if worker.send(WorkerEvent::Assignments(set.tasks)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                     None => return Ok(()),
                 }
             }
+            _ = reporter.queued() => send_reports(&mut client, &session_id, reporter).await?,
         }
     }
+}
+
+/// Sends every queued status report in one batch; on failure they are queued
+/// again for the next session.
+async fn send_reports(
+    client: &mut DispatcherClient<Channel>,
+    session_id: &str,
+    reporter: &Reporter,
+) -> Result<(), tonic::Status> {
+    let batch = reporter.take();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let request = UpdateTaskStatusRequest {
+        session_id: session_id.to_string(),
+        updates: batch
+            .iter()
+            .map(|(task_id, status)| TaskStatusUpdate {
+                task_id: task_id.clone(),
+                status: Some(status.clone()),
+            })
+            .collect(),
+    };
+    if let Err(status) = client.update_task_status(request).await {
+        reporter.put_back(batch);
+        return Err(status);
+    }
+    Ok(())
 }

@@ -28,6 +28,97 @@ pub enum Command {
     Node(NodeCommand),
     /// Show this node's swarm membership.
     Info(InfoArgs),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
+    /// the quick start's example service runs it.
+    ExampleServer {
+        /// Port of slot 0; slot N listens on BASE_PORT + N.
+        #[arg(long, default_value_t = 18080)]
+        base_port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a new service.
+    Create(ServiceCreateArgs),
+    /// List services.
+    #[command(alias = "list")]
+    Ls {
+        /// Only display IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the tasks of one or more services.
+    Ps {
+        /// Only display task IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Service names or IDs.
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Display detailed information on one or more services.
+    Inspect {
+        /// Output format (inspect always prints JSON).
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Service names or IDs.
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Scale one or multiple replicated services.
+    Scale {
+        /// SERVICE=REPLICAS pairs.
+        #[arg(required = true)]
+        scales: Vec<String>,
+    },
+    /// Remove one or more services.
+    #[command(alias = "remove")]
+    Rm {
+        /// Service names or IDs.
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceCreateArgs {
+    /// Service name (default: a generated one).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of tasks.
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
+    pub replicas: String,
+    /// Set environment variables (KEY=VALUE, or KEY to copy it from this shell).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Service labels (KEY=VALUE).
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    /// Task runtime: "docker" runs IMAGE [CMD] [ARG…]; "process" runs CMD [ARG…].
+    #[arg(long, default_value = "docker")]
+    pub runtime: String,
+    /// Service mode: replicated (global arrives later).
+    #[arg(long, default_value = "replicated")]
+    pub mode: String,
+    /// Exit immediately instead of waiting for the service to converge.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// IMAGE [CMD] [ARG…] for containers, CMD [ARG…] for processes.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

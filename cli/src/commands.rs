@@ -1,7 +1,9 @@
 //! One module per command group; [`dispatch`] routes a parsed command line.
 
+pub mod example_server;
 pub mod info;
 pub mod node;
+pub mod service;
 pub mod swarm;
 
 use crate::args::{Cli, Command};
@@ -26,6 +28,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(command) => swarm::run(host, command).await,
         Command::Node(command) => node::run(host, command).await,
         Command::Info(args) => info::run(host, args).await,
+        Command::Service(command) => service::run(host, command).await,
+        Command::ExampleServer { base_port } => example_server::run(base_port).await,
     }
 }
 

@@ -3,7 +3,21 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = shoal_cli::args::Cli::parse();
+    let cli = match shoal_cli::args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Usage errors follow the CLI contract too: `Error: …` on stderr.
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("Error: {text}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -125,11 +125,13 @@ impl Node {
             _ => None,
         };
         let agent = shoal_agent::spawn(AgentConfig {
+            data_dir: self.config.data_dir.clone(),
             node_id: record.node_id.clone(),
             hostname: self.config.hostname.clone(),
             credentials,
             managers: record.managers.clone(),
-        });
+        })
+        .await;
         Ok(Active {
             record,
             manager,
@@ -313,11 +315,13 @@ impl Node {
         }
         let running = self.serve_manager(manager, listener);
         let agent = shoal_agent::spawn(AgentConfig {
+            data_dir: self.config.data_dir.clone(),
             node_id: node_id.clone(),
             hostname: self.config.hostname.clone(),
             credentials,
             managers: record.managers.clone(),
-        });
+        })
+        .await;
         *active = Some(Active {
             record,
             manager: Some(running),
@@ -491,7 +495,7 @@ impl Node {
             ));
         }
         let current = active.take().expect("checked above");
-        current.agent.stop();
+        current.agent.shutdown("the node left the swarm").await;
         if let Some(manager) = current.manager {
             *self.manager.write().expect("manager lock") = None;
             manager.stop().await;
@@ -528,7 +532,10 @@ impl Node {
     pub async fn stop(&self) {
         let mut active = self.active.lock().await;
         if let Some(current) = active.take() {
-            current.agent.stop();
+            current
+                .agent
+                .shutdown("stopped with the shoal daemon")
+                .await;
             if let Some(manager) = current.manager {
                 *self.manager.write().expect("manager lock") = None;
                 manager.stop().await;
@@ -545,11 +552,13 @@ impl Node {
         if let Err(e) = NodeCredentials::remove(dir) {
             tracing::warn!(error = %e, "could not remove the node's certificates");
         }
-        match std::fs::remove_dir_all(dir.join("raft")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(error = %e, "could not remove the raft store")
+        for sub in ["raft", "tasks"] {
+            match std::fs::remove_dir_all(dir.join(sub)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(error = %e, "could not remove {sub}")
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
 }

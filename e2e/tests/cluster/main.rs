@@ -4,4 +4,6 @@
 mod bad_input;
 mod formation;
 mod mtls;
+mod service_input;
+mod services;
 mod util;

@@ -275,8 +275,50 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             eprintln!("--- log of {} ---\n{}", self.name, self.log_tail());
         }
-        self.kill();
+        // A clean stop takes the daemon's tasks with it; SIGKILL if it hangs.
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        // Tasks of daemons that were SIGKILLed keep running by design (the
+        // data plane outlives its agent): sweep every process started from
+        // this test's directory.
+        for pid in processes_under(self.dir.path()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// PIDs of live processes whose program lives under `dir`.
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        if argv0.starts_with(prefix.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// A manager and `workers` workers, all Ready.
@@ -300,4 +342,74 @@ pub fn cluster(dir: &TestDir, workers: usize) -> (Daemon, Vec<Daemon>, String) {
         }
     });
     (manager, workers, addr)
+}
+
+/// A copy of `sleep` under the test's directory: its path marks this test's
+/// task processes, so they can be counted machine-wide (orphans included).
+pub fn marker_program(dir: &TestDir) -> PathBuf {
+    let bin = dir.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let program = bin.join("task-sleep");
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a sleep binary");
+    std::fs::copy(sleep, &program).unwrap();
+    program
+}
+
+/// PIDs of live (non-zombie) processes whose program is `program`.
+pub fn processes_of(program: &Path) -> Vec<i32> {
+    let wanted = program.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        if argv0 != wanted.as_bytes() {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+        if state != Some('Z') {
+            pids.push(pid);
+        }
+    }
+    pids.sort();
+    pids
+}
+
+/// `service ps --format json --no-trunc`, one object per task.
+impl Daemon {
+    pub fn tasks(&self, service: &str) -> Vec<Value> {
+        self.ok(&["service", "ps", "--no-trunc", "--format", "json", service])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("service ps json line"))
+            .collect()
+    }
+
+    /// Tasks desired and observed Running.
+    pub fn running_tasks(&self, service: &str) -> Vec<Value> {
+        self.tasks(service)
+            .into_iter()
+            .filter(|t| {
+                t["DesiredState"] == "Running"
+                    && t["CurrentState"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("Running")
+            })
+            .collect()
+    }
+
+    /// The PID this node's agent recorded for a task.
+    pub fn task_pid(&self, task_id: &str) -> Option<i32> {
+        let text =
+            std::fs::read_to_string(self.data_dir.join("tasks").join(task_id).join("pid")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
 }

@@ -1,0 +1,86 @@
+//! Executors run tasks. One trait per runtime, with one controller per task
+//! whose lifecycle is prepare → start → wait → shutdown → remove (as swarmkit's
+//! `exec.Controller`). The worker drives controllers and turns what they
+//! report into task states; controllers never decide desired state.
+//!
+//! # Layout
+//! - [`process`]: tasks as plain processes in their own process group.
+
+pub mod process;
+
+use std::time::Duration;
+
+use shoal_proto::v1::Task;
+
+/// How a task's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exit code (or 128 + signal number when killed by a signal).
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+    /// It ended while nothing was watching it (the agent was restarting).
+    Unknown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The task cannot run here at all (bad command, missing executable).
+    #[error("{0}")]
+    Rejected(String),
+    /// Starting or stopping failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A task found still running when the agent started.
+pub struct Adopted {
+    pub task_id: String,
+    pub controller: Box<dyn Controller>,
+}
+
+/// A runtime.
+#[tonic::async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// The runtime name tasks ask for ("process", "docker").
+    fn runtime(&self) -> &'static str;
+
+    /// A controller for a task assigned to this node.
+    fn controller(&self, task: &Task) -> Box<dyn Controller>;
+
+    /// Tasks left running by a previous agent on this node.
+    async fn adopt(&self) -> Vec<Adopted>;
+
+    /// What previous agents recorded about tasks that ended while they were
+    /// stopped or crashed, by task ID.
+    async fn recorded_exits(&self) -> Vec<(String, RecordedExit)>;
+
+    /// Removes what a finished task left on the node.
+    async fn remove(&self, task_id: &str);
+}
+
+/// A task's final state written to disk, so that a restarted agent can still
+/// report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedExit {
+    pub shutdown: bool,
+    pub exit_code: Option<i32>,
+    pub message: String,
+}
+
+/// One task's lifecycle.
+#[tonic::async_trait]
+pub trait Controller: Send + 'static {
+    /// Checks and sets up everything the task needs before it starts.
+    async fn prepare(&mut self) -> Result<(), ExecError>;
+    /// Starts the task.
+    async fn start(&mut self) -> Result<(), ExecError>;
+    /// Resolves when the task ends on its own. Cancel-safe.
+    async fn wait(&mut self) -> Exit;
+    /// Stops the task: SIGTERM, then SIGKILL after `grace`.
+    async fn shutdown(&mut self, grace: Duration) -> Exit;
+    /// Records how the task ended, for a restarted agent.
+    async fn record_exit(&mut self, exit: &RecordedExit);
+    /// Removes what the task left on the node (its directory, logs).
+    async fn remove(&mut self);
+}

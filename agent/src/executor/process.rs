@@ -1,0 +1,358 @@
+//! The process executor: a task is its command run as a child in its own
+//! process group, with the service's environment plus `SHOAL_TASK_ID`,
+//! `SHOAL_TASK_SLOT`, `SHOAL_TASK_NAME`, `SHOAL_SERVICE_NAME` and
+//! `SHOAL_NODE_ID`, stdout and stderr appended to files under
+//! `<data dir>/tasks/<task id>/`.
+//!
+//! Stopping sends SIGTERM to the whole group and SIGKILL after the grace
+//! period; when the main process ends, whatever it left in its group is
+//! killed too, so a task never leaves orphans. Each task directory holds a
+//! `pid` file (PID and kernel start time, so a reused PID is not mistaken for
+//! the task) through which a restarted agent finds and adopts its processes,
+//! and `exit.json` once the task ended.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use shoal_proto::v1::Task;
+use tokio::process::Child;
+
+use super::{Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+
+/// Stop grace period when the spec gives none, as Docker's.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often an adopted process (not our child) is checked for life.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct ProcessExecutor {
+    tasks_dir: PathBuf,
+    node_id: String,
+}
+
+impl ProcessExecutor {
+    pub fn new(data_dir: &Path, node_id: &str) -> Self {
+        ProcessExecutor {
+            tasks_dir: data_dir.join("tasks"),
+            node_id: node_id.to_string(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Executor for ProcessExecutor {
+    fn runtime(&self) -> &'static str {
+        "process"
+    }
+
+    fn controller(&self, task: &Task) -> Box<dyn Controller> {
+        Box::new(ProcessController {
+            dir: self.tasks_dir.join(&task.id),
+            task: Some(task.clone()),
+            node_id: self.node_id.clone(),
+            child: None,
+            pid: None,
+        })
+    }
+
+    async fn adopt(&self) -> Vec<Adopted> {
+        let mut adopted = Vec::new();
+        for (task_id, dir) in task_dirs(&self.tasks_dir) {
+            if dir.join("exit.json").exists() {
+                continue;
+            }
+            let Some(pid) = read_pid_file(&dir.join("pid")) else {
+                continue;
+            };
+            if !pid.is_alive() {
+                continue;
+            }
+            tracing::info!(task = %task_id, pid = pid.pid, "adopting a running task process");
+            adopted.push(Adopted {
+                task_id,
+                controller: Box::new(ProcessController {
+                    dir,
+                    task: None,
+                    node_id: self.node_id.clone(),
+                    child: None,
+                    pid: Some(pid),
+                }),
+            });
+        }
+        adopted
+    }
+
+    async fn recorded_exits(&self) -> Vec<(String, RecordedExit)> {
+        let mut exits = Vec::new();
+        for (task_id, dir) in task_dirs(&self.tasks_dir) {
+            if let Some(exit) = std::fs::read(dir.join("exit.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                exits.push((task_id, exit));
+            } else if let Some(pid) = read_pid_file(&dir.join("pid")) {
+                if !pid.is_alive() {
+                    // It died while no agent watched: its code is lost.
+                    exits.push((
+                        task_id,
+                        RecordedExit {
+                            shutdown: false,
+                            exit_code: None,
+                            message: "the process ended while the agent was not running".into(),
+                        },
+                    ));
+                }
+            }
+        }
+        exits
+    }
+
+    async fn remove(&self, task_id: &str) {
+        let dir = self.tasks_dir.join(task_id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a task directory")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn task_dirs(root: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect()
+}
+
+/// A process identified by PID and kernel start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessId {
+    pid: i32,
+    start_time: u64,
+}
+
+impl ProcessId {
+    fn of(pid: i32) -> Option<Self> {
+        let (state, start_time) = proc_stat(pid)?;
+        (state != 'Z').then_some(ProcessId { pid, start_time })
+    }
+
+    /// Alive and still the same process (not a zombie, not a reused PID).
+    fn is_alive(&self) -> bool {
+        matches!(proc_stat(self.pid), Some((state, start)) if state != 'Z' && start == self.start_time)
+    }
+}
+
+/// State and start time from /proc/<pid>/stat.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 of the full line is the 20th after the command name.
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some((state, start_time))
+}
+
+fn read_pid_file(path: &Path) -> Option<ProcessId> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    Some(ProcessId {
+        pid: parts.next()?.parse().ok()?,
+        start_time: parts.next()?.parse().ok()?,
+    })
+}
+
+struct ProcessController {
+    dir: PathBuf,
+    /// Absent for adopted processes: they are only watched and stopped.
+    task: Option<Task>,
+    node_id: String,
+    child: Option<Child>,
+    pid: Option<ProcessId>,
+}
+
+impl ProcessController {
+    fn signal_group(&self, signal: Signal) {
+        if let Some(pid) = self.pid {
+            // The task leads its own group, so its group ID is its PID. ESRCH
+            // (nothing left in the group) is fine.
+            let _ = killpg(Pid::from_raw(pid.pid), signal);
+        }
+    }
+
+    async fn wait_exit(&mut self) -> Exit {
+        if let Some(child) = self.child.as_mut() {
+            let exit = match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (status.code(), status.signal()) {
+                        (Some(code), _) => Exit::Code(code),
+                        (None, Some(signal)) => Exit::Signal(signal),
+                        _ => Exit::Unknown,
+                    }
+                }
+                Err(_) => Exit::Unknown,
+            };
+            return exit;
+        }
+        match self.pid {
+            Some(pid) => {
+                while pid.is_alive() {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                Exit::Unknown
+            }
+            None => Exit::Unknown,
+        }
+    }
+}
+
+fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    path.split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+#[tonic::async_trait]
+impl Controller for ProcessController {
+    async fn prepare(&mut self) -> Result<(), ExecError> {
+        let task = self
+            .task
+            .as_ref()
+            .ok_or_else(|| ExecError::Failed("no task spec".into()))?;
+        let spec = task.spec.clone().unwrap_or_default();
+        let program = spec
+            .command
+            .first()
+            .ok_or_else(|| ExecError::Rejected("the task has no command".into()))?;
+        let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string());
+        if resolve_program(program, &path).is_none() {
+            return Err(ExecError::Rejected(format!(
+                "executable file not found: {program:?} is not a file{}",
+                if program.contains('/') {
+                    ""
+                } else {
+                    " in $PATH"
+                }
+            )));
+        }
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| ExecError::Failed(format!("cannot create {}: {e}", self.dir.display())))?;
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<(), ExecError> {
+        let task = self
+            .task
+            .as_ref()
+            .ok_or_else(|| ExecError::Failed("no task spec".into()))?;
+        let spec = task.spec.clone().unwrap_or_default();
+        let open_log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(name))
+                .map_err(|e| ExecError::Failed(format!("cannot open the {name} log: {e}")))
+        };
+        let mut command = tokio::process::Command::new(&spec.command[0]);
+        command
+            .args(&spec.command[1..])
+            .args(&spec.args)
+            .current_dir(&self.dir)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
+            )
+            .env("HOME", &self.dir);
+        for entry in &spec.env {
+            let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+            command.env(key, value);
+        }
+        command
+            .env("SHOAL_TASK_ID", &task.id)
+            .env("SHOAL_TASK_SLOT", task.slot.to_string())
+            .env(
+                "SHOAL_TASK_NAME",
+                format!("{}.{}.{}", task.service_name, task.slot, task.id),
+            )
+            .env("SHOAL_SERVICE_NAME", &task.service_name)
+            .env("SHOAL_NODE_ID", &self.node_id)
+            .stdin(std::process::Stdio::null())
+            .stdout(open_log("stdout.log")?)
+            .stderr(open_log("stderr.log")?)
+            // Its own group: stopping the task reaches every process it started.
+            .process_group(0)
+            // The agent stops tasks deliberately; dropping a handle must not.
+            .kill_on_drop(false);
+        let child = command
+            .spawn()
+            .map_err(|e| ExecError::Failed(format!("cannot start {:?}: {e}", spec.command[0])))?;
+        let raw = child.id().map(|p| p as i32).unwrap_or_default();
+        let pid = ProcessId::of(raw).unwrap_or(ProcessId {
+            pid: raw,
+            start_time: 0,
+        });
+        let pid_file = self.dir.join("pid");
+        let tmp = self.dir.join("pid.tmp");
+        std::fs::write(&tmp, format!("{} {}\n", pid.pid, pid.start_time))
+            .and_then(|_| std::fs::rename(&tmp, &pid_file))
+            .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", pid_file.display())))?;
+        self.pid = Some(pid);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Exit {
+        let exit = self.wait_exit().await;
+        // The main process is gone: nothing it started may outlive it.
+        self.signal_group(Signal::SIGKILL);
+        exit
+    }
+
+    async fn shutdown(&mut self, grace: Duration) -> Exit {
+        self.signal_group(Signal::SIGTERM);
+        let exit = match tokio::time::timeout(grace, self.wait_exit()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                self.signal_group(Signal::SIGKILL);
+                self.wait_exit().await
+            }
+        };
+        self.signal_group(Signal::SIGKILL);
+        exit
+    }
+
+    async fn record_exit(&mut self, exit: &RecordedExit) {
+        if let Ok(bytes) = serde_json::to_vec(exit) {
+            let tmp = self.dir.join("exit.json.tmp");
+            let _ = std::fs::write(&tmp, bytes)
+                .and_then(|_| std::fs::rename(&tmp, self.dir.join("exit.json")));
+        }
+    }
+
+    async fn remove(&mut self) {
+        if let Err(e) = tokio::fs::remove_dir_all(&self.dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove a task directory");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! The worker: makes the node run exactly its assigned tasks.
+//!
+//! It reconciles the latest assignment set (level-triggered) against the
+//! tasks it supervises: a new assignment gets a supervisor that drives the
+//! task's controller and reports its states; a task that left the set is
+//! stopped. Until the first assignment set arrives, tasks found running from a
+//! previous agent keep running: the data plane does not wait for a manager.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::v1::{Task, TaskState, TaskStatus};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::executor::process::DEFAULT_STOP_GRACE;
+use crate::executor::{Controller, ExecError, Executor, Exit, RecordedExit};
+use crate::reporter::Reporter;
+
+pub enum WorkerEvent {
+    /// The full set of tasks assigned to this node.
+    Assignments(Vec<Task>),
+    /// A supervisor finished (its task reached a terminal state).
+    Finished(String),
+    /// Stop every task (daemon stop or swarm leave) and answer when done.
+    Shutdown {
+        reason: String,
+        done: oneshot::Sender<()>,
+    },
+}
+
+struct Supervised {
+    stop: Option<oneshot::Sender<String>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+pub struct Worker {
+    executors: HashMap<&'static str, Arc<dyn Executor>>,
+    reporter: Arc<Reporter>,
+    events: mpsc::Sender<WorkerEvent>,
+    running: HashMap<String, Supervised>,
+    /// Tasks that reached a terminal state, while they stay assigned: never restarted.
+    finished: HashSet<String>,
+    assigned: HashSet<String>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn status(state: TaskState, message: &str) -> TaskStatus {
+    TaskStatus {
+        state: state as i32,
+        timestamp_ms: now_ms(),
+        message: message.to_string(),
+        err: String::new(),
+        exit_code: 0,
+    }
+}
+
+impl Worker {
+    /// Starts the worker: adopts what a previous agent left running, queues
+    /// what it recorded, and reconciles every event from `receiver`.
+    pub async fn spawn(
+        executors: Vec<Arc<dyn Executor>>,
+        reporter: Arc<Reporter>,
+    ) -> (mpsc::Sender<WorkerEvent>, tokio::task::JoinHandle<()>) {
+        let (events, receiver) = mpsc::channel(64);
+        let mut worker = Worker {
+            executors: executors.iter().map(|e| (e.runtime(), e.clone())).collect(),
+            reporter,
+            events: events.clone(),
+            running: HashMap::new(),
+            finished: HashSet::new(),
+            assigned: HashSet::new(),
+        };
+        for executor in &executors {
+            // Adopt first: a process that dies meanwhile is then reported by
+            // its supervisor, never started a second time.
+            for adopted in executor.adopt().await {
+                worker.supervise(
+                    adopted.task_id,
+                    adopted.controller,
+                    DEFAULT_STOP_GRACE,
+                    true,
+                );
+            }
+            for (task_id, exit) in executor.recorded_exits().await {
+                if worker.running.contains_key(&task_id) {
+                    continue;
+                }
+                worker.reporter.report(&task_id, recorded_status(&exit));
+                worker.finished.insert(task_id);
+            }
+        }
+        let handle = tokio::spawn(worker.run(receiver));
+        (events, handle)
+    }
+
+    async fn run(mut self, mut receiver: mpsc::Receiver<WorkerEvent>) {
+        while let Some(event) = receiver.recv().await {
+            match event {
+                WorkerEvent::Assignments(tasks) => self.reconcile(tasks).await,
+                WorkerEvent::Finished(task_id) => {
+                    self.running.remove(&task_id);
+                    if self.assigned.contains(&task_id) {
+                        self.finished.insert(task_id);
+                    } else {
+                        self.remove(&task_id).await;
+                    }
+                }
+                WorkerEvent::Shutdown { reason, done } => {
+                    for supervised in self.running.values_mut() {
+                        if let Some(stop) = supervised.stop.take() {
+                            let _ = stop.send(reason.clone());
+                        }
+                    }
+                    for (_, supervised) in self.running.drain() {
+                        let _ = supervised.handle.await;
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, tasks: Vec<Task>) {
+        self.assigned = tasks.iter().map(|t| t.id.clone()).collect();
+        for task in tasks {
+            if self.running.contains_key(&task.id) || self.finished.contains(&task.id) {
+                continue;
+            }
+            let runtime = task.spec.as_ref().map(|s| s.runtime.as_str()).unwrap_or("");
+            let Some(executor) = self.executors.get(runtime).cloned() else {
+                let mut rejected = status(TaskState::Rejected, "rejected");
+                rejected.err = format!("this node has no {runtime:?} runtime");
+                self.reporter.report(&task.id, rejected);
+                self.finished.insert(task.id.clone());
+                continue;
+            };
+            let grace = task
+                .spec
+                .as_ref()
+                .map(|s| s.stop_grace_period_ms)
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_STOP_GRACE);
+            let controller = executor.controller(&task);
+            self.supervise(task.id.clone(), controller, grace, false);
+        }
+        // Stop what is no longer assigned.
+        for (task_id, supervised) in self.running.iter_mut() {
+            if !self.assigned.contains(task_id) {
+                if let Some(stop) = supervised.stop.take() {
+                    let _ = stop.send("shutdown".to_string());
+                }
+            }
+        }
+        let forgotten: Vec<String> = self
+            .finished
+            .iter()
+            .filter(|id| !self.assigned.contains(*id))
+            .cloned()
+            .collect();
+        for task_id in forgotten {
+            self.finished.remove(&task_id);
+            self.remove(&task_id).await;
+        }
+    }
+
+    async fn remove(&self, task_id: &str) {
+        for executor in self.executors.values() {
+            executor.remove(task_id).await;
+        }
+    }
+
+    fn supervise(
+        &mut self,
+        task_id: String,
+        controller: Box<dyn Controller>,
+        grace: Duration,
+        adopted: bool,
+    ) {
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(supervise(
+            task_id.clone(),
+            controller,
+            grace,
+            adopted,
+            self.reporter.clone(),
+            stopped,
+            self.events.clone(),
+        ));
+        self.running.insert(
+            task_id,
+            Supervised {
+                stop: Some(stop),
+                handle,
+            },
+        );
+    }
+}
+
+fn recorded_status(exit: &RecordedExit) -> TaskStatus {
+    let (state, err) = match (exit.shutdown, exit.exit_code) {
+        (true, _) => (TaskState::Shutdown, String::new()),
+        (false, Some(0)) => (TaskState::Complete, String::new()),
+        (false, _) => (TaskState::Failed, exit.message.clone()),
+    };
+    TaskStatus {
+        state: state as i32,
+        timestamp_ms: now_ms(),
+        message: exit.message.clone(),
+        err,
+        exit_code: exit.exit_code.unwrap_or(-1),
+    }
+}
+
+/// Drives one task from assignment to a terminal state.
+async fn supervise(
+    task_id: String,
+    mut controller: Box<dyn Controller>,
+    grace: Duration,
+    adopted: bool,
+    reporter: Arc<Reporter>,
+    mut stop: oneshot::Receiver<String>,
+    events: mpsc::Sender<WorkerEvent>,
+) {
+    let outcome = run_task(
+        &task_id,
+        controller.as_mut(),
+        grace,
+        adopted,
+        &reporter,
+        &mut stop,
+    )
+    .await;
+    controller.record_exit(&outcome).await;
+    reporter.report(&task_id, recorded_status(&outcome));
+    let _ = events.send(WorkerEvent::Finished(task_id)).await;
+}
+
+async fn run_task(
+    task_id: &str,
+    controller: &mut dyn Controller,
+    grace: Duration,
+    adopted: bool,
+    reporter: &Reporter,
+    stop: &mut oneshot::Receiver<String>,
+) -> RecordedExit {
+    let failed = |e: ExecError| RecordedExit {
+        shutdown: false,
+        exit_code: None,
+        message: e.to_string(),
+    };
+    if !adopted {
+        reporter.report(task_id, status(TaskState::Accepted, "accepted"));
+        reporter.report(task_id, status(TaskState::Preparing, "preparing"));
+        if let Err(e) = controller.prepare().await {
+            if let ExecError::Rejected(message) = &e {
+                let mut rejected = status(TaskState::Rejected, "rejected");
+                rejected.err = message.clone();
+                reporter.report(task_id, rejected);
+            }
+            return failed(e);
+        }
+        if let Ok(reason) = stop.try_recv() {
+            return RecordedExit {
+                shutdown: true,
+                exit_code: None,
+                message: reason,
+            };
+        }
+        reporter.report(task_id, status(TaskState::Starting, "starting"));
+        if let Err(e) = controller.start().await {
+            return failed(e);
+        }
+    }
+    reporter.report(task_id, status(TaskState::Running, "started"));
+    let stopped = tokio::select! {
+        exit = controller.wait() => Err(exit),
+        reason = &mut *stop => Ok(reason.unwrap_or_else(|_| "shutdown".into())),
+    };
+    match stopped {
+        Ok(reason) => {
+            let exit = controller.shutdown(grace).await;
+            RecordedExit {
+                shutdown: true,
+                exit_code: exit_code(exit),
+                message: reason,
+            }
+        }
+        Err(exit) => {
+            let message = match exit {
+                Exit::Code(0) => "finished".to_string(),
+                Exit::Code(code) => format!("task: non-zero exit ({code})"),
+                Exit::Signal(signal) => format!("task: killed by signal {signal}"),
+                Exit::Unknown => {
+                    "the process ended while the agent was not watching it".to_string()
+                }
+            };
+            RecordedExit {
+                shutdown: false,
+                exit_code: exit_code(exit),
+                message,
+            }
+        }
+    }
+}
+
+fn exit_code(exit: Exit) -> Option<i32> {
+    match exit {
+        Exit::Code(code) => Some(code),
+        Exit::Signal(signal) => Some(128 + signal),
+        Exit::Unknown => None,
+    }
+}

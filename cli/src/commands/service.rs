@@ -1,0 +1,447 @@
+//! `shoal service create | ls | ps | inspect | scale | rm`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+use shoal_proto::names;
+use shoal_proto::v1::control_client::ControlClient;
+use shoal_proto::v1::{
+    CreateServiceRequest, GetServiceRequest, ListServicesRequest, ListTasksRequest,
+    RemoveServiceRequest, Service, ServiceInfo, ServiceMode, ServiceSpec, TaskInfo, TaskSpec,
+    UpdateServiceRequest,
+};
+use tonic::transport::Channel;
+
+use crate::args::{Format, ServiceCommand, ServiceCreateArgs};
+use crate::client;
+use crate::output;
+
+pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<()> {
+    let channel = client::connect(host).await?;
+    let mut control = ControlClient::new(channel);
+    match command {
+        ServiceCommand::Create(args) => {
+            let spec = spec_from_args(args)?;
+            let service = control
+                .create_service(CreateServiceRequest { spec: Some(spec) })
+                .await?
+                .into_inner();
+            println!("{}", service.id);
+        }
+        ServiceCommand::Ls { quiet, format } => {
+            let mut services = control
+                .list_services(ListServicesRequest {})
+                .await?
+                .into_inner()
+                .services;
+            services.sort_by_key(|s| name_of(s.service.as_ref()));
+            if quiet {
+                for s in &services {
+                    println!(
+                        "{}",
+                        s.service.as_ref().map(|s| s.id.as_str()).unwrap_or("")
+                    );
+                }
+            } else if format == Format::Json {
+                for s in &services {
+                    println!("{}", ls_json(s));
+                }
+            } else {
+                let rows: Vec<Vec<String>> = services
+                    .iter()
+                    .map(|s| {
+                        let v = ls_json(s);
+                        ["ID", "Name", "Mode", "Replicas", "Image", "Ports"]
+                            .iter()
+                            .map(|k| v[*k].as_str().unwrap_or_default().to_string())
+                            .collect()
+                    })
+                    .collect();
+                output::table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
+            }
+        }
+        ServiceCommand::Ps {
+            quiet,
+            no_trunc,
+            format,
+            services,
+        } => {
+            let mut tasks = Vec::new();
+            for service in &services {
+                tasks.extend(
+                    control
+                        .list_tasks(ListTasksRequest {
+                            service: service.clone(),
+                            node: String::new(),
+                        })
+                        .await?
+                        .into_inner()
+                        .tasks,
+                );
+            }
+            print_tasks(&tasks, quiet, no_trunc, format);
+        }
+        ServiceCommand::Inspect {
+            format: _,
+            services,
+        } => {
+            let mut found = Vec::new();
+            for service in services {
+                found.push(get(&mut control, &service).await?);
+            }
+            let array: Vec<Value> = found.iter().map(inspect_json).collect();
+            println!("{}", serde_json::to_string_pretty(&array)?);
+        }
+        ServiceCommand::Scale { scales } => {
+            // Parse every pair before changing anything.
+            let mut parsed = Vec::new();
+            for pair in &scales {
+                let (name, replicas) = pair.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid scale specifier {pair:?}: expected SERVICE=REPLICAS, e.g. web=3"
+                    )
+                })?;
+                parsed.push((name.to_string(), parse_replicas(replicas)?));
+            }
+            let mut found = Vec::new();
+            for (name, replicas) in parsed {
+                found.push((get(&mut control, &name).await?, name, replicas));
+            }
+            for (info, name, replicas) in found {
+                let service = info.service.unwrap_or_default();
+                let mut spec = service.spec.clone().unwrap_or_default();
+                if spec.mode() != ServiceMode::Replicated {
+                    anyhow::bail!("{name}: scale can only be used with replicated mode");
+                }
+                spec.replicas = replicas;
+                control
+                    .update_service(UpdateServiceRequest {
+                        service: service.id.clone(),
+                        spec: Some(spec),
+                        expected_spec_version: service.spec_version,
+                    })
+                    .await?;
+                println!("{name} scaled to {replicas}");
+            }
+        }
+        ServiceCommand::Rm { services } => {
+            // Every name must resolve before anything is removed.
+            let mut ids = Vec::new();
+            for service in &services {
+                let info = get(&mut control, service).await?;
+                ids.push((info.service.unwrap_or_default().id, service.clone()));
+            }
+            for (id, name) in ids {
+                control
+                    .remove_service(RemoveServiceRequest { service: id })
+                    .await?;
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn get(control: &mut ControlClient<Channel>, service: &str) -> anyhow::Result<ServiceInfo> {
+    Ok(control
+        .get_service(GetServiceRequest {
+            service: service.to_string(),
+        })
+        .await?
+        .into_inner())
+}
+
+fn name_of(service: Option<&Service>) -> String {
+    service
+        .and_then(|s| s.spec.as_ref())
+        .map(|s| s.name.clone())
+        .unwrap_or_default()
+}
+
+/// `--replicas` and `scale` values: whole numbers, 0 or more.
+pub fn parse_replicas(text: &str) -> anyhow::Result<u64> {
+    text.trim().parse::<u64>().map_err(|_| {
+        anyhow::anyhow!("invalid replicas value {text:?}: expected a whole number, 0 or more")
+    })
+}
+
+fn key_values(entries: &[String], flag: &str) -> anyhow::Result<HashMap<String, String>> {
+    entries
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(anyhow::anyhow!(
+                "invalid {flag} {entry:?}: expected KEY=VALUE"
+            )),
+        })
+        .collect()
+}
+
+/// Builds the spec from `service create`'s flags. The manager validates it
+/// again; checks here only make the CLI's own parsing errors precise.
+pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
+    let replicas = parse_replicas(&args.replicas)?;
+    let mode = match args.mode.as_str() {
+        "replicated" => ServiceMode::Replicated,
+        "global" => ServiceMode::Global,
+        other => anyhow::bail!("invalid --mode {other:?}: expected replicated or global"),
+    };
+    let mut env = Vec::new();
+    for entry in &args.env {
+        if entry.contains('=') {
+            if entry.starts_with('=') {
+                anyhow::bail!("invalid --env {entry:?}: expected KEY=VALUE");
+            }
+            env.push(entry.clone());
+        } else {
+            let value = std::env::var(entry).map_err(|_| {
+                anyhow::anyhow!("invalid --env {entry:?}: expected KEY=VALUE, or the name of a variable set in this shell")
+            })?;
+            env.push(format!("{entry}={value}"));
+        }
+    }
+    let labels = key_values(&args.label, "--label")?;
+    let (image, command) = match args.runtime.as_str() {
+        "process" => {
+            if args.command.is_empty() {
+                anyhow::bail!(
+                    "a command is required: shoal service create --runtime process CMD [ARG…]"
+                );
+            }
+            (String::new(), args.command.clone())
+        }
+        _ => {
+            let mut parts = args.command.clone().into_iter();
+            let image = parts.next().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "an image is required: shoal service create IMAGE [CMD] [ARG…] \
+                     (or --runtime process CMD [ARG…] for a plain process)"
+                )
+            })?;
+            (image, parts.collect())
+        }
+    };
+    Ok(ServiceSpec {
+        name: args.name.unwrap_or_else(generated_name),
+        labels: labels.clone(),
+        mode: mode as i32,
+        replicas,
+        task: Some(TaskSpec {
+            runtime: args.runtime,
+            image,
+            command,
+            args: Vec::new(),
+            env,
+            labels,
+            stop_grace_period_ms: 0,
+        }),
+    })
+}
+
+/// A Docker-style random name, e.g. "brave_turing".
+fn generated_name() -> String {
+    const ADJECTIVES: &[&str] = &[
+        "brave", "calm", "eager", "gentle", "happy", "keen", "lucid", "nimble", "quiet", "swift",
+    ];
+    const NAMES: &[&str] = &[
+        "curie", "dijkstra", "hopper", "knuth", "lamport", "liskov", "lovelace", "ritchie",
+        "thompson", "turing",
+    ];
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    format!(
+        "{}_{}",
+        ADJECTIVES[n % ADJECTIVES.len()],
+        NAMES[(n / ADJECTIVES.len()) % NAMES.len()]
+    )
+}
+
+fn image_of(spec: &ServiceSpec) -> String {
+    let task = spec.task.clone().unwrap_or_default();
+    if task.runtime == "process" {
+        task.command.join(" ")
+    } else {
+        task.image
+    }
+}
+
+fn mode_name(spec: &ServiceSpec) -> &'static str {
+    match spec.mode() {
+        ServiceMode::Replicated => "replicated",
+        ServiceMode::Global => "global",
+    }
+}
+
+fn ls_json(info: &ServiceInfo) -> Value {
+    let service = info.service.clone().unwrap_or_default();
+    let spec = service.spec.clone().unwrap_or_default();
+    json!({
+        "ID": short(&service.id, false),
+        "Name": spec.name,
+        "Mode": mode_name(&spec),
+        "Replicas": format!("{}/{}", info.running_tasks, info.desired_tasks),
+        "Image": image_of(&spec),
+        "Ports": "",
+    })
+}
+
+fn short(id: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        id.to_string()
+    } else {
+        id.chars().take(12).collect()
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn print_tasks(tasks: &[TaskInfo], quiet: bool, no_trunc: bool, format: Format) {
+    // Slot order, newest task first within a slot; older ones are history.
+    let mut by_slot: BTreeMap<(String, u64), Vec<&TaskInfo>> = BTreeMap::new();
+    for info in tasks {
+        let task = info.task.as_ref().expect("task");
+        by_slot
+            .entry((task.service_name.clone(), task.slot))
+            .or_default()
+            .push(info);
+    }
+    let now = SystemTime::now();
+    let mut rows = Vec::new();
+    for ((service, slot), mut slot_tasks) in by_slot {
+        slot_tasks.sort_by_key(|t| {
+            std::cmp::Reverse(
+                t.task
+                    .as_ref()
+                    .and_then(|t| t.meta)
+                    .map(|m| m.created_at_ms)
+                    .unwrap_or(0),
+            )
+        });
+        for (i, info) in slot_tasks.iter().enumerate() {
+            let task = info.task.as_ref().expect("task");
+            let status = task.status.clone().unwrap_or_default();
+            let name = format!("{service}.{slot}");
+            let value = json!({
+                "ID": short(&task.id, no_trunc),
+                "Name": if i == 0 { name } else { format!(" \\_ {name}") },
+                "Image": image_of(&ServiceSpec { task: task.spec.clone(), ..Default::default() }),
+                "Node": info.node_hostname,
+                "DesiredState": capitalized(names::task_state(task.desired_state())),
+                "CurrentState": format!(
+                    "{} {}",
+                    capitalized(names::task_state(status.state())),
+                    output::ago(status.timestamp_ms, now)
+                ),
+                "Error": status.err,
+                "Ports": "",
+            });
+            rows.push((task.id.clone(), value));
+        }
+    }
+    if quiet {
+        for (id, _) in &rows {
+            println!("{id}");
+        }
+        return;
+    }
+    if format == Format::Json {
+        for (_, value) in &rows {
+            println!("{value}");
+        }
+        return;
+    }
+    let keys = [
+        "ID",
+        "Name",
+        "Image",
+        "Node",
+        "DesiredState",
+        "CurrentState",
+        "Error",
+        "Ports",
+    ];
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(_, v)| {
+            keys.iter()
+                .map(|k| {
+                    let text = v[*k].as_str().unwrap_or_default().to_string();
+                    if *k == "Error" && !no_trunc && text.chars().count() > 60 {
+                        text.chars().take(59).collect::<String>() + "…"
+                    } else {
+                        text
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    output::table(
+        &[
+            "ID",
+            "NAME",
+            "IMAGE",
+            "NODE",
+            "DESIRED STATE",
+            "CURRENT STATE",
+            "ERROR",
+            "PORTS",
+        ],
+        &table,
+    );
+}
+
+/// One element of `service inspect`, shaped like Docker's.
+pub fn inspect_json(info: &ServiceInfo) -> Value {
+    let service = info.service.clone().unwrap_or_default();
+    let meta = service.meta.unwrap_or_default();
+    let spec_json = |spec: &ServiceSpec| {
+        let task = spec.task.clone().unwrap_or_default();
+        let labels: BTreeMap<_, _> = spec.labels.clone().into_iter().collect();
+        let task_labels: BTreeMap<_, _> = task.labels.clone().into_iter().collect();
+        let mode = match spec.mode() {
+            ServiceMode::Replicated => json!({"Replicated": {"Replicas": spec.replicas}}),
+            ServiceMode::Global => json!({"Global": {}}),
+        };
+        json!({
+            "Name": spec.name,
+            "Labels": labels,
+            "TaskTemplate": {
+                "Runtime": task.runtime,
+                "ContainerSpec": {
+                    "Image": task.image,
+                    "Command": task.command,
+                    "Args": task.args,
+                    "Env": task.env,
+                    "Labels": task_labels,
+                    "StopGracePeriod": task.stop_grace_period_ms * 1_000_000,
+                },
+            },
+            "Mode": mode,
+        })
+    };
+    let mut value = json!({
+        "ID": service.id,
+        "Version": {"Index": meta.version},
+        "CreatedAt": output::rfc3339(meta.created_at_ms),
+        "UpdatedAt": output::rfc3339(meta.updated_at_ms),
+        "Spec": spec_json(&service.spec.clone().unwrap_or_default()),
+        "SpecVersion": service.spec_version,
+        "ServiceStatus": {
+            "RunningTasks": info.running_tasks,
+            "DesiredTasks": info.desired_tasks,
+        },
+    });
+    if let Some(previous) = service.previous_spec.as_ref() {
+        value["PreviousSpec"] = spec_json(previous);
+    }
+    value
+}
