@@ -131,6 +131,7 @@ async fn run(
 ) {
     let client_tls = tls::client_config(&config.credentials);
     let mut attempt = 0usize;
+    let mut next: Option<String> = None;
     loop {
         let list = managers.lock().expect("managers lock").clone();
         if list.is_empty() {
@@ -138,8 +139,13 @@ async fn run(
             tokio::time::sleep(REFUSED_BACKOFF).await;
             continue;
         }
-        let addr = list[attempt % list.len()].clone();
-        attempt += 1;
+        let addr = match next.take() {
+            Some(leader) => leader,
+            None => {
+                attempt += 1;
+                list[(attempt - 1) % list.len()].clone()
+            }
+        };
         let outcome = session(
             &config,
             &addr,
@@ -151,6 +157,18 @@ async fn run(
         )
         .await;
         up.send_replace(false);
+        // A manager that is not the leader says who is: go there at once.
+        if let Err(status) = &outcome {
+            if let Some(leader) = status
+                .metadata()
+                .get(shoal_proto::LEADER_HINT)
+                .and_then(|v| v.to_str().ok())
+                .filter(|leader| *leader != addr)
+            {
+                next = Some(leader.to_string());
+                continue;
+            }
+        }
         match outcome {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
                 tracing::error!(manager = %addr, "the swarm refused this node: {}", status.message());

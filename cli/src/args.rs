@@ -53,6 +53,10 @@ pub enum ServiceCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Read this manager's own replica instead of asking the leader
+        /// (diagnostics: compare what each manager has applied).
+        #[arg(long, hide = true)]
+        local: bool,
     },
     /// List the tasks of one or more services.
     Ps {
@@ -145,6 +149,22 @@ pub enum SwarmCommand {
         /// Listen address (IP:PORT).
         #[arg(long, default_value = "0.0.0.0:2377")]
         listen_addr: String,
+        /// Force create a new cluster from this manager's current state, as
+        /// its only manager (recovery after losing quorum).
+        #[arg(long)]
+        force_new_cluster: bool,
+        /// Raft heartbeat interval (e.g. 100ms).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        raft_heartbeat: Option<std::time::Duration>,
+        /// Minimum Raft election timeout (e.g. 400ms); the maximum is twice it.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        raft_election_timeout: Option<std::time::Duration>,
+        /// Raft log entries between snapshots.
+        #[arg(long)]
+        snapshot_interval: Option<u64>,
+        /// How often agents heartbeat (a node is Down after three missed).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        dispatcher_heartbeat: Option<std::time::Duration>,
     },
     /// Join a swarm as a node.
     Join {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use shoal_proto::v1::ca_server::Ca;
 use shoal_proto::v1::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
-    IssueNodeCertificateResponse, Meta, Node, NodeAvailability, NodeDescription, NodeRole,
-    NodeSpec, NodeState, NodeStatus,
+    IssueNodeCertificateResponse, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription,
+    NodeRole, NodeSpec, NodeState, NodeStatus,
 };
 use shoal_security::{JoinToken, Role, RootCa};
 use tonic::{Request, Response, Status};
@@ -58,6 +58,28 @@ impl Ca for CaService {
         &self,
         request: Request<IssueNodeCertificateRequest>,
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        // Issuing writes the node: only the leader can. A follower passes the
+        // call on (the joining node need not know who leads).
+        if !self.manager.is_leader() {
+            let (_, addr) = self
+                .manager
+                .leader_addr(std::time::Duration::from_secs(3))
+                .await?;
+            let channel = shoal_security::tls::endpoint(&addr, std::time::Duration::from_secs(2))
+                .map_err(|e| Status::internal(e.to_string()))?
+                .tls_config(shoal_security::tls::client_config(
+                    &self.manager.config().credentials,
+                ))
+                .map_err(|e| Status::internal(e.to_string()))?
+                .connect()
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!("cannot reach the leader at {addr}: {e}"))
+                })?;
+            return shoal_proto::v1::ca_client::CaClient::new(channel)
+                .issue_node_certificate(request.into_inner())
+                .await;
+        }
         let request = request.into_inner();
         let presented = JoinToken::parse(&request.token)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -70,20 +92,16 @@ impl Ca for CaService {
         let matches = |stored: &str| JoinToken::parse(stored).is_ok_and(|t| t.matches(&presented));
         // Both comparisons always run, so timing does not tell which role matched.
         let (worker, manager) = (matches(&tokens.worker), matches(&tokens.manager));
-        let role = match (worker, manager) {
-            (true, _) => Role::Worker,
-            (_, true) => return Err(Status::unimplemented(
-                "joining as a manager is not supported yet: join this node with the worker token; \
-                     nothing was changed",
-            )),
-            _ => {
-                return Err(Status::permission_denied(
+        let role =
+            match (worker, manager) {
+                (true, _) => Role::Worker,
+                (_, true) => Role::Manager,
+                _ => return Err(Status::permission_denied(
                     "invalid join token: it does not match this swarm's worker or manager token \
                      (it may have been rotated); get the current one with \
                      `shoal swarm join-token worker` on a manager",
-                ))
-            }
-        };
+                )),
+            };
         let root = cluster.root_ca.clone().unwrap_or_default();
         let ca = RootCa {
             cert_pem: root.cert_pem.clone(),
@@ -96,12 +114,27 @@ impl Ca for CaService {
             .filter(|s| *s > 0)
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
+        if role == Role::Manager
+            && (request.raft_id == 0
+                || request
+                    .advertise_addr
+                    .parse::<std::net::SocketAddr>()
+                    .is_err())
+        {
+            return Err(Status::invalid_argument(
+                "a joining manager must send its raft ID and its advertise address as IP:PORT",
+            ));
+        }
         let node_id = new_node_id();
         // Sign before writing anything: a bad CSR leaves the cluster unchanged.
         let cert_pem = ca
             .sign_node_csr(&request.csr_pem, &node_id, role, &cluster.id, expiry)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let now = crate::now_ms();
+        let node_role = match role {
+            Role::Manager => NodeRole::Manager,
+            Role::Worker => NodeRole::Worker,
+        };
         let node = Node {
             id: node_id.clone(),
             meta: Some(Meta {
@@ -110,11 +143,11 @@ impl Ca for CaService {
                 updated_at_ms: now,
             }),
             spec: Some(NodeSpec {
-                desired_role: NodeRole::Worker as i32,
+                desired_role: node_role as i32,
                 availability: NodeAvailability::Active as i32,
                 labels: Default::default(),
             }),
-            role: NodeRole::Worker as i32,
+            role: node_role as i32,
             description: Some(NodeDescription {
                 hostname: request.hostname,
                 ..Default::default()
@@ -122,18 +155,31 @@ impl Ca for CaService {
             status: Some(NodeStatus {
                 state: NodeState::Unknown as i32,
                 message: "joined; waiting for its first session".into(),
-                addr: request.advertise_addr,
+                addr: host_of(&request.advertise_addr),
             }),
-            manager_status: None,
+            manager_status: (role == Role::Manager).then(|| ManagerStatus {
+                raft_id: request.raft_id,
+                addr: request.advertise_addr.clone(),
+                ..Default::default()
+            }),
         };
         self.manager.propose(Command::CreateNode(node)).await?;
-        tracing::info!(node = %node_id, "issued a worker certificate");
+        tracing::info!(node = %node_id, role = role.as_ou(), "issued a node certificate");
         Ok(Response::new(IssueNodeCertificateResponse {
             cert_pem,
             node_id,
-            role: NodeRole::Worker as i32,
+            role: node_role as i32,
             cluster_id: cluster.id,
             managers: self.manager.manager_addrs(),
+            raft: cluster.spec.as_ref().and_then(|s| s.raft),
         }))
+    }
+}
+
+/// The host part of `HOST[:PORT]`.
+fn host_of(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(socket) => socket.ip().to_string(),
+        Err(_) => addr.to_string(),
     }
 }

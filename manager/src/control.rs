@@ -8,12 +8,14 @@
 use std::sync::Arc;
 
 use shoal_proto::v1::control_server::Control;
+use shoal_proto::v1::{control_client::ControlClient, NodeAvailability};
 use shoal_proto::v1::{
     Cluster, CreateServiceRequest, GetClusterRequest, GetNodeRequest, GetServiceRequest,
     ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
     ListTasksRequest, ListTasksResponse, Meta, Node, NodeRole, NodeState, Reachability,
     RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse,
-    RotateJoinTokenRequest, Service, ServiceInfo, TaskInfo, TaskState, UpdateServiceRequest,
+    RotateJoinTokenRequest, Service, ServiceInfo, TaskInfo, TaskState, UpdateNodeRequest,
+    UpdateServiceRequest,
 };
 use shoal_security::{JoinToken, Role};
 use tonic::{Request, Response, Status};
@@ -47,12 +49,13 @@ impl ControlService {
     fn with_manager_status(&self, mut node: Node) -> Node {
         if let Some(status) = node.manager_status.as_mut() {
             let metrics = self.manager.raft().metrics().borrow().clone();
-            status.leader = metrics.current_leader == Some(status.raft_id);
-            let reachable = status.leader
-                || metrics
-                    .replication
-                    .as_ref()
-                    .is_some_and(|r| r.get(&status.raft_id).is_some_and(|m| m.is_some()));
+            status.leader = status.raft_id != 0 && metrics.current_leader == Some(status.raft_id);
+            let member = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == status.raft_id);
+            let reachable = member && self.manager.is_reachable(status.raft_id);
             status.reachability = if reachable {
                 Reachability::Reachable
             } else {
@@ -142,13 +145,12 @@ fn service_info(state: &ClusterState, service: &Service) -> ServiceInfo {
     }
 }
 
-#[tonic::async_trait]
-impl Control for ControlService {
-    async fn list_nodes(
+/// The handlers proper, run on the leader (or locally for stale reads).
+impl ControlService {
+    async fn list_nodes_here(
         &self,
-        request: Request<ListNodesRequest>,
+        _request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
-        self.authorize(&request)?;
         let nodes = self
             .manager
             .store()
@@ -160,8 +162,10 @@ impl Control for ControlService {
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
-    async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
-        self.authorize(&request)?;
+    async fn get_node_here(
+        &self,
+        request: Request<GetNodeRequest>,
+    ) -> Result<Response<Node>, Status> {
         let reference = request.into_inner().node;
         let node = self
             .manager
@@ -170,17 +174,28 @@ impl Control for ControlService {
         Ok(Response::new(self.with_manager_status(node)))
     }
 
-    async fn remove_node(
+    async fn remove_node_here(
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        self.authorize(&request)?;
         let RemoveNodeRequest { node, force } = request.into_inner();
         let node = self
             .manager
             .store()
             .read(|s| resolve_node(s, &node).cloned())?;
-        if node.role() == NodeRole::Manager {
+        let in_raft = node.manager_status.as_ref().is_some_and(|m| {
+            m.raft_id != 0
+                && self
+                    .manager
+                    .raft()
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|id| id == m.raft_id)
+        });
+        if node.role() == NodeRole::Manager && in_raft {
             return Err(Status::failed_precondition(format!(
                 "node {} is a swarm manager and a member of the Raft group: \
                  demote it to a worker (`shoal node demote`) before removing it",
@@ -204,11 +219,10 @@ impl Control for ControlService {
         Ok(Response::new(RemoveNodeResponse { node_id: node.id }))
     }
 
-    async fn get_cluster(
+    async fn get_cluster_here(
         &self,
-        request: Request<GetClusterRequest>,
+        _request: Request<GetClusterRequest>,
     ) -> Result<Response<Cluster>, Status> {
-        self.authorize(&request)?;
         let cluster = self
             .manager
             .store()
@@ -217,11 +231,10 @@ impl Control for ControlService {
         Ok(Response::new(redact(cluster)))
     }
 
-    async fn rotate_join_token(
+    async fn rotate_join_token_here(
         &self,
         request: Request<RotateJoinTokenRequest>,
     ) -> Result<Response<Cluster>, Status> {
-        self.authorize(&request)?;
         let role = request.into_inner().role();
         let digest = self
             .manager
@@ -248,21 +261,19 @@ impl Control for ControlService {
         Ok(Response::new(redact(cluster)))
     }
 
-    async fn create_service(
+    async fn create_service_here(
         &self,
         request: Request<CreateServiceRequest>,
     ) -> Result<Response<Service>, Status> {
-        self.authorize(&request)?;
         self.create_service_impl(request.into_inner())
             .await
             .map(Response::new)
     }
 
-    async fn list_services(
+    async fn list_services_here(
         &self,
-        request: Request<ListServicesRequest>,
+        _request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        self.authorize(&request)?;
         let services = self.manager.store().read(|s| {
             s.services
                 .values()
@@ -272,11 +283,10 @@ impl Control for ControlService {
         Ok(Response::new(ListServicesResponse { services }))
     }
 
-    async fn get_service(
+    async fn get_service_here(
         &self,
         request: Request<GetServiceRequest>,
     ) -> Result<Response<ServiceInfo>, Status> {
-        self.authorize(&request)?;
         let reference = request.into_inner().service;
         let info = self
             .manager
@@ -285,11 +295,10 @@ impl Control for ControlService {
         Ok(Response::new(info))
     }
 
-    async fn update_service(
+    async fn update_service_here(
         &self,
         request: Request<UpdateServiceRequest>,
     ) -> Result<Response<Service>, Status> {
-        self.authorize(&request)?;
         let request = request.into_inner();
         let spec = request
             .spec
@@ -315,11 +324,10 @@ impl Control for ControlService {
         Ok(Response::new(service))
     }
 
-    async fn remove_service(
+    async fn remove_service_here(
         &self,
         request: Request<RemoveServiceRequest>,
     ) -> Result<Response<RemoveServiceResponse>, Status> {
-        self.authorize(&request)?;
         let reference = request.into_inner().service;
         let id = self
             .manager
@@ -333,11 +341,10 @@ impl Control for ControlService {
         Ok(Response::new(RemoveServiceResponse { service_id: id }))
     }
 
-    async fn list_tasks(
+    async fn list_tasks_here(
         &self,
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
-        self.authorize(&request)?;
         let ListTasksRequest { service, node } = request.into_inner();
         let tasks = self.manager.store().read(|s| {
             let service_id = if service.is_empty() {
@@ -368,6 +375,150 @@ impl Control for ControlService {
             )
         })?;
         Ok(Response::new(ListTasksResponse { tasks }))
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.list_nodes(forwarded(request)).await;
+        }
+        self.list_nodes_here(request).await
+    }
+
+    async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.get_node(forwarded(request)).await;
+        }
+        self.get_node_here(request).await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.remove_node(forwarded(request)).await;
+        }
+        self.remove_node_here(request).await
+    }
+
+    async fn get_cluster(
+        &self,
+        request: Request<GetClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.get_cluster(forwarded(request)).await;
+        }
+        self.get_cluster_here(request).await
+    }
+
+    async fn rotate_join_token(
+        &self,
+        request: Request<RotateJoinTokenRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.rotate_join_token(forwarded(request)).await;
+        }
+        self.rotate_join_token_here(request).await
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<CreateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.create_service(forwarded(request)).await;
+        }
+        self.create_service_here(request).await
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        self.authorize(&request)?;
+        let local = request.get_ref().local;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.list_services(forwarded(request)).await;
+        }
+        self.list_services_here(request).await
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.get_service(forwarded(request)).await;
+        }
+        self.get_service_here(request).await
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<UpdateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.update_service(forwarded(request)).await;
+        }
+        self.update_service_here(request).await
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.remove_service(forwarded(request)).await;
+        }
+        self.remove_service_here(request).await
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.list_tasks(forwarded(request)).await;
+        }
+        self.list_tasks_here(request).await
+    }
+
+    async fn update_node(
+        &self,
+        request: Request<UpdateNodeRequest>,
+    ) -> Result<Response<Node>, Status> {
+        self.authorize(&request)?;
+        let local = false;
+        if let Some(mut leader) = self.route(&request, local).await? {
+            return leader.update_node(forwarded(request)).await;
+        }
+        self.update_node_here(request).await
     }
 }
 
@@ -403,6 +554,114 @@ impl ControlService {
             .propose(Command::CreateService(service.clone()))
             .await?;
         Ok(service)
+    }
+}
+
+/// Metadata marking a call one manager forwarded to another, so that two
+/// managers that disagree about the leader never bounce a call forever.
+pub const FORWARDED: &str = "x-shoal-forwarded";
+pub use shoal_proto::LEADER_HINT;
+
+/// The request, marked as forwarded, for the leader.
+fn forwarded<T>(request: Request<T>) -> Request<T> {
+    let mut out = Request::new(request.into_inner());
+    out.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    out
+}
+
+impl ControlService {
+    /// Where a call is served: `None` here (this manager leads, or a local
+    /// read was asked for), or a client to the leader. Reads served by the
+    /// leader are linearizable: it confirms its leadership first.
+    async fn route<T>(
+        &self,
+        request: &Request<T>,
+        local: bool,
+    ) -> Result<Option<ControlClient<tonic::transport::Channel>>, Status> {
+        if local {
+            return Ok(None);
+        }
+        if self.manager.is_leader() {
+            self.manager
+                .raft()
+                .ensure_linearizable()
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot confirm leadership: {e}")))?;
+            return Ok(None);
+        }
+        if request.metadata().get(FORWARDED).is_some() {
+            return Err(Status::unavailable(
+                "this manager is not the leader either (a leader change is in progress): retry",
+            ));
+        }
+        Ok(Some(self.manager.leader_control().await?))
+    }
+
+    async fn update_node_here(
+        &self,
+        request: Request<UpdateNodeRequest>,
+    ) -> Result<Response<Node>, Status> {
+        let request = request.into_inner();
+        let node = self
+            .manager
+            .store()
+            .read(|s| resolve_node(s, &request.node).cloned())?;
+        if let Some(role) = request.role {
+            let role = NodeRole::try_from(role)
+                .map_err(|_| Status::invalid_argument(format!("unknown role {role}")))?;
+            if role != node.role() {
+                return Err(Status::unimplemented(format!(
+                    "changing the role of node {} is not supported yet: managers join with                      `shoal swarm join --token <manager token>` and leave with `shoal swarm leave --force`",
+                    node.id
+                )));
+            }
+        }
+        let mut label_add = Vec::new();
+        for entry in &request.label_add {
+            let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            if k.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "invalid --label-add {entry:?}: expected KEY=VALUE or KEY"
+                )));
+            }
+            label_add.push((k.to_string(), v.to_string()));
+        }
+        let labels = node
+            .spec
+            .as_ref()
+            .map(|s| s.labels.clone())
+            .unwrap_or_default();
+        for key in &request.label_rm {
+            if !labels.contains_key(key) && !label_add.iter().any(|(k, _)| k == key) {
+                return Err(Status::invalid_argument(format!(
+                    "label {key} does not exist on node {}: nothing to remove",
+                    node.id
+                )));
+            }
+        }
+        let availability = match request.availability {
+            Some(a) => Some(
+                NodeAvailability::try_from(a)
+                    .map_err(|_| Status::invalid_argument(format!("unknown availability {a}")))?,
+            ),
+            None => None,
+        };
+        self.manager
+            .propose(Command::UpdateNodeSpec {
+                node_id: node.id.clone(),
+                availability,
+                label_add,
+                label_rm: request.label_rm,
+                at_ms: crate::now_ms(),
+            })
+            .await?;
+        let updated = self
+            .manager
+            .store()
+            .read(|s| s.nodes.get(&node.id).cloned())
+            .ok_or_else(|| Status::not_found(format!("No such node: {}", request.node)))?;
+        Ok(Response::new(self.with_manager_status(updated)))
     }
 }
 

@@ -83,13 +83,24 @@ impl Dispatcher {
         if self.is_leader() {
             return Ok(());
         }
-        let leader = self.raft.metrics().borrow().current_leader;
-        Err(Status::unavailable(format!(
-            "this manager is not the leader (leader: {}); connect to another manager",
-            leader
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "none yet".into())
-        )))
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader_addr = metrics.current_leader.and_then(|l| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        let mut status = Status::unavailable(format!(
+            "this manager is not the leader (leader: {}); connect to the leader",
+            leader_addr.as_deref().unwrap_or("none elected yet")
+        ));
+        if let Some(value) = leader_addr.and_then(|a| a.parse().ok()) {
+            status
+                .metadata_mut()
+                .insert(crate::control::LEADER_HINT, value);
+        }
+        Err(status)
     }
 
     /// Ends the session of `node_id`, if any (its stream closes).

@@ -7,7 +7,13 @@ pub enum ManagerError {
     #[error("this manager is not the leader{}; retry against the leader", leader.as_ref().map(|l| format!(" (the leader is at {l})")).unwrap_or_default())]
     NotLeader { leader: Option<String> },
     #[error("no quorum: the write was not committed within {seconds} s; a majority of managers must be reachable")]
-    NoQuorum { seconds: u64 },
+    CommitTimeout { seconds: u64 },
+    #[error("no quorum: {reachable} of {total} managers reachable; writes resume when a majority ({majority}) is back, or rebuild from a survivor with `shoal swarm init --force-new-cluster`")]
+    NoQuorum {
+        reachable: usize,
+        total: usize,
+        majority: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the swarm has no cluster object yet: it is still being initialized")]
@@ -27,9 +33,9 @@ impl From<ManagerError> for tonic::Status {
     fn from(error: ManagerError) -> Self {
         let message = error.to_string();
         match error {
-            ManagerError::NotLeader { .. } | ManagerError::NoQuorum { .. } => {
-                tonic::Status::unavailable(message)
-            }
+            ManagerError::NotLeader { .. }
+            | ManagerError::NoQuorum { .. }
+            | ManagerError::CommitTimeout { .. } => tonic::Status::unavailable(message),
             ManagerError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(message),
             ManagerError::Store(StoreError::AlreadyExists { .. }) => {
                 tonic::Status::already_exists(message)

@@ -17,6 +17,7 @@
 //! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
 //! - [`scheduling`]: the store side of the scheduler crate.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
+//! - [`peers`]: which peer managers answered recently (quorum checks).
 //! - [`error`]: errors and their mapping to gRPC statuses.
 //! - [`manager`]: wiring: open, bootstrap, serve, propose.
 
@@ -30,6 +31,7 @@ pub mod error;
 pub mod leader;
 pub mod manager;
 pub mod orchestrator;
+pub mod peers;
 pub mod raft;
 pub mod scheduling;
 pub mod spec;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use openraft::{BasicNode, SnapshotPolicy};
 use shoal_proto::v1::{
-    ca_server::CaServer, control_server::ControlServer, dispatcher_server::DispatcherServer,
-    raft_server::RaftServer, Cluster, Node,
+    ca_server::CaServer, control_client::ControlClient, control_server::ControlServer,
+    dispatcher_server::DispatcherServer, raft_client::RaftClient, raft_server::RaftServer, Cluster,
+    Node, RaftConfig,
 };
 use shoal_security::files::NodeCredentials;
 use shoal_security::tls;
@@ -18,6 +19,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::ca_service::CaService;
 use crate::control::ControlService;
 use crate::dispatcher::Dispatcher;
+use crate::peers::PeerHealth;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::service::RaftService;
@@ -26,6 +28,11 @@ use crate::raft::types::Raft;
 use crate::raft::WRITE_TIMEOUT;
 use crate::store::{Command, SharedStore};
 use crate::ManagerError;
+
+/// How long a forwarded call waits for an election to end.
+const LEADER_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a joining manager may take to catch up with the log.
+const JOIN_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Raft timing. The defaults suit a LAN: a new leader well under a second
 /// after the old one vanishes.
@@ -49,6 +56,69 @@ impl Default for RaftTiming {
     }
 }
 
+impl RaftTiming {
+    /// The timing a cluster spec asks for; zero fields keep the defaults.
+    pub fn from_config(config: Option<&RaftConfig>) -> Self {
+        let default = RaftTiming::default();
+        let Some(c) = config else { return default };
+        let ms = |v: u64, d: Duration| if v > 0 { Duration::from_millis(v) } else { d };
+        let min = ms(c.election_timeout_min_ms, default.election_timeout_min);
+        RaftTiming {
+            heartbeat_interval: ms(c.heartbeat_interval_ms, default.heartbeat_interval),
+            election_timeout_min: min,
+            election_timeout_max: ms(c.election_timeout_max_ms, min * 2),
+            snapshot_interval: if c.snapshot_interval > 0 {
+                c.snapshot_interval
+            } else {
+                default.snapshot_interval
+            },
+        }
+    }
+
+    pub fn to_config(&self) -> RaftConfig {
+        RaftConfig {
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            election_timeout_min_ms: self.election_timeout_min.as_millis() as u64,
+            election_timeout_max_ms: self.election_timeout_max.as_millis() as u64,
+            snapshot_interval: self.snapshot_interval,
+        }
+    }
+
+    /// Says what is wrong with a timing an operator asked for.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval.is_zero()
+            || self.election_timeout_min <= self.heartbeat_interval * 2
+        {
+            return Err(format!(
+                "the election timeout ({:?}) must be more than twice the heartbeat interval ({:?})",
+                self.election_timeout_min, self.heartbeat_interval
+            ));
+        }
+        if self.election_timeout_max <= self.election_timeout_min {
+            return Err("the maximum election timeout must exceed the minimum".into());
+        }
+        Ok(())
+    }
+}
+
+/// How many managers can currently be reached, as seen from this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    pub voters: Vec<u64>,
+    pub reachable: usize,
+    pub leader: Option<u64>,
+}
+
+impl Quorum {
+    pub fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    pub fn has_majority(&self) -> bool {
+        self.reachable >= self.majority()
+    }
+}
+
 /// Everything a manager needs to start; the daemon reads it from its data dir.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
@@ -65,6 +135,9 @@ pub struct Manager {
     config: ManagerConfig,
     raft: Raft,
     store: Arc<SharedStore>,
+    health: Arc<PeerHealth>,
+    /// Channel to the current leader, for forwarded control calls.
+    leader_channel: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     dispatcher: Arc<Dispatcher>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -96,7 +169,8 @@ impl Manager {
             operation: "validating its configuration",
             message: e.to_string(),
         })?;
-        let network = Network::new(tls::client_config(&config.credentials));
+        let health = Arc::new(PeerHealth::default());
+        let network = Network::new(tls::client_config(&config.credentials), health.clone());
         let raft = Raft::new(
             config.raft_id,
             Arc::new(raft_config),
@@ -120,6 +194,8 @@ impl Manager {
             config,
             raft,
             store,
+            health,
+            leader_channel: std::sync::Mutex::new(None),
             dispatcher,
             background: vec![expiry, loops],
         }))
@@ -128,34 +204,207 @@ impl Manager {
     /// Makes this manager the single member of a new cluster and writes the
     /// cluster object and its own node. Used by `swarm init`.
     pub async fn bootstrap(&self, cluster: Cluster, node: Node) -> Result<(), ManagerError> {
-        let members = [(
-            self.config.raft_id,
-            BasicNode::new(self.config.advertise_addr.clone()),
-        )]
-        .into_iter()
-        .collect::<std::collections::BTreeMap<_, _>>();
-        self.raft
-            .initialize(members)
-            .await
-            .map_err(|e| ManagerError::Raft {
-                operation: "initializing the cluster",
-                message: e.to_string(),
-            })?;
-        self.raft
-            .wait(Some(WRITE_TIMEOUT))
-            .current_leader(self.config.raft_id, "this manager leads the new cluster")
-            .await
-            .map_err(|e| ManagerError::Raft {
-                operation: "electing the first leader",
-                message: e.to_string(),
-            })?;
+        self.initialize_single().await?;
         self.propose(Command::CreateCluster(cluster)).await?;
         self.propose(Command::CreateNode(node)).await
     }
 
     /// Commits `command` through Raft and returns once it applied here.
+    /// Fails at once, saying how many managers answer, when this leader has
+    /// lost its majority.
     pub async fn propose(&self, command: Command) -> Result<(), ManagerError> {
+        let quorum = self.quorum();
+        if quorum.leader == Some(self.config.raft_id) && !quorum.has_majority() {
+            return Err(ManagerError::NoQuorum {
+                reachable: quorum.reachable,
+                total: quorum.voters.len(),
+                majority: quorum.majority(),
+            });
+        }
         crate::raft::propose(&self.raft, command).await
+    }
+
+    /// Voters, how many of them answer (this manager included), and the leader.
+    pub fn quorum(&self) -> Quorum {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        let reachable = voters
+            .iter()
+            .filter(|id| **id == self.config.raft_id || self.health.is_reachable(**id))
+            .count();
+        Quorum {
+            voters,
+            reachable,
+            leader: metrics.current_leader,
+        }
+    }
+
+    /// "Not the leader", carrying the leader's address in metadata so that
+    /// agents and joining managers go straight there.
+    pub async fn not_leader_status(&self) -> tonic::Status {
+        match self.leader_addr(LEADER_PATIENCE).await {
+            Ok((_, addr)) => {
+                let mut status = tonic::Status::unavailable(format!(
+                    "this manager is not the leader; the leader is at {addr}"
+                ));
+                if let Ok(value) = addr.parse() {
+                    status
+                        .metadata_mut()
+                        .insert(crate::control::LEADER_HINT, value);
+                }
+                status
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Whether peer `raft_id` answered recently (this manager always does).
+    pub fn is_reachable(&self, raft_id: u64) -> bool {
+        raft_id == self.config.raft_id || self.health.is_reachable(raft_id)
+    }
+
+    /// The leader's address, waiting up to `patience` for an election to end.
+    pub async fn leader_addr(&self, patience: Duration) -> Result<(u64, String), ManagerError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let metrics = self.raft.metrics().borrow().clone();
+            if let Some(leader) = metrics.current_leader {
+                if let Some(node) = metrics.membership_config.membership().get_node(&leader) {
+                    return Ok((leader, node.addr.clone()));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let quorum = self.quorum();
+                return Err(ManagerError::NoQuorum {
+                    reachable: quorum.reachable,
+                    total: quorum.voters.len(),
+                    majority: quorum.majority(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A control client to the current leader (mutual TLS with this
+    /// manager's certificate), reusing the channel while the leader stays.
+    pub async fn leader_control(
+        &self,
+    ) -> Result<ControlClient<tonic::transport::Channel>, ManagerError> {
+        let (_, addr) = self.leader_addr(LEADER_PATIENCE).await?;
+        Ok(ControlClient::new(self.channel_to(&addr)?))
+    }
+
+    fn channel_to(&self, addr: &str) -> Result<tonic::transport::Channel, ManagerError> {
+        let mut cached = self.leader_channel.lock().expect("leader channel lock");
+        if let Some((cached_addr, channel)) = cached.as_ref() {
+            if cached_addr == addr {
+                return Ok(channel.clone());
+            }
+        }
+        let channel = tls::endpoint(addr, Duration::from_secs(2))?
+            .tls_config(tls::client_config(&self.config.credentials))
+            .map_err(|e| shoal_security::SecurityError::Tls(e.to_string()))?
+            .connect_lazy();
+        *cached = Some((addr.to_string(), channel.clone()));
+        Ok(channel)
+    }
+
+    /// A Raft RPC client to the current leader.
+    pub async fn leader_raft(&self) -> Result<RaftClient<tonic::transport::Channel>, ManagerError> {
+        let (_, addr) = self.leader_addr(LEADER_PATIENCE).await?;
+        Ok(RaftClient::new(self.channel_to(&addr)?))
+    }
+
+    /// Leader side of a manager joining: add it as a learner (it catches up,
+    /// by snapshot if the log was compacted), then make it a voter.
+    pub async fn add_manager(&self, raft_id: u64, addr: &str) -> Result<(), ManagerError> {
+        let raft_err = |operation: &'static str| {
+            move |e: openraft::error::RaftError<
+                u64,
+                openraft::error::ClientWriteError<u64, BasicNode>,
+            >| {
+                ManagerError::Raft {
+                    operation,
+                    message: e.to_string(),
+                }
+            }
+        };
+        let added = tokio::time::timeout(
+            JOIN_CATCH_UP_TIMEOUT,
+            self.raft.add_learner(raft_id, BasicNode::new(addr), true),
+        )
+        .await;
+        match added {
+            Ok(result) => {
+                result.map_err(raft_err("adding the new manager as a learner"))?;
+            }
+            Err(_) => {
+                self.forget_member(raft_id).await;
+                return Err(ManagerError::Raft {
+                    operation: "catching up the new manager",
+                    message: format!(
+                        "it did not catch up within {} s: check that the managers can reach {addr}",
+                        JOIN_CATCH_UP_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+        }
+        let voters: std::collections::BTreeSet<u64> = [raft_id].into_iter().collect();
+        if let Err(e) = self
+            .raft
+            .change_membership(openraft::ChangeMembers::AddVoterIds(voters), false)
+            .await
+        {
+            self.forget_member(raft_id).await;
+            return Err(raft_err("making the new manager a voter")(e));
+        }
+        Ok(())
+    }
+
+    /// Leader side of a manager leaving (or being demoted): remove it from the
+    /// group. Refused when the remaining managers would lack a quorum, unless `force`.
+    pub async fn remove_manager(&self, raft_id: u64, force: bool) -> Result<(), ManagerError> {
+        let quorum = self.quorum();
+        if !quorum.voters.contains(&raft_id) {
+            self.forget_member(raft_id).await;
+            return Ok(());
+        }
+        let remaining = quorum.voters.len() - 1;
+        if remaining == 0 {
+            return Err(ManagerError::Store(crate::store::StoreError::Conflict(
+                "this is the last manager of the swarm: it cannot be removed or demoted                  (use `shoal swarm leave --force` on it to end the swarm)"
+                    .into(),
+            )));
+        }
+        let reachable_after = quorum
+            .voters
+            .iter()
+            .filter(|id| **id != raft_id && self.is_reachable(**id))
+            .count();
+        if reachable_after < remaining / 2 + 1 && !force {
+            return Err(ManagerError::Store(crate::store::StoreError::Conflict(format!(
+                "removing this manager leaves {reachable_after} of {remaining} managers reachable:                  the swarm would lose its quorum; bring managers back first, or use --force"
+            ))));
+        }
+        let voters: std::collections::BTreeSet<u64> = [raft_id].into_iter().collect();
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveVoters(voters), false)
+            .await
+            .map_err(|e| ManagerError::Raft {
+                operation: "removing a manager from the group",
+                message: e.to_string(),
+            })?;
+        self.forget_member(raft_id).await;
+        Ok(())
+    }
+
+    /// Drops a learner left behind by a failed join or a removal.
+    async fn forget_member(&self, raft_id: u64) {
+        let nodes: std::collections::BTreeSet<u64> = [raft_id].into_iter().collect();
+        let _ = self
+            .raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(nodes), false)
+            .await;
     }
 
     pub fn store(&self) -> &Arc<SharedStore> {
@@ -195,6 +444,81 @@ impl Manager {
         ControlService::new(self.clone(), false)
     }
 
+    /// `swarm init --force-new-cluster`: replaces this manager's Raft group
+    /// with a new one of which it is the only member, keeping the applied
+    /// state (cluster, nodes, services, tasks). The other managers' nodes stay
+    /// listed, without Raft membership, until they are removed.
+    pub async fn force_new_cluster(
+        config: ManagerConfig,
+        state: crate::store::ClusterState,
+    ) -> Result<Arc<Self>, ManagerError> {
+        let raft_dir = config.data_dir.join("raft");
+        let old = config.data_dir.join("raft.old");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&raft_dir, &old).map_err(|e| ManagerError::Storage {
+            path: raft_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let manager = match Manager::open(config.clone()).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&raft_dir);
+                let _ = std::fs::rename(&old, &raft_dir);
+                return Err(e);
+            }
+        };
+        let mut state = state;
+        for node in state.nodes.values_mut() {
+            if node.id != config.node_id {
+                if let Some(status) = node.manager_status.as_mut() {
+                    // No longer a Raft member: shown Unreachable until removed.
+                    status.raft_id = 0;
+                }
+            }
+        }
+        let result = async {
+            manager.initialize_single().await?;
+            manager
+                .propose(Command::RestoreState(Box::new(state)))
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            manager.shutdown().await;
+            drop(manager);
+            let _ = std::fs::remove_dir_all(&raft_dir);
+            let _ = std::fs::rename(&old, &raft_dir);
+            return Err(e);
+        }
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(manager)
+    }
+
+    async fn initialize_single(&self) -> Result<(), ManagerError> {
+        let members = [(
+            self.config.raft_id,
+            BasicNode::new(self.config.advertise_addr.clone()),
+        )]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>();
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| ManagerError::Raft {
+                operation: "initializing the cluster",
+                message: e.to_string(),
+            })?;
+        self.raft
+            .wait(Some(WRITE_TIMEOUT))
+            .current_leader(self.config.raft_id, "this manager leads the new cluster")
+            .await
+            .map_err(|e| ManagerError::Raft {
+                operation: "electing the first leader",
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// Serves Raft, CA, dispatcher and control on `listener` with mutual TLS
     /// until `shutdown` resolves.
     pub async fn serve(
@@ -209,7 +533,7 @@ impl Manager {
             .http2_keepalive_interval(Some(Duration::from_secs(5)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
             .add_service(
-                RaftServer::new(RaftService::new(self.raft.clone(), self.store.clone()))
+                RaftServer::new(RaftService::new(self.clone()))
                     .max_decoding_message_size(usize::MAX),
             )
             .add_service(CaServer::new(CaService::new(self.clone())))

@@ -49,7 +49,7 @@ pub async fn propose(
     use crate::ManagerError;
     use openraft::error::{ClientWriteError, RaftError};
     match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(command)).await {
-        Err(_) => Err(ManagerError::NoQuorum {
+        Err(_) => Err(ManagerError::CommitTimeout {
             seconds: WRITE_TIMEOUT.as_secs(),
         }),
         Ok(Ok(response)) => response.data.map_err(ManagerError::from),

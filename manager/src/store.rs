@@ -30,8 +30,8 @@ pub use tasks::{is_terminal, task_name};
 
 use serde::{Deserialize, Serialize};
 use shoal_proto::v1::{
-    Cluster, Meta, Node, NodeDescription, NodeRole, Service, ServiceSpec, Task, TaskState,
-    TaskStatus,
+    Cluster, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription, NodeRole, Service,
+    ServiceSpec, Task, TaskState, TaskStatus,
 };
 
 /// Every change the cluster store can apply. Variants are only ever added at
@@ -104,6 +104,24 @@ pub enum Command {
     },
     /// Orchestrator: forgets dead tasks beyond the history limit.
     DeleteTasks { task_ids: Vec<String> },
+    /// `node update`: availability and labels.
+    UpdateNodeSpec {
+        node_id: String,
+        availability: Option<NodeAvailability>,
+        label_add: Vec<(String, String)>,
+        label_rm: Vec<String>,
+        at_ms: i64,
+    },
+    /// A node's role changed (a manager joined, was promoted or demoted).
+    SetNodeRole {
+        node_id: String,
+        role: NodeRole,
+        manager_status: Option<ManagerStatus>,
+        at_ms: i64,
+    },
+    /// `swarm init --force-new-cluster`: a surviving manager's state loaded
+    /// into a new Raft group. Applies only to an empty store.
+    RestoreState(Box<ClusterState>),
 }
 
 /// The kinds of stored object, for messages.
@@ -219,6 +237,29 @@ impl ClusterState {
                 self.update_task_statuses(&node_id, updates, events)
             }
             Command::DeleteTasks { task_ids } => self.delete_tasks(&task_ids, events),
+            Command::UpdateNodeSpec {
+                node_id,
+                availability,
+                label_add,
+                label_rm,
+                at_ms,
+            } => self.update_node_spec(&node_id, availability, label_add, label_rm, at_ms, events),
+            Command::SetNodeRole {
+                node_id,
+                role,
+                manager_status,
+                at_ms,
+            } => self.set_node_role(&node_id, role, manager_status, at_ms, events),
+            Command::RestoreState(state) => {
+                if self.cluster.is_some() {
+                    return Err(StoreError::Conflict(
+                        "a restored state can only be loaded into an empty store".into(),
+                    ));
+                }
+                *self = *state;
+                events.push(StoreEvent::Reset);
+                Ok(())
+            }
         }
     }
 

@@ -15,6 +15,10 @@
 
 pub mod names;
 
+/// gRPC metadata on "not the leader" answers carrying the leader's address,
+/// so that agents, joining managers and forwarding managers go straight there.
+pub const LEADER_HINT: &str = "x-shoal-leader";
+
 /// Generated code for package `shoal.v1`.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

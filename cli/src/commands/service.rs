@@ -29,9 +29,13 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 .into_inner();
             println!("{}", service.id);
         }
-        ServiceCommand::Ls { quiet, format } => {
+        ServiceCommand::Ls {
+            quiet,
+            format,
+            local,
+        } => {
             let mut services = control
-                .list_services(ListServicesRequest {})
+                .list_services(ListServicesRequest { local })
                 .await?
                 .into_inner()
                 .services;

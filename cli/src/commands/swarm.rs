@@ -3,7 +3,7 @@
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::{
-    GetClusterRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest, NodeRole,
+    GetClusterRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest, NodeRole, RaftConfig,
     RotateJoinTokenRequest,
 };
 
@@ -17,11 +17,25 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
         SwarmCommand::Init {
             advertise_addr,
             listen_addr,
+            force_new_cluster,
+            raft_heartbeat,
+            raft_election_timeout,
+            snapshot_interval,
+            dispatcher_heartbeat,
         } => {
+            let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64).unwrap_or(0);
             let response = local
                 .init(InitRequest {
                     listen_addr,
                     advertise_addr,
+                    force_new_cluster,
+                    raft: Some(RaftConfig {
+                        heartbeat_interval_ms: ms(raft_heartbeat),
+                        election_timeout_min_ms: ms(raft_election_timeout),
+                        election_timeout_max_ms: 0,
+                        snapshot_interval: snapshot_interval.unwrap_or(0),
+                    }),
+                    dispatcher_heartbeat_ms: ms(dispatcher_heartbeat),
                 })
                 .await?
                 .into_inner();

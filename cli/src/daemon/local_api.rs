@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use shoal_proto::v1::control_server::{Control, ControlServer};
 use shoal_proto::v1::local_node_server::{LocalNode, LocalNodeServer};
+use shoal_proto::v1::UpdateNodeRequest;
 use shoal_proto::v1::{
     Cluster, CreateServiceRequest, GetClusterRequest, GetNodeRequest, GetServiceRequest,
     InfoRequest, InfoResponse, InitRequest, InitResponse, JoinRequest, JoinResponse, LeaveRequest,
@@ -191,5 +192,12 @@ impl Control for LocalControl {
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
         self.control()?.list_tasks(request).await
+    }
+
+    async fn update_node(
+        &self,
+        request: Request<UpdateNodeRequest>,
+    ) -> Result<Response<NodeObject>, Status> {
+        self.control()?.update_node(request).await
     }
 }

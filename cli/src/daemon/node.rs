@@ -11,15 +11,18 @@ use std::time::Duration;
 
 use shoal_agent::{AgentConfig, AgentHandle};
 use shoal_manager::ca_service::{new_node_id, DEFAULT_NODE_CERT_EXPIRY};
+use shoal_manager::control::LEADER_HINT;
 use shoal_manager::dispatcher::DEFAULT_HEARTBEAT_PERIOD;
 use shoal_manager::{Manager, ManagerConfig, RaftTiming};
 use shoal_proto::v1::ca_client::CaClient;
+use shoal_proto::v1::raft_client::RaftClient;
 use shoal_proto::v1::{
     Cluster, ClusterSpec, DispatcherConfig, GetRootCaCertificateRequest, InfoResponse, InitRequest,
     InitResponse, IssueNodeCertificateRequest, JoinRequest, JoinResponse, JoinTokens,
     ManagerStatus, Meta, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState,
     NodeStatus, OrchestrationConfig,
 };
+use shoal_proto::v1::{JoinClusterRequest, LeaveClusterRequest};
 use shoal_security::files::NodeCredentials;
 use shoal_security::{tls, JoinToken, NodeKey, RootCa};
 use tokio::net::TcpListener;
@@ -153,7 +156,7 @@ impl Node {
             cluster_id: record.cluster_id.clone(),
             advertise_addr: record.advertise_addr.clone(),
             credentials: credentials.clone(),
-            timing: RaftTiming::default(),
+            timing: RaftTiming::from_config(record.raft.as_ref()),
         })
     }
 
@@ -181,9 +184,21 @@ impl Node {
     /// `swarm init`: a new cluster with this node as its only manager.
     pub async fn init(&self, request: InitRequest) -> Result<InitResponse, Status> {
         let mut active = self.active.lock().await;
+        if request.force_new_cluster {
+            return self.force_new_cluster(&mut active).await;
+        }
         if active.is_some() {
             return Err(Status::failed_precondition(ALREADY_IN_SWARM));
         }
+        let timing = RaftTiming::from_config(request.raft.as_ref());
+        timing
+            .validate()
+            .map_err(|e| Status::invalid_argument(format!("invalid Raft timing: {e}")))?;
+        let heartbeat_ms = if request.dispatcher_heartbeat_ms > 0 {
+            request.dispatcher_heartbeat_ms
+        } else {
+            DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64
+        };
         let listen = parse_listen_addr(&request.listen_addr)?;
         let advertise = parse_advertise_addr(&request.advertise_addr, listen)?;
         let listener = bind(&listen.to_string()).await?;
@@ -235,12 +250,13 @@ impl Node {
             spec: Some(ClusterSpec {
                 name: "default".into(),
                 dispatcher: Some(DispatcherConfig {
-                    heartbeat_period_ms: DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64,
+                    heartbeat_period_ms: heartbeat_ms,
                 }),
                 orchestration: Some(OrchestrationConfig {
                     task_history_limit: DEFAULT_TASK_HISTORY,
                 }),
                 node_cert_expiry_secs: DEFAULT_NODE_CERT_EXPIRY.as_secs(),
+                raft: Some(timing.to_config()),
             }),
             root_ca: Some(shoal_proto::v1::RootCa {
                 cert_pem: root.cert_pem.clone(),
@@ -285,6 +301,7 @@ impl Node {
             listen_addr: Some(bound.to_string()),
             advertise_addr: advertise.clone(),
             managers: vec![advertise.clone()],
+            raft: Some(timing.to_config()),
         };
 
         let manager_config = self
@@ -336,8 +353,95 @@ impl Node {
         })
     }
 
+    /// `swarm init --force-new-cluster`: on a manager whose Raft group lost
+    /// its quorum, start a new group with this manager alone, keeping the
+    /// cluster's state (services, tasks, nodes, tokens, CA).
+    async fn force_new_cluster(&self, active: &mut Option<Active>) -> Result<InitResponse, Status> {
+        let Some(current) = active.take() else {
+            return Err(Status::failed_precondition(
+                "--force-new-cluster needs a node that was a manager of a swarm: this node is in none",
+            ));
+        };
+        if current.record.role != Role::Manager || current.manager.is_none() {
+            *active = Some(current);
+            return Err(Status::failed_precondition(
+                "--force-new-cluster must run on a manager: this node is a worker",
+            ));
+        }
+        let Active {
+            mut record,
+            manager,
+            agent,
+        } = current;
+        let running = manager.expect("checked above");
+        let state = running.manager.store().read(Clone::clone);
+        let credentials = running.manager.config().credentials.clone();
+        agent
+            .shutdown("the swarm is being rebuilt with --force-new-cluster")
+            .await;
+        *self.manager.write().expect("manager lock") = None;
+        running.stop().await;
+        let listen = record.listen_addr.clone().unwrap_or_default();
+        let restart = async {
+            let listener = bind(&listen).await?;
+            let config = self
+                .manager_config(&record, &credentials)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let manager = Manager::force_new_cluster(config, state)
+                .await
+                .map_err(Status::from)?;
+            Ok::<_, Status>((manager, listener))
+        }
+        .await;
+        let (manager, listener) = match restart {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Bring the node back as it was, so nothing is lost.
+                let resumed = self
+                    .start(record.clone(), credentials, bind(&listen).await.ok())
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()));
+                if let Ok(resumed) = resumed {
+                    *active = Some(resumed);
+                }
+                return Err(e);
+            }
+        };
+        record.managers = vec![record.advertise_addr.clone()];
+        record
+            .save(&self.config.data_dir)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let cluster = manager
+            .store()
+            .read(|s| s.cluster.clone())
+            .unwrap_or_default();
+        let running = self.serve_manager(manager, listener);
+        let agent = shoal_agent::spawn(AgentConfig {
+            data_dir: self.config.data_dir.clone(),
+            node_id: record.node_id.clone(),
+            hostname: self.config.hostname.clone(),
+            credentials,
+            managers: record.managers.clone(),
+        })
+        .await;
+        let response = InitResponse {
+            node_id: record.node_id.clone(),
+            cluster_id: record.cluster_id.clone(),
+            worker_token: cluster.join_tokens.unwrap_or_default().worker,
+            manager_addr: record.advertise_addr.clone(),
+        };
+        *active = Some(Active {
+            record,
+            manager: Some(running),
+            agent,
+        });
+        tracing::warn!("the swarm was rebuilt around this manager (--force-new-cluster)");
+        Ok(response)
+    }
+
     /// `swarm join`: verify the manager's CA against the token, get a
-    /// certificate, then run the agent.
+    /// certificate (the token decides the role), then run the agent — and,
+    /// for a manager token, join the Raft group first.
     pub async fn join(&self, request: JoinRequest) -> Result<JoinResponse, Status> {
         let mut active = self.active.lock().await;
         if active.is_some() {
@@ -355,25 +459,64 @@ impl Node {
                 request.advertise_addr
             )));
         }
-        let issued = tokio::time::timeout(
-            JOIN_TIMEOUT,
-            self.fetch_certificate(&token, &remote, &request),
-        )
-        .await
-        .map_err(|_| {
-            Status::deadline_exceeded(format!(
-                "the manager at {remote} did not answer within {} s: check the address and that \
+        // The token alone does not say whether it makes a manager, and a
+        // manager must announce the address it listens on: bind first. A
+        // worker needs no listener, so a busy port only matters for managers.
+        let listen = parse_listen_addr(&request.listen_addr)?;
+        let bound = bind(&listen.to_string()).await;
+        let (listener, advertise, bind_error) = match bound {
+            Ok(listener) => {
+                let port = listener
+                    .local_addr()
+                    .map(|a| a.port())
+                    .unwrap_or(listen.port());
+                let ip = advertise_ip(&request.advertise_addr, listen, &remote);
+                (
+                    Some(listener),
+                    ip.map(|ip| SocketAddr::new(ip, port).to_string()),
+                    None,
+                )
+            }
+            Err(e) => (None, None, Some(e)),
+        };
+        let raft_id = rand_u64();
+        let attempt = JoinAttempt {
+            token: &token,
+            remote: &remote,
+            advertise_addr: advertise
+                .clone()
+                .unwrap_or_else(|| request.advertise_addr.clone()),
+            // Without a listener this node cannot be a manager: sending no
+            // Raft ID makes the CA refuse a manager token before writing anything.
+            raft_id: if listener.is_some() { raft_id } else { 0 },
+        };
+        let issued = tokio::time::timeout(JOIN_TIMEOUT, self.fetch_certificate(&attempt))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "the manager at {remote} did not answer within {} s: check the address and that \
                      a shoal manager listens there",
-                JOIN_TIMEOUT.as_secs()
-            ))
-        })??;
-        let (credentials, response) = issued;
+                    JOIN_TIMEOUT.as_secs()
+                ))
+            })?;
+        let (credentials, response) = match (issued, bind_error) {
+            (Ok(issued), _) => issued,
+            (Err(status), Some(bind_error)) if status.code() == tonic::Code::InvalidArgument => {
+                return Err(Status::failed_precondition(format!(
+                    "{} (a manager token needs a listening address)",
+                    bind_error.message()
+                )))
+            }
+            (Err(status), _) => return Err(status),
+        };
+
         let managers = if response.managers.is_empty() {
             vec![remote.clone()]
         } else {
             response.managers.clone()
         };
-        let record = MembershipRecord {
+        let role = response.role();
+        let mut record = MembershipRecord {
             node_id: response.node_id.clone(),
             cluster_id: response.cluster_id.clone(),
             role: Role::Worker,
@@ -381,7 +524,35 @@ impl Node {
             listen_addr: None,
             advertise_addr: request.advertise_addr.clone(),
             managers,
+            raft: None,
         };
+        let mut running_manager = None;
+        if role == NodeRole::Manager {
+            let (Some(listener), Some(advertise)) = (listener, advertise) else {
+                // Unreachable: without both the CA refuses a manager token.
+                return Err(Status::internal(
+                    "a manager certificate was issued to a node without a listener",
+                ));
+            };
+            record.role = Role::Manager;
+            record.raft_id = Some(raft_id);
+            record.listen_addr = listener.local_addr().ok().map(|a| a.to_string());
+            record.advertise_addr = advertise.clone();
+            record.raft = response.raft;
+            match self
+                .join_raft(&record, &credentials, listener, &remote)
+                .await
+            {
+                Ok((running, managers)) => {
+                    record.managers = managers;
+                    running_manager = Some(running);
+                }
+                Err(e) => {
+                    self.wipe();
+                    return Err(e);
+                }
+            }
+        }
         let saved = credentials
             .save(&self.config.data_dir)
             .map_err(|e| e.to_string())
@@ -391,28 +562,121 @@ impl Node {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = saved {
+            if let Some(running) = running_manager {
+                *self.manager.write().expect("manager lock") = None;
+                running.stop().await;
+            }
             self.wipe();
             return Err(Status::internal(format!(
                 "could not record the swarm membership: {e}"
             )));
         }
-        let started = self
-            .start(record, credentials, None)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        *active = Some(started);
-        tracing::info!(node = %response.node_id, "joined the swarm as a worker");
+        let agent = shoal_agent::spawn(AgentConfig {
+            data_dir: self.config.data_dir.clone(),
+            node_id: record.node_id.clone(),
+            hostname: self.config.hostname.clone(),
+            credentials,
+            managers: record.managers.clone(),
+        })
+        .await;
+        *active = Some(Active {
+            record,
+            manager: running_manager,
+            agent,
+        });
+        tracing::info!(node = %response.node_id, role = ?role, "joined the swarm");
         Ok(JoinResponse {
             node_id: response.node_id,
-            role: NodeRole::Worker as i32,
+            role: role as i32,
         })
+    }
+
+    /// Starts this node's manager on `listener` and asks the leader to add it
+    /// to the Raft group; on failure the manager is stopped again.
+    async fn join_raft(
+        &self,
+        record: &MembershipRecord,
+        credentials: &NodeCredentials,
+        listener: TcpListener,
+        remote: &str,
+    ) -> Result<(RunningManager, Vec<String>), Status> {
+        let config = self
+            .manager_config(record, credentials)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let manager = Manager::open(config).await.map_err(Status::from)?;
+        let running = self.serve_manager(manager, listener);
+        let joined = self
+            .ask_leader_to_join(
+                credentials,
+                remote,
+                record.raft_id.unwrap_or_default(),
+                &record.advertise_addr,
+            )
+            .await;
+        match joined {
+            Ok(managers) => Ok((running, managers)),
+            Err(e) => {
+                *self.manager.write().expect("manager lock") = None;
+                running.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn ask_leader_to_join(
+        &self,
+        credentials: &NodeCredentials,
+        remote: &str,
+        raft_id: u64,
+        advertise: &str,
+    ) -> Result<Vec<String>, Status> {
+        let mut target = remote.to_string();
+        for _ in 0..5 {
+            let channel = tls::endpoint(&target, JOIN_CONNECT_TIMEOUT)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .tls_config(tls::client_config(credentials))
+                .map_err(|e| Status::internal(e.to_string()))?
+                .connect()
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!("cannot reach the manager at {target}: {e}"))
+                })?;
+            let reply = RaftClient::new(channel)
+                .join_cluster(JoinClusterRequest {
+                    raft_id,
+                    addr: advertise.to_string(),
+                })
+                .await;
+            match reply {
+                Ok(reply) => {
+                    let managers = reply.into_inner().managers;
+                    return Ok(if managers.is_empty() {
+                        vec![advertise.to_string()]
+                    } else {
+                        managers
+                    });
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    match status
+                        .metadata()
+                        .get(LEADER_HINT)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        Some(leader) => target = leader.to_string(),
+                        None => return Err(status),
+                    }
+                }
+                Err(status) => return Err(status),
+            }
+        }
+        Err(Status::unavailable(
+            "the leader kept changing while joining: retry",
+        ))
     }
 
     async fn fetch_certificate(
         &self,
-        token: &JoinToken,
-        remote: &str,
-        request: &JoinRequest,
+        attempt: &JoinAttempt<'_>,
     ) -> Result<
         (
             NodeCredentials,
@@ -420,6 +684,7 @@ impl Node {
         ),
         Status,
     > {
+        let (token, remote) = (attempt.token, attempt.remote);
         let unreachable = |e: &dyn std::fmt::Display| {
             Status::unavailable(format!(
                 "cannot reach a shoal manager at {remote}: {e}: check the address and that the manager is running"
@@ -467,7 +732,8 @@ impl Node {
                 csr_pem: csr,
                 token: token.to_string(),
                 hostname: self.config.hostname.clone(),
-                advertise_addr: host_of(&request.advertise_addr),
+                advertise_addr: attempt.advertise_addr.clone(),
+                raft_id: attempt.raft_id,
             })
             .await?
             .into_inner();
@@ -487,12 +753,38 @@ impl Node {
         let Some(current) = active.as_ref() else {
             return Err(Status::failed_precondition(NOT_IN_SWARM));
         };
-        if current.record.role == Role::Manager && !force {
-            return Err(Status::failed_precondition(
-                "You are attempting to leave the swarm on a node that is participating as a manager. \
-                 Removing the last manager erases all current state of the swarm. \
-                 Use `--force` to ignore this message.",
-            ));
+        if current.record.role == Role::Manager {
+            let manager = current.manager.as_ref().map(|m| m.manager.clone());
+            let voters = manager
+                .as_ref()
+                .map(|m| m.quorum().voters.len())
+                .unwrap_or(1);
+            if voters <= 1 && !force {
+                return Err(Status::failed_precondition(
+                    "You are attempting to leave the swarm on a node that is participating as a manager. \
+                     Removing the last manager erases all current state of the swarm. \
+                     Use `--force` to ignore this message.",
+                ));
+            }
+            if voters > 1 {
+                if !force {
+                    return Err(Status::failed_precondition(format!(
+                        "You are attempting to leave the swarm on a node that is participating as a manager \
+                         ({voters} managers). Demote it first with `shoal node demote`, or use `--force` \
+                         to remove it from the Raft group as it leaves."
+                    )));
+                }
+                if let Some(manager) = manager {
+                    let raft_id = current.record.raft_id.unwrap_or_default();
+                    let mut leader = manager.leader_raft().await.map_err(Status::from)?;
+                    leader
+                        .leave_cluster(LeaveClusterRequest {
+                            raft_id,
+                            force: true,
+                        })
+                        .await?;
+                }
+            }
         }
         let current = active.take().expect("checked above");
         current.agent.shutdown("the node left the swarm").await;
@@ -531,7 +823,15 @@ impl Node {
     /// Stops the agent and the manager (SIGTERM). Membership stays on disk.
     pub async fn stop(&self) {
         let mut active = self.active.lock().await;
-        if let Some(current) = active.take() {
+        if let Some(mut current) = active.take() {
+            // Remember every manager the agent learned of, for the next start.
+            let managers = current.agent.managers();
+            if !managers.is_empty() && managers != current.record.managers {
+                current.record.managers = managers;
+                if let Err(e) = current.record.save(&self.config.data_dir) {
+                    tracing::warn!(error = %e, "could not save the manager list");
+                }
+            }
             current
                 .agent
                 .shutdown("stopped with the shoal daemon")
@@ -561,6 +861,32 @@ impl Node {
             }
         }
     }
+}
+
+/// What a join sends to the CA.
+struct JoinAttempt<'a> {
+    token: &'a JoinToken,
+    remote: &'a str,
+    advertise_addr: String,
+    raft_id: u64,
+}
+
+/// The IP a joining node advertises: `--advertise-addr`, else a specific
+/// listen IP, else the local address that routes to the manager (found by
+/// connecting a UDP socket, which sends nothing).
+fn advertise_ip(flag: &str, listen: SocketAddr, remote: &str) -> Option<IpAddr> {
+    if let Ok(addr) = flag.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    if let Ok(ip) = flag.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if !listen.ip().is_unspecified() {
+        return Some(listen.ip());
+    }
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(remote).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
 }
 
 /// The host part of `HOST[:PORT]`.

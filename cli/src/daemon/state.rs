@@ -27,6 +27,9 @@ pub struct NodeState {
     pub advertise_addr: String,
     /// Managers the agent may connect to.
     pub managers: Vec<String>,
+    /// Raft timing of the cluster (managers), fixed at `swarm init`.
+    #[serde(default)]
+    pub raft: Option<shoal_proto::v1::RaftConfig>,
 }
 
 fn path(data_dir: &Path) -> PathBuf {

@@ -48,11 +48,24 @@ fn join_refuses_bad_tokens_and_addresses_without_changing_anything() {
         .assert_error("invalid join token: expected 4 parts");
     assert_unchanged(&manager, &joiner, 1);
 
+    // A manager token on a node that cannot listen: refused before the
+    // swarm registers anything.
+    let taken = std::net::TcpListener::bind("127.0.0.9:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
     let manager_token = manager.ok(&["swarm", "join-token", "-q", "manager"]);
     joiner
-        .shoal(&["swarm", "join", "--token", manager_token.trim(), &addr])
-        .assert_error("joining as a manager is not supported yet");
+        .shoal(&[
+            "swarm",
+            "join",
+            "--token",
+            manager_token.trim(),
+            "--listen-addr",
+            &taken_addr,
+            &addr,
+        ])
+        .assert_error(&format!("cannot listen on {taken_addr}"));
     assert_unchanged(&manager, &joiner, 1);
+    drop(taken);
 
     joiner
         .shoal(&[

@@ -14,37 +14,45 @@ use shoal_proto::v1::raft_client::RaftClient;
 use shoal_proto::v1::RaftMessage;
 use tonic::transport::{Channel, ClientTlsConfig};
 
+use std::sync::Arc;
+
 use super::types::TypeConfig;
+use crate::peers::PeerHealth;
 
 type RpcError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
 
 /// Makes connections to peer managers with this manager's certificate.
 pub struct Network {
     tls: ClientTlsConfig,
+    health: Arc<PeerHealth>,
 }
 
 impl Network {
-    pub fn new(tls: ClientTlsConfig) -> Self {
-        Network { tls }
+    pub fn new(tls: ClientTlsConfig, health: Arc<PeerHealth>) -> Self {
+        Network { tls, health }
     }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
-    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> PeerConnection {
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
         PeerConnection {
+            target,
             addr: node.addr.clone(),
             tls: self.tls.clone(),
             client: None,
+            health: self.health.clone(),
         }
     }
 }
 
 pub struct PeerConnection {
+    target: u64,
     addr: String,
     tls: ClientTlsConfig,
     client: Option<RaftClient<Channel>>,
+    health: Arc<PeerHealth>,
 }
 
 impl PeerConnection {
@@ -73,16 +81,16 @@ fn encode<T: Serialize, E: std::error::Error>(value: &T) -> Result<RaftMessage, 
 
 fn decode<T: DeserializeOwned, E>(
     reply: Result<tonic::Response<RaftMessage>, tonic::Status>,
+    health: &PeerHealth,
+    target: u64,
 ) -> Result<T, RpcError<E>>
 where
     E: std::error::Error + DeserializeOwned,
 {
-    let reply = reply.map_err(|status| match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-            RPCError::Unreachable(Unreachable::new(&status))
-        }
-        _ => RPCError::Network(NetworkError::new(&status)),
-    })?;
+    // Every failed call counts as "unreachable": openraft then backs off
+    // before retrying instead of spinning on a peer that refuses us.
+    let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
+    health.record_ok(target);
     let result: Result<T, RaftError<u64, E>> = bincode::deserialize(&reply.into_inner().data)
         .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
     result.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
@@ -104,7 +112,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let reply = client
             .append_entries(with_ttl(encode(&rpc)?, &option))
             .await;
-        decode(reply)
+        decode(reply, &self.health, self.target)
     }
 
     async fn install_snapshot(
@@ -116,7 +124,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let reply = client
             .install_snapshot(with_ttl(encode(&rpc)?, &option))
             .await;
-        decode(reply)
+        decode(reply, &self.health, self.target)
     }
 
     async fn vote(
@@ -126,6 +134,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<VoteResponse<u64>, RpcError> {
         let mut client = self.client()?;
         let reply = client.vote(with_ttl(encode(&rpc)?, &option)).await;
-        decode(reply)
+        decode(reply, &self.health, self.target)
     }
 }

@@ -1,6 +1,9 @@
 //! Applying cluster and node commands.
 
-use shoal_proto::v1::{Cluster, Node, NodeDescription, NodeRole, NodeState, NodeStatus};
+use shoal_proto::v1::{
+    Cluster, ManagerStatus, Node, NodeAvailability, NodeDescription, NodeRole, NodeState,
+    NodeStatus,
+};
 
 use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 
@@ -108,6 +111,48 @@ impl ClusterState {
             events.push(StoreEvent::ClusterUpdated(cluster.clone()));
         }
         events.push(StoreEvent::Node(Change::Removed, node));
+        Ok(())
+    }
+
+    pub(super) fn update_node_spec(
+        &mut self,
+        node_id: &str,
+        availability: Option<NodeAvailability>,
+        label_add: Vec<(String, String)>,
+        label_rm: Vec<String>,
+        at_ms: i64,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let node = self.node_mut(node_id)?;
+        let spec = node.spec.get_or_insert_with(Default::default);
+        if let Some(availability) = availability {
+            spec.availability = availability as i32;
+        }
+        for key in label_rm {
+            spec.labels.remove(&key);
+        }
+        for (key, value) in label_add {
+            spec.labels.insert(key, value);
+        }
+        bump(&mut node.meta, at_ms);
+        events.push(StoreEvent::Node(Change::Updated, node.clone()));
+        Ok(())
+    }
+
+    pub(super) fn set_node_role(
+        &mut self,
+        node_id: &str,
+        role: NodeRole,
+        manager_status: Option<ManagerStatus>,
+        at_ms: i64,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let node = self.node_mut(node_id)?;
+        node.role = role as i32;
+        node.spec.get_or_insert_with(Default::default).desired_role = role as i32;
+        node.manager_status = manager_status;
+        bump(&mut node.meta, at_ms);
+        events.push(StoreEvent::Node(Change::Updated, node.clone()));
         Ok(())
     }
 
