@@ -26,7 +26,7 @@
 //! model to their release cadence. `yaml-rust2` is pure safe Rust, YAML 1.2,
 //! actively maintained (as is its successor `saphyr`, which had not yet
 //! settled its API), and hands out a position with every event; it does not
-//! resolve merge keys, so [`yaml`] does (explicit keys win, then earlier
+//! resolve merge keys, so the `yaml` module does (explicit keys win, then earlier
 //! merged mappings). Driving its events one by one also lets the loader cap
 //! nesting depth and alias expansion, so hostile input fails cleanly.
 //!

@@ -13,7 +13,7 @@
 //! Files are merged after each was interpolated and before validation, so
 //! errors still point at the file and line each value came from.
 
-use crate::yaml::{Key, Node, Value};
+use crate::yaml::{Key, Node, Pos, Value};
 
 /// Merges `over` (a later file) into `base`.
 pub(crate) fn merge_files(base: &mut Node, mut over: Node) {
@@ -119,15 +119,24 @@ fn normalize(root: &mut Node) {
         };
         for (key, value) in fields.iter_mut() {
             match key.name.as_str() {
-                "environment" => list_to_map(value, |t| split_assignment(t, None)),
-                "labels" => list_to_map(value, |t| split_assignment(t, Some(""))),
-                "networks" => list_to_map(value, |t| (t.to_owned(), None)),
-                "depends_on" => list_to_map(value, |t| (t.to_owned(), Some("\u{0}"))),
+                "environment" => list_to_map(value, |t, _| assignment(t, None)),
+                "labels" => list_to_map(value, |t, _| assignment(t, Some(""))),
+                "networks" => list_to_map(value, |t, _| (t.to_owned(), Value::Null)),
+                // A list-form entry means "started", spelled out so that it
+                // merges with a later file's mapping-form entry.
+                "depends_on" => list_to_map(value, |t, pos| {
+                    let condition = Node::new(scalar("service_started", false), pos.clone());
+                    let key = Key {
+                        name: "condition".to_owned(),
+                        pos: pos.clone(),
+                    };
+                    (t.to_owned(), Value::Map(vec![(key, condition)]))
+                }),
                 "deploy" => {
                     if let Value::Map(deploy) = &mut value.value {
                         for (k, v) in deploy.iter_mut() {
                             if k.name == "labels" {
-                                list_to_map(v, |t| split_assignment(t, Some("")));
+                                list_to_map(v, |t, _| assignment(t, Some("")));
                             }
                         }
                     }
@@ -138,18 +147,29 @@ fn normalize(root: &mut Node) {
     }
 }
 
-fn split_assignment<'a>(text: &'a str, bare: Option<&'a str>) -> (String, Option<&'a str>) {
+fn scalar(text: &str, quoted: bool) -> Value {
+    Value::Scalar {
+        text: text.to_owned(),
+        quoted,
+    }
+}
+
+/// `KEY=VALUE` → (KEY, "VALUE"); a bare `KEY` → `bare` (null when `None`).
+/// Values become quoted scalars: they were strings in the list.
+fn assignment(text: &str, bare: Option<&str>) -> (String, Value) {
     match text.split_once('=') {
-        Some((k, v)) => (k.to_owned(), Some(v)),
-        None => (text.to_owned(), bare),
+        Some((k, v)) => (k.to_owned(), scalar(v, true)),
+        None => (
+            text.to_owned(),
+            bare.map_or(Value::Null, |b| scalar(b, true)),
+        ),
     }
 }
 
 /// Replaces a list of scalars by a mapping, `split` giving each item's key
-/// and value (`None` → null; the marker `"\0"` → `{condition:
-/// service_started}`, the meaning of a list-form `depends_on` entry). Lists
-/// with non-scalar items are left alone for validation to report.
-fn list_to_map(node: &mut Node, split: impl Fn(&str) -> (String, Option<&str>)) {
+/// and value. Lists with non-scalar items are left alone for validation to
+/// report.
+fn list_to_map(node: &mut Node, split: impl Fn(&str, &Pos) -> (String, Value)) {
     let Value::Seq(items) = &node.value else {
         return;
     };
@@ -158,27 +178,7 @@ fn list_to_map(node: &mut Node, split: impl Fn(&str) -> (String, Option<&str>)) 
     }
     let mut entries: Vec<(Key, Node)> = Vec::new();
     for item in items {
-        let (name, value) = split(item.scalar().unwrap_or_default());
-        let value = match value {
-            None => Value::Null,
-            Some("\u{0}") => Value::Map(vec![(
-                Key {
-                    name: "condition".to_owned(),
-                    pos: item.pos.clone(),
-                },
-                Node::new(
-                    Value::Scalar {
-                        text: "service_started".to_owned(),
-                        quoted: false,
-                    },
-                    item.pos.clone(),
-                ),
-            )]),
-            Some(text) => Value::Scalar {
-                text: text.to_owned(),
-                quoted: true,
-            },
-        };
+        let (name, value) = split(item.scalar().unwrap_or_default(), &item.pos);
         entries.retain(|(k, _)| k.name != name);
         entries.push((
             Key {

@@ -627,21 +627,21 @@ fn named_entries<'n>(
     node: Option<&'n Node>,
     path: &str,
 ) -> Result<Vec<(&'n Key, &'n Node)>, ComposeError> {
-    match node.map(|n| &n.value) {
+    match node {
         None => Ok(Vec::new()),
-        Some(Value::Map(entries)) => Ok(entries
+        Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) => Ok(entries
             .iter()
             .filter(|(k, _)| !k.name.starts_with("x-"))
             .map(|(k, v)| (k, v))
             .collect()),
-        Some(_) => {
-            let node = node.unwrap_or_else(|| unreachable!("matched Some above"));
-            Err(invalid(
-                &node.pos,
-                path,
-                format!("expected a mapping of names, got {}", describe(node)),
-            ))
-        }
+        Some(other) => Err(invalid(
+            &other.pos,
+            path,
+            format!("expected a mapping of names, got {}", describe(other)),
+        )),
     }
 }
 
@@ -765,38 +765,27 @@ fn file_object_def(
         &known,
         &["driver", "driver_opts", "template_driver"],
     )?;
-    let given: Vec<&str> = sources
+    let given: Vec<(&str, &Node)> = sources
         .iter()
-        .copied()
-        .filter(|s| o.get(s).is_some())
+        .filter_map(|key| o.get(key).map(|n| (*key, n)))
         .collect();
-    if given.len() != 1 {
+    let [(key, n)] = given[..] else {
         return Err(invalid(
             &node.pos,
             path,
             format!("{expected}, got {}", given.len()),
         ));
-    }
-    let source = match given[0] {
-        "file" => {
-            let file = string(o.get("file").unwrap_or(node), &child(path, "file"))?;
-            FileSource::File(w.ctx.base_dir.join(file))
-        }
-        "environment" => FileSource::Environment(string(
-            o.get("environment").unwrap_or(node),
-            &child(path, "environment"),
-        )?),
-        "content" => FileSource::Content(string(
-            o.get("content").unwrap_or(node),
-            &child(path, "content"),
-        )?),
+    };
+    let kp = child(path, key);
+    let source = match key {
+        "file" => FileSource::File(w.ctx.base_dir.join(string(n, &kp)?)),
+        "environment" => FileSource::Environment(string(n, &kp)?),
+        "content" => FileSource::Content(string(n, &kp)?),
         _ => {
-            let n = o.get("external").unwrap_or(node);
-            let (ext, _) = external(n, &child(path, "external"))?;
-            if !ext {
+            if !external(n, &kp)?.0 {
                 return Err(invalid(
                     &n.pos,
-                    &child(path, "external"),
+                    &kp,
                     format!("{expected}; `external: false` is not a source"),
                 ));
             }
