@@ -5,7 +5,9 @@
 //!
 //! # Layout
 //! - [`process`]: tasks as plain processes in their own process group.
+//! - [`docker`]: tasks as containers through the Docker Engine API.
 
+pub mod docker;
 pub mod process;
 
 use std::time::Duration;

@@ -1,0 +1,360 @@
+//! What a task's container looks like, as plain functions over the task, the
+//! image's configuration and the executor's options: its name, labels,
+//! environment, command and limits. Nothing here talks to the engine, so the
+//! mapping is tested without one; [`super`] creates what these describe.
+//!
+//! # Command mapping
+//! A container runs `ENTRYPOINT ++ CMD`, as `docker run IMAGE [CMD…]` does:
+//! - the image's ENTRYPOINT is always kept (TaskSpec has no field to replace it);
+//! - `TaskSpec.command`, when not empty, replaces the image's CMD;
+//! - `TaskSpec.args` are appended to the CMD in force (the task's command, else
+//!   the image's CMD), so `args` mean "more arguments" for both executors.
+//!
+//! This differs from Swarm, where `ContainerSpec.Command` replaces the
+//! ENTRYPOINT: shoal's CLI reads `shoal service create IMAGE [CMD] [ARG…]` the
+//! way `docker run` reads it, and the process executor runs `command ++ args`.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, ContainerState, HealthStatusEnum, HostConfig, ImageConfig,
+};
+use shoal_proto::v1::Task;
+
+use super::ContainerOptions;
+
+/// Label holding the task's ID: how a restarted agent and `remove(task_id)`
+/// find a task's container.
+pub const LABEL_TASK_ID: &str = "com.shoal.task.id";
+pub const LABEL_SERVICE_ID: &str = "com.shoal.service.id";
+pub const LABEL_SERVICE_NAME: &str = "com.shoal.service.name";
+/// Label holding the node's ID: the agent only ever adopts, reports or
+/// removes containers carrying its own node ID.
+pub const LABEL_NODE_ID: &str = "com.shoal.node.id";
+pub const LABEL_TASK_SLOT: &str = "com.shoal.task.slot";
+
+/// Docker's own default stop signal, used when the image names none.
+const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
+
+/// A task's container name, `<service>.<slot>.<task id>` as Swarm's. Docker
+/// accepts `[a-zA-Z0-9][a-zA-Z0-9_.-]*`: service names are validated by the
+/// manager already, but anything else becomes `-` rather than a failed create.
+pub fn container_name(task: &Task) -> String {
+    let service = if task.service_name.is_empty() {
+        "task"
+    } else {
+        &task.service_name
+    };
+    let name: String = format!("{service}.{}.{}", task.slot, task.id)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name
+    } else {
+        format!("x{name}")
+    }
+}
+
+/// The task's labels followed by shoal's own, which win on a clash: a task
+/// must not be able to pass itself off as another node's.
+pub fn labels(task: &Task, node_id: &str) -> HashMap<String, String> {
+    let mut labels = task
+        .spec
+        .as_ref()
+        .map(|s| s.labels.clone())
+        .unwrap_or_default();
+    labels.extend([
+        (LABEL_TASK_ID.to_string(), task.id.clone()),
+        (LABEL_SERVICE_ID.to_string(), task.service_id.clone()),
+        (LABEL_SERVICE_NAME.to_string(), task.service_name.clone()),
+        (LABEL_NODE_ID.to_string(), node_id.to_string()),
+        (LABEL_TASK_SLOT.to_string(), task.slot.to_string()),
+    ]);
+    labels
+}
+
+/// The task's environment plus the `SHOAL_*` variables the process executor
+/// sets too, so a task sees the same names whatever its runtime. Ours replace
+/// a task entry of the same name rather than follow it: with duplicates, which
+/// one a program sees depends on its libc.
+pub fn env(task: &Task, node_id: &str) -> Vec<String> {
+    let ours = [
+        ("SHOAL_TASK_ID", task.id.clone()),
+        ("SHOAL_TASK_SLOT", task.slot.to_string()),
+        (
+            "SHOAL_TASK_NAME",
+            format!("{}.{}.{}", task.service_name, task.slot, task.id),
+        ),
+        ("SHOAL_SERVICE_NAME", task.service_name.clone()),
+        ("SHOAL_NODE_ID", node_id.to_string()),
+    ];
+    let spec_env = task.spec.as_ref().map(|s| s.env.as_slice()).unwrap_or(&[]);
+    spec_env
+        .iter()
+        .filter(|entry| {
+            let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+            !ours.iter().any(|(name, _)| *name == key)
+        })
+        .cloned()
+        .chain(ours.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect()
+}
+
+/// The container's CMD (see the module docs); `None` keeps the image's.
+pub fn cmd(task: &Task, image: Option<&ImageConfig>) -> Option<Vec<String>> {
+    let spec = task.spec.as_ref()?;
+    match (spec.command.is_empty(), spec.args.is_empty()) {
+        (true, true) => None,
+        (false, _) => Some(spec.command.iter().chain(&spec.args).cloned().collect()),
+        (true, false) => {
+            let image_cmd = image.and_then(|i| i.cmd.as_deref()).unwrap_or(&[]);
+            Some(image_cmd.iter().chain(&spec.args).cloned().collect())
+        }
+    }
+}
+
+/// Whole seconds for Docker's stop timeout, rounded up: a grace period of
+/// 500 ms must not become "kill at once".
+pub fn grace_seconds(grace: std::time::Duration) -> i32 {
+    i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+/// Everything the engine needs to create the task's container.
+pub fn create_body(
+    task: &Task,
+    node_id: &str,
+    image: Option<&ImageConfig>,
+    grace: std::time::Duration,
+    options: &ContainerOptions,
+) -> ContainerCreateBody {
+    let spec = task.spec.clone().unwrap_or_default();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: cmd(task, image),
+        env: Some(env(task, node_id)),
+        labels: Some(labels(task, node_id)),
+        // The image's STOPSIGNAL (nginx's SIGQUIT) is how it asks to be
+        // stopped gracefully, as under `docker stop`; SIGTERM otherwise.
+        stop_signal: Some(
+            image
+                .and_then(|i| i.stop_signal.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| DEFAULT_STOP_SIGNAL.to_string()),
+        ),
+        // So that a `docker stop` from outside gives the same grace.
+        stop_timeout: Some(i64::from(grace_seconds(grace))),
+        host_config: Some(HostConfig {
+            nano_cpus: options.nano_cpus,
+            memory: options.memory_bytes,
+            // No restart policy: restarting is the orchestrator's decision,
+            // made by creating a new task.
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container's health as a task would report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The health check has not passed yet.
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// The seam for health checks (not wired yet): the container's health, or
+/// `None` when it has no health check.
+pub fn health(state: &ContainerState) -> Option<Health> {
+    match state.health.as_ref()?.status? {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
+    }
+}
+
+/// `fromImage` and `tag` for a pull. Without a tag the engine would pull
+/// every tag of the repository, so a reference without one means `:latest`
+/// as on the docker CLI; a digest reference is passed whole.
+pub fn pull_reference(image: &str) -> (String, Option<String>) {
+    if image.contains('@') {
+        return (image.to_string(), None);
+    }
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(i) => (
+            image[..name_start + i].to_string(),
+            Some(image[name_start + i + 1..].to_string()),
+        ),
+        None => (image.to_string(), Some("latest".to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bollard::models::Health as EngineHealth;
+    use shoal_proto::v1::TaskSpec;
+
+    use super::*;
+
+    fn task(command: &[&str], args: &[&str]) -> Task {
+        Task {
+            id: "t1".into(),
+            service_id: "s1".into(),
+            service_name: "web".into(),
+            slot: 2,
+            spec: Some(TaskSpec {
+                runtime: "docker".into(),
+                image: "nginx".into(),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                env: vec!["A=1".into(), "SHOAL_NODE_ID=spoofed".into()],
+                labels: [
+                    ("team".to_string(), "blue".to_string()),
+                    (LABEL_NODE_ID.to_string(), "spoofed".to_string()),
+                ]
+                .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn image_cmd(cmd: &[&str]) -> ImageConfig {
+        ImageConfig {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn strings(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn command_replaces_the_image_cmd_and_args_are_appended() {
+        let image = image_cmd(&["nginx", "-g", "daemon off;"]);
+        assert_eq!(cmd(&task(&[], &[]), Some(&image)), None);
+        assert_eq!(
+            cmd(&task(&["sh", "-c"], &["exit 3"]), Some(&image)),
+            strings(&["sh", "-c", "exit 3"])
+        );
+        assert_eq!(
+            cmd(&task(&[], &["-V"]), Some(&image)),
+            strings(&["nginx", "-g", "daemon off;", "-V"])
+        );
+    }
+
+    #[test]
+    fn shoal_labels_and_environment_cannot_be_overridden_by_the_task() {
+        let t = task(&[], &[]);
+        let labels = labels(&t, "node-a");
+        assert_eq!(labels["team"], "blue");
+        assert_eq!(labels[LABEL_NODE_ID], "node-a");
+        assert_eq!(labels[LABEL_TASK_ID], "t1");
+        assert_eq!(labels[LABEL_SERVICE_ID], "s1");
+        assert_eq!(labels[LABEL_SERVICE_NAME], "web");
+        assert_eq!(labels[LABEL_TASK_SLOT], "2");
+        let env = env(&t, "node-a");
+        assert!(env.contains(&"A=1".to_string()));
+        assert!(env.contains(&"SHOAL_NODE_ID=node-a".to_string()));
+        assert!(!env.iter().any(|e| e.contains("spoofed")), "{env:?}");
+        assert!(env.contains(&"SHOAL_TASK_NAME=web.2.t1".to_string()));
+    }
+
+    #[test]
+    fn names_follow_swarm_and_stay_valid_for_docker() {
+        assert_eq!(container_name(&task(&[], &[])), "web.2.t1");
+        let odd = Task {
+            id: "a/b".into(),
+            slot: 1,
+            ..Default::default()
+        };
+        assert_eq!(container_name(&odd), "task.1.a-b");
+    }
+
+    #[test]
+    fn stop_settings_and_limits_reach_the_create_body() {
+        let options = ContainerOptions {
+            nano_cpus: Some(500_000_000),
+            memory_bytes: Some(64 << 20),
+        };
+        let plain = create_body(
+            &task(&[], &[]),
+            "n",
+            None,
+            Duration::from_millis(1500),
+            &options,
+        );
+        assert_eq!(plain.stop_signal.as_deref(), Some("SIGTERM"));
+        assert_eq!(plain.stop_timeout, Some(2));
+        let host = plain.host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(64 << 20));
+        let quits = ImageConfig {
+            stop_signal: Some("SIGQUIT".into()),
+            ..Default::default()
+        };
+        let body = create_body(
+            &task(&[], &[]),
+            "n",
+            Some(&quits),
+            Duration::ZERO,
+            &ContainerOptions::default(),
+        );
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(body.stop_timeout, Some(0));
+        assert_eq!(body.host_config.unwrap().memory, None);
+    }
+
+    #[test]
+    fn pulls_name_a_tag() {
+        let p = |s: &str| pull_reference(s);
+        assert_eq!(p("nginx"), ("nginx".into(), Some("latest".into())));
+        assert_eq!(p("nginx:1.25"), ("nginx".into(), Some("1.25".into())));
+        assert_eq!(
+            p("localhost:5000/a/b"),
+            ("localhost:5000/a/b".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            p("localhost:5000/a/b:v2"),
+            ("localhost:5000/a/b".into(), Some("v2".into()))
+        );
+        assert_eq!(p("nginx@sha256:abc"), ("nginx@sha256:abc".into(), None));
+    }
+
+    #[test]
+    fn health_maps_the_engine_states() {
+        let with = |status| ContainerState {
+            health: Some(EngineHealth {
+                status: Some(status),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(health(&ContainerState::default()), None);
+        assert_eq!(health(&with(HealthStatusEnum::NONE)), None);
+        assert_eq!(
+            health(&with(HealthStatusEnum::STARTING)),
+            Some(Health::Starting)
+        );
+        assert_eq!(
+            health(&with(HealthStatusEnum::HEALTHY)),
+            Some(Health::Healthy)
+        );
+        assert_eq!(
+            health(&with(HealthStatusEnum::UNHEALTHY)),
+            Some(Health::Unhealthy)
+        );
+    }
+}
