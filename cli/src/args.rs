@@ -238,6 +238,20 @@ pub enum NodeCommand {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// Update a node: availability, labels.
+    Update {
+        /// Availability: active, pause or drain.
+        #[arg(long, value_enum)]
+        availability: Option<AvailabilityArg>,
+        /// Add or update a node label (KEY=VALUE or KEY).
+        #[arg(long)]
+        label_add: Vec<String>,
+        /// Remove a node label if it exists.
+        #[arg(long)]
+        label_rm: Vec<String>,
+        /// Node ID, ID prefix or hostname.
+        node: String,
+    },
     /// Remove one or more nodes from the swarm.
     #[command(alias = "remove")]
     Rm {
@@ -248,6 +262,13 @@ pub enum NodeCommand {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AvailabilityArg {
+    Active,
+    Pause,
+    Drain,
 }
 
 #[derive(Debug, Args)]

@@ -387,7 +387,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.list_nodes(forwarded(request)).await;
+            return leader
+                .list_nodes(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.list_nodes_here(request).await
     }
@@ -396,7 +399,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.get_node(forwarded(request)).await;
+            return leader
+                .get_node(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.get_node_here(request).await
     }
@@ -408,7 +414,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.remove_node(forwarded(request)).await;
+            return leader
+                .remove_node(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.remove_node_here(request).await
     }
@@ -420,7 +429,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.get_cluster(forwarded(request)).await;
+            return leader
+                .get_cluster(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.get_cluster_here(request).await
     }
@@ -432,7 +444,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.rotate_join_token(forwarded(request)).await;
+            return leader
+                .rotate_join_token(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.rotate_join_token_here(request).await
     }
@@ -444,7 +459,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.create_service(forwarded(request)).await;
+            return leader
+                .create_service(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.create_service_here(request).await
     }
@@ -456,7 +474,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = request.get_ref().local;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.list_services(forwarded(request)).await;
+            return leader
+                .list_services(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.list_services_here(request).await
     }
@@ -468,7 +489,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.get_service(forwarded(request)).await;
+            return leader
+                .get_service(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.get_service_here(request).await
     }
@@ -480,7 +504,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.update_service(forwarded(request)).await;
+            return leader
+                .update_service(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.update_service_here(request).await
     }
@@ -492,7 +519,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.remove_service(forwarded(request)).await;
+            return leader
+                .remove_service(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.remove_service_here(request).await
     }
@@ -504,7 +534,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.list_tasks(forwarded(request)).await;
+            return leader
+                .list_tasks(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.list_tasks_here(request).await
     }
@@ -516,7 +549,10 @@ impl Control for ControlService {
         self.authorize(&request)?;
         let local = false;
         if let Some(mut leader) = self.route(&request, local).await? {
-            return leader.update_node(forwarded(request)).await;
+            return leader
+                .update_node(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
         }
         self.update_node_here(request).await
     }
@@ -587,7 +623,12 @@ impl ControlService {
                 .raft()
                 .ensure_linearizable()
                 .await
-                .map_err(|e| Status::unavailable(format!("cannot confirm leadership: {e}")))?;
+                .map_err(|e| {
+                    self.forward_error(Status::unavailable(format!(
+                        "cannot confirm leadership: {e}"
+                    )))
+                })?;
+
             return Ok(None);
         }
         if request.metadata().get(FORWARDED).is_some() {
@@ -596,6 +637,30 @@ impl ControlService {
             ));
         }
         Ok(Some(self.manager.leader_control().await?))
+    }
+
+    /// A forwarded call that failed in transport: say what an operator can act on.
+    fn forward_error(&self, status: Status) -> Status {
+        let transport = matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        ) && !status.message().starts_with("no quorum");
+        if !transport {
+            return status;
+        }
+        let quorum = self.manager.quorum();
+        if !quorum.has_majority() {
+            return crate::ManagerError::NoQuorum {
+                reachable: quorum.reachable,
+                total: quorum.voters.len(),
+                majority: quorum.majority(),
+            }
+            .into();
+        }
+        Status::unavailable(format!(
+            "the leader could not be reached ({}): a leader change is probably in progress; retry",
+            status.message()
+        ))
     }
 
     async fn update_node_here(

@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use shoal_proto::v1::{Meta, NodeState, Service, ServiceMode, Task, TaskState, TaskStatus};
+use shoal_proto::v1::{
+    Meta, NodeAvailability, NodeState, Service, ServiceMode, Task, TaskState, TaskStatus,
+};
 
 use crate::store::{is_terminal, ClusterState, Command};
 
@@ -40,6 +42,17 @@ pub fn reconcile(
             n.status
                 .as_ref()
                 .is_some_and(|s| s.state() == NodeState::Down)
+        })
+        .map(|n| n.id.as_str())
+        .collect();
+    // Tasks on a drained node are moved: retired here, replaced elsewhere.
+    let drained: HashSet<&str> = state
+        .nodes
+        .values()
+        .filter(|n| {
+            n.spec
+                .as_ref()
+                .is_some_and(|s| s.availability() == NodeAvailability::Drain)
         })
         .map(|n| n.id.as_str())
         .collect();
@@ -97,7 +110,9 @@ pub fn reconcile(
             let mut dead: Vec<&Task> = Vec::new();
             for task in slot_tasks {
                 let wanted = task.desired_state <= TaskState::Running as i32;
-                let alive = !is_terminal(observed(task)) && !node_gone(task);
+                let alive = !is_terminal(observed(task))
+                    && !node_gone(task)
+                    && !drained.contains(task.node_id.as_str());
                 if wanted && alive && *slot <= replicas && !live_slots.contains(slot) {
                     live_slots.insert(*slot);
                     continue;

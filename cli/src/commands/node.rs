@@ -7,10 +7,11 @@ use shoal_proto::names;
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::{
-    GetNodeRequest, InfoRequest, ListNodesRequest, Node, NodeRole, RemoveNodeRequest,
+    GetNodeRequest, InfoRequest, ListNodesRequest, Node, NodeAvailability, NodeRole,
+    RemoveNodeRequest, UpdateNodeRequest,
 };
 
-use crate::args::{Format, NodeCommand};
+use crate::args::{AvailabilityArg, Format, NodeCommand};
 use crate::client;
 use crate::output;
 
@@ -103,6 +104,29 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                 let array: Vec<Value> = found.iter().map(inspect_json).collect();
                 println!("{}", serde_json::to_string_pretty(&array)?);
             }
+        }
+        NodeCommand::Update {
+            availability,
+            label_add,
+            label_rm,
+            node,
+        } => {
+            let availability = availability.map(|a| match a {
+                AvailabilityArg::Active => NodeAvailability::Active,
+                AvailabilityArg::Pause => NodeAvailability::Pause,
+                AvailabilityArg::Drain => NodeAvailability::Drain,
+            } as i32);
+            control
+                .update_node(UpdateNodeRequest {
+                    node: node.clone(),
+                    role: None,
+                    availability,
+                    label_add,
+                    label_rm,
+                    force: false,
+                })
+                .await?;
+            println!("{node}");
         }
         NodeCommand::Rm { force, nodes } => {
             // Each node is removed on its own; the first failure stops and is reported.

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod formation;
+mod ha;
 mod mtls;
 mod service_input;
 mod services;

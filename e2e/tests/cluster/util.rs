@@ -413,3 +413,89 @@ impl Daemon {
         text.split_whitespace().next()?.parse().ok()
     }
 }
+
+/// `n` managers (the first inits; the others join with the manager token,
+/// each listening on its own loopback address) and `workers` workers.
+pub fn managers_cluster(dir: &TestDir, n: usize, workers: usize) -> (Vec<Daemon>, Vec<Daemon>) {
+    let first = dir.daemon("manager1");
+    let addr = first.init();
+    let manager_token = first
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let worker_token = first.worker_token();
+    let mut managers = vec![first];
+    for i in 2..=n {
+        let manager = dir.daemon(&format!("manager{i}"));
+        manager.ok(&[
+            "swarm",
+            "join",
+            "--token",
+            &manager_token,
+            "--listen-addr",
+            &format!("127.0.0.{i}:0"),
+            &addr,
+        ]);
+        managers.push(manager);
+    }
+    let workers: Vec<Daemon> = (0..workers)
+        .map(|i| {
+            let worker = dir.daemon(&format!("worker{}", i + 1));
+            worker.join(&worker_token, &addr, &format!("127.0.0.{}", 20 + i));
+            worker
+        })
+        .collect();
+    eventually(patience(), "every node Ready with one leader", || {
+        let nodes = managers[0].nodes();
+        let leaders = nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"] == "Leader")
+            .count();
+        if nodes.len() == n + workers.len()
+            && nodes.iter().all(|n| n["Status"] == "Ready")
+            && leaders == 1
+        {
+            Ok(())
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    });
+    (managers, workers)
+}
+
+/// The hostname of the current leader as seen through `via`.
+pub fn leader_name(via: &Daemon) -> Option<String> {
+    let run = via.shoal(&["node", "ls", "--format", "json"]);
+    if run.status != 0 {
+        return None;
+    }
+    run.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|n| n["ManagerStatus"] == "Leader")
+        .and_then(|n| n["Hostname"].as_str().map(str::to_string))
+}
+
+impl Daemon {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Service names and desired replicas in this manager's own replica.
+    pub fn local_services(&self) -> std::collections::BTreeMap<String, String> {
+        self.ok(&["service", "ls", "--local", "--format", "json"])
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("service ls json");
+                let desired = v["Replicas"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split('/')
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                (v["Name"].as_str().unwrap().to_string(), desired)
+            })
+            .collect()
+    }
+}

@@ -207,3 +207,32 @@ fn a_removed_services_tasks_are_forgotten_once_stopped() {
     converge(&mut state, 3);
     assert!(state.tasks.is_empty());
 }
+
+#[test]
+fn tasks_on_a_drained_node_move_and_paused_ones_stay() {
+    let mut state = state_with_service(2);
+    converge(&mut state, 1);
+    set_running_on(&mut state, "n1");
+    state.nodes.get_mut("n1").unwrap().spec = Some(shoal_proto::v1::NodeSpec {
+        availability: NodeAvailability::Pause as i32,
+        ..Default::default()
+    });
+    assert!(
+        reconcile(&state, 2, &mut || "x".into()).is_empty(),
+        "pause keeps tasks"
+    );
+    state
+        .nodes
+        .get_mut("n1")
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .availability = NodeAvailability::Drain as i32;
+    converge(&mut state, 3);
+    let on_n1: Vec<&Task> = state.tasks.values().filter(|t| t.node_id == "n1").collect();
+    assert!(on_n1
+        .iter()
+        .all(|t| t.desired_state == TaskState::Shutdown as i32));
+    assert_eq!(live_slots(&state), vec![1, 2]);
+}
