@@ -1,31 +1,58 @@
 //! Node filters. Each says, for a node it rejects, why — in words an operator
-//! reads in `service ps`: the reasons of all rejected nodes are counted and
-//! joined as "no suitable node (runtime docker not available on 3 nodes)".
+//! reads in `service ps`: the first failing filter of every rejected node is
+//! counted, and the counts are joined as "no suitable node (insufficient
+//! memory on 2 nodes; constraint node.labels.zone==eu not met on 1 node)".
+//!
+//! The filters here are the reference for *whether* a node fits and *why
+//! not*. The batch engine (`batch`) asks the same questions through
+//! the cheap `accepts`/`fits` helpers below, so a decision and its
+//! explanation cannot disagree.
 
 use std::collections::BTreeMap;
 
-use crate::{Availability, NodeView, TaskRequest};
+use crate::{Availability, NodeView, Resources, TaskRequest};
+
+/// What changes on a node while a batch is placed: how many tasks of the
+/// task's service it runs and what it has left to reserve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub tasks_of_service: u64,
+    /// Reported resources minus the reservations of the tasks on the node.
+    pub available: Resources,
+}
 
 /// One step of the placement pipeline.
 pub trait Filter {
-    /// `Some(reason)` when `node` cannot take `task`.
-    fn reject(&self, node: &NodeView, task: &TaskRequest) -> Option<String>;
+    /// `Some(reason)` when `node`, loaded as `load`, cannot take `task`.
+    fn reject(&self, node: &NodeView, task: &TaskRequest, load: &NodeLoad) -> Option<String>;
 }
 
 /// Only Ready nodes take tasks.
 pub struct ReadyFilter;
 
+impl ReadyFilter {
+    pub(crate) fn accepts(node: &NodeView) -> bool {
+        node.ready
+    }
+}
+
 impl Filter for ReadyFilter {
-    fn reject(&self, node: &NodeView, _task: &TaskRequest) -> Option<String> {
-        (!node.ready).then(|| "node not ready".to_string())
+    fn reject(&self, node: &NodeView, _task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
+        (!Self::accepts(node)).then(|| "node not ready".to_string())
     }
 }
 
 /// Paused and drained nodes take no new tasks.
 pub struct AvailabilityFilter;
 
+impl AvailabilityFilter {
+    pub(crate) fn accepts(node: &NodeView) -> bool {
+        node.availability == Availability::Active
+    }
+}
+
 impl Filter for AvailabilityFilter {
-    fn reject(&self, node: &NodeView, _task: &TaskRequest) -> Option<String> {
+    fn reject(&self, node: &NodeView, _task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
         match node.availability {
             Availability::Active => None,
             Availability::Pause => Some("node paused".into()),
@@ -37,30 +64,127 @@ impl Filter for AvailabilityFilter {
 /// The node must have the task's runtime.
 pub struct RuntimeFilter;
 
-impl Filter for RuntimeFilter {
-    fn reject(&self, node: &NodeView, task: &TaskRequest) -> Option<String> {
-        (!node.runtimes.iter().any(|r| r == &task.runtime))
-            .then(|| format!("runtime {} not available", task.runtime))
+impl RuntimeFilter {
+    pub(crate) fn accepts(node: &NodeView, task: &TaskRequest) -> bool {
+        node.runtimes.iter().any(|r| r == &task.runtime)
     }
 }
 
-/// The filters every placement goes through, in order.
+impl Filter for RuntimeFilter {
+    fn reject(&self, node: &NodeView, task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
+        (!Self::accepts(node, task)).then(|| format!("runtime {} not available", task.runtime))
+    }
+}
+
+/// The node must have the task's reservations left. Before constraints, as
+/// in Swarm's pipeline, so a full node reports itself full.
+pub struct ResourceFilter;
+
+impl ResourceFilter {
+    /// CPU first, then memory, as Swarm checks them.
+    fn shortfall(available: &Resources, wanted: &Resources) -> Option<&'static str> {
+        if available.nano_cpus < wanted.nano_cpus {
+            Some("insufficient cpu")
+        } else if available.memory_bytes < wanted.memory_bytes {
+            Some("insufficient memory")
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn fits(available: &Resources, wanted: &Resources) -> bool {
+        Self::shortfall(available, wanted).is_none()
+    }
+}
+
+impl Filter for ResourceFilter {
+    fn reject(&self, _node: &NodeView, task: &TaskRequest, load: &NodeLoad) -> Option<String> {
+        Self::shortfall(&load.available, &task.reservations).map(String::from)
+    }
+}
+
+/// Every constraint of the task must hold; the first that does not is named.
+pub struct ConstraintFilter;
+
+impl ConstraintFilter {
+    pub(crate) fn accepts(node: &NodeView, task: &TaskRequest) -> bool {
+        task.placement.constraints.iter().all(|c| c.matches(node))
+    }
+}
+
+impl Filter for ConstraintFilter {
+    fn reject(&self, node: &NodeView, task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
+        task.placement
+            .constraints
+            .iter()
+            .find(|c| !c.matches(node))
+            .map(|c| format!("constraint {c} not met"))
+    }
+}
+
+/// A node already running `max_replicas_per_node` tasks of the service
+/// takes no more.
+pub struct MaxReplicasFilter;
+
+impl MaxReplicasFilter {
+    pub(crate) fn fits(tasks_of_service: u64, max: u64) -> bool {
+        max == 0 || tasks_of_service < max
+    }
+}
+
+impl Filter for MaxReplicasFilter {
+    fn reject(&self, _node: &NodeView, task: &TaskRequest, load: &NodeLoad) -> Option<String> {
+        (!Self::fits(load.tasks_of_service, task.placement.max_replicas_per_node))
+            .then(|| "max replicas per node limit exceeded".to_string())
+    }
+}
+
+/// The filters every placement goes through, in order (Swarm's order: ready,
+/// resources, constraints, max replicas; availability is part of Swarm's
+/// ready check and the runtime plays the part of its plugin/platform check).
 pub fn default_pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
     vec![
         Box::new(ReadyFilter),
         Box::new(AvailabilityFilter),
         Box::new(RuntimeFilter),
+        Box::new(ResourceFilter),
+        Box::new(ConstraintFilter),
+        Box::new(MaxReplicasFilter),
     ]
 }
 
-/// "no suitable node (reason on N nodes; …)", or "no nodes in the swarm".
-pub fn explain(rejections: &BTreeMap<String, usize>) -> String {
+/// The checks that do not depend on what the batch has placed so far, as
+/// one cheap predicate: the filters above minus resources and max replicas.
+pub(crate) fn statically_eligible(node: &NodeView, task: &TaskRequest) -> bool {
+    ReadyFilter::accepts(node)
+        && AvailabilityFilter::accepts(node)
+        && RuntimeFilter::accepts(node, task)
+        && ConstraintFilter::accepts(node, task)
+}
+
+/// The position in `pipeline` of the first filter rejecting `node`, and why.
+pub fn first_rejection(
+    pipeline: &[Box<dyn Filter + Send + Sync>],
+    node: &NodeView,
+    task: &TaskRequest,
+    load: &NodeLoad,
+) -> Option<(usize, String)> {
+    pipeline
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| f.reject(node, task, load).map(|reason| (i, reason)))
+}
+
+/// "no suitable node (reason on N nodes; …)". `rejections` counts nodes by
+/// (position of the rejecting filter in the pipeline, reason): reasons come
+/// in pipeline order, then alphabetically, so the text is deterministic.
+pub fn explain(rejections: &BTreeMap<(usize, String), usize>) -> String {
     if rejections.is_empty() {
         return "no suitable node (no nodes available)".to_string();
     }
     let parts: Vec<String> = rejections
         .iter()
-        .map(|(reason, n)| format!("{reason} on {n} node{}", if *n == 1 { "" } else { "s" }))
+        .map(|((_, reason), n)| format!("{reason} on {n} node{}", if *n == 1 { "" } else { "s" }))
         .collect();
     format!("no suitable node ({})", parts.join("; "))
 }

@@ -5,135 +5,159 @@
 //! calls [`schedule`], and writes the decisions through Raft. Orchestrators
 //! decide *how many* tasks exist; this crate only decides *where*.
 //!
-//! Placement is a filter pipeline ([`filter`]) — each filter can say why it
-//! rejects a node — followed by spread scoring: the node with the fewest tasks
-//! of the same service wins, then the one with the fewest tasks overall, then
-//! the lowest node ID (so decisions are deterministic). A whole batch of
-//! pending tasks is placed in one pass, counting each placement as it goes.
+//! Placement is Swarm's model. A filter pipeline ([`filter`]) — ready,
+//! availability, runtime, resource reservations, constraints ([`constraint`]),
+//! max replicas per node — keeps the nodes that can take a task, each filter
+//! able to say why it rejects one. Among those, spread preferences
+//! ([`placement`]) choose the label value with the fewest tasks of the
+//! service (level by level), then the node with the fewest tasks of the
+//! service wins, then the one with the fewest tasks overall, then the lowest
+//! node ID, so decisions are deterministic. A whole batch of pending tasks is
+//! placed in one pass, each placement counting (tasks, reservations) for the
+//! next; the `batch` module does it in O(log nodes) per task.
 //!
 //! # Layout
+//! - [`constraint`]: `node.labels.zone==eu` and friends: parsing, matching.
+//! - [`placement`]: a service's constraints, spread preferences and limit.
 //! - [`filter`]: node filters and their explanations.
+//! - `batch`: the batch engine (spread trees of node heaps).
 
 #![forbid(unsafe_code)]
 
+mod batch;
+pub mod constraint;
 pub mod filter;
+pub mod placement;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-pub use filter::{explain, Filter};
+pub use constraint::{Constraint, ConstraintError, ConstraintKey, Operator};
+pub use filter::{explain, Filter, NodeLoad};
+pub use placement::{Placement, Preference, PreferenceError};
 
 /// Whether a node accepts new tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Availability {
+    #[default]
     Active,
     Pause,
     Drain,
 }
 
-/// What the scheduler knows of a node.
-#[derive(Debug, Clone)]
+/// A node's role in the swarm (`node.role` in constraints).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Role {
+    #[default]
+    Worker,
+    Manager,
+}
+
+/// What a node reported about itself (`node.platform.*` in constraints),
+/// e.g. `linux` / `x86_64`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+}
+
+/// CPU and memory: what a node has, or what a task reserves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Resources {
+    /// Billionths of a CPU (`--reserve-cpu 0.5` is 500_000_000).
+    pub nano_cpus: u64,
+    pub memory_bytes: u64,
+}
+
+/// What the scheduler knows of a node. `Default` knows nothing (not ready,
+/// no runtime, no resources); [`NodeView::new`] is a ready, active node.
+#[derive(Debug, Clone, Default)]
 pub struct NodeView {
     pub id: String,
+    pub hostname: String,
+    pub role: Role,
+    /// The node's spec labels (`node.labels.KEY`).
+    pub labels: BTreeMap<String, String>,
+    pub platform: Platform,
     pub ready: bool,
     pub availability: Availability,
     pub runtimes: Vec<String>,
+    /// What the node reported in total; tasks' reservations are taken off.
+    pub resources: Resources,
+}
+
+impl NodeView {
+    /// A ready, active node with nothing else known; fill in the rest.
+    pub fn new(id: impl Into<String>) -> Self {
+        NodeView {
+            id: id.into(),
+            ready: true,
+            ..NodeView::default()
+        }
+    }
 }
 
 /// A pending task to place.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TaskRequest {
     pub id: String,
     pub service_id: String,
     pub runtime: String,
+    pub placement: Placement,
+    /// Zero reserves nothing and fits any node.
+    pub reservations: Resources,
 }
 
-/// A live task already on a node (counts towards spreading).
-#[derive(Debug, Clone)]
+impl TaskRequest {
+    /// A task without placement rules or reservations.
+    pub fn new(
+        id: impl Into<String>,
+        service_id: impl Into<String>,
+        runtime: impl Into<String>,
+    ) -> Self {
+        TaskRequest {
+            id: id.into(),
+            service_id: service_id.into(),
+            runtime: runtime.into(),
+            ..TaskRequest::default()
+        }
+    }
+}
+
+/// A live task already on a node: counts towards spreading and the
+/// max-replicas limit, and its reservations are taken off the node's.
+#[derive(Debug, Clone, Default)]
 pub struct Placed {
     pub service_id: String,
     pub node_id: String,
+    pub reservations: Resources,
+}
+
+impl Placed {
+    /// A placed task reserving nothing.
+    pub fn new(service_id: impl Into<String>, node_id: impl Into<String>) -> Self {
+        Placed {
+            service_id: service_id.into(),
+            node_id: node_id.into(),
+            ..Placed::default()
+        }
+    }
 }
 
 /// The decisions for one batch.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Decisions {
-    /// `(task ID, node ID)`.
+    /// `(task ID, node ID)`, in the order of the pending tasks.
     pub assigned: Vec<(String, String)>,
-    /// `(task ID, reason)`, e.g. "no suitable node (runtime docker not available on 3 nodes)".
+    /// `(task ID, reason)`, e.g. "no suitable node (runtime docker not available on 3 nodes)",
+    /// in the order of the pending tasks. Each node counts once, under its
+    /// first failing filter, as the nodes stand at the end of the batch.
     pub unplaced: Vec<(String, String)>,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Load {
-    total: usize,
-}
-
 /// Places `pending` on `nodes`, given the `placed` tasks already running.
+/// Tasks are taken in order, each seeing the placements before it.
 pub fn schedule(nodes: &[NodeView], placed: &[Placed], pending: &[TaskRequest]) -> Decisions {
-    let filters = filter::default_pipeline();
-    let mut load: HashMap<&str, Load> = HashMap::new();
-    let mut per_service: HashMap<(&str, &str), usize> = HashMap::new();
-    for p in placed {
-        load.entry(p.node_id.as_str()).or_default().total += 1;
-        *per_service
-            .entry((p.service_id.as_str(), p.node_id.as_str()))
-            .or_default() += 1;
-    }
-    // Nodes in ID order so ties break the same way everywhere.
-    let mut ordered: Vec<&NodeView> = nodes.iter().collect();
-    ordered.sort_by(|a, b| a.id.cmp(&b.id));
-
-    // Eligibility depends on the task's requirements, not on the task: check
-    // each distinct requirement once per batch.
-    let mut eligible_by_req: BTreeMap<(&str, &str), Result<Vec<&NodeView>, String>> =
-        BTreeMap::new();
-    let mut decisions = Decisions::default();
-    for task in pending {
-        let key = (task.service_id.as_str(), task.runtime.as_str());
-        let eligible = eligible_by_req.entry(key).or_insert_with(|| {
-            let mut rejections: BTreeMap<String, usize> = BTreeMap::new();
-            let fit: Vec<&NodeView> = ordered
-                .iter()
-                .copied()
-                .filter(
-                    |node| match filters.iter().find_map(|f| f.reject(node, task)) {
-                        Some(reason) => {
-                            *rejections.entry(reason).or_default() += 1;
-                            false
-                        }
-                        None => true,
-                    },
-                )
-                .collect();
-            if fit.is_empty() {
-                Err(explain(&rejections))
-            } else {
-                Ok(fit)
-            }
-        });
-        match eligible {
-            Err(reason) => decisions.unplaced.push((task.id.clone(), reason.clone())),
-            Ok(fit) => {
-                let best = fit
-                    .iter()
-                    .min_by_key(|node| {
-                        let same = per_service
-                            .get(&(task.service_id.as_str(), node.id.as_str()))
-                            .copied()
-                            .unwrap_or(0);
-                        let total = load.get(node.id.as_str()).map(|l| l.total).unwrap_or(0);
-                        (same, total)
-                    })
-                    .expect("fit is not empty");
-                load.entry(best.id.as_str()).or_default().total += 1;
-                *per_service
-                    .entry((task.service_id.as_str(), best.id.as_str()))
-                    .or_default() += 1;
-                decisions.assigned.push((task.id.clone(), best.id.clone()));
-            }
-        }
-    }
-    decisions
+    batch::schedule(nodes, placed, pending)
 }
 
 #[cfg(test)]
