@@ -585,7 +585,9 @@ impl ControlService {
             spec: Some(spec),
             previous_spec: None,
             spec_version: 1,
+            update_status: None,
         };
+
         self.manager
             .propose(Command::CreateService(service.clone()))
             .await?;

@@ -1,10 +1,81 @@
 //! The adapter between the store and the pure `shoal_scheduler` crate: builds
 //! node views and the pending batch, and turns decisions into commands.
 
-use shoal_proto::v1::{NodeAvailability, NodeState, TaskState};
-use shoal_scheduler::{schedule, Availability, NodeView, Placed, TaskRequest};
+use shoal_proto::v1::{Node, NodeAvailability, NodeRole, NodeState, Task, TaskState};
+use shoal_scheduler::{
+    schedule, Availability, Constraint, NodeView, Placed, Placement, Platform, Preference,
+    Resources, Role, TaskRequest,
+};
 
 use crate::store::{is_terminal, ClusterState, Command};
+
+fn reservations(task: &Task) -> Resources {
+    let r = task
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.reservations);
+    Resources {
+        nano_cpus: r.map(|r| r.nano_cpus.max(0) as u64).unwrap_or(0),
+        memory_bytes: r.map(|r| r.memory_bytes.max(0) as u64).unwrap_or(0),
+    }
+}
+
+/// The placement rules of a task. Specs were validated when accepted, so a
+/// rule that does not parse here is skipped rather than blocking the task.
+fn placement(task: &Task) -> Placement {
+    let Some(p) = task.spec.as_ref().and_then(|s| s.placement.as_ref()) else {
+        return Placement::default();
+    };
+    Placement {
+        constraints: p
+            .constraints
+            .iter()
+            .filter_map(|c| Constraint::parse(c).ok())
+            .collect(),
+        preferences: p
+            .preferences
+            .iter()
+            .filter_map(|c| Preference::parse(c).ok())
+            .collect(),
+        max_replicas_per_node: p.max_replicas_per_node,
+    }
+}
+
+pub fn node_view(n: &Node) -> NodeView {
+    let description = n.description.clone().unwrap_or_default();
+    let platform = description.platform.clone().unwrap_or_default();
+    let resources = description.resources.unwrap_or_default();
+    let spec = n.spec.clone().unwrap_or_default();
+    NodeView {
+        id: n.id.clone(),
+        hostname: description.hostname.clone(),
+        role: if n.role() == NodeRole::Manager {
+            Role::Manager
+        } else {
+            Role::Worker
+        },
+        labels: spec.labels.clone().into_iter().collect(),
+        platform: Platform {
+            os: platform.os,
+            arch: platform.architecture,
+        },
+        ready: n
+            .status
+            .as_ref()
+            .is_some_and(|s| s.state() == NodeState::Ready),
+        availability: match spec.availability() {
+            NodeAvailability::Active => Availability::Active,
+            NodeAvailability::Pause => Availability::Pause,
+            NodeAvailability::Drain => Availability::Drain,
+        },
+        runtimes: description.runtimes.clone(),
+        resources: Resources {
+            nano_cpus: resources.nano_cpus.max(0) as u64,
+            memory_bytes: resources.memory_bytes.max(0) as u64,
+        },
+    }
+}
 
 /// The commands that place every pending task that fits somewhere, and record
 /// why the others do not (only when the reason changed, so this settles).
@@ -27,37 +98,14 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                 .as_ref()
                 .map(|s| s.runtime.clone())
                 .unwrap_or_default(),
+            placement: placement(t),
+            reservations: reservations(t),
         })
         .collect();
     if pending.is_empty() {
         return Vec::new();
     }
-    let nodes: Vec<NodeView> = state
-        .nodes
-        .values()
-        .map(|n| NodeView {
-            id: n.id.clone(),
-            ready: n
-                .status
-                .as_ref()
-                .is_some_and(|s| s.state() == NodeState::Ready),
-            availability: match n
-                .spec
-                .as_ref()
-                .map(|s| s.availability())
-                .unwrap_or_default()
-            {
-                NodeAvailability::Active => Availability::Active,
-                NodeAvailability::Pause => Availability::Pause,
-                NodeAvailability::Drain => Availability::Drain,
-            },
-            runtimes: n
-                .description
-                .as_ref()
-                .map(|d| d.runtimes.clone())
-                .unwrap_or_default(),
-        })
-        .collect();
+    let nodes: Vec<NodeView> = state.nodes.values().map(node_view).collect();
     let placed: Vec<Placed> = state
         .tasks
         .values()
@@ -69,6 +117,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
         .map(|t| Placed {
             service_id: t.service_id.clone(),
             node_id: t.node_id.clone(),
+            reservations: reservations(t),
         })
         .collect();
     let decisions = schedule(&nodes, &placed, &pending);

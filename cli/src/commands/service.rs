@@ -238,8 +238,9 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             args: Vec::new(),
             env,
             labels,
-            stop_grace_period_ms: 0,
+            ..Default::default()
         }),
+        ..Default::default()
     })
 }
 
