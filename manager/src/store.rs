@@ -167,8 +167,11 @@ pub enum Change {
 }
 
 /// A change published to in-process watchers after it applied.
+// Events are short-lived clones on a broadcast channel; see `Command`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
+
     ClusterUpdated(Cluster),
     Node(Change, Node),
     Service(Change, Service),
