@@ -156,7 +156,7 @@ pub enum SwarmCommand {
         /// Raft heartbeat interval (e.g. 100ms).
         #[arg(long, value_parser = humantime::parse_duration)]
         raft_heartbeat: Option<std::time::Duration>,
-        /// Minimum Raft election timeout (e.g. 400ms); the maximum is twice it.
+        /// Minimum Raft election timeout (e.g. 300ms); the maximum is 1.5 times it.
         #[arg(long, value_parser = humantime::parse_duration)]
         raft_election_timeout: Option<std::time::Duration>,
         /// Raft log entries between snapshots.

@@ -386,7 +386,7 @@ impl Control for ControlService {
     ) -> Result<Response<ListNodesResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, true).await? {
             return leader
                 .list_nodes(forwarded(request))
                 .await
@@ -398,7 +398,7 @@ impl Control for ControlService {
     async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, true).await? {
             return leader
                 .get_node(forwarded(request))
                 .await
@@ -413,7 +413,7 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, false).await? {
             return leader
                 .remove_node(forwarded(request))
                 .await
@@ -428,7 +428,7 @@ impl Control for ControlService {
     ) -> Result<Response<Cluster>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, true).await? {
             return leader
                 .get_cluster(forwarded(request))
                 .await
@@ -443,7 +443,7 @@ impl Control for ControlService {
     ) -> Result<Response<Cluster>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, false).await? {
             return leader
                 .rotate_join_token(forwarded(request))
                 .await
@@ -458,7 +458,7 @@ impl Control for ControlService {
     ) -> Result<Response<Service>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, false).await? {
             return leader
                 .create_service(forwarded(request))
                 .await
@@ -473,7 +473,7 @@ impl Control for ControlService {
     ) -> Result<Response<ListServicesResponse>, Status> {
         self.authorize(&request)?;
         let local = request.get_ref().local;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, true).await? {
             return leader
                 .list_services(forwarded(request))
                 .await
@@ -488,7 +488,7 @@ impl Control for ControlService {
     ) -> Result<Response<ServiceInfo>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, true).await? {
             return leader
                 .get_service(forwarded(request))
                 .await
@@ -503,7 +503,7 @@ impl Control for ControlService {
     ) -> Result<Response<Service>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, false).await? {
             return leader
                 .update_service(forwarded(request))
                 .await
@@ -518,7 +518,7 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveServiceResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, false).await? {
             return leader
                 .remove_service(forwarded(request))
                 .await
@@ -533,7 +533,7 @@ impl Control for ControlService {
     ) -> Result<Response<ListTasksResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, true).await? {
             return leader
                 .list_tasks(forwarded(request))
                 .await
@@ -548,7 +548,7 @@ impl Control for ControlService {
     ) -> Result<Response<Node>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local).await? {
+        if let Some(mut leader) = self.route(&request, local, false).await? {
             return leader
                 .update_node(forwarded(request))
                 .await
@@ -616,8 +616,13 @@ impl ControlService {
         &self,
         request: &Request<T>,
         local: bool,
+        read: bool,
     ) -> Result<Option<ControlClient<tonic::transport::Channel>>, Status> {
         if local {
+            return Ok(None);
+        }
+        if self.manager.is_leader() && !read {
+            // A write is linearizable by going through the log.
             return Ok(None);
         }
         if self.manager.is_leader() {

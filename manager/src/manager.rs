@@ -47,10 +47,13 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
+        // Followers refuse votes while the leader's lease (the maximum
+        // election timeout) runs, so a failover takes about one to two
+        // election timeouts: keep the range narrow and short for a LAN.
         RaftTiming {
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(400),
-            election_timeout_max: Duration::from_millis(800),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(450),
             snapshot_interval: 1000,
         }
     }
@@ -66,7 +69,7 @@ impl RaftTiming {
         RaftTiming {
             heartbeat_interval: ms(c.heartbeat_interval_ms, default.heartbeat_interval),
             election_timeout_min: min,
-            election_timeout_max: ms(c.election_timeout_max_ms, min * 2),
+            election_timeout_max: ms(c.election_timeout_max_ms, min * 3 / 2),
             snapshot_interval: if c.snapshot_interval > 0 {
                 c.snapshot_interval
             } else {

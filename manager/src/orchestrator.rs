@@ -16,7 +16,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use shoal_proto::v1::{
-    Meta, NodeAvailability, NodeState, Service, ServiceMode, Task, TaskState, TaskStatus,
+    Meta, NodeAvailability, NodeState, RestartCondition, RestartPolicy, Service, ServiceMode, Task,
+    TaskState, TaskStatus,
 };
 
 use crate::store::{is_terminal, ClusterState, Command};
@@ -93,28 +94,41 @@ pub fn reconcile(
         let Some(spec) = service.spec.as_ref() else {
             continue;
         };
-        if spec.mode() != ServiceMode::Replicated {
-            continue;
-        }
-        let replicas = spec.replicas;
+        let policy = spec
+            .task
+            .as_ref()
+            .and_then(|t| t.restart_policy)
+            .unwrap_or_default();
+        // The slots this service should fill: replica numbers, or one per
+        // eligible node for a global service.
+        let wanted_keys: Vec<SlotKey> = match spec.mode() {
+            ServiceMode::Replicated => (1..=spec.replicas).map(SlotKey::Replica).collect(),
+            ServiceMode::Global => global_nodes(state, service)
+                .into_iter()
+                .map(SlotKey::Node)
+                .collect(),
+        };
+        let wanted_set: HashSet<&SlotKey> = wanted_keys.iter().collect();
         let tasks = by_service
             .get(service.id.as_str())
             .cloned()
             .unwrap_or_default();
-        let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+        let mut slots: BTreeMap<SlotKey, Vec<&Task>> = BTreeMap::new();
         for task in tasks {
-            slots.entry(task.slot).or_default().push(task);
+            slots.entry(SlotKey::of(task)).or_default().push(task);
         }
-        let mut live_slots = HashSet::new();
-        for (slot, slot_tasks) in &slots {
+        let keep = history_limit.max(policy.max_attempts as usize + 1);
+        let mut live = HashSet::new();
+        let mut dead_by_key: BTreeMap<&SlotKey, Vec<&Task>> = BTreeMap::new();
+        for (key, slot_tasks) in &slots {
             let mut dead: Vec<&Task> = Vec::new();
             for task in slot_tasks {
                 let wanted = task.desired_state <= TaskState::Running as i32;
                 let alive = !is_terminal(observed(task))
                     && !node_gone(task)
                     && !drained.contains(task.node_id.as_str());
-                if wanted && alive && *slot <= replicas && !live_slots.contains(slot) {
-                    live_slots.insert(*slot);
+                if wanted && alive && wanted_set.contains(key) && !live.contains(key) {
+                    live.insert(key.clone());
                     continue;
                 }
                 if wanted {
@@ -122,19 +136,34 @@ pub fn reconcile(
                 }
                 dead.push(task);
             }
-            // Newest first; keep `history_limit` of them.
+            // Newest first; keep the history (and what restart counting needs).
             dead.sort_by_key(|t| std::cmp::Reverse(t.meta.map(|m| m.created_at_ms).unwrap_or(0)));
             delete.extend(
                 dead.iter()
-                    .skip(history_limit)
+                    .skip(keep)
                     .filter(|t| settled(t))
                     .map(|t| t.id.clone()),
             );
+            dead_by_key.insert(key, dead);
         }
-        for slot in 1..=replicas {
-            if !live_slots.contains(&slot) {
-                create.push(new_task(service, slot, now_ms, new_id()));
+        for key in &wanted_keys {
+            if live.contains(key) {
+                continue;
             }
+            let dead = dead_by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            if !may_restart(&policy, dead, now_ms) {
+                continue;
+            }
+            let mut task = new_task(service, key.slot(), now_ms, new_id());
+            if let SlotKey::Node(node_id) = key {
+                // A global task's node is fixed: it is created assigned.
+                task.node_id = node_id.clone();
+                if let Some(status) = task.status.as_mut() {
+                    status.state = TaskState::Assigned as i32;
+                    status.message = "assigned by the global orchestrator".into();
+                }
+            }
+            create.push(task);
         }
     }
 
@@ -153,6 +182,113 @@ pub fn reconcile(
         commands.push(Command::DeleteTasks { task_ids: delete });
     }
     commands
+}
+
+/// Default pause before a task that ended is replaced, as Swarm's.
+pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
+
+/// What a task fills: a replica slot, or a node (global services).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum SlotKey {
+    Replica(u64),
+    Node(String),
+}
+
+impl SlotKey {
+    fn of(task: &Task) -> SlotKey {
+        if task.slot > 0 {
+            SlotKey::Replica(task.slot)
+        } else {
+            SlotKey::Node(task.node_id.clone())
+        }
+    }
+
+    fn slot(&self) -> u64 {
+        match self {
+            SlotKey::Replica(slot) => *slot,
+            SlotKey::Node(_) => 0,
+        }
+    }
+}
+
+/// Nodes a global service runs on: not drained, not removed, with the
+/// runtime, meeting the constraints. Down nodes keep their task (it is not
+/// moved anywhere: that is what global means).
+fn global_nodes(state: &ClusterState, service: &Service) -> Vec<String> {
+    let task = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task.clone())
+        .unwrap_or_default();
+    let constraints: Vec<shoal_scheduler::Constraint> = task
+        .placement
+        .as_ref()
+        .map(|p| {
+            p.constraints
+                .iter()
+                .filter_map(|c| shoal_scheduler::Constraint::parse(c).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    state
+        .nodes
+        .values()
+        .filter(|n| {
+            let view = crate::scheduling::node_view(n);
+            view.availability != shoal_scheduler::Availability::Drain
+                && view.runtimes.iter().any(|r| r == &task.runtime)
+                && constraints.iter().all(|c| c.matches(&view))
+        })
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// Whether a slot whose tasks are `dead` (newest first) gets a new task now,
+/// under the service's restart policy. Tasks that were moved or stopped by
+/// the cluster (node lost, drained, scaled, updated) are always replaced;
+/// the policy governs tasks that ended on their own.
+fn may_restart(policy: &RestartPolicy, dead: &[&Task], now_ms: i64) -> bool {
+    let ended_on_its_own = |t: &Task| {
+        matches!(
+            observed(t),
+            TaskState::Complete | TaskState::Failed | TaskState::Rejected
+        )
+    };
+    let Some(last) = dead.first() else {
+        return true;
+    };
+    if !ended_on_its_own(last) {
+        return true;
+    }
+    match policy.condition() {
+        RestartCondition::None => return false,
+        RestartCondition::OnFailure if observed(last) == TaskState::Complete => return false,
+        _ => {}
+    }
+    let ended_at = |t: &Task| t.status.as_ref().map(|s| s.timestamp_ms).unwrap_or(0);
+    if policy.max_attempts > 0 {
+        let window_start = if policy.window_ms > 0 {
+            now_ms - policy.window_ms as i64
+        } else {
+            i64::MIN
+        };
+        let attempts = dead
+            .iter()
+            .filter(|t| ended_on_its_own(t) && ended_at(t) >= window_start)
+            .count() as u64;
+        // The first run is not a restart: N restarts mean N + 1 runs.
+        if attempts > policy.max_attempts {
+            return false;
+        }
+    }
+    let delay = if policy.delay_set {
+        policy.delay_ms
+    } else if policy.delay_ms > 0 {
+        policy.delay_ms
+    } else {
+        DEFAULT_RESTART_DELAY_MS
+    };
+    now_ms >= ended_at(last) + delay as i64
 }
 
 /// A fresh task for `slot`, pending placement.

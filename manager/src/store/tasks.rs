@@ -30,11 +30,19 @@ impl ClusterState {
         tasks: Vec<Task>,
         events: &mut Vec<StoreEvent>,
     ) -> CommandResult {
-        let mut held: HashSet<(String, u64)> = self
+        // A replica is keyed by its slot, a global task by its node.
+        let key = |t: &Task| {
+            if t.slot > 0 {
+                (t.service_id.clone(), t.slot.to_string())
+            } else {
+                (t.service_id.clone(), format!("node:{}", t.node_id))
+            }
+        };
+        let mut held: HashSet<(String, String)> = self
             .tasks
             .values()
-            .filter(|t| t.slot > 0 && holds_slot(t))
-            .map(|t| (t.service_id.clone(), t.slot))
+            .filter(|t| holds_slot(t))
+            .map(key)
             .collect();
         for task in tasks {
             if self.tasks.contains_key(&task.id) || !self.services.contains_key(&task.service_id) {
@@ -42,7 +50,7 @@ impl ClusterState {
             }
             // A slot holds one live task: a repeated or stale orchestrator
             // write (e.g. across a leader change) is a no-op.
-            if task.slot > 0 && !held.insert((task.service_id.clone(), task.slot)) {
+            if !held.insert(key(&task)) {
                 continue;
             }
             events.push(StoreEvent::Task(Change::Created, task.clone()));
