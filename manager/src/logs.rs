@@ -54,6 +54,8 @@ enum Sink {
 /// A subscription sent to an agent that has not started publishing yet.
 struct Pending {
     node_id: String,
+    /// The agent session whose stream carried it.
+    session_id: String,
     sink: Sink,
     /// Task ID → (display name "web.1", node hostname).
     names: HashMap<String, (String, String)>,
@@ -100,8 +102,8 @@ impl Broker {
             .lock()
             .expect("agents lock")
             .get(node_id)
-            .map(|l| l.stream.clone());
-        let Some(link) = link else {
+            .map(|l| (l.session_id.clone(), l.stream.clone()));
+        let Some((session_id, link)) = link else {
             return Err(format!(
                 "node {hostname} is not connected to the leader: its tasks' output is unavailable"
             ));
@@ -111,6 +113,7 @@ impl Broker {
             id.clone(),
             Pending {
                 node_id: node_id.to_string(),
+                session_id,
                 sink,
                 names,
             },
@@ -156,7 +159,7 @@ impl Broker {
             let mut pending = self.pending.lock().expect("pending lock");
             let ids: Vec<String> = pending
                 .iter()
-                .filter(|(_, p)| p.node_id == node_id)
+                .filter(|(_, p)| p.node_id == node_id && p.session_id == session_id)
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
