@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/shoal/v1/dispatcher.proto",
         "proto/shoal/v1/ca.proto",
         "proto/shoal/v1/raft.proto",
+        "proto/shoal/v1/logs.proto",
     ];
     tonic_build::configure()
         // Objects travel inside Raft log entries, which openraft serializes

@@ -23,6 +23,17 @@ pub fn describe(hostname: &str) -> NodeDescription {
     }
 }
 
+/// The description with the runtimes found at start (docker, when its
+/// engine answered) beside the built-in ones.
+pub fn describe_with(hostname: &str, runtimes: &crate::logs::Runtimes) -> NodeDescription {
+    let mut description = describe(hostname);
+    if let Some(docker) = runtimes.docker.as_ref() {
+        description.runtimes.push("docker".to_string());
+        description.engine_version = docker.engine_version().to_string();
+    }
+    description
+}
+
 /// MemTotal from /proc/meminfo (Linux), in bytes.
 fn total_memory_bytes() -> Option<i64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -13,11 +13,14 @@
 //! - [`worker`]: reconciles assignments against supervised tasks.
 //! - [`executor`]: the executor trait and the process executor.
 //! - [`reporter`]: task status reports waiting for a manager.
+//! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
 #![forbid(unsafe_code)]
 
 pub mod description;
+pub mod exec;
 pub mod executor;
+pub mod logs;
 pub mod reporter;
 pub mod session;
 pub mod worker;

@@ -14,9 +14,11 @@ use shoal_security::tls;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
-use crate::description::describe;
+use crate::description::describe_with;
+use crate::executor::docker::DockerExecutor;
 use crate::executor::process::{ProcessExecutor, DEFAULT_STOP_GRACE};
 use crate::executor::Executor;
+use crate::logs::{Runtimes, Subscriptions};
 use crate::reporter::Reporter;
 use crate::worker::{Worker, WorkerEvent};
 
@@ -101,10 +103,30 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let (up_tx, up_rx) = watch::channel(false);
     let managers = Arc::new(Mutex::new(config.managers.clone()));
     let reporter = Arc::new(Reporter::default());
-    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
         &config.data_dir,
         &config.node_id,
     ))];
+    // The docker runtime is a capability of the node: present when an engine
+    // answers at start, reported in the description, and otherwise absent
+    // (the scheduler then places no container task here).
+    let docker = match DockerExecutor::connect(&config.data_dir, &config.node_id).await {
+        Ok(docker) => {
+            tracing::info!(engine = %docker.engine_version(), "docker runtime available");
+            let docker = Arc::new(docker);
+            executors.push(docker.clone());
+            Some(docker)
+        }
+        Err(e) => {
+            tracing::warn!("running without the docker runtime: {e}");
+            None
+        }
+    };
+    let runtimes = Arc::new(Runtimes {
+        tasks_dir: config.data_dir.join("tasks"),
+        node_id: config.node_id.clone(),
+        docker,
+    });
     let (worker, _worker_task) = Worker::spawn(executors, reporter.clone()).await;
     let task = tokio::spawn(run(
         config,
@@ -112,6 +134,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         up_tx,
         worker.clone(),
         reporter.clone(),
+        runtimes,
     ));
     AgentHandle {
         session_up: up_rx,
@@ -128,6 +151,7 @@ async fn run(
     up: watch::Sender<bool>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
+    runtimes: Arc<Runtimes>,
 ) {
     let client_tls = tls::client_config(&config.credentials);
     let mut attempt = 0usize;
@@ -154,6 +178,7 @@ async fn run(
             &up,
             &worker,
             &reporter,
+            &runtimes,
         )
         .await;
         up.send_replace(false);
@@ -198,6 +223,9 @@ async fn connect(
 }
 
 /// One session, from connecting to its end. Returns when it breaks.
+// Everything here is the agent's shared state, borrowed for one session; a
+// struct bundling it would only rename this list.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     config: &AgentConfig,
     addr: &str,
@@ -206,12 +234,13 @@ async fn session(
     up: &watch::Sender<bool>,
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
+    runtimes: &Arc<Runtimes>,
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, client_tls).await?;
-    let mut client = DispatcherClient::new(channel);
+    let mut client = DispatcherClient::new(channel.clone());
     let mut stream = client
         .session(SessionRequest {
-            description: Some(describe(&config.hostname)),
+            description: Some(describe_with(&config.hostname, runtimes)),
         })
         .await?
         .into_inner();
@@ -233,6 +262,7 @@ async fn session(
         })
         .await?
         .into_inner();
+    let mut subscriptions = Subscriptions::open(channel.clone(), &session_id).await;
 
     // Reports queued while no session was up go out first.
     send_reports(&mut client, &session_id, reporter).await?;
@@ -271,6 +301,9 @@ async fn session(
                 }
             }
             _ = reporter.queued() => send_reports(&mut client, &session_id, reporter).await?,
+            subscription = subscriptions.next() => {
+                crate::logs::spawn(channel.clone(), subscription, runtimes.clone());
+            }
         }
     }
 }

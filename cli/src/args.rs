@@ -95,6 +95,41 @@ pub enum ServiceCommand {
         #[arg(required = true)]
         services: Vec<String>,
     },
+    /// Fetch the logs of a service or task.
+    Logs(ServiceLogsArgs),
+    /// Run a command in a running task.
+    Exec(ServiceExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceLogsArgs {
+    /// Follow log output (until Ctrl-C, or until every task ended).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs ("all" for all).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show logs since a timestamp (RFC 3339, e.g. 2024-05-01T12:00:00Z, or
+    /// Unix seconds) or relative (e.g. 42m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show timestamps.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Do not truncate task IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// A service (name, ID or ID prefix) or a task (ID or ID prefix).
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceExecArgs {
+    /// The task (ID or unique ID prefix) to run the command in.
+    pub task: String,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -108,7 +108,8 @@ impl Dispatcher {
         self.sessions.lock().expect("sessions lock").remove(node_id);
     }
 
-    fn check_session(&self, node_id: &str, session_id: &str) -> Result<(), Status> {
+    /// Whether `session_id` is `node_id`'s current session.
+    pub fn check_session(&self, node_id: &str, session_id: &str) -> Result<(), Status> {
         let sessions = self.sessions.lock().expect("sessions lock");
         match sessions.get(node_id) {
             Some(s) if s.id == session_id => Ok(()),

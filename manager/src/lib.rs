@@ -17,6 +17,7 @@
 //! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
 //! - [`scheduling`]: the store side of the scheduler crate.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
+//! - [`logs`]: service logs and exec (the log broker agents publish through).
 //! - [`peers`]: which peer managers answered recently (quorum checks).
 //! - [`error`]: errors and their mapping to gRPC statuses.
 //! - [`manager`]: wiring: open, bootstrap, serve, propose.
@@ -29,6 +30,7 @@ pub mod control;
 pub mod dispatcher;
 pub mod error;
 pub mod leader;
+pub mod logs;
 pub mod manager;
 pub mod orchestrator;
 pub mod peers;

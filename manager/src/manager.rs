@@ -12,6 +12,7 @@ use shoal_proto::v1::{
     dispatcher_server::DispatcherServer, raft_client::RaftClient, raft_server::RaftServer, Cluster,
     Node, RaftConfig,
 };
+use shoal_proto::v1::{log_broker_server::LogBrokerServer, logs_server::LogsServer};
 use shoal_security::files::NodeCredentials;
 use shoal_security::tls;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::ca_service::CaService;
 use crate::control::ControlService;
 use crate::dispatcher::Dispatcher;
+use crate::logs::{LogBrokerService, LogsService};
 use crate::peers::PeerHealth;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -142,6 +144,7 @@ pub struct Manager {
     /// Channel to the current leader, for forwarded control calls.
     leader_channel: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     dispatcher: Arc<Dispatcher>,
+    broker: Arc<crate::logs::Broker>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -187,6 +190,7 @@ impl Manager {
             message: e.to_string(),
         })?;
         let dispatcher = Arc::new(Dispatcher::new(raft.clone(), store.clone(), config.clone()));
+        let broker = Arc::new(crate::logs::Broker::new(store.clone(), dispatcher.clone()));
         let expiry = tokio::spawn(dispatcher.clone().run_expiry());
         let loops = tokio::spawn(crate::leader::run(
             raft.clone(),
@@ -200,6 +204,7 @@ impl Manager {
             health,
             leader_channel: std::sync::Mutex::new(None),
             dispatcher,
+            broker,
             background: vec![expiry, loops],
         }))
     }
@@ -295,6 +300,13 @@ impl Manager {
     ) -> Result<ControlClient<tonic::transport::Channel>, ManagerError> {
         let (_, addr) = self.leader_addr(LEADER_PATIENCE).await?;
         Ok(ControlClient::new(self.channel_to(&addr)?))
+    }
+
+    /// A channel to the current leader (mutual TLS with this manager's
+    /// certificate), for forwarded streaming calls.
+    pub async fn leader_channel(&self) -> Result<tonic::transport::Channel, ManagerError> {
+        let (_, addr) = self.leader_addr(LEADER_PATIENCE).await?;
+        self.channel_to(&addr)
     }
 
     fn channel_to(&self, addr: &str) -> Result<tonic::transport::Channel, ManagerError> {
@@ -426,6 +438,15 @@ impl Manager {
         &self.dispatcher
     }
 
+    pub fn broker(&self) -> &Arc<crate::logs::Broker> {
+        &self.broker
+    }
+
+    /// The logs/exec API as served to the local socket.
+    pub fn local_logs(self: &Arc<Self>) -> crate::logs::LogsService {
+        crate::logs::LogsService::new(self.clone(), false)
+    }
+
     /// Advertise addresses of every manager in the Raft membership.
     pub fn manager_addrs(&self) -> Vec<String> {
         let metrics = self.raft.metrics().borrow().clone();
@@ -542,6 +563,10 @@ impl Manager {
             .add_service(CaServer::new(CaService::new(self.clone())))
             .add_service(DispatcherServer::from_arc(self.dispatcher.clone()))
             .add_service(ControlServer::new(ControlService::new(self.clone(), true)))
+            .add_service(LogsServer::new(LogsService::new(self.clone(), true)))
+            .add_service(LogBrokerServer::new(LogBrokerService::new(
+                self.broker.clone(),
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
     }

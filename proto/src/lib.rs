@@ -9,6 +9,7 @@
 //! - `dispatcher.proto`: agent sessions, heartbeats, assignments, task status.
 //! - `ca.proto`: root CA certificate and node certificate issuance.
 //! - `raft.proto`: Raft RPCs between managers.
+//! - `logs.proto`: service logs and exec (CLI side, and the log broker agents serve through).
 //! - [`names`]: operator-facing names of enum values.
 
 #![forbid(unsafe_code)]

@@ -23,9 +23,11 @@
 //! # Layout
 //! - [`config`]: the container's name, labels, environment, command and
 //!   limits, as plain functions of the task (and the command mapping).
+//! - [`streams`]: a task's container logs and `docker exec` in it.
 //! - `test_image` (tests only): builds the image the tests run.
 
 pub mod config;
+pub mod streams;
 #[cfg(test)]
 pub mod test_image;
 #[cfg(test)]

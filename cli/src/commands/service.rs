@@ -19,7 +19,7 @@ use crate::output;
 
 pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<()> {
     let channel = client::connect(host).await?;
-    let mut control = ControlClient::new(channel);
+    let mut control = ControlClient::new(channel.clone());
     match command {
         ServiceCommand::Create(args) => {
             let spec = spec_from_args(args)?;
@@ -129,6 +129,8 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 println!("{name} scaled to {replicas}");
             }
         }
+        ServiceCommand::Logs(args) => return super::logs::logs(channel, args).await,
+        ServiceCommand::Exec(args) => return super::logs::exec(channel, args).await,
         ServiceCommand::Rm { services } => {
             // Every name must resolve before anything is removed.
             let mut ids = Vec::new();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use shoal_proto::v1::control_server::{Control, ControlServer};
 use shoal_proto::v1::local_node_server::{LocalNode, LocalNodeServer};
+use shoal_proto::v1::logs_server::{Logs, LogsServer};
 use shoal_proto::v1::UpdateNodeRequest;
 use shoal_proto::v1::{
     Cluster, CreateServiceRequest, GetClusterRequest, GetNodeRequest, GetServiceRequest,
@@ -18,6 +19,7 @@ use shoal_proto::v1::{
     RemoveServiceRequest, RemoveServiceResponse, RotateJoinTokenRequest, Service, ServiceInfo,
     UpdateServiceRequest,
 };
+use shoal_proto::v1::{ExecRequest, ServiceLogsRequest};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
@@ -56,6 +58,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(LocalNodeServer::new(LocalApi { node: node.clone() }))
+        .add_service(LogsServer::new(LocalLogs { node: node.clone() }))
         .add_service(ControlServer::new(LocalControl { node }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
@@ -199,5 +202,45 @@ impl Control for LocalControl {
         request: Request<UpdateNodeRequest>,
     ) -> Result<Response<NodeObject>, Status> {
         self.control()?.update_node(request).await
+    }
+}
+
+/// `service logs` and `service exec` on the local socket: answered by this
+/// node's manager, refused elsewhere as the control API is.
+struct LocalLogs {
+    node: Arc<Node>,
+}
+
+impl LocalLogs {
+    fn logs(&self) -> Result<shoal_manager::logs::LogsService, Status> {
+        match self.node.manager() {
+            Some(manager) => Ok(manager.local_logs()),
+            None => Err(LocalControl {
+                node: self.node.clone(),
+            }
+            .control()
+            .err()
+            .unwrap_or_else(|| Status::failed_precondition("This node is not a swarm manager."))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Logs for LocalLogs {
+    type ServiceLogsStream = <shoal_manager::logs::LogsService as Logs>::ServiceLogsStream;
+    type ExecStream = <shoal_manager::logs::LogsService as Logs>::ExecStream;
+
+    async fn service_logs(
+        &self,
+        request: Request<ServiceLogsRequest>,
+    ) -> Result<Response<Self::ServiceLogsStream>, Status> {
+        self.logs()?.service_logs(request).await
+    }
+
+    async fn exec(
+        &self,
+        request: Request<ExecRequest>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        self.logs()?.exec(request).await
     }
 }

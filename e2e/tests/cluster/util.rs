@@ -94,6 +94,11 @@ impl Run {
 /// A test's directory: every daemon's data dir and socket live under it.
 pub struct TestDir {
     pub dir: tempfile::TempDir,
+    /// Whether daemons may use the machine's Docker engine. Off by default:
+    /// daemons then point `DOCKER_HOST` at a socket that does not exist, so
+    /// that suites which do not ask for containers run the same with or
+    /// without an engine (and never touch it).
+    pub docker: bool,
 }
 
 impl TestDir {
@@ -103,7 +108,15 @@ impl TestDir {
                 .prefix("shoal-e2e-")
                 .tempdir()
                 .expect("temp dir"),
+            docker: false,
         }
+    }
+
+    /// A test directory whose daemons use the machine's Docker engine.
+    pub fn with_docker() -> Self {
+        let mut dir = TestDir::new();
+        dir.docker = true;
+        dir
     }
 
     pub fn daemon(&self, name: &str) -> Daemon {
@@ -112,6 +125,12 @@ impl TestDir {
             data_dir: self.dir.path().join(name),
             socket: self.dir.path().join(format!("{name}.sock")),
             log: self.dir.path().join(format!("{name}.log")),
+            docker_host: (!self.docker).then(|| {
+                format!(
+                    "unix://{}",
+                    self.dir.path().join("no-docker.sock").display()
+                )
+            }),
             child: None,
         };
         daemon.start();
@@ -124,6 +143,8 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// `DOCKER_HOST` for the daemon; `None` keeps the environment's.
+    docker_host: Option<String>,
     child: Option<Child>,
 }
 
@@ -136,7 +157,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(shoal_bin())
+        let mut command = Command::new(shoal_bin());
+        if let Some(host) = &self.docker_host {
+            command.env("DOCKER_HOST", host);
+        }
+        let child = command
             .arg("daemon")
             .arg("--data-dir")
             .arg(&self.data_dir)

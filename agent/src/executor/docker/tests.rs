@@ -441,3 +441,78 @@ async fn a_container_removed_from_outside_ends_the_wait() {
     // Once it is gone, waiting ends at once.
     assert_eq!(timeout(PATIENCE, ctl.wait()).await.unwrap(), Exit::Unknown);
 }
+
+#[tokio::test]
+async fn logs_with_tail_and_timestamps_and_exec_with_exit_codes() {
+    let Some(f) = fixture("streams").await else {
+        return;
+    };
+    let task = f.task(
+        "logs",
+        &[
+            "/busybox",
+            "sh",
+            "-c",
+            "echo one; echo two; echo three >&2; exec /busybox sleep 60",
+        ],
+    );
+    let _ctl = f.started(&task).await;
+    let read = |options: shoal_proto::v1::LogOptions| {
+        let executor = &f.executor;
+        let task_id = task.id.clone();
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            assert!(executor.task_logs(&task_id, &options, &tx).await.unwrap());
+            drop(tx);
+            let mut lines = Vec::new();
+            while let Some(m) = rx.recv().await {
+                assert!(m.timestamp_ns > 0, "the engine's timestamp is parsed");
+                lines.push((m.stream, String::from_utf8(m.data).unwrap()));
+            }
+            lines
+        }
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let mut all = read(Default::default()).await;
+    while all.len() < 3 {
+        assert!(Instant::now() < deadline, "only these lines came: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        all = read(Default::default()).await;
+    }
+    let stdout = shoal_proto::v1::LogStream::Stdout as i32;
+    let stderr = shoal_proto::v1::LogStream::Stderr as i32;
+    assert!(all.contains(&(stdout, "one".into())), "{all:?}");
+    assert!(all.contains(&(stderr, "three".into())), "{all:?}");
+    let tail = read(shoal_proto::v1::LogOptions {
+        tail: Some(1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(tail.len(), 1, "{tail:?}");
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let command = ["/busybox", "sh", "-c", "echo $SHOAL_TASK_SLOT; exit 5"];
+    let code = f
+        .executor
+        .exec_in_task(
+            &task.id,
+            command.iter().map(|s| s.to_string()).collect(),
+            &tx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 5);
+    drop(tx);
+    let mut out = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        out.extend(chunk.data);
+    }
+    assert_eq!(out, b"1\n");
+    let missing = f.task("never-created", &[]);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    assert!(f
+        .executor
+        .exec_in_task(&missing.id, vec!["true".into()], &tx)
+        .await
+        .is_err());
+}
