@@ -171,7 +171,6 @@ pub enum Change {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
-
     ClusterUpdated(Cluster),
     Node(Change, Node),
     Service(Change, Service),
