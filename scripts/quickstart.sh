@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Brings up a local three-node shoal cluster (a manager on 127.0.0.1 and
-# workers on 127.0.0.2 and .3, each with its own data dir and socket), runs an
-# example service of three small HTTP servers on it (replica N answers on
-# 127.0.0.1:1808N), and shows how to look at it.
+# workers on 127.0.0.2 and .3, each with its own data dir and socket), deploys
+# the example stack examples/hello-stack.yml on it as the stack "hello" (web:
+# three small HTTP servers, replica N answering on 127.0.0.1:1808N; api: two,
+# on 1809N; worker: a shell loop), and shows how to look at it.
 # `scripts/quickstart.sh down` stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR="${SHOAL_QUICKSTART_DIR:-${TMPDIR:-/tmp}/shoal-quickstart}"
-SHOAL="$PWD/target/debug/shoal"
+SHOAL="${CARGO_TARGET_DIR:-$PWD/target}/debug/shoal"
 NODES=(manager worker1 worker2)
 
 down() {
@@ -56,6 +57,9 @@ up() {
     echo "building shoal…"
     cargo build --quiet --bin shoal
     mkdir -p "$DIR"
+    # The example stack runs `shoal example-server` by name: daemons hand
+    # their PATH to process tasks, so put the freshly built binary first.
+    PATH="$(cd "$(dirname "$SHOAL")" && pwd):$PATH"; export PATH
     for node in "${NODES[@]}"; do
         "$SHOAL" daemon --data-dir "$DIR/$node" --socket "$DIR/$node.sock" --hostname "$node" \
             >"$DIR/$node.log" 2>&1 &
@@ -73,30 +77,45 @@ up() {
     ready() { [[ "$("$SHOAL" -H "$DIR/manager.sock" node ls --format json | grep -c '"Status":"Ready"')" == 3 ]]; }
     wait_for "three Ready nodes" ready
 
-    "$SHOAL" -H "$DIR/manager.sock" service create --name hello --replicas 3 \
-        --runtime process "$SHOAL" example-server --base-port 18080 >/dev/null
-    converged() { "$SHOAL" -H "$DIR/manager.sock" service ls --format json | grep -q '"Replicas":"3/3"'; }
-    wait_for "the example service to run" converged
-    wait_for "the example servers to answer" curl_or_tcp 18081
+    "$SHOAL" -H "$DIR/manager.sock" stack deploy -c examples/hello-stack.yml hello
+    converged() {
+        local services
+        services="$("$SHOAL" -H "$DIR/manager.sock" stack services hello --format json)"
+        for want in hello_web:3/3 hello_api:2/2 hello_worker:1/1; do
+            grep "\"Name\":\"${want%%:*}\"" <<<"$services" | grep -q "\"Replicas\":\"${want#*:}\"" || return 1
+        done
+    }
+    wait_for "the example stack to run" converged
+    wait_for "the example web servers to answer" curl_or_tcp 18081
+    wait_for "the example api servers to answer" curl_or_tcp 18091
 
+    echo
     "$SHOAL" -H "$DIR/manager.sock" node ls
     echo
-    "$SHOAL" -H "$DIR/manager.sock" service ps hello
+    "$SHOAL" -H "$DIR/manager.sock" stack services hello
     echo
-    for port in 18081 18082 18083; do
+    "$SHOAL" -H "$DIR/manager.sock" stack ps hello
+    echo
+    for port in 18081 18082 18083 18091 18092; do
         printf '127.0.0.1:%s says: ' "$port"; fetch "$port"
     done
     cat <<EOT
 
-A manager ($addr) and two workers are running the service "hello", with data
-and logs in $DIR. Look at it:
+A manager ($addr) and two workers are running the stack "hello"
+(examples/hello-stack.yml: web on ports 18081-18083, api on 18091-18092, and a
+worker), with data and logs in $DIR. Look at it:
     export SHOAL_HOST=unix://$DIR/manager.sock
-    $SHOAL service ls
-    $SHOAL service ps hello
-    $SHOAL service scale hello=5        # replicas 4 and 5 answer on 18084, 18085
+    $SHOAL stack ls
+    $SHOAL stack services hello
+    $SHOAL stack ps hello
+    $SHOAL service scale hello_web=5    # replicas 4 and 5 answer on 18084, 18085
     $SHOAL node ls
     curl http://127.0.0.1:18081/
-Stop it all (and remove its data):
+Edit examples/hello-stack.yml and run the deploy again: only the services you
+changed are updated.
+    $SHOAL stack deploy -c examples/hello-stack.yml hello
+Remove the stack, or stop it all (and remove its data):
+    $SHOAL stack rm hello
     scripts/quickstart.sh down
 EOT
 }

@@ -31,6 +31,9 @@ pub enum Command {
     /// Manage services.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage stacks: groups of services deployed from Compose files.
+    #[command(subcommand)]
+    Stack(StackCommand),
     /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
     /// the quick start's example service runs it.
     ExampleServer {
@@ -311,4 +314,69 @@ pub struct InfoArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Deploy a new stack or update an existing stack.
+    #[command(alias = "up")]
+    Deploy {
+        /// Path to a Compose file; repeat to merge several, later ones win.
+        #[arg(short = 'c', long = "compose-file", required = true)]
+        compose_file: Vec<PathBuf>,
+        /// Prune services that are no longer referenced.
+        #[arg(long)]
+        prune: bool,
+        /// Do not wait for depends_on services before creating their
+        /// dependents.
+        #[arg(short, long)]
+        detach: bool,
+        /// Stack name.
+        name: String,
+    },
+    /// List stacks.
+    #[command(alias = "list")]
+    Ls {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the services in the stack.
+    Services {
+        /// Only display IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Stack name.
+        name: String,
+    },
+    /// List the tasks in the stack.
+    Ps {
+        /// Only display task IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Stack name.
+        name: String,
+    },
+    /// Remove one or more stacks.
+    #[command(aliases = ["remove", "down"])]
+    Rm {
+        /// Stack names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Output the final config file, after doing merges and interpolations.
+    Config {
+        /// Path to a Compose file; repeat to merge several, later ones win.
+        #[arg(short = 'c', long = "compose-file", required = true)]
+        compose_file: Vec<PathBuf>,
+    },
 }

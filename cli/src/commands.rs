@@ -5,6 +5,7 @@ pub mod info;
 pub mod logs;
 pub mod node;
 pub mod service;
+pub mod stack;
 pub mod swarm;
 
 use crate::args::{Cli, Command};
@@ -30,6 +31,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Node(command) => node::run(host, command).await,
         Command::Info(args) => info::run(host, args).await,
         Command::Service(command) => service::run(host, command).await,
+        Command::Stack(command) => stack::run(host, command).await,
         Command::ExampleServer { base_port } => example_server::run(base_port).await,
     }
 }

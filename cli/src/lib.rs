@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`args`]: the command line (clap derive; doc comments are the help text).
 //! - [`client`]: reaching the daemon's socket and turning failures into `Error:` lines.
-//! - [`commands`]: one module per command group (`swarm`, `node`, `info`).
+//! - [`commands`]: one module per command group (`swarm`, `node`, `info`,
+//!   `service`, `stack`).
 //! - [`output`]: tables, JSON lines and relative times.
 //! - [`daemon`]: the node daemon.
 

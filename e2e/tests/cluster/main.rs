@@ -8,4 +8,5 @@ mod ha;
 mod mtls;
 mod service_input;
 mod services;
+mod stack;
 mod util;

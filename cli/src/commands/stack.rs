@@ -1,0 +1,184 @@
+//! `shoal stack deploy | ls | services | ps | rm | config`: Compose files
+//! deployed as a group of services, as `docker stack` does.
+//!
+//! A stack is not an object of its own: it is the set of services that
+//! carry the label `com.docker.stack.namespace=NAME` (Docker's label), and
+//! every command here finds a stack's services through `ListServices`. The
+//! Compose files are read by `shoal-compose`; this module decides how a
+//! loaded stack becomes shoal services and talks to the control API.
+//!
+//! # Layout
+//! - [`convert`]: Compose service → `ServiceSpec` (pure).
+//! - [`deploy`]: the deploy plan (pure) and carrying it out.
+//! - [`list`]: `ls`, `services`, `ps` printing.
+
+pub mod convert;
+pub mod deploy;
+pub mod list;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use shoal_proto::v1::control_client::ControlClient;
+use shoal_proto::v1::{ListServicesRequest, ListTasksRequest, RemoveServiceRequest, ServiceInfo};
+use tonic::transport::Channel;
+
+use crate::args::StackCommand;
+use crate::client;
+use convert::NAMESPACE_LABEL;
+
+pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()> {
+    match command {
+        StackCommand::Deploy {
+            compose_file,
+            prune,
+            detach,
+            name,
+        } => {
+            deploy::run(
+                host,
+                deploy::DeployArgs {
+                    files: compose_file,
+                    prune,
+                    detach,
+                    name,
+                },
+            )
+            .await
+        }
+        StackCommand::Config { compose_file } => config(&compose_file),
+        StackCommand::Ls { format } => {
+            let mut control = ControlClient::new(client::connect(host).await?);
+            let services = all_services(&mut control).await?;
+            let mut stacks: BTreeMap<String, usize> = BTreeMap::new();
+            for info in &services {
+                if let Some(name) = namespace(info) {
+                    *stacks.entry(name.to_owned()).or_default() += 1;
+                }
+            }
+            list::print_stacks(&stacks, format);
+            Ok(())
+        }
+        StackCommand::Services {
+            quiet,
+            format,
+            name,
+        } => {
+            let mut control = ControlClient::new(client::connect(host).await?);
+            let services = existing(&mut control, &name).await?;
+            list::print_services(&services, quiet, format);
+            Ok(())
+        }
+        StackCommand::Ps {
+            quiet,
+            no_trunc,
+            format,
+            name,
+        } => {
+            let mut control = ControlClient::new(client::connect(host).await?);
+            let services = existing(&mut control, &name).await?;
+            let mut tasks = Vec::new();
+            for info in &services {
+                let id = info
+                    .service
+                    .as_ref()
+                    .map(|s| s.id.clone())
+                    .unwrap_or_default();
+                tasks.extend(
+                    control
+                        .list_tasks(ListTasksRequest {
+                            service: id,
+                            node: String::new(),
+                        })
+                        .await?
+                        .into_inner()
+                        .tasks,
+                );
+            }
+            list::print_tasks(&tasks, quiet, no_trunc, format);
+            Ok(())
+        }
+        StackCommand::Rm { names } => {
+            let mut control = ControlClient::new(client::connect(host).await?);
+            // Every stack must exist before anything is removed.
+            let mut found = Vec::new();
+            for name in &names {
+                found.push(existing(&mut control, name).await?);
+            }
+            for services in found {
+                for info in services {
+                    let service = info.service.unwrap_or_default();
+                    let name = service.spec.map(|s| s.name).unwrap_or_default();
+                    println!("Removing service {name}");
+                    control
+                        .remove_service(RemoveServiceRequest {
+                            service: service.id,
+                        })
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `stack config`: the merged, interpolated files, as Compose YAML.
+fn config(files: &[PathBuf]) -> anyhow::Result<()> {
+    let env = std::env::vars().collect();
+    let stack = shoal_compose::load(files, &env)?;
+    if let Some(line) = shoal_compose::unsupported_options_line(&stack.warnings) {
+        eprintln!("{line}");
+    }
+    print!("{}", shoal_compose::render(&stack));
+    Ok(())
+}
+
+async fn all_services(control: &mut ControlClient<Channel>) -> anyhow::Result<Vec<ServiceInfo>> {
+    Ok(control
+        .list_services(ListServicesRequest { local: false })
+        .await?
+        .into_inner()
+        .services)
+}
+
+fn namespace(info: &ServiceInfo) -> Option<&str> {
+    info.service
+        .as_ref()?
+        .spec
+        .as_ref()?
+        .labels
+        .get(NAMESPACE_LABEL)
+        .map(String::as_str)
+}
+
+/// The services of stack `name`, sorted by name (none is not an error).
+pub async fn stack_services(
+    control: &mut ControlClient<Channel>,
+    name: &str,
+) -> anyhow::Result<Vec<ServiceInfo>> {
+    let mut services: Vec<ServiceInfo> = all_services(control)
+        .await?
+        .into_iter()
+        .filter(|info| namespace(info) == Some(name))
+        .collect();
+    services.sort_by_key(|info| {
+        info.service
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    });
+    Ok(services)
+}
+
+/// The services of stack `name`, which must have at least one.
+async fn existing(
+    control: &mut ControlClient<Channel>,
+    name: &str,
+) -> anyhow::Result<Vec<ServiceInfo>> {
+    let services = stack_services(control, name).await?;
+    if services.is_empty() {
+        anyhow::bail!("nothing found in stack: {name}");
+    }
+    Ok(services)
+}

@@ -1,0 +1,270 @@
+use std::collections::HashMap;
+
+use shoal_proto::v1;
+
+use super::*;
+
+fn load(text: &str) -> Stack {
+    shoal_compose::load_str("stack.yml", text, &HashMap::new()).expect("valid stack")
+}
+
+/// Every field shoal has, set in the file, lands in the spec.
+#[test]
+fn a_service_carries_every_field_shoal_has() {
+    let stack = load(
+        r#"
+services:
+  web:
+    image: nginx:1.27
+    command: ["nginx", "-g", "daemon off;"]
+    environment:
+      GREETING: hello
+      MODE: prod
+    labels:
+      tier: front
+    stop_grace_period: 15s
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost/"]
+      interval: 5s
+      timeout: 2s
+      retries: 4
+      start_period: 10s
+    networks: [front]
+    ports: ["8080:80"]
+    deploy:
+      replicas: 3
+      labels:
+        team: web
+      placement:
+        constraints: ["node.labels.zone==eu"]
+        preferences:
+          - spread: node.labels.rack
+        max_replicas_per_node: 2
+      resources:
+        limits: {cpus: "0.5", memory: 256M}
+        reservations: {cpus: "0.25", memory: 128M}
+      restart_policy:
+        condition: on-failure
+        delay: 0s
+        max_attempts: 3
+        window: 1m
+      update_config:
+        parallelism: 2
+        delay: 10s
+        failure_action: rollback
+        monitor: 30s
+        max_failure_ratio: 0.25
+        order: start-first
+      rollback_config:
+        failure_action: continue
+networks:
+  front: {}
+"#,
+    );
+    let (planned, ignored) = convert("shop", &stack).unwrap();
+    assert!(ignored.is_empty(), "{ignored:?}");
+    let spec = &planned[0].spec;
+    assert_eq!(spec.name, "shop_web");
+    assert_eq!(spec.mode(), v1::ServiceMode::Replicated);
+    assert_eq!(spec.replicas, 3);
+    assert_eq!(spec.labels[NAMESPACE_LABEL], "shop");
+    assert_eq!(spec.labels["team"], "web");
+    assert_eq!(spec.labels[IMAGE_LABEL], "nginx:1.27");
+    assert_eq!(spec.labels[NETWORKS_LABEL], "shop_front");
+    assert_eq!(spec.labels[PORTS_LABEL], "8080:80/tcp");
+    let task = spec.task.as_ref().unwrap();
+    assert_eq!(task.runtime, "docker");
+    assert_eq!(task.image, "nginx:1.27");
+    assert_eq!(task.command, ["nginx", "-g", "daemon off;"]);
+    assert!(task.args.is_empty());
+    assert_eq!(task.env, ["GREETING=hello", "MODE=prod"]);
+    assert_eq!(task.labels[NAMESPACE_LABEL], "shop");
+    assert_eq!(task.labels["tier"], "front");
+    assert!(!task.labels.contains_key("team"));
+    assert_eq!(task.stop_grace_period_ms, 15_000);
+    assert_eq!(
+        task.placement,
+        Some(v1::Placement {
+            constraints: vec!["node.labels.zone==eu".into()],
+            preferences: vec!["spread=node.labels.rack".into()],
+            max_replicas_per_node: 2,
+        })
+    );
+    assert_eq!(
+        task.resources,
+        Some(v1::ResourceRequirements {
+            limits: Some(v1::Resources {
+                nano_cpus: 500_000_000,
+                memory_bytes: 256 << 20
+            }),
+            reservations: Some(v1::Resources {
+                nano_cpus: 250_000_000,
+                memory_bytes: 128 << 20
+            }),
+        })
+    );
+    let restart = task.restart_policy.as_ref().unwrap();
+    assert_eq!(restart.condition(), v1::RestartCondition::OnFailure);
+    assert_eq!(
+        (
+            restart.delay_ms,
+            restart.delay_set,
+            restart.max_attempts,
+            restart.window_ms
+        ),
+        (0, true, 3, 60_000)
+    );
+    assert_eq!(
+        task.healthcheck,
+        Some(v1::HealthCheck {
+            test: vec![
+                "CMD".into(),
+                "curl".into(),
+                "-f".into(),
+                "http://localhost/".into()
+            ],
+            interval_ms: 5_000,
+            timeout_ms: 2_000,
+            retries: 4,
+            start_period_ms: 10_000,
+        })
+    );
+    let update = spec.update_config.as_ref().unwrap();
+    assert_eq!(
+        (
+            update.parallelism,
+            update.delay_ms,
+            update.monitor_ms,
+            update.max_failure_ratio
+        ),
+        (2, 10_000, 30_000, 0.25)
+    );
+    assert_eq!(update.failure_action(), v1::UpdateFailureAction::Rollback);
+    assert_eq!(update.order(), v1::UpdateOrder::StartFirst);
+    let rollback = spec.rollback_config.as_ref().unwrap();
+    assert_eq!(rollback.parallelism, 1, "Compose's default parallelism");
+    assert_eq!(rollback.failure_action(), v1::UpdateFailureAction::Continue);
+}
+
+#[test]
+fn a_process_service_runs_entrypoint_then_command_with_defaults() {
+    let stack = load(
+        r#"
+services:
+  worker:
+    x-shoal-runtime: process
+    entrypoint: sh -c
+    command: ["while true; do date; sleep 5; done"]
+"#,
+    );
+    let (planned, ignored) = convert("s", &stack).unwrap();
+    assert!(ignored.is_empty());
+    let spec = &planned[0].spec;
+    assert_eq!(spec.replicas, 1, "Swarm runs one replica by default");
+    assert!(!spec.labels.contains_key(IMAGE_LABEL));
+    assert_eq!(spec.labels[NETWORKS_LABEL], "s_default");
+    let task = spec.task.as_ref().unwrap();
+    assert_eq!(task.runtime, "process");
+    assert_eq!(task.image, "");
+    assert_eq!(
+        task.command,
+        ["sh", "-c", "while true; do date; sleep 5; done"]
+    );
+    assert_eq!(task.placement, None);
+    assert_eq!(task.resources, None);
+    assert_eq!(task.restart_policy, None);
+    assert_eq!(task.healthcheck, None);
+    assert_eq!(spec.update_config, None);
+}
+
+#[test]
+fn objects_are_scoped_to_the_stack_unless_named_or_external() {
+    let stack = load(
+        r#"
+services:
+  db:
+    image: postgres
+    volumes: ["data:/var/lib/postgresql/data", "/scratch"]
+    secrets: [pw, ext]
+    configs: [conf]
+    networks: [back, shared]
+networks:
+  back: {name: backend}
+  shared: {external: true}
+volumes:
+  data: {}
+secrets:
+  pw: {file: ./pw.txt}
+  ext: {external: true}
+configs:
+  conf: {content: "x=1"}
+"#,
+    );
+    let (planned, _) = convert("app", &stack).unwrap();
+    let labels = &planned[0].spec.labels;
+    assert_eq!(labels[NETWORKS_LABEL], "backend,shared");
+    assert_eq!(
+        labels[VOLUMES_LABEL],
+        "app_data:/var/lib/postgresql/data,:/scratch"
+    );
+    assert_eq!(labels[SECRETS_LABEL], "app_pw,ext");
+    assert_eq!(labels[CONFIGS_LABEL], "app_conf");
+}
+
+#[test]
+fn options_without_a_place_in_the_spec_are_reported() {
+    let stack = load(
+        r#"
+services:
+  web:
+    image: nginx
+    entrypoint: /docker-entrypoint.sh
+    user: "1000"
+    working_dir: /srv
+    stop_signal: SIGQUIT
+"#,
+    );
+    let (_, ignored) = convert("s", &stack).unwrap();
+    assert_eq!(
+        ignored,
+        ["entrypoint", "stop_signal", "user", "working_dir"]
+    );
+}
+
+#[test]
+fn undeployable_stacks_fail_before_anything() {
+    let build_only = load("services:\n  app:\n    build: .\n");
+    assert_eq!(
+        convert("s", &build_only).unwrap_err(),
+        ConvertError::BuildOnly("app".into())
+    );
+    let job = load("services:\n  j:\n    image: x\n    deploy: {mode: replicated-job}\n");
+    assert!(matches!(convert("s", &job), Err(ConvertError::Mode { .. })));
+    let ok = load("services:\n  j:\n    image: x\n");
+    for bad in ["", "-x", "a.b", "a b"] {
+        assert_eq!(
+            convert(bad, &ok).unwrap_err(),
+            ConvertError::StackName(bad.into())
+        );
+    }
+    let long = load(&format!("services:\n  {}:\n    image: x\n", "x".repeat(62)));
+    assert!(matches!(
+        convert("s", &long),
+        Err(ConvertError::NameTooLong { .. })
+    ));
+}
+
+#[test]
+fn same_spec_ignores_empty_sub_messages_and_env_order() {
+    let stack = load("services:\n  w:\n    image: x\n    environment: {A: '1', B: '2'}\n");
+    let (planned, _) = convert("s", &stack).unwrap();
+    let a = planned[0].spec.clone();
+    let mut b = a.clone();
+    let task = b.task.as_mut().unwrap();
+    task.placement = Some(v1::Placement::default());
+    task.healthcheck = Some(v1::HealthCheck::default());
+    task.env.reverse();
+    assert!(same_spec(&a, &b));
+    b.replicas = 2;
+    assert!(!same_spec(&a, &b));
+}

@@ -1,0 +1,311 @@
+//! `shoal stack deploy`: what to create, update and remove is decided by
+//! [`plan`], a pure function of the converted stack and the services the
+//! cluster already has; [`run`] carries the plan out through the control
+//! API, layer by layer in `depends_on` order, waiting between layers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shoal_compose::Condition;
+use shoal_proto::v1::control_client::ControlClient;
+use shoal_proto::v1::{
+    CreateServiceRequest, GetServiceRequest, ListTasksRequest, RemoveServiceRequest, Service,
+    ServiceSpec, TaskState, UpdateServiceRequest,
+};
+use tonic::transport::Channel;
+
+use super::convert::{self, scoped, Planned};
+
+/// How long a layer waits for the services it depends on before the
+/// deploy fails (the services already deployed stay).
+const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(300);
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Create(ServiceSpec),
+    Update {
+        id: String,
+        expected_version: u64,
+        spec: ServiceSpec,
+    },
+    /// The cluster already runs exactly this spec: nothing is sent, so its
+    /// spec version (and its tasks) stay as they are.
+    Unchanged {
+        name: String,
+    },
+}
+
+/// A dependency a layer waits for: the service's full name and the
+/// strongest condition any service of the layer asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    pub service: String,
+    pub condition: Condition,
+    /// The full names of the services waiting, for the progress line.
+    pub for_services: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Layer {
+    pub waits: Vec<Wait>,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// (name, id) of the stack's services no longer in the files, removed
+    /// first when pruning.
+    pub remove: Vec<(String, String)>,
+    pub layers: Vec<Layer>,
+}
+
+fn strength(c: Condition) -> u8 {
+    match c {
+        Condition::ServiceStarted => 0,
+        Condition::ServiceHealthy => 1,
+        Condition::ServiceCompletedSuccessfully => 2,
+    }
+}
+
+/// Decides every change of a deploy. `order` is
+/// [`shoal_compose::startup_order`]'s layers of Compose keys; `existing`
+/// are the services that carry this stack's namespace label.
+pub fn plan(
+    stack_name: &str,
+    planned: &[Planned],
+    order: &[Vec<String>],
+    existing: &[Service],
+    prune: bool,
+) -> Plan {
+    let by_key: HashMap<&str, &Planned> = planned.iter().map(|p| (p.key.as_str(), p)).collect();
+    let current: HashMap<&str, &Service> = existing
+        .iter()
+        .filter_map(|s| s.spec.as_ref().map(|spec| (spec.name.as_str(), s)))
+        .collect();
+    let mut out = Plan::default();
+    if prune {
+        let wanted: Vec<&str> = planned.iter().map(|p| p.spec.name.as_str()).collect();
+        let mut remove: Vec<(String, String)> = current
+            .iter()
+            .filter(|(name, _)| !wanted.contains(name))
+            .map(|(name, s)| ((*name).to_owned(), s.id.clone()))
+            .collect();
+        remove.sort();
+        out.remove = remove;
+    }
+    for keys in order {
+        let mut layer = Layer::default();
+        let mut waits: BTreeMap<String, Wait> = BTreeMap::new();
+        for key in keys {
+            let Some(p) = by_key.get(key.as_str()) else {
+                continue;
+            };
+            for (dep, condition) in &p.depends_on {
+                let service = scoped(stack_name, dep);
+                let wait = waits.entry(service.clone()).or_insert(Wait {
+                    service,
+                    condition: *condition,
+                    for_services: Vec::new(),
+                });
+                if strength(*condition) > strength(wait.condition) {
+                    wait.condition = *condition;
+                }
+                wait.for_services.push(p.spec.name.clone());
+            }
+            layer.actions.push(match current.get(p.spec.name.as_str()) {
+                None => Action::Create(p.spec.clone()),
+                Some(service)
+                    if service
+                        .spec
+                        .as_ref()
+                        .is_some_and(|s| convert::same_spec(s, &p.spec)) =>
+                {
+                    Action::Unchanged {
+                        name: p.spec.name.clone(),
+                    }
+                }
+                Some(service) => Action::Update {
+                    id: service.id.clone(),
+                    expected_version: service.spec_version,
+                    spec: p.spec.clone(),
+                },
+            });
+        }
+        layer.waits = waits.into_values().collect();
+        out.layers.push(layer);
+    }
+    out
+}
+
+pub struct DeployArgs {
+    pub files: Vec<PathBuf>,
+    pub prune: bool,
+    pub detach: bool,
+    pub name: String,
+}
+
+/// Loads, converts and checks everything before the first call that
+/// changes the cluster, then carries the plan out.
+pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let stack = shoal_compose::load(&args.files, &env)?;
+    let order = shoal_compose::startup_order(&stack)?;
+    let (planned, ignored) = convert::convert(&args.name, &stack)?;
+    let mut warnings = stack.warnings.clone();
+    warnings.extend(ignored.into_iter().map(|option| shoal_compose::Warning {
+        path: option.clone(),
+        option,
+        at: shoal_compose::Location {
+            file: String::new(),
+            line: None,
+        },
+    }));
+    if let Some(line) = shoal_compose::unsupported_options_line(&warnings) {
+        eprintln!("{line}");
+    }
+
+    let mut control = ControlClient::new(crate::client::connect(host).await?);
+    let existing = super::stack_services(&mut control, &args.name).await?;
+    let existing: Vec<Service> = existing.into_iter().filter_map(|s| s.service).collect();
+    let plan = plan(&args.name, &planned, &order, &existing, args.prune);
+
+    for (name, id) in &plan.remove {
+        println!("Removing service {name}");
+        control
+            .remove_service(RemoveServiceRequest {
+                service: id.clone(),
+            })
+            .await?;
+    }
+    for layer in plan.layers {
+        if !args.detach {
+            for wait in &layer.waits {
+                wait_for(&mut control, wait).await?;
+            }
+        }
+        for action in layer.actions {
+            match action {
+                Action::Create(spec) => {
+                    println!("Creating service {}", spec.name);
+                    control
+                        .create_service(CreateServiceRequest { spec: Some(spec) })
+                        .await?;
+                }
+                Action::Update {
+                    id,
+                    expected_version,
+                    spec,
+                } => {
+                    println!("Updating service {} (id: {id})", spec.name);
+                    control
+                        .update_service(UpdateServiceRequest {
+                            service: id,
+                            spec: Some(spec),
+                            expected_spec_version: expected_version,
+                        })
+                        .await?;
+                }
+                Action::Unchanged { .. } => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls until `wait.service` meets its condition. Health is not reported
+/// in task status yet, so `service_healthy` waits for every replica to run:
+/// the best signal available (see docs/architecture.md, "Stacks").
+async fn wait_for(control: &mut ControlClient<Channel>, wait: &Wait) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut last_progress = String::new();
+    let (goal, word) = match wait.condition {
+        Condition::ServiceCompletedSuccessfully => ("completed successfully", "complete"),
+        Condition::ServiceHealthy => ("running (and healthy)", "running"),
+        Condition::ServiceStarted => ("running", "running"),
+    };
+    loop {
+        let info = control
+            .get_service(GetServiceRequest {
+                service: wait.service.clone(),
+            })
+            .await?
+            .into_inner();
+        let desired = info.desired_tasks;
+        let (complete, err) = slots(control, &wait.service).await?;
+        let done = match wait.condition {
+            Condition::ServiceCompletedSuccessfully => complete,
+            _ => info.running_tasks,
+        };
+        if done >= desired {
+            return Ok(());
+        }
+        let progress = format!(
+            "Waiting for service {} to be {goal} (depends_on of {}): {done}/{desired} {word}{}",
+            wait.service,
+            wait.for_services.join(", "),
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(" (last error: {err})")
+            }
+        );
+        if progress != last_progress {
+            println!("{progress}");
+            last_progress = progress;
+        }
+        if start.elapsed() > DEPENDENCY_TIMEOUT {
+            anyhow::bail!(
+                "service {} did not become {goal} within {}s, so {} were not deployed: \
+                 see `shoal stack ps`, fix the service and deploy again (or deploy with -d not to wait)",
+                wait.service,
+                DEPENDENCY_TIMEOUT.as_secs(),
+                wait.for_services.join(", ")
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Slots whose newest task completed, and the newest task error seen.
+async fn slots(
+    control: &mut ControlClient<Channel>,
+    service: &str,
+) -> anyhow::Result<(u64, String)> {
+    let tasks = control
+        .list_tasks(ListTasksRequest {
+            service: service.to_owned(),
+            node: String::new(),
+        })
+        .await?
+        .into_inner()
+        .tasks;
+    let mut newest: BTreeMap<u64, (i64, TaskState, String)> = BTreeMap::new();
+    for info in tasks {
+        let Some(task) = info.task else { continue };
+        let created = task.meta.map(|m| m.created_at_ms).unwrap_or(0);
+        let status = task.status.unwrap_or_default();
+        let entry = (created, status.state(), status.err);
+        match newest.get(&task.slot) {
+            Some((at, _, _)) if *at >= created => {}
+            _ => {
+                newest.insert(task.slot, entry);
+            }
+        }
+    }
+    let done = newest
+        .values()
+        .filter(|(_, state, _)| *state == TaskState::Complete)
+        .count() as u64;
+    let err = newest
+        .values()
+        .filter(|(_, _, e)| !e.is_empty())
+        .max_by_key(|(at, _, _)| *at)
+        .map(|(_, _, e)| e.clone())
+        .unwrap_or_default();
+    Ok((done, err))
+}
+
+#[cfg(test)]
+mod tests;
