@@ -158,6 +158,43 @@ pub struct ServiceCreateArgs {
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
+    /// Placement constraint, e.g. node.labels.zone==eu (repeatable).
+    #[arg(long)]
+    pub constraint: Vec<String>,
+    /// Placement preference, e.g. spread=node.labels.zone (repeatable).
+    #[arg(long)]
+    pub placement_pref: Vec<String>,
+    /// Maximum number of tasks per node (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub replicas_max_per_node: u64,
+    /// Reserve CPUs, e.g. 0.5.
+    #[arg(long)]
+    pub reserve_cpu: Option<String>,
+    /// Reserve memory, e.g. 512M.
+    #[arg(long)]
+    pub reserve_memory: Option<String>,
+    /// Limit CPUs, e.g. 1.5.
+    #[arg(long)]
+    pub limit_cpu: Option<String>,
+    /// Limit memory, e.g. 1G.
+    #[arg(long)]
+    pub limit_memory: Option<String>,
+    /// Restart when the task ends: none, on-failure or any (default any).
+    #[arg(long)]
+    pub restart_condition: Option<String>,
+    /// Delay between restart attempts (default 5s).
+    #[arg(long)]
+    pub restart_delay: Option<String>,
+    /// Maximum number of restarts before giving up (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub restart_max_attempts: u64,
+    /// Window used to evaluate the restart policy (e.g. 1m; default: the slot's whole life).
+    #[arg(long)]
+    pub restart_window: Option<String>,
+    /// Time to wait before force-killing a task (default 10s).
+    #[arg(long)]
+    pub stop_grace_period: Option<String>,
+
     /// IMAGE [CMD] [ARG…] for containers, CMD [ARG…] for processes.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -138,10 +138,18 @@ fn service_info(state: &ClusterState, service: &Service) -> ServiceInfo {
                     .is_some_and(|s| s.state() == TaskState::Running)
         })
         .count() as u64;
+    let desired = match service.spec.as_ref().map(|s| s.mode()) {
+        Some(shoal_proto::v1::ServiceMode::Global) => state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == service.id && t.desired_state == TaskState::Running as i32)
+            .count() as u64,
+        _ => service.spec.as_ref().map(|s| s.replicas).unwrap_or(0),
+    };
     ServiceInfo {
         service: Some(service.clone()),
         running_tasks: running,
-        desired_tasks: service.spec.as_ref().map(|s| s.replicas).unwrap_or(0),
+        desired_tasks: desired,
     }
 }
 

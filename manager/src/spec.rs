@@ -12,10 +12,7 @@ pub const MAX_REPLICAS: u64 = 100_000;
 /// Checks a spec, saying what is wrong and what is expected.
 pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_name(&spec.name)?;
-    if spec.mode() != ServiceMode::Replicated {
-        return Err("global services are not supported yet: use --mode replicated".into());
-    }
-    if spec.replicas > MAX_REPLICAS {
+    if spec.mode() == ServiceMode::Replicated && spec.replicas > MAX_REPLICAS {
         return Err(format!(
             "invalid replicas {}: at most {MAX_REPLICAS} replicas per service",
             spec.replicas
@@ -47,6 +44,39 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
                 "unknown runtime {other:?}: expected one of {}",
                 RUNTIMES.join(", ")
             ))
+        }
+    }
+    if let Some(placement) = task.placement.as_ref() {
+        for constraint in &placement.constraints {
+            shoal_scheduler::Constraint::parse(constraint).map_err(|e| e.to_string())?;
+        }
+        for preference in &placement.preferences {
+            shoal_scheduler::Preference::parse(preference).map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some(resources) = task.resources.as_ref() {
+        for (what, r) in [
+            ("limit", resources.limits),
+            ("reservation", resources.reservations),
+        ] {
+            if let Some(r) = r {
+                if r.nano_cpus < 0 || r.memory_bytes < 0 {
+                    return Err(format!(
+                        "invalid {what}: CPU and memory must not be negative"
+                    ));
+                }
+            }
+        }
+    }
+    for config in [spec.update_config.as_ref(), spec.rollback_config.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if !(0.0..=1.0).contains(&config.max_failure_ratio) {
+            return Err(format!(
+                "invalid max failure ratio {}: expected a fraction between 0 and 1",
+                config.max_failure_ratio
+            ));
         }
     }
     for entry in &task.env {

@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use shoal_proto::names;
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
-    CreateServiceRequest, GetServiceRequest, ListServicesRequest, ListTasksRequest,
-    RemoveServiceRequest, Service, ServiceInfo, ServiceMode, ServiceSpec, TaskInfo, TaskSpec,
-    UpdateServiceRequest,
+    CreateServiceRequest, GetServiceRequest, ListServicesRequest, ListTasksRequest, Placement,
+    RemoveServiceRequest, ResourceRequirements, Resources, RestartCondition, RestartPolicy,
+    Service, ServiceInfo, ServiceMode, ServiceSpec, TaskInfo, TaskSpec, UpdateServiceRequest,
 };
 use tonic::transport::Channel;
 
@@ -228,6 +228,71 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             (image, parts.collect())
         }
     };
+    let duration_ms = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<u64>> {
+        value
+            .as_deref()
+            .map(|v| {
+                shoal_compose::units::parse_duration(v)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
+            })
+            .transpose()
+    };
+    let cpus = |flag: &str, value: &Option<String>| -> anyhow::Result<i64> {
+        value
+            .as_deref()
+            .map(|v| {
+                shoal_compose::units::parse_cpus(v)
+                    .map(|c| c as i64)
+                    .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
+            })
+            .transpose()
+            .map(|c| c.unwrap_or(0))
+    };
+    let memory = |flag: &str, value: &Option<String>| -> anyhow::Result<i64> {
+        value
+            .as_deref()
+            .map(|v| {
+                shoal_compose::units::parse_memory(v)
+                    .map(|m| m as i64)
+                    .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
+            })
+            .transpose()
+            .map(|m| m.unwrap_or(0))
+    };
+    let condition = match args.restart_condition.as_deref() {
+        None | Some("any") => RestartCondition::Any,
+        Some("on-failure") => RestartCondition::OnFailure,
+        Some("none") => RestartCondition::None,
+        Some(other) => {
+            anyhow::bail!("invalid --restart-condition {other:?}: expected none, on-failure or any")
+        }
+    };
+    let restart_delay = duration_ms("--restart-delay", &args.restart_delay)?;
+    let placement = Placement {
+        constraints: args.constraint.clone(),
+        preferences: args.placement_pref.clone(),
+        max_replicas_per_node: args.replicas_max_per_node,
+    };
+    let resources = ResourceRequirements {
+        limits: Some(Resources {
+            nano_cpus: cpus("--limit-cpu", &args.limit_cpu)?,
+            memory_bytes: memory("--limit-memory", &args.limit_memory)?,
+        }),
+        reservations: Some(Resources {
+            nano_cpus: cpus("--reserve-cpu", &args.reserve_cpu)?,
+            memory_bytes: memory("--reserve-memory", &args.reserve_memory)?,
+        }),
+    };
+    let restart_policy = RestartPolicy {
+        condition: condition as i32,
+        delay_ms: restart_delay.unwrap_or(0),
+        delay_set: restart_delay.is_some(),
+        max_attempts: args.restart_max_attempts,
+        window_ms: duration_ms("--restart-window", &args.restart_window)?.unwrap_or(0),
+    };
+    let stop_grace_period_ms =
+        duration_ms("--stop-grace-period", &args.stop_grace_period)?.unwrap_or(0);
     Ok(ServiceSpec {
         name: args.name.unwrap_or_else(generated_name),
         labels: labels.clone(),
@@ -240,6 +305,10 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             args: Vec::new(),
             env,
             labels,
+            placement: Some(placement),
+            resources: Some(resources),
+            restart_policy: Some(restart_policy),
+            stop_grace_period_ms,
             ..Default::default()
         }),
         ..Default::default()

@@ -409,23 +409,29 @@ fn a_missing_image_shows_the_engine_error_and_retries_within_the_history_limit()
             .ok_or(format!("{tasks:?}"))
     });
     eprintln!("engine error shown: {error}");
-    // Over a few seconds the slot keeps retrying, and the history it keeps
-    // stays bounded by the task history limit (5 dead + 1 live).
+    // The slot keeps retrying under the default restart policy (a new task
+    // 5 s after each failure), without flooding: over 11 s, two or three
+    // more attempts, and a history bounded by the limit (5 dead + 1 live).
     let start = Instant::now();
     let mut seen = BTreeSet::new();
     let mut most = 0;
-    while start.elapsed() < Duration::from_secs(4) {
+    while start.elapsed() < Duration::from_secs(11) {
         let tasks = manager.tasks("nope");
         most = most.max(tasks.len());
         seen.extend(tasks.iter().map(|t| t["ID"].as_str().unwrap().to_string()));
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!(
-        "missing image: {} distinct tasks seen in 4 s, at most {most} listed at once",
+        "missing image: {} distinct tasks seen in 11 s, at most {most} listed at once",
         seen.len()
     );
     assert!(most <= 6, "history beyond the limit: {most} tasks listed");
     assert!(seen.len() > 1, "the slot is retried");
+    assert!(
+        seen.len() <= 4,
+        "{} attempts in 11 s: the restart delay must pace retries",
+        seen.len()
+    );
     assert!(guard.list(false).is_empty(), "no container was created");
 }
 

@@ -6,6 +6,7 @@ mod docker;
 mod formation;
 mod ha;
 mod mtls;
+mod placement;
 mod service_input;
 mod services;
 mod stack;

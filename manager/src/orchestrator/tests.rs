@@ -148,7 +148,22 @@ fn a_failed_task_is_replaced_in_its_slot_and_history_is_capped() {
             .as_mut()
             .unwrap()
             .state = TaskState::Failed as i32;
-        converge(&mut state, 10 + round);
+        // The default restart delay (5 s) passes before the replacement.
+        let failed_at = 10_000 * (round + 1);
+        state
+            .tasks
+            .get_mut(&id)
+            .unwrap()
+            .status
+            .as_mut()
+            .unwrap()
+            .timestamp_ms = failed_at;
+        converge(&mut state, failed_at + 1);
+        assert!(
+            live_slots(&state).is_empty(),
+            "replaced before the restart delay"
+        );
+        converge(&mut state, failed_at + DEFAULT_RESTART_DELAY_MS as i64);
         assert_eq!(live_slots(&state), vec![1]);
     }
     // One live task plus at most five dead ones.
@@ -235,4 +250,129 @@ fn tasks_on_a_drained_node_move_and_paused_ones_stay() {
         .iter()
         .all(|t| t.desired_state == TaskState::Shutdown as i32));
     assert_eq!(live_slots(&state), vec![1, 2]);
+}
+
+/// Ends the slot's live task with `state` at `at_ms`.
+fn end_live_task(state: &mut ClusterState, slot: u64, end: TaskState, at_ms: i64) {
+    let task = state
+        .tasks
+        .values_mut()
+        .find(|t| {
+            t.slot == slot
+                && t.desired_state == TaskState::Running as i32
+                && !is_terminal(observed(t))
+        })
+        .expect("a live task in the slot");
+    task.node_id = "n1".into();
+    task.status = Some(TaskStatus {
+        state: end as i32,
+        timestamp_ms: at_ms,
+        ..Default::default()
+    });
+}
+
+fn with_policy(condition: RestartCondition, max_attempts: u64) -> ClusterState {
+    let mut state = state_with_service(1);
+    let task = state
+        .services
+        .get_mut("svc")
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .task
+        .as_mut()
+        .unwrap();
+    task.restart_policy = Some(RestartPolicy {
+        condition: condition as i32,
+        delay_ms: 0,
+        delay_set: true,
+        max_attempts,
+        window_ms: 0,
+    });
+    state
+}
+
+fn tasks_in_slot(state: &ClusterState) -> usize {
+    state.tasks.values().filter(|t| t.slot == 1).count()
+}
+
+#[test]
+fn restart_policy_on_failure_stops_after_max_attempts() {
+    let mut state = with_policy(RestartCondition::OnFailure, 2);
+    converge(&mut state, 1);
+    for round in 0..5 {
+        if live_slots(&state).is_empty() {
+            break;
+        }
+        end_live_task(&mut state, 1, TaskState::Failed, 10 + round);
+        converge(&mut state, 20 + round);
+    }
+    // The first run and two restarts: three tasks, then no more.
+    assert_eq!(tasks_in_slot(&state), 3);
+    assert!(live_slots(&state).is_empty());
+}
+
+#[test]
+fn restart_policy_none_never_restarts_and_any_restarts_a_clean_exit() {
+    let mut state = with_policy(RestartCondition::None, 0);
+    converge(&mut state, 1);
+    end_live_task(&mut state, 1, TaskState::Failed, 2);
+    converge(&mut state, 3);
+    assert_eq!(tasks_in_slot(&state), 1);
+
+    let mut state = with_policy(RestartCondition::OnFailure, 0);
+    converge(&mut state, 1);
+    end_live_task(&mut state, 1, TaskState::Complete, 2);
+    converge(&mut state, 3);
+    assert_eq!(
+        tasks_in_slot(&state),
+        1,
+        "on-failure leaves a clean exit alone"
+    );
+
+    let mut state = with_policy(RestartCondition::Any, 0);
+    converge(&mut state, 1);
+    end_live_task(&mut state, 1, TaskState::Complete, 2);
+    converge(&mut state, 3);
+    assert_eq!(live_slots(&state), vec![1], "any restarts a clean exit");
+}
+
+#[test]
+fn a_global_service_runs_one_task_per_eligible_node() {
+    let mut state = state_with_service(0);
+    let spec = state
+        .services
+        .get_mut("svc")
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap();
+    spec.mode = ServiceMode::Global as i32;
+    for node in state.nodes.values_mut() {
+        node.description = Some(shoal_proto::v1::NodeDescription {
+            runtimes: vec!["process".into()],
+            ..Default::default()
+        });
+    }
+    converge(&mut state, 1);
+    let mut nodes: Vec<&str> = state.tasks.values().map(|t| t.node_id.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["n1", "n2"]);
+    state.nodes.get_mut("n2").unwrap().spec = Some(shoal_proto::v1::NodeSpec {
+        availability: NodeAvailability::Drain as i32,
+        ..Default::default()
+    });
+    converge(&mut state, 2);
+    let live: Vec<&str> = state
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Running as i32)
+        .map(|t| t.node_id.as_str())
+        .collect();
+    assert_eq!(
+        live,
+        vec!["n1"],
+        "a drained node's global task is not moved elsewhere"
+    );
 }

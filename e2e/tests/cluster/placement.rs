@@ -1,0 +1,393 @@
+//! Node availability, global services, placement rules and restart
+//! policies, with real daemons.
+
+use crate::util::{cluster, eventually, marker_program, patience, processes_of, Daemon, TestDir};
+
+fn count_on(manager: &Daemon, service: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for t in manager.running_tasks(service) {
+        *counts
+            .entry(t["Node"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn a_dead_worker_of_three_is_healed_and_its_return_duplicates_nothing() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, mut workers, _) = cluster(&dir, 3);
+    manager.ok(&["node", "update", "--availability", "drain", "manager"]);
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    eventually(patience(), "2 tasks on each worker", || {
+        let counts = count_on(&manager, "web");
+        if counts.values().copied().collect::<Vec<_>>() == vec![2, 2, 2] {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}"))
+        }
+    });
+    workers[2].kill();
+    eventually(patience(), "6 running on the two others", || {
+        let counts = count_on(&manager, "web");
+        if counts.values().sum::<usize>() == 6 && !counts.contains_key("worker3") {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}"))
+        }
+    });
+    workers[2].start();
+    eventually(patience(), "still exactly 6 tasks and 6 processes", || {
+        let running = manager.running_tasks("web").len();
+        let pids = processes_of(&program);
+        if running == 6 && pids.len() == 6 {
+            Ok(())
+        } else {
+            Err(format!("{running} tasks, {pids:?}"))
+        }
+    });
+}
+
+#[test]
+fn drain_moves_every_task_pause_keeps_them_and_active_takes_new_ones() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, _workers, _) = cluster(&dir, 2);
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    eventually(patience(), "6 running", || {
+        let n = manager.running_tasks("web").len();
+        if n == 6 {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
+
+    manager.ok(&["node", "update", "--availability", "pause", "worker1"]);
+    manager.ok(&["service", "scale", "web=8"]);
+    eventually(
+        patience(),
+        "8 running, worker1 kept its tasks and took no new one",
+        || {
+            let counts = count_on(&manager, "web");
+            if counts.values().sum::<usize>() == 8 && counts.get("worker1") == Some(&2) {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    );
+
+    manager.ok(&["node", "update", "--availability", "drain", "worker1"]);
+    eventually(patience(), "worker1 empty, 8 running elsewhere", || {
+        let counts = count_on(&manager, "web");
+        if counts.values().sum::<usize>() == 8
+            && !counts.contains_key("worker1")
+            && processes_of(&program).len() == 8
+        {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}"))
+        }
+    });
+    let inspect: serde_json::Value =
+        serde_json::from_str(&manager.ok(&["node", "inspect", "worker1"])).unwrap();
+    assert_eq!(inspect[0]["Spec"]["Availability"], "drain");
+
+    manager.ok(&["node", "update", "--availability", "active", "worker1"]);
+    manager.ok(&["service", "scale", "web=12"]);
+    eventually(
+        patience(),
+        "new tasks land on the active node again",
+        || {
+            let counts = count_on(&manager, "web");
+            if counts.values().sum::<usize>() == 12
+                && counts.get("worker1").copied().unwrap_or(0) >= 2
+            {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    );
+}
+
+#[test]
+fn a_global_service_follows_nodes_that_join_and_drain() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, _workers, addr) = cluster(&dir, 1);
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "agent",
+        "--mode",
+        "global",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    eventually(patience(), "one task on each of 2 nodes", || {
+        let counts = count_on(&manager, "agent");
+        if counts.len() == 2 && counts.values().all(|n| *n == 1) {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}"))
+        }
+    });
+    let late = dir.daemon("late");
+    late.join(&manager.worker_token(), &addr, "127.0.0.9");
+    eventually(patience(), "the joining node gets one", || {
+        let counts = count_on(&manager, "agent");
+        if counts.len() == 3 && counts.get("late") == Some(&1) {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}"))
+        }
+    });
+    manager.ok(&["node", "update", "--availability", "drain", "late"]);
+    eventually(
+        patience(),
+        "the drained node's task is gone, not moved",
+        || {
+            let counts = count_on(&manager, "agent");
+            if counts.len() == 2
+                && !counts.contains_key("late")
+                && processes_of(&program).len() == 2
+            {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    );
+    let ls = manager.ok(&["service", "ls", "--format", "json"]);
+    assert!(
+        ls.contains("\"Replicas\":\"2/2\"") && ls.contains("\"Mode\":\"global\""),
+        "{ls}"
+    );
+}
+
+#[test]
+fn placement_rules_are_honoured_and_explained_until_a_node_fits() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, _workers, _) = cluster(&dir, 2);
+    let p = program.to_str().unwrap();
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "eu",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.labels.zone==eu",
+        "--runtime",
+        "process",
+        p,
+        "3600",
+    ]);
+    eventually(patience(), "pending with the reason", || {
+        let tasks = manager.tasks("eu");
+        if tasks.len() == 2
+            && tasks.iter().all(|t| {
+                t["Error"]
+                    == "no suitable node (constraint node.labels.zone==eu not met on 3 nodes)"
+            })
+        {
+            Ok(())
+        } else {
+            Err(format!("{tasks:?}"))
+        }
+    });
+    manager.ok(&["node", "update", "--label-add", "zone=eu", "worker2"]);
+    eventually(patience(), "placed on the labelled node", || {
+        let counts = count_on(&manager, "eu");
+        if counts == [("worker2".to_string(), 2)].into_iter().collect() {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}"))
+        }
+    });
+
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "one-each",
+        "--replicas",
+        "4",
+        "--replicas-max-per-node",
+        "1",
+        "--runtime",
+        "process",
+        p,
+        "3600",
+    ]);
+    eventually(
+        patience(),
+        "3 placed, 1 pending on the per-node limit",
+        || {
+            let running = manager.running_tasks("one-each").len();
+            let pending = manager
+                .tasks("one-each")
+                .into_iter()
+                .filter(|t| {
+                    t["Error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("max replicas per node limit exceeded on 3 nodes")
+                })
+                .count();
+            if running == 3 && pending == 1 {
+                Ok(())
+            } else {
+                Err(format!("{running} running, {pending} pending"))
+            }
+        },
+    );
+
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "huge",
+        "--reserve-memory",
+        "1000T",
+        "--runtime",
+        "process",
+        p,
+        "3600",
+    ]);
+    eventually(patience(), "insufficient memory", || {
+        let tasks = manager.tasks("huge");
+        if tasks
+            .iter()
+            .any(|t| t["Error"] == "no suitable node (insufficient memory on 3 nodes)")
+        {
+            Ok(())
+        } else {
+            Err(format!("{tasks:?}"))
+        }
+    });
+    manager
+        .shoal(&[
+            "service",
+            "create",
+            "--name",
+            "bad",
+            "--constraint",
+            "node.zone==eu",
+            "--runtime",
+            "process",
+            p,
+        ])
+        .assert_error("invalid constraint \"node.zone==eu\": unknown key node.zone");
+}
+
+#[test]
+fn restart_policies_follow_swarm_semantics() {
+    let dir = TestDir::new();
+    let (manager, _workers, _) = cluster(&dir, 1);
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "flaky",
+        "--restart-condition",
+        "on-failure",
+        "--restart-max-attempts",
+        "2",
+        "--restart-delay",
+        "0s",
+        "--runtime",
+        "process",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "once",
+        "--restart-condition",
+        "none",
+        "--runtime",
+        "process",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "again",
+        "--restart-condition",
+        "any",
+        "--restart-delay",
+        "100ms",
+        "--runtime",
+        "process",
+        "true",
+    ]);
+    eventually(patience(), "on-failure gave up after two restarts", || {
+        let tasks = manager.tasks("flaky");
+        let failed = tasks
+            .iter()
+            .filter(|t| t["CurrentState"].as_str().unwrap().starts_with("Failed"))
+            .count();
+        if tasks.len() == 3 && failed == 3 {
+            Ok(())
+        } else {
+            Err(format!("{tasks:?}"))
+        }
+    });
+    eventually(patience(), "any restarts a clean exit", || {
+        let complete = manager
+            .tasks("again")
+            .iter()
+            .filter(|t| t["CurrentState"].as_str().unwrap().starts_with("Complete"))
+            .count();
+        if complete >= 3 {
+            Ok(())
+        } else {
+            Err(complete.to_string())
+        }
+    });
+    // By now the orchestrator has run many passes (each restart of "again"
+    // is one): the other two had every chance to restart wrongly.
+    assert_eq!(manager.tasks("once").len(), 1, "none never restarts");
+    assert_eq!(
+        manager.tasks("flaky").len(),
+        3,
+        "no restart beyond the maximum"
+    );
+}
