@@ -281,9 +281,7 @@ fn may_restart(policy: &RestartPolicy, dead: &[&Task], now_ms: i64) -> bool {
             return false;
         }
     }
-    let delay = if policy.delay_set {
-        policy.delay_ms
-    } else if policy.delay_ms > 0 {
+    let delay = if policy.delay_set || policy.delay_ms > 0 {
         policy.delay_ms
     } else {
         DEFAULT_RESTART_DELAY_MS
