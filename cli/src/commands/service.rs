@@ -243,7 +243,6 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             .as_deref()
             .map(|v| {
                 shoal_compose::units::parse_cpus(v)
-                    .map(|c| c as i64)
                     .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
             })
             .transpose()
@@ -254,7 +253,6 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             .as_deref()
             .map(|v| {
                 shoal_compose::units::parse_memory(v)
-                    .map(|m| m as i64)
                     .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
             })
             .transpose()
