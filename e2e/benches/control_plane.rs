@@ -27,6 +27,7 @@ use util::{eventually, leader_name, managers_cluster, patience, TestDir};
 
 const FAILOVER_RUNS: usize = 7;
 const THROUGHPUT_SECONDS: u64 = 5;
+/// Concurrent writers; `SHOAL_BENCH_CONCURRENCY` overrides.
 const CONCURRENCY: usize = 256;
 
 async fn uds(path: std::path::PathBuf) -> Channel {
@@ -65,9 +66,17 @@ async fn main() {
     let dir = TestDir::new();
     let (mut managers, _) = tokio::task::block_in_place(|| managers_cluster(&dir, 3, 0));
 
-    // Failover.
+    let concurrency: usize = std::env::var("SHOAL_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CONCURRENCY);
+    // Failover (`SHOAL_BENCH_RUNS` overrides the number of runs; 0 skips it).
+    let runs: usize = std::env::var("SHOAL_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FAILOVER_RUNS);
     let mut failovers = Vec::new();
-    for run in 0..FAILOVER_RUNS {
+    for run in 0..runs {
         let leader_host = tokio::task::block_in_place(|| {
             eventually(patience(), "a leader", || {
                 leader_name(&managers[0]).ok_or_else(|| "none".into())
@@ -124,10 +133,12 @@ async fn main() {
             });
         });
     }
-    println!(
-        "failover (SIGKILL of the leader to the first acknowledged write), median of {FAILOVER_RUNS}: {:.3} s",
-        median(failovers)
-    );
+    if !failovers.is_empty() {
+        println!(
+            "failover (SIGKILL of the leader to the first acknowledged write), median of {runs}: {:.3} s",
+            median(failovers)
+        );
+    }
 
     // Write throughput through the leader.
     let leader_host = tokio::task::block_in_place(|| leader_name(&managers[0]).unwrap());
@@ -144,7 +155,7 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(THROUGHPUT_SECONDS);
     let started = Instant::now();
     let mut workers = Vec::new();
-    for w in 0..CONCURRENCY {
+    for w in 0..concurrency {
         let mut client = ControlClient::new(channel.clone());
         let acked = acked.clone();
         workers.push(tokio::spawn(async move {
@@ -178,7 +189,7 @@ async fn main() {
         .unwrap()
         .spec_version;
     println!(
-        "write throughput: {total} service updates acknowledged in {elapsed:.2} s with {CONCURRENCY} concurrent clients = {:.0} writes/s (spec version now {version})",
+        "write throughput: {total} service updates acknowledged in {elapsed:.2} s with {concurrency} concurrent clients = {:.0} writes/s (spec version now {version})",
         total as f64 / elapsed
     );
 }

@@ -29,6 +29,35 @@ pub enum ManagerError {
     Security(#[from] shoal_security::SecurityError),
 }
 
+impl ManagerError {
+    /// The same failure for another waiter of a batched write.
+    pub fn duplicate(&self) -> ManagerError {
+        match self {
+            ManagerError::NotLeader { leader } => ManagerError::NotLeader {
+                leader: leader.clone(),
+            },
+            ManagerError::CommitTimeout { seconds } => {
+                ManagerError::CommitTimeout { seconds: *seconds }
+            }
+            ManagerError::NoQuorum {
+                reachable,
+                total,
+                majority,
+            } => ManagerError::NoQuorum {
+                reachable: *reachable,
+                total: *total,
+                majority: *majority,
+            },
+            ManagerError::Store(e) => ManagerError::Store(e.clone()),
+            ManagerError::NotInitialized => ManagerError::NotInitialized,
+            other => ManagerError::Raft {
+                operation: "committing a batched write",
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 impl From<ManagerError> for tonic::Status {
     fn from(error: ManagerError) -> Self {
         let message = error.to_string();

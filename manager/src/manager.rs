@@ -31,6 +31,58 @@ use crate::raft::WRITE_TIMEOUT;
 use crate::store::{Command, SharedStore};
 use crate::ManagerError;
 
+type Proposal = (
+    Command,
+    tokio::sync::oneshot::Sender<Result<(), ManagerError>>,
+);
+
+/// Most proposals in one log entry.
+const MAX_BATCH: usize = 1024;
+/// Batches committing at once: while they wait, the next batch fills up.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Turns concurrent proposals into few log entries: each entry carries every
+/// proposal that queued while the previous ones were committing, so the
+/// per-entry costs (log write, replication, fsync) are shared. Each proposal
+/// still gets its own result.
+async fn batch_proposals(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if batch.len() == 1 {
+                let (command, done) = batch.pop().expect("one proposal");
+                let _ = done.send(crate::raft::propose(&raft, command).await);
+                return;
+            }
+            let (commands, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+            match crate::raft::propose_batch(&raft, commands).await {
+                Ok(results) => {
+                    for (result, done) in results.into_iter().zip(waiters) {
+                        let _ = done.send(result.map_err(ManagerError::from));
+                    }
+                }
+                Err(e) => {
+                    for done in waiters {
+                        let _ = done.send(Err(e.duplicate()));
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// How long a forwarded call waits for an election to end.
 const LEADER_PATIENCE: Duration = Duration::from_secs(3);
 /// How long a joining manager may take to catch up with the log.
@@ -141,6 +193,8 @@ pub struct Manager {
     raft: Raft,
     store: Arc<SharedStore>,
     health: Arc<PeerHealth>,
+    /// Proposals waiting to be batched into one log entry.
+    proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
     /// Channel to the current leader, for forwarded control calls.
     leader_channel: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     dispatcher: Arc<Dispatcher>,
@@ -191,6 +245,8 @@ impl Manager {
         })?;
         let dispatcher = Arc::new(Dispatcher::new(raft.clone(), store.clone(), config.clone()));
         let broker = Arc::new(crate::logs::Broker::new(store.clone(), dispatcher.clone()));
+        let (proposals, queue) = tokio::sync::mpsc::unbounded_channel();
+        let batcher = tokio::spawn(batch_proposals(raft.clone(), queue));
         let expiry = tokio::spawn(dispatcher.clone().run_expiry());
         let loops = tokio::spawn(crate::leader::run(
             raft.clone(),
@@ -202,10 +258,11 @@ impl Manager {
             raft,
             store,
             health,
+            proposals,
             leader_channel: std::sync::Mutex::new(None),
             dispatcher,
             broker,
-            background: vec![expiry, loops],
+            background: vec![expiry, loops, batcher],
         }))
     }
 
@@ -229,7 +286,19 @@ impl Manager {
                 majority: quorum.majority(),
             });
         }
-        crate::raft::propose(&self.raft, command).await
+        let (done, result) = tokio::sync::oneshot::channel();
+        if self.proposals.send((command, done)).is_err() {
+            return Err(ManagerError::Raft {
+                operation: "proposing",
+                message: "the manager is shutting down".into(),
+            });
+        }
+        result.await.unwrap_or_else(|_| {
+            Err(ManagerError::Raft {
+                operation: "proposing",
+                message: "the manager is shutting down".into(),
+            })
+        })
     }
 
     /// Voters, how many of them answer (this manager included), and the leader.

@@ -41,6 +41,38 @@ pub(crate) fn storage_error(
 /// How long a write may wait for commitment before it fails as "no quorum".
 pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Commits several independent commands as one log entry; one result each.
+pub async fn propose_batch(
+    raft: &types::Raft,
+    commands: Vec<crate::store::Command>,
+) -> Result<Vec<crate::store::CommandResult>, crate::ManagerError> {
+    use crate::store::{Applied, Command};
+    use crate::ManagerError;
+    use openraft::error::{ClientWriteError, RaftError};
+    let n = commands.len();
+    match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(Command::Batch(commands))).await {
+        Err(_) => Err(ManagerError::CommitTimeout {
+            seconds: WRITE_TIMEOUT.as_secs(),
+        }),
+        Ok(Ok(response)) => match response.data {
+            Applied::Many(results) if results.len() == n => Ok(results),
+            other => Err(ManagerError::Raft {
+                operation: "applying a batch",
+                message: format!("unexpected result {other:?}"),
+            }),
+        },
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+            Err(ManagerError::NotLeader {
+                leader: forward.leader_node.map(|n| n.addr),
+            })
+        }
+        Ok(Err(e)) => Err(ManagerError::Raft {
+            operation: "committing a write",
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Commits `command` through Raft and returns once it applied on this manager.
 pub async fn propose(
     raft: &types::Raft,
@@ -52,7 +84,7 @@ pub async fn propose(
         Err(_) => Err(ManagerError::CommitTimeout {
             seconds: WRITE_TIMEOUT.as_secs(),
         }),
-        Ok(Ok(response)) => response.data.map_err(ManagerError::from),
+        Ok(Ok(response)) => response.data.into_result().map_err(ManagerError::from),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
             Err(ManagerError::NotLeader {
                 leader: forward.leader_node.map(|n| n.addr),

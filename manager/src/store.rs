@@ -122,6 +122,9 @@ pub enum Command {
     /// `swarm init --force-new-cluster`: a surviving manager's state loaded
     /// into a new Raft group. Applies only to an empty store.
     RestoreState(Box<ClusterState>),
+    /// Several independent commands in one log entry (the manager batches
+    /// concurrent proposals); each applies, or fails, on its own.
+    Batch(Vec<Command>),
 }
 
 /// The kinds of stored object, for messages.
@@ -157,6 +160,23 @@ pub enum StoreError {
 
 /// The result of applying one command, returned to its proposer.
 pub type CommandResult = Result<(), StoreError>;
+
+/// What applying a log entry returns: one result, or one per command of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Applied {
+    One(CommandResult),
+    Many(Vec<CommandResult>),
+}
+
+impl Applied {
+    /// The result of a single command (a batch fails if any part failed).
+    pub fn into_result(self) -> CommandResult {
+        match self {
+            Applied::One(result) => result,
+            Applied::Many(results) => results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(())),
+        }
+    }
+}
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +272,12 @@ impl ClusterState {
                 manager_status,
                 at_ms,
             } => self.set_node_role(&node_id, role, manager_status, at_ms, events),
+            Command::Batch(commands) => {
+                for command in commands {
+                    self.apply(command, events)?;
+                }
+                Ok(())
+            }
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

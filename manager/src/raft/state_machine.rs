@@ -17,7 +17,7 @@ use super::storage_error;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::store::{ClusterState, CommandResult, SharedStore, StoreEvent};
+use crate::store::{Applied, ClusterState, Command, SharedStore, StoreEvent};
 
 const KEY_SNAPSHOT: &[u8] = b"current";
 
@@ -160,7 +160,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
     where
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -174,11 +174,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map(|entry| {
                     last_applied = Some(entry.log_id);
                     match entry.payload {
-                        EntryPayload::Blank => Ok(()),
-                        EntryPayload::Normal(command) => state.apply(command, events),
+                        EntryPayload::Blank => Applied::One(Ok(())),
+                        EntryPayload::Normal(Command::Batch(commands)) => Applied::Many(
+                            commands
+                                .into_iter()
+                                .map(|command| state.apply(command, events))
+                                .collect(),
+                        ),
+                        EntryPayload::Normal(command) => Applied::One(state.apply(command, events)),
                         EntryPayload::Membership(membership) => {
                             last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                            Ok(())
+                            Applied::One(Ok(()))
                         }
                     }
                 })

@@ -1,16 +1,16 @@
 //! The openraft type configuration: Raft log entries carry store
-//! [`Command`]s and return their [`CommandResult`]; managers are known by a
+//! [`Command`]s and return what they [`Applied`]; managers are known by a
 //! random `u64` Raft ID and reached at their advertise address.
 
 use std::io::Cursor;
 
-use crate::store::{Command, CommandResult};
+use crate::store::{Applied, Command};
 
 openraft::declare_raft_types!(
     /// shoal's Raft types.
     pub TypeConfig:
         D = Command,
-        R = CommandResult,
+        R = Applied,
         NodeId = u64,
         Node = openraft::BasicNode,
 );
