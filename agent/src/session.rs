@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_proto::v1::dispatcher_client::DispatcherClient;
+use shoal_proto::v1::NodeRole;
 use shoal_proto::v1::{
     AssignmentsRequest, HeartbeatRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
@@ -45,6 +46,7 @@ pub struct AgentConfig {
 pub struct AgentHandle {
     session_up: watch::Receiver<bool>,
     managers: Arc<Mutex<Vec<String>>>,
+    desired_role: Arc<Mutex<Option<NodeRole>>>,
     task: tokio::task::JoinHandle<()>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
@@ -54,6 +56,11 @@ impl AgentHandle {
     /// Whether a session with a manager is currently open.
     pub fn session_up(&self) -> bool {
         *self.session_up.borrow()
+    }
+
+    /// The role the swarm last said it wants this node in (promote/demote).
+    pub fn desired_role(&self) -> Option<NodeRole> {
+        *self.desired_role.lock().expect("role lock")
     }
 
     /// The managers this agent knows of.
@@ -102,6 +109,7 @@ impl Drop for AgentHandle {
 pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let (up_tx, up_rx) = watch::channel(false);
     let managers = Arc::new(Mutex::new(config.managers.clone()));
+    let desired_role = Arc::new(Mutex::new(None));
     let reporter = Arc::new(Reporter::default());
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
         &config.data_dir,
@@ -131,6 +139,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let task = tokio::spawn(run(
         config,
         managers.clone(),
+        desired_role.clone(),
         up_tx,
         worker.clone(),
         reporter.clone(),
@@ -139,6 +148,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     AgentHandle {
         session_up: up_rx,
         managers,
+        desired_role,
         task,
         worker,
         reporter,
@@ -148,6 +158,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
 async fn run(
     config: AgentConfig,
     managers: Arc<Mutex<Vec<String>>>,
+    desired_role: Arc<Mutex<Option<NodeRole>>>,
     up: watch::Sender<bool>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
@@ -175,6 +186,7 @@ async fn run(
             &addr,
             client_tls.clone(),
             &managers,
+            &desired_role,
             &up,
             &worker,
             &reporter,
@@ -231,6 +243,7 @@ async fn session(
     addr: &str,
     client_tls: tonic::transport::ClientTlsConfig,
     managers: &Arc<Mutex<Vec<String>>>,
+    desired_role: &Arc<Mutex<Option<NodeRole>>>,
     up: &watch::Sender<bool>,
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
@@ -249,6 +262,7 @@ async fn session(
         .await?
         .ok_or_else(|| tonic::Status::unavailable("the manager closed the session at once"))?;
     let session_id = first.session_id.clone();
+    *desired_role.lock().expect("role lock") = Some(first.desired_role());
     if !first.managers.is_empty() {
         *managers.lock().expect("managers lock") = first.managers.clone();
     }
@@ -282,10 +296,12 @@ async fn session(
             }
             message = stream.message() => {
                 match message? {
-                    Some(update) if !update.managers.is_empty() => {
-                        *managers.lock().expect("managers lock") = update.managers;
+                    Some(update) => {
+                        *desired_role.lock().expect("role lock") = Some(update.desired_role());
+                        if !update.managers.is_empty() {
+                            *managers.lock().expect("managers lock") = update.managers;
+                        }
                     }
-                    Some(_) => {}
                     None => return Ok(()),
                 }
             }

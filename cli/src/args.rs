@@ -316,6 +316,19 @@ pub enum NodeCommand {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// Promote one or more nodes to manager in the swarm.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Demote one or more nodes from manager in the swarm.
+    Demote {
+        /// Demote even if the remaining managers would lose their quorum.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Update a node: availability, labels.
     Update {
         /// Availability: active, pause or drain.

@@ -36,8 +36,10 @@ pub async fn run(
     node.resume()
         .await
         .context("cannot resume this node's swarm membership from its data dir")?;
+    let follower = tokio::spawn(node.clone().follow_desired_role());
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "shoal daemon ready");
     let served = local_api::serve(node.clone(), listener, shutdown).await;
+    follower.abort();
     node.stop().await;
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("shoal daemon stopped");

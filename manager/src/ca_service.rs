@@ -9,7 +9,7 @@ use shoal_proto::v1::ca_server::Ca;
 use shoal_proto::v1::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
     IssueNodeCertificateResponse, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription,
-    NodeRole, NodeSpec, NodeState, NodeStatus,
+    NodeRole, NodeSpec, NodeState, NodeStatus, PromoteNodeRequest,
 };
 use shoal_security::{JoinToken, Role, RootCa};
 use tonic::{Request, Response, Status};
@@ -169,6 +169,92 @@ impl Ca for CaService {
             cert_pem,
             node_id,
             role: node_role as i32,
+            cluster_id: cluster.id,
+            managers: self.manager.manager_addrs(),
+            raft: cluster.spec.as_ref().and_then(|s| s.raft),
+        }))
+    }
+
+    async fn promote_node(
+        &self,
+        request: Request<PromoteNodeRequest>,
+    ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        let peer = crate::auth::require_peer(
+            &request,
+            self.manager.store(),
+            &[Role::Worker, Role::Manager],
+        )?;
+        if !self.manager.is_leader() {
+            return Err(self.manager.not_leader_status().await);
+        }
+        let request = request.into_inner();
+        let (node, cluster) = self
+            .manager
+            .store()
+            .read(|s| (s.nodes.get(&peer.node_id).cloned(), s.cluster.clone()));
+        let node =
+            node.ok_or_else(|| Status::not_found(format!("No such node: {}", peer.node_id)))?;
+        let cluster =
+            cluster.ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let desired = node
+            .spec
+            .as_ref()
+            .map(|s| s.desired_role())
+            .unwrap_or_default();
+        if desired != NodeRole::Manager || node.role() != NodeRole::Worker {
+            return Err(Status::failed_precondition(format!(
+                "node {} was not promoted: run `shoal node promote {}` on a manager",
+                node.id, node.id
+            )));
+        }
+        if request.raft_id == 0
+            || request
+                .advertise_addr
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(Status::invalid_argument(
+                "a promoted node must send its raft ID and its advertise address as IP:PORT",
+            ));
+        }
+        let root = cluster.root_ca.clone().unwrap_or_default();
+        let ca = RootCa {
+            cert_pem: root.cert_pem,
+            key_pem: root.key_pem,
+        };
+        let expiry = cluster
+            .spec
+            .as_ref()
+            .map(|s| s.node_cert_expiry_secs)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
+        let cert_pem = ca
+            .sign_node_csr(
+                &request.csr_pem,
+                &node.id,
+                Role::Manager,
+                &cluster.id,
+                expiry,
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.manager
+            .propose(Command::SetNodeRole {
+                node_id: node.id.clone(),
+                role: NodeRole::Manager,
+                manager_status: Some(ManagerStatus {
+                    raft_id: request.raft_id,
+                    addr: request.advertise_addr.clone(),
+                    ..Default::default()
+                }),
+                at_ms: crate::now_ms(),
+            })
+            .await?;
+        tracing::info!(node = %node.id, "issued a manager certificate to a promoted node");
+        Ok(Response::new(IssueNodeCertificateResponse {
+            cert_pem,
+            node_id: node.id,
+            role: NodeRole::Manager as i32,
             cluster_id: cluster.id,
             managers: self.manager.manager_addrs(),
             raft: cluster.spec.as_ref().and_then(|s| s.raft),

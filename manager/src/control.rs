@@ -634,15 +634,23 @@ impl ControlService {
             return Ok(None);
         }
         if self.manager.is_leader() {
-            self.manager
-                .raft()
-                .ensure_linearizable()
-                .await
-                .map_err(|e| {
-                    self.forward_error(Status::unavailable(format!(
-                        "cannot confirm leadership: {e}"
-                    )))
-                })?;
+            // A missed heartbeat round (a busy peer) is no reason to fail a
+            // read: try a few rounds before saying the quorum is gone.
+            let mut attempt = 0;
+            loop {
+                match self.manager.raft().ensure_linearizable().await {
+                    Ok(_) => break,
+                    Err(_) if attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        return Err(self.forward_error(Status::unavailable(format!(
+                            "cannot confirm leadership: {e}"
+                        ))))
+                    }
+                }
+            }
 
             return Ok(None);
         }
@@ -678,6 +686,97 @@ impl ControlService {
         ))
     }
 
+    /// `node promote` / `node demote`. Demotion removes the manager from the
+    /// Raft group here (refused if it is the last one, or if the rest would
+    /// lose quorum, unless forced); promotion records the wish, and the
+    /// node's daemon — told over its session — gets a manager certificate
+    /// and joins the group itself.
+    async fn change_role(&self, node: &Node, role: NodeRole, force: bool) -> Result<(), Status> {
+        let desired = node
+            .spec
+            .as_ref()
+            .map(|s| s.desired_role())
+            .unwrap_or_default();
+        match role {
+            NodeRole::Manager
+                if node.role() == NodeRole::Manager || desired == NodeRole::Manager =>
+            {
+                Ok(())
+            }
+            NodeRole::Manager => {
+                let ready = node
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.state() == NodeState::Ready);
+                if !ready {
+                    return Err(Status::failed_precondition(format!(
+                        "node {} is not Ready: only a running node can be promoted (its daemon joins the Raft group)",
+                        node.id
+                    )));
+                }
+                self.manager
+                    .propose(Command::SetDesiredRole {
+                        node_id: node.id.clone(),
+                        role: NodeRole::Manager,
+                        at_ms: crate::now_ms(),
+                    })
+                    .await?;
+                Ok(())
+            }
+            NodeRole::Worker if node.role() == NodeRole::Worker => {
+                if desired == NodeRole::Manager {
+                    self.manager
+                        .propose(Command::SetDesiredRole {
+                            node_id: node.id.clone(),
+                            role: NodeRole::Worker,
+                            at_ms: crate::now_ms(),
+                        })
+                        .await?;
+                }
+                Ok(())
+            }
+            NodeRole::Worker => {
+                let raft_id = node.manager_status.as_ref().map(|m| m.raft_id).unwrap_or(0);
+                if raft_id != 0 && self.manager.quorum().voters.len() <= 1 {
+                    return Err(Status::failed_precondition(format!(
+                        "node {} is the last manager of the swarm: it cannot be demoted \
+                         (promote another node first)",
+                        node.id
+                    )));
+                }
+                if raft_id != 0 && self.manager.quorum().leader == Some(raft_id) {
+                    // Removing the leader from its own group would leave the
+                    // role change without a leader to record it.
+                    return Err(Status::failed_precondition(format!(
+                        "node {} is the current leader: demote it once another manager leads \
+                         (e.g. after restarting it), or demote the other managers",
+                        node.id
+                    )));
+                }
+                if raft_id != 0 {
+                    self.manager
+                        .remove_manager(raft_id, force)
+                        .await
+                        .map_err(|e| match e {
+                            crate::ManagerError::Store(crate::store::StoreError::Conflict(m)) => {
+                                Status::failed_precondition(m)
+                            }
+                            other => other.into(),
+                        })?;
+                }
+                self.manager
+                    .propose(Command::SetNodeRole {
+                        node_id: node.id.clone(),
+                        role: NodeRole::Worker,
+                        manager_status: None,
+                        at_ms: crate::now_ms(),
+                    })
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
     async fn update_node_here(
         &self,
         request: Request<UpdateNodeRequest>,
@@ -690,12 +789,13 @@ impl ControlService {
         if let Some(role) = request.role {
             let role = NodeRole::try_from(role)
                 .map_err(|_| Status::invalid_argument(format!("unknown role {role}")))?;
-            if role != node.role() {
-                return Err(Status::unimplemented(format!(
-                    "changing the role of node {} is not supported yet: managers join with                      `shoal swarm join --token <manager token>` and leave with `shoal swarm leave --force`",
-                    node.id
-                )));
-            }
+            self.change_role(&node, role, request.force).await?;
+            let updated = self
+                .manager
+                .store()
+                .read(|s| s.nodes.get(&node.id).cloned())
+                .ok_or_else(|| Status::not_found(format!("No such node: {}", request.node)))?;
+            return Ok(Response::new(self.with_manager_status(updated)));
         }
         let mut label_add = Vec::new();
         for entry in &request.label_add {

@@ -212,8 +212,36 @@ impl DispatcherRpc for Dispatcher {
             node_id: peer.node_id.clone(),
             managers: self.raft_manager_addrs(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
+            desired_role: desired_role(&self.store, &peer.node_id) as i32,
         };
         tx.send(Ok(first)).await.ok();
+        // Tell the agent whenever the swarm wants its node in another role.
+        {
+            let tx = tx.clone();
+            let store = self.store.clone();
+            let node_id = peer.node_id.clone();
+            let mut last = desired_role(&store, &node_id);
+            let mut changes = store.changes();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        changed = changes.changed() => if changed.is_err() { break },
+                    }
+                    let now = desired_role(&store, &node_id);
+                    if now != last {
+                        last = now;
+                        let message = SessionMessage {
+                            desired_role: now as i32,
+                            ..Default::default()
+                        };
+                        if tx.send(Ok(message)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
         self.sessions.lock().expect("sessions lock").insert(
             peer.node_id.clone(),
             Session {
@@ -309,6 +337,17 @@ impl DispatcherRpc for Dispatcher {
         }
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }
+}
+
+/// The role the swarm wants `node_id` in.
+fn desired_role(store: &SharedStore, node_id: &str) -> shoal_proto::v1::NodeRole {
+    store.read(|s| {
+        s.nodes
+            .get(node_id)
+            .and_then(|n| n.spec.as_ref())
+            .map(|spec| spec.desired_role())
+            .unwrap_or_default()
+    })
 }
 
 /// The tasks a node must run: assigned to it and desired to run. A task

@@ -125,6 +125,12 @@ pub enum Command {
     /// Several independent commands in one log entry (the manager batches
     /// concurrent proposals); each applies, or fails, on its own.
     Batch(Vec<Command>),
+    /// `node promote`: the node should become a manager (its daemon acts on it).
+    SetDesiredRole {
+        node_id: String,
+        role: NodeRole,
+        at_ms: i64,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -272,6 +278,20 @@ impl ClusterState {
                 manager_status,
                 at_ms,
             } => self.set_node_role(&node_id, role, manager_status, at_ms, events),
+            Command::SetDesiredRole {
+                node_id,
+                role,
+                at_ms,
+            } => {
+                let node = self.nodes.get_mut(&node_id).ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Node,
+                    id: node_id.clone(),
+                })?;
+                node.spec.get_or_insert_with(Default::default).desired_role = role as i32;
+                bump(&mut node.meta, at_ms);
+                events.push(StoreEvent::Node(Change::Updated, node.clone()));
+                Ok(())
+            }
             Command::Batch(commands) => {
                 for command in commands {
                     self.apply(command, events)?;

@@ -105,6 +105,31 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                 println!("{}", serde_json::to_string_pretty(&array)?);
             }
         }
+        NodeCommand::Promote { nodes } => {
+            for node in nodes {
+                control
+                    .update_node(UpdateNodeRequest {
+                        node: node.clone(),
+                        role: Some(NodeRole::Manager as i32),
+                        ..Default::default()
+                    })
+                    .await?;
+                println!("Node {node} promoted to a manager in the swarm.");
+            }
+        }
+        NodeCommand::Demote { force, nodes } => {
+            for node in nodes {
+                control
+                    .update_node(UpdateNodeRequest {
+                        node: node.clone(),
+                        role: Some(NodeRole::Worker as i32),
+                        force,
+                        ..Default::default()
+                    })
+                    .await?;
+                println!("Manager {node} demoted in the swarm.");
+            }
+        }
         NodeCommand::Update {
             availability,
             label_add,

@@ -368,3 +368,62 @@ fn five_managers_survive_two_losses_and_refuse_writes_without_quorum() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn nodes_are_promoted_and_demoted_with_clear_errors() {
+    let dir = TestDir::new();
+    let (manager, workers, _) = crate::util::cluster(&dir, 2);
+    manager
+        .shoal(&["node", "promote", "nope"])
+        .assert_error("No such node: nope");
+    manager
+        .shoal(&["node", "demote", "manager"])
+        .assert_error("is the last manager of the swarm");
+
+    manager.ok(&["node", "promote", "worker1"]);
+    eventually(patience(), "worker1 a reachable manager", || {
+        let nodes = manager.nodes();
+        let row = nodes
+            .iter()
+            .find(|n| n["Hostname"] == "worker1")
+            .cloned()
+            .unwrap_or_default();
+        let local = workers[0].shoal(&["node", "ls", "--format", "json"]);
+        if row["ManagerStatus"] == "Reachable"
+            && workers[0].info()["Role"] == "manager"
+            && local.status == 0
+        {
+            Ok(())
+        } else {
+            Err(format!("{row} / {}", local.stderr))
+        }
+    });
+    let inspect: serde_json::Value =
+        serde_json::from_str(&manager.ok(&["node", "inspect", "worker1"])).unwrap();
+    assert_eq!(inspect[0]["Spec"]["Role"], "manager");
+
+    manager.ok(&["node", "demote", "worker1"]);
+    eventually(patience(), "worker1 a worker again", || {
+        let nodes = manager.nodes();
+        let row = nodes
+            .iter()
+            .find(|n| n["Hostname"] == "worker1")
+            .cloned()
+            .unwrap_or_default();
+        if row["ManagerStatus"] == ""
+            && row["Status"] == "Ready"
+            && workers[0].info()["Role"] == "worker"
+        {
+            Ok(())
+        } else {
+            Err(row.to_string())
+        }
+    });
+    workers[0]
+        .shoal(&["node", "ls"])
+        .assert_error("This node is not a swarm manager");
+    assert!(
+        !workers[0].data_dir.join("raft").exists(),
+        "the demoted node dropped its Raft store"
+    );
+}
