@@ -427,3 +427,95 @@ fn nodes_are_promoted_and_demoted_with_clear_errors() {
         "the demoted node dropped its Raft store"
     );
 }
+
+#[test]
+fn a_survivor_rebuilds_the_swarm_with_force_new_cluster() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (mut managers, workers) = managers_cluster(&dir, 3, 1);
+    for m in &managers {
+        managers[0].ok(&["node", "update", "--availability", "drain", &m.name]);
+    }
+    managers[0].ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let token = managers[0].worker_token();
+    eventually(patience(), "2 tasks on the worker", || {
+        let n = managers[0].running_tasks("web").len();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
+    // Two of three managers are lost for good: no quorum.
+    managers[1].kill();
+    managers[2].kill();
+    eventually(patience(), "writes refused", || {
+        let run = managers[0].shoal(&[
+            "service",
+            "create",
+            "--name",
+            "x",
+            "--replicas",
+            "0",
+            "--runtime",
+            "process",
+            "true",
+        ]);
+        if run.stderr.contains("no quorum") {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    managers[0].ok(&["swarm", "init", "--force-new-cluster"]);
+    // The same swarm, one manager, writes again; nothing was lost.
+    eventually(patience(), "writes accepted after the rebuild", || {
+        let run = managers[0].shoal(&[
+            "service",
+            "create",
+            "--name",
+            "after",
+            "--replicas",
+            "0",
+            "--runtime",
+            "process",
+            "true",
+        ]);
+        if run.status == 0 {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    assert_eq!(managers[0].worker_token(), token);
+    assert!(managers[0].local_services().contains_key("web"));
+    assert_eq!(managers[0].running_tasks("web").len(), 2);
+    let nodes = managers[0].nodes();
+    let lost: Vec<_> = nodes
+        .iter()
+        .filter(|n| n["ManagerStatus"] == "Unreachable")
+        .collect();
+    assert_eq!(
+        lost.len(),
+        2,
+        "the lost managers are listed until removed: {nodes:?}"
+    );
+    eventually(patience(), "the worker follows the rebuilt swarm", || {
+        if workers[0].info()["SessionUp"] == true {
+            Ok(())
+        } else {
+            Err("down".into())
+        }
+    });
+}
