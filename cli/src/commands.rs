@@ -2,6 +2,7 @@
 
 pub mod example_server;
 pub mod info;
+pub mod listing;
 pub mod logs;
 pub mod node;
 pub mod service;
