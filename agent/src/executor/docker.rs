@@ -205,7 +205,19 @@ impl Executor for DockerExecutor {
     }
 
     fn controller(&self, task: &Task) -> Box<dyn Controller> {
-        Box::new(self.controller_with(task, ContainerOptions::default()))
+        // The spec's limits become the container's HostConfig limits; zero
+        // means "no limit", as in Swarm.
+        let limits = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.limits)
+            .unwrap_or_default();
+        let options = ContainerOptions {
+            nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
+            memory_bytes: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
+        };
+        Box::new(self.controller_with(task, options))
     }
 
     async fn adopt(&self) -> Vec<Adopted> {

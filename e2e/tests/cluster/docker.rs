@@ -188,6 +188,10 @@ fn replicas_are_labelled_containers_and_scale_to_zero_and_rm_remove_them() {
             "3",
             "-e",
             "GREETING=hello there",
+            "--limit-cpu",
+            "0.5",
+            "--limit-memory",
+            "64M",
             IMAGE,
             "/busybox",
             "sh",
@@ -224,6 +228,9 @@ fn replicas_are_labelled_containers_and_scale_to_zero_and_rm_remove_them() {
             "{env:?}"
         );
         assert!(c["Name"].as_str().unwrap().starts_with("/web."));
+        // The spec's limits reached the engine.
+        assert_eq!(c["HostConfig"]["NanoCpus"], 500_000_000);
+        assert_eq!(c["HostConfig"]["Memory"], 64 * 1024 * 1024);
     }
     assert_eq!(slots, ["1", "2", "3"].map(String::from).into());
     assert_eq!(on_nodes.len(), 3, "spread over the three nodes");

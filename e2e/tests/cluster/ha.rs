@@ -32,7 +32,32 @@ fn current_leader(managers: &[Daemon]) -> usize {
 fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
     let dir = TestDir::new();
     let program = marker_program(&dir);
-    let (mut managers, _workers) = managers_cluster(&dir, 3, 2);
+    let (mut managers, workers) = managers_cluster(&dir, 3, 2);
+    // Tasks on the workers only, to see that a leader change leaves them be.
+    for m in &managers {
+        managers[0].ok(&["node", "update", "--availability", "drain", &m.name]);
+    }
+    managers[0].ok(&[
+        "service",
+        "create",
+        "--name",
+        "before",
+        "--replicas",
+        "2",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let marker = program.clone();
+    let running_before = eventually(patience(), "2 tasks on the workers", || {
+        let pids = crate::util::processes_of(&program);
+        if pids.len() == 2 {
+            Ok(pids)
+        } else {
+            Err(format!("{pids:?}"))
+        }
+    });
     let old = current_leader(&managers);
     managers[old].kill();
 
@@ -80,6 +105,25 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
             Err(format!("{services:?} leader {leader:?}"))
         }
     });
+    // The workers' tasks ran on untouched, and their agents follow the new leader.
+    let now = crate::util::processes_of(&marker);
+    assert!(
+        running_before.iter().all(|pid| now.contains(pid)),
+        "{running_before:?} vs {now:?}"
+    );
+    for worker in &workers {
+        eventually(
+            patience(),
+            "the worker's session with the new leader",
+            || {
+                if worker.info()["SessionUp"] == true {
+                    Ok(())
+                } else {
+                    Err("down".into())
+                }
+            },
+        );
+    }
     let nodes = managers[survivor].nodes();
     let old_row = nodes
         .iter()
