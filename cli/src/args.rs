@@ -269,6 +269,15 @@ pub enum SwarmCommand {
         /// worker or manager.
         role: TokenRole,
     },
+    /// Update the swarm's settings.
+    Update {
+        /// How often agents heartbeat (a node is Down after three missed), e.g. 1s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        dispatcher_heartbeat: Option<std::time::Duration>,
+        /// Dead tasks kept per slot for `service ps`.
+        #[arg(long)]
+        task_history_limit: Option<u64>,
+    },
     /// Leave the swarm.
     Leave {
         /// Force this node to leave the swarm, ignoring warnings.

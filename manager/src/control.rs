@@ -14,8 +14,8 @@ use shoal_proto::v1::{
     ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
     ListTasksRequest, ListTasksResponse, Meta, Node, NodeRole, NodeState, Reachability,
     RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse,
-    RotateJoinTokenRequest, Service, ServiceInfo, TaskInfo, TaskState, UpdateNodeRequest,
-    UpdateServiceRequest,
+    RotateJoinTokenRequest, Service, ServiceInfo, TaskInfo, TaskState, UpdateClusterRequest,
+    UpdateNodeRequest, UpdateServiceRequest,
 };
 use shoal_security::{JoinToken, Role};
 use tonic::{Request, Response, Status};
@@ -388,6 +388,47 @@ impl ControlService {
 
 #[tonic::async_trait]
 impl Control for ControlService {
+    async fn update_cluster(
+        &self,
+        request: Request<UpdateClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.authorize(&request)?;
+        if let Some(mut leader) = self.route(&request, false, false).await? {
+            return leader
+                .update_cluster(forwarded(request))
+                .await
+                .map_err(|status| self.forward_error(status));
+        }
+        let request = request.into_inner();
+        if let Some(ms) = request.dispatcher_heartbeat_ms {
+            if !(100..=3_600_000).contains(&ms) {
+                return Err(Status::invalid_argument(format!(
+                    "invalid --dispatcher-heartbeat {ms}ms: expected between 100ms and 1h"
+                )));
+            }
+        }
+        if let Some(limit) = request.task_history_limit {
+            if limit > 100 {
+                return Err(Status::invalid_argument(format!(
+                    "invalid --task-history-limit {limit}: expected at most 100"
+                )));
+            }
+        }
+        self.manager
+            .propose(Command::UpdateClusterSpec {
+                dispatcher_heartbeat_ms: request.dispatcher_heartbeat_ms,
+                task_history_limit: request.task_history_limit,
+                at_ms: crate::now_ms(),
+            })
+            .await?;
+        let cluster = self
+            .manager
+            .store()
+            .read(|s| s.cluster.clone())
+            .unwrap_or_default();
+        Ok(Response::new(redact(cluster)))
+    }
+
     async fn list_nodes(
         &self,
         request: Request<ListNodesRequest>,

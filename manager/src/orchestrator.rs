@@ -175,11 +175,13 @@ pub fn reconcile(
             at_ms: now_ms,
         });
     }
-    if !create.is_empty() {
-        commands.push(Command::CreateTasks(create));
-    }
+    // Forget old history before adding tasks, so a slot never shows more
+    // than the history limit plus its live task.
     if !delete.is_empty() {
         commands.push(Command::DeleteTasks { task_ids: delete });
+    }
+    if !create.is_empty() {
+        commands.push(Command::CreateTasks(create));
     }
     commands
 }

@@ -125,6 +125,12 @@ pub enum Command {
     /// Several independent commands in one log entry (the manager batches
     /// concurrent proposals); each applies, or fails, on its own.
     Batch(Vec<Command>),
+    /// `swarm update`: heartbeat period and task history limit.
+    UpdateClusterSpec {
+        dispatcher_heartbeat_ms: Option<u64>,
+        task_history_limit: Option<u64>,
+        at_ms: i64,
+    },
     /// `node promote`: the node should become a manager (its daemon acts on it).
     SetDesiredRole {
         node_id: String,
@@ -278,6 +284,30 @@ impl ClusterState {
                 manager_status,
                 at_ms,
             } => self.set_node_role(&node_id, role, manager_status, at_ms, events),
+            Command::UpdateClusterSpec {
+                dispatcher_heartbeat_ms,
+                task_history_limit,
+                at_ms,
+            } => {
+                let cluster = self.cluster.as_mut().ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Cluster,
+                    id: String::new(),
+                })?;
+                let spec = cluster.spec.get_or_insert_with(Default::default);
+                if let Some(ms) = dispatcher_heartbeat_ms {
+                    spec.dispatcher
+                        .get_or_insert_with(Default::default)
+                        .heartbeat_period_ms = ms;
+                }
+                if let Some(limit) = task_history_limit {
+                    spec.orchestration
+                        .get_or_insert_with(Default::default)
+                        .task_history_limit = limit;
+                }
+                bump(&mut cluster.meta, at_ms);
+                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
+                Ok(())
+            }
             Command::SetDesiredRole {
                 node_id,
                 role,

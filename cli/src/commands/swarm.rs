@@ -4,7 +4,7 @@ use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::{
     GetClusterRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest, NodeRole, RaftConfig,
-    RotateJoinTokenRequest,
+    RotateJoinTokenRequest, UpdateClusterRequest,
 };
 
 use crate::args::{SwarmCommand, TokenRole};
@@ -111,6 +111,23 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             }
             let info = local.info(InfoRequest {}).await?.into_inner();
             print_join_instructions(role, &token, &info.node_addr);
+        }
+        SwarmCommand::Update {
+            dispatcher_heartbeat,
+            task_history_limit,
+        } => {
+            if dispatcher_heartbeat.is_none() && task_history_limit.is_none() {
+                anyhow::bail!(
+                    "nothing to update: give --dispatcher-heartbeat and/or --task-history-limit"
+                );
+            }
+            ControlClient::new(channel)
+                .update_cluster(UpdateClusterRequest {
+                    dispatcher_heartbeat_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
+                    task_history_limit,
+                })
+                .await?;
+            println!("Swarm updated.");
         }
         SwarmCommand::Leave { force } => {
             local.leave(LeaveRequest { force }).await?;

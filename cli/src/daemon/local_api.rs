@@ -120,6 +120,13 @@ impl LocalControl {
 
 #[tonic::async_trait]
 impl Control for LocalControl {
+    async fn update_cluster(
+        &self,
+        request: Request<shoal_proto::v1::UpdateClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.control()?.update_cluster(request).await
+    }
+
     async fn list_nodes(
         &self,
         request: Request<ListNodesRequest>,

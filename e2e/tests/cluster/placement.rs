@@ -391,3 +391,60 @@ fn restart_policies_follow_swarm_semantics() {
         "no restart beyond the maximum"
     );
 }
+
+#[test]
+fn swarm_update_changes_the_task_history_limit_and_refuses_bad_values() {
+    let dir = TestDir::new();
+    let (manager, _workers, _) = cluster(&dir, 1);
+    manager
+        .shoal(&["swarm", "update", "--dispatcher-heartbeat", "10ms"])
+        .assert_error("invalid --dispatcher-heartbeat 10ms");
+    manager
+        .shoal(&["swarm", "update"])
+        .assert_error("nothing to update");
+    assert_eq!(
+        manager
+            .ok(&[
+                "swarm",
+                "update",
+                "--task-history-limit",
+                "2",
+                "--dispatcher-heartbeat",
+                "2s"
+            ])
+            .trim(),
+        "Swarm updated."
+    );
+    // A task that keeps failing: its slot keeps 2 dead tasks and the live one.
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "crash",
+        "--restart-delay",
+        "0s",
+        "--runtime",
+        "process",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut most = 0;
+    eventually(patience(), "many restarts", || {
+        let tasks = manager.tasks("crash");
+        seen.extend(tasks.iter().map(|t| t["ID"].to_string()));
+        most = most.max(tasks.len());
+        if seen.len() >= 6 {
+            Ok(())
+        } else {
+            Err(format!("{} attempts so far", seen.len()))
+        }
+    });
+    assert!(
+        most <= 3,
+        "history beyond the limit of 2: {most} tasks listed at once"
+    );
+    // Nodes stay Ready with the slower heartbeat.
+    assert!(manager.nodes().iter().all(|n| n["Status"] == "Ready"));
+}
