@@ -88,6 +88,8 @@ pub enum ServiceCommand {
         #[arg(required = true)]
         services: Vec<String>,
     },
+    /// Update a service: its tasks are replaced a few at a time (rolling).
+    Update(ServiceUpdateArgs),
     /// Scale one or multiple replicated services.
     Scale {
         /// SERVICE=REPLICAS pairs.
@@ -136,6 +138,42 @@ pub struct ServiceExecArgs {
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceUpdateArgs {
+    /// Service image tag (container services).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Add or update an environment variable (KEY=VALUE).
+    #[arg(long)]
+    pub env_add: Vec<String>,
+    /// Remove an environment variable.
+    #[arg(long)]
+    pub env_rm: Vec<String>,
+    /// Add or update a service label (KEY=VALUE).
+    #[arg(long)]
+    pub label_add: Vec<String>,
+    /// Remove a service label.
+    #[arg(long)]
+    pub label_rm: Vec<String>,
+    /// Add a placement constraint.
+    #[arg(long)]
+    pub constraint_add: Vec<String>,
+    /// Remove a placement constraint.
+    #[arg(long)]
+    pub constraint_rm: Vec<String>,
+    /// Number of tasks.
+    #[arg(long, allow_hyphen_values = true)]
+    pub replicas: Option<String>,
+    /// Maximum number of tasks updated simultaneously (0 to update all at once).
+    #[arg(long)]
+    pub update_parallelism: Option<u64>,
+    /// Exit immediately instead of waiting (updates never wait yet).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Service name or ID.
+    pub service: String,
 }
 
 #[derive(Debug, Args)]

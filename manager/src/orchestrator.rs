@@ -119,6 +119,7 @@ pub fn reconcile(
         }
         let keep = history_limit.max(policy.max_attempts as usize + 1);
         let mut live = HashSet::new();
+        let mut live_tasks: Vec<(&SlotKey, &Task)> = Vec::new();
         let mut dead_by_key: BTreeMap<&SlotKey, Vec<&Task>> = BTreeMap::new();
         for (key, slot_tasks) in &slots {
             let mut dead: Vec<&Task> = Vec::new();
@@ -129,6 +130,7 @@ pub fn reconcile(
                     && !drained.contains(task.node_id.as_str());
                 if wanted && alive && wanted_set.contains(key) && !live.contains(key) {
                     live.insert(key.clone());
+                    live_tasks.push((key, task));
                     continue;
                 }
                 if wanted {
@@ -146,11 +148,52 @@ pub fn reconcile(
             );
             dead_by_key.insert(key, dead);
         }
+        // Rolling update: live tasks of an older spec are replaced, at most
+        // `parallelism` slots out of service at a time (a slot is in service
+        // while a task in it runs).
+        let mut updating: HashSet<&SlotKey> = HashSet::new();
+        {
+            let parallelism = spec.update_config.map(|u| u.parallelism).unwrap_or(1);
+            let in_service = live_tasks
+                .iter()
+                .filter(|(_, t)| observed(t) == TaskState::Running)
+                .count();
+            let starting = wanted_keys.len().saturating_sub(in_service) as u64;
+            let mut budget = if parallelism == 0 {
+                u64::MAX
+            } else {
+                parallelism.saturating_sub(starting)
+            };
+            for (key, task) in &live_tasks {
+                if budget == 0 {
+                    break;
+                }
+                // Outdated: created from another task spec. A change of
+                // replicas or labels alone (spec version bumps) restarts nothing.
+                if task.spec.as_ref() != spec.task.as_ref() {
+                    retire.push(task.id.clone());
+                    live.remove(*key);
+                    updating.insert(*key);
+                    budget -= 1;
+                }
+            }
+        }
         for key in &wanted_keys {
             if live.contains(key) {
                 continue;
             }
             let dead = dead_by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            // Stop first: a slot's new task starts once its old one stopped
+            // (unless the old one's node is gone and will never report).
+            let stopping = dead.iter().any(|t| {
+                t.desired_state > TaskState::Running as i32
+                    && !t.node_id.is_empty()
+                    && !is_terminal(observed(t))
+                    && !node_gone(t)
+            });
+            if stopping || updating.contains(key) {
+                continue;
+            }
             if !may_restart(&policy, dead, now_ms) {
                 continue;
             }

@@ -11,7 +11,7 @@ use shoal_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::args::{ServiceCommand, ServiceCreateArgs};
+use crate::args::{ServiceCommand, ServiceCreateArgs, ServiceUpdateArgs};
 use crate::client;
 use crate::commands::listing;
 use crate::output;
@@ -72,6 +72,19 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
             }
             let array: Vec<Value> = found.iter().map(inspect_json).collect();
             println!("{}", serde_json::to_string_pretty(&array)?);
+        }
+        ServiceCommand::Update(args) => {
+            let info = get(&mut control, &args.service).await?;
+            let service = info.service.unwrap_or_default();
+            let spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
+            control
+                .update_service(UpdateServiceRequest {
+                    service: service.id.clone(),
+                    spec: Some(spec),
+                    expected_spec_version: service.spec_version,
+                })
+                .await?;
+            println!("{}", args.service);
         }
         ServiceCommand::Scale { scales } => {
             // Parse every pair before changing anything.
@@ -139,6 +152,63 @@ fn name_of(service: Option<&Service>) -> String {
         .and_then(|s| s.spec.as_ref())
         .map(|s| s.name.clone())
         .unwrap_or_default()
+}
+
+/// A service's spec with `service update`'s changes applied.
+pub fn apply_update(
+    mut spec: ServiceSpec,
+    args: &ServiceUpdateArgs,
+) -> anyhow::Result<ServiceSpec> {
+    let task = spec.task.get_or_insert_with(Default::default);
+    if let Some(image) = &args.image {
+        if task.runtime == "process" {
+            anyhow::bail!(
+                "--image applies to container services; {} runs a process",
+                spec.name
+            );
+        }
+        task.image = image.clone();
+    }
+    for key in &args.env_rm {
+        task.env
+            .retain(|e| e.split('=').next() != Some(key.as_str()));
+    }
+    for entry in &args.env_add {
+        let (key, _) = entry
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("invalid --env-add {entry:?}: expected KEY=VALUE"))?;
+        task.env.retain(|e| e.split('=').next() != Some(key));
+        task.env.push(entry.clone());
+    }
+    for key in &args.label_rm {
+        spec.labels.remove(key);
+    }
+    for (key, value) in key_values(&args.label_add, "--label-add")? {
+        spec.labels.insert(key, value);
+    }
+    let placement = spec
+        .task
+        .get_or_insert_with(Default::default)
+        .placement
+        .get_or_insert_with(Default::default);
+    placement
+        .constraints
+        .retain(|c| !args.constraint_rm.contains(c));
+    for constraint in &args.constraint_add {
+        if !placement.constraints.contains(constraint) {
+            placement.constraints.push(constraint.clone());
+        }
+    }
+    if let Some(replicas) = &args.replicas {
+        spec.replicas = parse_replicas(replicas)?;
+    }
+    if let Some(parallelism) = args.update_parallelism {
+        spec.update_config
+            .get_or_insert_with(Default::default)
+            .parallelism = parallelism;
+    }
+    Ok(spec)
 }
 
 /// `--replicas` and `scale` values: whole numbers, 0 or more.

@@ -261,3 +261,69 @@ fn daemon_restarts_keep_or_cleanly_stop_their_processes() {
     let running = converged(&manager, "web", &program, 6);
     assert!(running.iter().all(|t| t["Node"] != "worker1"));
 }
+
+#[test]
+fn service_update_rolls_tasks_a_slot_at_a_time_and_scale_restarts_nothing() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, workers, _) = cluster(&dir, 1);
+    let nodes = [&manager, &workers[0]];
+    manager.ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "4",
+        "-e",
+        "VERSION=1",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let before = converged(&manager, "web", &program, 4);
+    let pids_before = task_pids(&nodes, &before);
+
+    // Scaling bumps the spec version but changes no task: nothing restarts.
+    manager.ok(&["service", "scale", "web=4"]);
+    manager.ok(&["service", "update", "--label-add", "tier=front", "web"]);
+    let same = converged(&manager, "web", &program, 4);
+    assert_eq!(task_pids(&nodes, &same), pids_before);
+
+    manager.ok(&["service", "update", "--env-add", "VERSION=2", "web"]);
+    let mut lowest = usize::MAX;
+    eventually(patience(), "every task on VERSION=2", || {
+        let running = manager.running_tasks("web");
+        lowest = lowest.min(running.len());
+        let pids = task_pids(&nodes, &running);
+        let all_new = running.len() == 4
+            && pids.values().all(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|e| String::from_utf8_lossy(&e).contains("VERSION=2"))
+                    .unwrap_or(false)
+            });
+        if all_new {
+            Ok(())
+        } else {
+            Err(format!("{} running", running.len()))
+        }
+    });
+    assert!(
+        lowest >= 3,
+        "parallelism 1 keeps 3 of 4 running; saw {lowest}"
+    );
+    converged(&manager, "web", &program, 4);
+    let inspect: Value = serde_json::from_str(&manager.ok(&["service", "inspect", "web"])).unwrap();
+    assert!(inspect[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("VERSION=2")));
+    assert!(
+        inspect[0]["PreviousSpec"].is_object(),
+        "the previous spec is kept"
+    );
+    manager
+        .shoal(&["service", "update", "--env-add", "=x", "web"])
+        .assert_error("invalid --env-add \"=x\"");
+}

@@ -376,3 +376,80 @@ fn a_global_service_runs_one_task_per_eligible_node() {
         "a drained node's global task is not moved elsewhere"
     );
 }
+
+#[test]
+fn a_spec_change_rolls_one_slot_at_a_time_stopping_first() {
+    let mut state = state_with_service(4);
+    converge(&mut state, 1);
+    set_running_on(&mut state, "n1");
+    {
+        let service = state.services.get_mut("svc").unwrap();
+        service.spec_version = 2;
+        let task = service.spec.as_mut().unwrap().task.as_mut().unwrap();
+        task.env.push("VERSION=2".into());
+    }
+    // A scale alone (spec version bump, same task spec) restarts nothing.
+    let mut none = || "none".to_string();
+    let mut scaled = state.clone();
+    scaled
+        .services
+        .get_mut("svc")
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .task
+        .as_mut()
+        .unwrap()
+        .env
+        .pop();
+    assert!(reconcile(&scaled, 50, &mut none).is_empty());
+    let mut counter = 0;
+    for round in 0..40 {
+        let mut ids = || {
+            counter += 1;
+            format!("v2-{counter}")
+        };
+        for c in reconcile(&state, 100 + round, &mut ids) {
+            state.apply(c, &mut Vec::new()).unwrap();
+        }
+        // Never more than one slot (the parallelism) out of service.
+        let running = state
+            .tasks
+            .values()
+            .filter(|t| {
+                observed(t) == TaskState::Running && t.desired_state == TaskState::Running as i32
+            })
+            .count();
+        assert!(running >= 3, "round {round}: only {running} running");
+        let done = live_slots(&state).len() == 4
+            && state
+                .tasks
+                .values()
+                .filter(|t| t.desired_state == TaskState::Running as i32)
+                .all(|t| {
+                    t.spec
+                        .as_ref()
+                        .unwrap()
+                        .env
+                        .contains(&"VERSION=2".to_string())
+                        && observed(t) == TaskState::Running
+                });
+        if done {
+            return;
+        }
+        // The agent: stops what was retired, starts what is new.
+        for task in state.tasks.values_mut() {
+            let status = task.status.get_or_insert_with(Default::default);
+            if task.desired_state == TaskState::Shutdown as i32
+                && status.state() == TaskState::Running
+            {
+                status.state = TaskState::Shutdown as i32;
+            } else if status.state() == TaskState::Pending {
+                task.node_id = "n1".into();
+                status.state = TaskState::Running as i32;
+            }
+        }
+    }
+    panic!("the update did not finish");
+}
