@@ -102,18 +102,6 @@ impl Ca for CaService {
                      `shoal swarm join-token worker` on a manager",
                 )),
             };
-        let root = cluster.root_ca.clone().unwrap_or_default();
-        let ca = RootCa {
-            cert_pem: root.cert_pem.clone(),
-            key_pem: root.key_pem,
-        };
-        let expiry = cluster
-            .spec
-            .as_ref()
-            .map(|s| s.node_cert_expiry_secs)
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
         if role == Role::Manager
             && (request.raft_id == 0
                 || request
@@ -127,9 +115,7 @@ impl Ca for CaService {
         }
         let node_id = new_node_id();
         // Sign before writing anything: a bad CSR leaves the cluster unchanged.
-        let cert_pem = ca
-            .sign_node_csr(&request.csr_pem, &node_id, role, &cluster.id, expiry)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert_pem = sign_node_certificate(&cluster, &request.csr_pem, &node_id, role)?;
         let now = crate::now_ms();
         let node_role = match role {
             Role::Manager => NodeRole::Manager,
@@ -217,27 +203,7 @@ impl Ca for CaService {
                 "a promoted node must send its raft ID and its advertise address as IP:PORT",
             ));
         }
-        let root = cluster.root_ca.clone().unwrap_or_default();
-        let ca = RootCa {
-            cert_pem: root.cert_pem,
-            key_pem: root.key_pem,
-        };
-        let expiry = cluster
-            .spec
-            .as_ref()
-            .map(|s| s.node_cert_expiry_secs)
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
-        let cert_pem = ca
-            .sign_node_csr(
-                &request.csr_pem,
-                &node.id,
-                Role::Manager,
-                &cluster.id,
-                expiry,
-            )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert_pem = sign_node_certificate(&cluster, &request.csr_pem, &node.id, Role::Manager)?;
         self.manager
             .propose(Command::SetNodeRole {
                 node_id: node.id.clone(),
@@ -262,8 +228,32 @@ impl Ca for CaService {
     }
 }
 
-/// The host part of `HOST[:PORT]`.
-fn host_of(addr: &str) -> String {
+/// Signs a node certificate with the cluster's root CA and certificate
+/// lifetime. A bad CSR is the caller's error, and nothing has been written.
+fn sign_node_certificate(
+    cluster: &shoal_proto::v1::Cluster,
+    csr_pem: &str,
+    node_id: &str,
+    role: Role,
+) -> Result<String, Status> {
+    let root = cluster.root_ca.clone().unwrap_or_default();
+    let ca = RootCa {
+        cert_pem: root.cert_pem,
+        key_pem: root.key_pem,
+    };
+    let expiry = cluster
+        .spec
+        .as_ref()
+        .map(|s| s.node_cert_expiry_secs)
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
+    ca.sign_node_csr(csr_pem, node_id, role, &cluster.id, expiry)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// The host part of `HOST[:PORT]` (node addresses are shown without port).
+pub fn host_of(addr: &str) -> String {
     match addr.parse::<std::net::SocketAddr>() {
         Ok(socket) => socket.ip().to_string(),
         Err(_) => addr.to_string(),

@@ -76,31 +76,15 @@ impl Dispatcher {
     }
 
     fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.config.raft_id)
+        crate::raft::is_leader(&self.raft, self.config.raft_id)
     }
 
     fn require_leader(&self) -> Result<(), Status> {
         if self.is_leader() {
             return Ok(());
         }
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader_addr = metrics.current_leader.and_then(|l| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
-        let mut status = Status::unavailable(format!(
-            "this manager is not the leader (leader: {}); connect to the leader",
-            leader_addr.as_deref().unwrap_or("none elected yet")
-        ));
-        if let Some(value) = leader_addr.and_then(|a| a.parse().ok()) {
-            status
-                .metadata_mut()
-                .insert(crate::control::LEADER_HINT, value);
-        }
-        Err(status)
+        let leader = crate::raft::current_leader(&self.raft).map(|(_, addr)| addr);
+        Err(crate::raft::not_leader(leader.as_deref()))
     }
 
     /// Ends the session of `node_id`, if any (its stream closes).
@@ -210,7 +194,7 @@ impl DispatcherRpc for Dispatcher {
         let first = SessionMessage {
             session_id: session_id.clone(),
             node_id: peer.node_id.clone(),
-            managers: self.raft_manager_addrs(),
+            managers: crate::raft::member_addrs(&self.raft),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
             desired_role: desired_role(&self.store, &peer.node_id) as i32,
         };
@@ -359,15 +343,4 @@ pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
         .filter(|t| t.node_id == node_id && t.desired_state <= TaskState::Running as i32)
         .cloned()
         .collect()
-}
-
-impl Dispatcher {
-    fn raft_manager_addrs(&self) -> Vec<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        metrics
-            .membership_config
-            .nodes()
-            .map(|(_, n)| n.addr.clone())
-            .collect()
-    }
 }

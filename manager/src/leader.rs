@@ -16,8 +16,7 @@ const RESYNC: Duration = Duration::from_secs(1);
 pub async fn run(raft: Raft, store: Arc<SharedStore>, raft_id: u64) {
     let mut changes = store.changes();
     loop {
-        let leader = raft.metrics().borrow().current_leader == Some(raft_id);
-        if leader {
+        if crate::raft::is_leader(&raft, raft_id) {
             if let Err(e) = pass(&raft, &store).await {
                 tracing::warn!(error = %e, "orchestration pass failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;

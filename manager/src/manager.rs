@@ -320,17 +320,7 @@ impl Manager {
     /// agents and joining managers go straight there.
     pub async fn not_leader_status(&self) -> tonic::Status {
         match self.leader_addr(LEADER_PATIENCE).await {
-            Ok((_, addr)) => {
-                let mut status = tonic::Status::unavailable(format!(
-                    "this manager is not the leader; the leader is at {addr}"
-                ));
-                if let Ok(value) = addr.parse() {
-                    status
-                        .metadata_mut()
-                        .insert(crate::control::LEADER_HINT, value);
-                }
-                status
-            }
+            Ok((_, addr)) => crate::raft::not_leader(Some(&addr)),
             Err(e) => e.into(),
         }
     }
@@ -344,11 +334,8 @@ impl Manager {
     pub async fn leader_addr(&self, patience: Duration) -> Result<(u64, String), ManagerError> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let metrics = self.raft.metrics().borrow().clone();
-            if let Some(leader) = metrics.current_leader {
-                if let Some(node) = metrics.membership_config.membership().get_node(&leader) {
-                    return Ok((leader, node.addr.clone()));
-                }
+            if let Some(leader) = crate::raft::current_leader(&self.raft) {
+                return Ok(leader);
             }
             if tokio::time::Instant::now() >= deadline {
                 let quorum = self.quorum();
@@ -518,17 +505,12 @@ impl Manager {
 
     /// Advertise addresses of every manager in the Raft membership.
     pub fn manager_addrs(&self) -> Vec<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        metrics
-            .membership_config
-            .nodes()
-            .map(|(_, node)| node.addr.clone())
-            .collect()
+        crate::raft::member_addrs(&self.raft)
     }
 
     /// Whether this manager currently leads the Raft group.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.config.raft_id)
+        crate::raft::is_leader(&self.raft, self.config.raft_id)
     }
 
     /// The control API as served to the local socket (no certificate check:

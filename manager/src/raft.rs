@@ -38,6 +38,44 @@ pub(crate) fn storage_error(
     )
 }
 
+/// Whether manager `raft_id` currently leads, as `raft` sees it.
+pub fn is_leader(raft: &types::Raft, raft_id: u64) -> bool {
+    raft.metrics().borrow().current_leader == Some(raft_id)
+}
+
+/// The current leader's Raft ID and address, if one is known.
+pub fn current_leader(raft: &types::Raft) -> Option<(u64, String)> {
+    let metrics = raft.metrics().borrow().clone();
+    let leader = metrics.current_leader?;
+    let node = metrics.membership_config.membership().get_node(&leader)?;
+    Some((leader, node.addr.clone()))
+}
+
+/// Advertise addresses of every manager in the Raft membership.
+pub fn member_addrs(raft: &types::Raft) -> Vec<String> {
+    let metrics = raft.metrics().borrow().clone();
+    metrics
+        .membership_config
+        .nodes()
+        .map(|(_, node)| node.addr.clone())
+        .collect()
+}
+
+/// "Not the leader", carrying the leader's address (when known) in the
+/// `LEADER_HINT` metadata so that callers go straight there.
+pub fn not_leader(leader_addr: Option<&str>) -> tonic::Status {
+    let mut status = tonic::Status::unavailable(match leader_addr {
+        Some(addr) => format!("this manager is not the leader; the leader is at {addr}"),
+        None => "this manager is not the leader and none is elected yet; retry".to_string(),
+    });
+    if let Some(value) = leader_addr.and_then(|a| a.parse().ok()) {
+        status
+            .metadata_mut()
+            .insert(shoal_proto::LEADER_HINT, value);
+    }
+    status
+}
+
 /// How long a write may wait for commitment before it fails as "no quorum".
 pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -127,19 +127,31 @@ impl Node {
             }
             _ => None,
         };
-        let agent = shoal_agent::spawn(AgentConfig {
-            data_dir: self.config.data_dir.clone(),
-            node_id: record.node_id.clone(),
-            hostname: self.config.hostname.clone(),
-            credentials,
-            managers: record.managers.clone(),
-        })
-        .await;
+        let agent = self
+            .spawn_agent(record.node_id.clone(), credentials, record.managers.clone())
+            .await;
         Ok(Active {
             record,
             manager,
             agent,
         })
+    }
+
+    /// Starts this node's agent with its identity and the managers it knows.
+    async fn spawn_agent(
+        &self,
+        node_id: String,
+        credentials: NodeCredentials,
+        managers: Vec<String>,
+    ) -> AgentHandle {
+        shoal_agent::spawn(AgentConfig {
+            data_dir: self.config.data_dir.clone(),
+            node_id,
+            hostname: self.config.hostname.clone(),
+            credentials,
+            managers,
+        })
+        .await
     }
 
     fn manager_config(
@@ -214,7 +226,7 @@ impl Node {
             },
         )
         .to_string();
-        let advertise_ip = host_of(&advertise);
+        let advertise_ip = shoal_manager::ca_service::host_of(&advertise);
 
         let cluster_id = shoal_security::token::random_base36(25);
         let node_id = new_node_id();
@@ -331,14 +343,9 @@ impl Node {
             )));
         }
         let running = self.serve_manager(manager, listener);
-        let agent = shoal_agent::spawn(AgentConfig {
-            data_dir: self.config.data_dir.clone(),
-            node_id: node_id.clone(),
-            hostname: self.config.hostname.clone(),
-            credentials,
-            managers: record.managers.clone(),
-        })
-        .await;
+        let agent = self
+            .spawn_agent(node_id.clone(), credentials, record.managers.clone())
+            .await;
         *active = Some(Active {
             record,
             manager: Some(running),
@@ -575,14 +582,9 @@ impl Node {
             .read(|s| s.cluster.clone())
             .unwrap_or_default();
         let running = self.serve_manager(manager, listener);
-        let agent = shoal_agent::spawn(AgentConfig {
-            data_dir: self.config.data_dir.clone(),
-            node_id: record.node_id.clone(),
-            hostname: self.config.hostname.clone(),
-            credentials,
-            managers: record.managers.clone(),
-        })
-        .await;
+        let agent = self
+            .spawn_agent(record.node_id.clone(), credentials, record.managers.clone())
+            .await;
         let response = InitResponse {
             node_id: record.node_id.clone(),
             cluster_id: record.cluster_id.clone(),
@@ -730,14 +732,9 @@ impl Node {
                 "could not record the swarm membership: {e}"
             )));
         }
-        let agent = shoal_agent::spawn(AgentConfig {
-            data_dir: self.config.data_dir.clone(),
-            node_id: record.node_id.clone(),
-            hostname: self.config.hostname.clone(),
-            credentials,
-            managers: record.managers.clone(),
-        })
-        .await;
+        let agent = self
+            .spawn_agent(record.node_id.clone(), credentials, record.managers.clone())
+            .await;
         *active = Some(Active {
             record,
             manager: running_manager,
@@ -1046,14 +1043,6 @@ fn advertise_ip(flag: &str, listen: SocketAddr, remote: &str) -> Option<IpAddr> 
     let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
     socket.connect(remote).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
-}
-
-/// The host part of `HOST[:PORT]`.
-fn host_of(addr: &str) -> String {
-    match addr.parse::<SocketAddr>() {
-        Ok(socket) => socket.ip().to_string(),
-        Err(_) => addr.to_string(),
-    }
 }
 
 fn rand_u64() -> u64 {
