@@ -166,6 +166,7 @@ async fn main() {
                     service: "bench".into(),
                     spec: Some(spec("bench", (w as u64) << 32 | i)),
                     expected_spec_version: 0,
+                    rollback: false,
                 };
                 if client.update_service(update).await.is_ok() {
                     acked.fetch_add(1, Ordering::Relaxed);

@@ -308,22 +308,30 @@ impl ControlService {
         request: Request<UpdateServiceRequest>,
     ) -> Result<Response<Service>, Status> {
         let request = request.into_inner();
-        let spec = request
-            .spec
-            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
-        crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
         let id = self
             .manager
             .store()
             .read(|s| resolve_service(s, &request.service).map(|svc| svc.id.clone()))?;
-        self.manager
-            .propose(Command::UpdateServiceSpec {
+        let command = if request.rollback {
+            Command::RollbackService {
+                service_id: id.clone(),
+                expected_version: request.expected_spec_version,
+                message: "manually requested rollback".into(),
+                at_ms: crate::now_ms(),
+            }
+        } else {
+            let spec = request
+                .spec
+                .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+            crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+            Command::UpdateServiceSpec {
                 service_id: id.clone(),
                 spec,
                 expected_version: request.expected_spec_version,
                 at_ms: crate::now_ms(),
-            })
-            .await?;
+            }
+        };
+        self.manager.propose(command).await?;
         let service = self
             .manager
             .store()

@@ -22,10 +22,12 @@ use shoal_proto::v1::{
 
 use crate::store::{is_terminal, ClusterState, Command};
 
+mod rollout;
+
 /// Dead tasks kept per slot when the cluster spec does not say.
 pub const DEFAULT_TASK_HISTORY: usize = 5;
 
-fn observed(task: &Task) -> TaskState {
+pub(crate) fn observed(task: &Task) -> TaskState {
     task.status.as_ref().map(|s| s.state()).unwrap_or_default()
 }
 
@@ -84,6 +86,8 @@ pub fn reconcile(
     let mut retire = Vec::new();
     let mut create = Vec::new();
     let mut delete = Vec::new();
+    // Rollout decisions (pause, rollback, completion), proposed last.
+    let mut extra = Vec::new();
     for (service_id, tasks) in &by_service {
         if !state.services.contains_key(*service_id) {
             // Removed service: its tasks were asked to stop; forget them once stopped.
@@ -114,23 +118,26 @@ pub fn reconcile(
             .cloned()
             .unwrap_or_default();
         let mut slots: BTreeMap<SlotKey, Vec<&Task>> = BTreeMap::new();
-        for task in tasks {
+        for task in tasks.iter().copied() {
             slots.entry(SlotKey::of(task)).or_default().push(task);
         }
         let keep = history_limit.max(policy.max_attempts as usize + 1);
-        let mut live = HashSet::new();
-        let mut live_tasks: Vec<(&SlotKey, &Task)> = Vec::new();
+        let target = spec.task.as_ref();
+        // Per slot: the task that holds it (`live`), and during a start-first
+        // update the old task that keeps serving until its replacement runs.
+        let mut live: BTreeMap<&SlotKey, &Task> = BTreeMap::new();
+        let mut outgoing: BTreeMap<&SlotKey, &Task> = BTreeMap::new();
         let mut dead_by_key: BTreeMap<&SlotKey, Vec<&Task>> = BTreeMap::new();
         for (key, slot_tasks) in &slots {
             let mut dead: Vec<&Task> = Vec::new();
+            let mut candidates: Vec<&Task> = Vec::new();
             for task in slot_tasks {
                 let wanted = task.desired_state <= TaskState::Running as i32;
                 let alive = !is_terminal(observed(task))
                     && !node_gone(task)
                     && !drained.contains(task.node_id.as_str());
-                if wanted && alive && wanted_set.contains(key) && !live.contains(key) {
-                    live.insert(key.clone());
-                    live_tasks.push((key, task));
+                if wanted && alive && wanted_set.contains(key) {
+                    candidates.push(task);
                     continue;
                 }
                 if wanted {
@@ -138,8 +145,28 @@ pub fn reconcile(
                 }
                 dead.push(task);
             }
+            // Newest first: the task of the current spec, if any, holds the slot.
+            candidates.sort_by_key(|t| std::cmp::Reverse(created_at(t)));
+            let holder = candidates
+                .iter()
+                .position(|t| t.spec.as_ref() == target)
+                .unwrap_or(0);
+            if !candidates.is_empty() {
+                let holder = candidates.remove(holder);
+                live.insert(key, holder);
+                // Start-first: the newest older task serves until the new one runs.
+                if holder.spec.as_ref() == target && observed(holder) != TaskState::Running {
+                    if let Some(i) = candidates
+                        .iter()
+                        .position(|t| observed(t) == TaskState::Running)
+                    {
+                        outgoing.insert(key, candidates.remove(i));
+                    }
+                }
+                retire.extend(candidates.iter().map(|t| t.id.clone()));
+            }
             // Newest first; keep the history (and what restart counting needs).
-            dead.sort_by_key(|t| std::cmp::Reverse(t.meta.map(|m| m.created_at_ms).unwrap_or(0)));
+            dead.sort_by_key(|t| std::cmp::Reverse(created_at(t)));
             delete.extend(
                 dead.iter()
                     .skip(keep)
@@ -148,54 +175,42 @@ pub fn reconcile(
             );
             dead_by_key.insert(key, dead);
         }
-        // Rolling update: live tasks of an older spec are replaced, at most
-        // `parallelism` slots out of service at a time (a slot is in service
-        // while a task in it runs).
-        let mut updating: HashSet<&SlotKey> = HashSet::new();
-        {
-            let parallelism = spec.update_config.map(|u| u.parallelism).unwrap_or(1);
-            let in_service = live_tasks
-                .iter()
-                .filter(|(_, t)| observed(t) == TaskState::Running)
-                .count();
-            let starting = wanted_keys.len().saturating_sub(in_service) as u64;
-            let mut budget = if parallelism == 0 {
-                u64::MAX
-            } else {
-                parallelism.saturating_sub(starting)
-            };
-            for (key, task) in &live_tasks {
-                if budget == 0 {
-                    break;
-                }
-                // Outdated: created from another task spec. A change of
-                // replicas or labels alone (spec version bumps) restarts nothing.
-                if task.spec.as_ref() != spec.task.as_ref() {
-                    retire.push(task.id.clone());
-                    live.remove(*key);
-                    updating.insert(*key);
-                    budget -= 1;
-                }
-            }
-        }
+
+        // The rollout of a spec change: see `rollout`.
+        let plan = rollout::plan(&rollout::Slots {
+            service,
+            wanted: &wanted_keys,
+            live: &live,
+            outgoing: &outgoing,
+            dead: &dead_by_key,
+            tasks: &tasks,
+            now_ms,
+        });
+        retire.extend(plan.stop.iter().map(|k| live[k].id.clone()));
+        extra.extend(plan.commands);
+        let updating: HashSet<&SlotKey> = plan.stop.iter().copied().collect();
+
         for key in &wanted_keys {
-            if live.contains(key) {
+            let start_beside = plan.start_beside.contains(&key);
+            if live.contains_key(key) && !start_beside {
                 continue;
             }
             let dead = dead_by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
-            // Stop first: a slot's new task starts once its old one stopped
-            // (unless the old one's node is gone and will never report).
-            let stopping = dead.iter().any(|t| {
-                t.desired_state > TaskState::Running as i32
-                    && !t.node_id.is_empty()
-                    && !is_terminal(observed(t))
-                    && !node_gone(t)
-            });
-            if stopping || updating.contains(key) {
-                continue;
-            }
-            if !may_restart(&policy, dead, now_ms) {
-                continue;
+            if !start_beside {
+                // Stop first: a slot's new task starts once its old one stopped
+                // (unless the old one's node is gone and will never report).
+                let stopping = dead.iter().any(|t| {
+                    t.desired_state > TaskState::Running as i32
+                        && !t.node_id.is_empty()
+                        && !is_terminal(observed(t))
+                        && !node_gone(t)
+                });
+                if stopping || updating.contains(key) {
+                    continue;
+                }
+                if !may_restart(&policy, dead, now_ms) {
+                    continue;
+                }
             }
             let mut task = new_task(service, key.slot(), now_ms, new_id());
             if let SlotKey::Node(node_id) = key {
@@ -226,7 +241,12 @@ pub fn reconcile(
     if !create.is_empty() {
         commands.push(Command::CreateTasks(create));
     }
+    commands.extend(extra);
     commands
+}
+
+fn created_at(task: &Task) -> i64 {
+    task.meta.map(|m| m.created_at_ms).unwrap_or(0)
 }
 
 /// Default pause before a task that ended is replaced, as Swarm's.
@@ -234,7 +254,7 @@ pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
 
 /// What a task fills: a replica slot, or a node (global services).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum SlotKey {
+pub(crate) enum SlotKey {
     Replica(u64),
     Node(String),
 }
@@ -358,6 +378,7 @@ pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
             exit_code: 0,
         }),
         service_name: spec.name,
+        running_since_ms: 0,
     }
 }
 

@@ -31,7 +31,7 @@ pub use tasks::{is_terminal, task_name};
 use serde::{Deserialize, Serialize};
 use shoal_proto::v1::{
     Cluster, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription, NodeRole, Service,
-    ServiceSpec, Task, TaskState, TaskStatus,
+    ServiceSpec, Task, TaskState, TaskStatus, UpdateStatus,
 };
 
 /// Every change the cluster store can apply. Variants are only ever added at
@@ -136,6 +136,23 @@ pub enum Command {
         node_id: String,
         role: NodeRole,
         at_ms: i64,
+    },
+    /// `service rollback`, or an update's failure action: the previous spec
+    /// becomes the spec (and the current one the previous), and the rollout
+    /// back starts. Applies only at `expected_version` (0: any), so a repeated
+    /// automatic rollback never swaps twice.
+    RollbackService {
+        service_id: String,
+        expected_version: u64,
+        message: String,
+        at_ms: i64,
+    },
+    /// Orchestrator: an update paused or completed. Applies only while the
+    /// service is still at `expected_version`: a newer spec has its own rollout.
+    SetUpdateStatus {
+        service_id: String,
+        expected_version: u64,
+        status: UpdateStatus,
     },
 }
 
@@ -255,6 +272,17 @@ impl ClusterState {
                 at_ms,
             } => self.update_service_spec(&service_id, spec, expected_version, at_ms, events),
             Command::RemoveService { service_id } => self.remove_service(&service_id, events),
+            Command::RollbackService {
+                service_id,
+                expected_version,
+                message,
+                at_ms,
+            } => self.rollback_service(&service_id, expected_version, message, at_ms, events),
+            Command::SetUpdateStatus {
+                service_id,
+                expected_version,
+                status,
+            } => self.set_update_status(&service_id, expected_version, status, events),
             Command::CreateTasks(tasks) => self.create_tasks(tasks, events),
             Command::SetTasksDesiredState {
                 task_ids,

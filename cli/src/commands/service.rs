@@ -82,6 +82,7 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                     service: service.id.clone(),
                     spec: Some(spec),
                     expected_spec_version: service.spec_version,
+                    rollback: false,
                 })
                 .await?;
             println!("{}", args.service);
@@ -113,6 +114,7 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                         service: service.id.clone(),
                         spec: Some(spec),
                         expected_spec_version: service.spec_version,
+                        rollback: false,
                     })
                     .await?;
                 println!("{name} scaled to {replicas}");

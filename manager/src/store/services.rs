@@ -1,6 +1,10 @@
-//! Applying service commands.
+//! Applying service commands, including the bookkeeping of rollouts: a
+//! change of the task spec starts an update (`UpdateStatus` UPDATING), a
+//! rollback swaps the spec with the previous one and starts rolling back, and
+//! any update of a paused service resumes it. How the rollout proceeds is the
+//! orchestrator's ([`crate::orchestrator`]); this module only records it.
 
-use shoal_proto::v1::{Service, ServiceSpec, TaskState};
+use shoal_proto::v1::{Service, ServiceSpec, TaskState, UpdateState, UpdateStatus};
 
 use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 
@@ -59,8 +63,101 @@ impl ClusterState {
                 spec.name
             )));
         }
-        service.previous_spec = service.spec.replace(spec);
+        let state = service
+            .update_status
+            .as_ref()
+            .map(|s| s.state())
+            .unwrap_or_default();
+        let task_changed =
+            service.spec.as_ref().and_then(|s| s.task.as_ref()) != spec.task.as_ref();
+        if service.spec.as_ref() != Some(&spec) {
+            service.previous_spec = service.spec.replace(spec);
+            service.spec_version += 1;
+        }
+        if task_changed {
+            service.update_status = Some(update_status(
+                UpdateState::Updating,
+                at_ms,
+                "update in progress",
+            ));
+        } else if state == UpdateState::Paused {
+            // Any update of a paused service resumes it; failures before now
+            // no longer count.
+            service.update_status = Some(update_status(
+                UpdateState::Updating,
+                at_ms,
+                "update resumed",
+            ));
+        } else if state == UpdateState::RollbackPaused {
+            service.update_status = Some(update_status(
+                UpdateState::RollbackStarted,
+                at_ms,
+                "rollback resumed",
+            ));
+        }
+        bump(&mut service.meta, at_ms);
+        events.push(StoreEvent::Service(Change::Updated, service.clone()));
+        Ok(())
+    }
+
+    pub(super) fn rollback_service(
+        &mut self,
+        service_id: &str,
+        expected_version: u64,
+        message: String,
+        at_ms: i64,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let service = self
+            .services
+            .get_mut(service_id)
+            .ok_or(StoreError::NotFound {
+                kind: ObjectKind::Service,
+                id: service_id.to_string(),
+            })?;
+        if expected_version != 0 && service.spec_version != expected_version {
+            return Err(StoreError::Conflict(format!(
+                "service {service_id} was changed meanwhile (now at spec version {}): retry",
+                service.spec_version
+            )));
+        }
+        let name = service
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let Some(previous) = service.previous_spec.take() else {
+            return Err(StoreError::Conflict(format!(
+                "service {name} has no previous spec to roll back to: it was never updated"
+            )));
+        };
+        service.previous_spec = service.spec.replace(previous);
         service.spec_version += 1;
+        service.update_status = Some(update_status(UpdateState::RollbackStarted, at_ms, &message));
+        bump(&mut service.meta, at_ms);
+        events.push(StoreEvent::Service(Change::Updated, service.clone()));
+        Ok(())
+    }
+
+    pub(super) fn set_update_status(
+        &mut self,
+        service_id: &str,
+        expected_version: u64,
+        status: UpdateStatus,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let Some(service) = self.services.get_mut(service_id) else {
+            return Ok(());
+        };
+        // A stale decision about an older spec is dropped, not an error: the
+        // orchestrator decides again from the current state.
+        if service.spec_version != expected_version
+            || service.update_status.as_ref() == Some(&status)
+        {
+            return Ok(());
+        }
+        let at_ms = status.completed_at_ms.max(status.started_at_ms);
+        service.update_status = Some(status);
         bump(&mut service.meta, at_ms);
         events.push(StoreEvent::Service(Change::Updated, service.clone()));
         Ok(())
@@ -90,5 +187,14 @@ impl ClusterState {
         }
         events.push(StoreEvent::Service(Change::Removed, service));
         Ok(())
+    }
+}
+
+fn update_status(state: UpdateState, at_ms: i64, message: &str) -> UpdateStatus {
+    UpdateStatus {
+        state: state as i32,
+        started_at_ms: at_ms,
+        completed_at_ms: 0,
+        message: message.to_string(),
     }
 }

@@ -2,9 +2,9 @@
 //! of a terminal state: a late "running" after "shutdown" is dropped here,
 //! where every manager applies it, not only in the agent.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use shoal_proto::v1::{Task, TaskState, TaskStatus};
+use shoal_proto::v1::{Task, TaskSpec, TaskState, TaskStatus};
 
 use super::{bump, Change, ClusterState, CommandResult, StoreEvent};
 
@@ -38,21 +38,23 @@ impl ClusterState {
                 (t.service_id.clone(), format!("node:{}", t.node_id))
             }
         };
-        let mut held: HashSet<(String, String)> = self
-            .tasks
-            .values()
-            .filter(|t| holds_slot(t))
-            .map(key)
-            .collect();
+        let mut held: HashMap<(String, String), Vec<Option<TaskSpec>>> = HashMap::new();
+        for task in self.tasks.values().filter(|t| holds_slot(t)) {
+            held.entry(key(task)).or_default().push(task.spec.clone());
+        }
         for task in tasks {
             if self.tasks.contains_key(&task.id) || !self.services.contains_key(&task.service_id) {
                 continue;
             }
-            // A slot holds one live task: a repeated or stale orchestrator
-            // write (e.g. across a leader change) is a no-op.
-            if !held.insert(key(&task)) {
+            // A slot holds one live task per task spec: a repeated or stale
+            // orchestrator write (e.g. across a leader change) is a no-op,
+            // while a start-first update may start the new spec's task
+            // beside the old one.
+            let specs = held.entry(key(&task)).or_default();
+            if specs.contains(&task.spec) {
                 continue;
             }
+            specs.push(task.spec.clone());
             events.push(StoreEvent::Task(Change::Created, task.clone()));
             self.tasks.insert(task.id.clone(), task);
         }
@@ -152,6 +154,9 @@ impl ClusterState {
                 continue;
             }
             let at_ms = new.timestamp_ms;
+            if new.state() == TaskState::Running && task.running_since_ms == 0 {
+                task.running_since_ms = at_ms;
+            }
             *current = new;
             bump(&mut task.meta, at_ms);
             events.push(StoreEvent::Task(Change::Updated, task.clone()));

@@ -381,6 +381,7 @@ pub fn service_spec(
             resources: task_resources,
             restart_policy: def.restart_policy.as_ref().map(restart_policy),
             healthcheck: def.healthcheck.as_ref().map(healthcheck),
+            force_update: 0,
         }),
         update_config: def.update_config.as_ref().map(update_config),
         rollback_config: def.rollback_config.as_ref().map(update_config),

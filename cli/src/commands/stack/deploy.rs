@@ -114,13 +114,26 @@ pub fn plan(
                 }
                 wait.for_services.push(p.spec.name.clone());
             }
+            // Stack deploy has no --force: keep the service's force counter
+            // so that a redeploy replaces tasks only when the file changed
+            // (as docker stack deploy does).
+            let mut spec = p.spec.clone();
+            if let (Some(task), Some(current_task)) = (
+                spec.task.as_mut(),
+                current
+                    .get(p.spec.name.as_str())
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.task.as_ref()),
+            ) {
+                task.force_update = current_task.force_update;
+            }
             layer.actions.push(match current.get(p.spec.name.as_str()) {
-                None => Action::Create(p.spec.clone()),
+                None => Action::Create(spec),
                 Some(service)
                     if service
                         .spec
                         .as_ref()
-                        .is_some_and(|s| convert::same_spec(s, &p.spec)) =>
+                        .is_some_and(|s| convert::same_spec(s, &spec)) =>
                 {
                     Action::Unchanged {
                         name: p.spec.name.clone(),
@@ -129,7 +142,7 @@ pub fn plan(
                 Some(service) => Action::Update {
                     id: service.id.clone(),
                     expected_version: service.spec_version,
-                    spec: p.spec.clone(),
+                    spec,
                 },
             });
         }
@@ -204,6 +217,7 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
                             service: id,
                             spec: Some(spec),
                             expected_spec_version: expected_version,
+                            rollback: false,
                         })
                         .await?;
                 }
