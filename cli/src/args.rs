@@ -92,9 +92,18 @@ pub enum ServiceCommand {
     Update(ServiceUpdateArgs),
     /// Scale one or multiple replicated services.
     Scale {
+        #[command(flatten)]
+        wait: WaitFlags,
         /// SERVICE=REPLICAS pairs.
         #[arg(required = true)]
         scales: Vec<String>,
+    },
+    /// Revert changes to a service's configuration (to its previous spec).
+    Rollback {
+        #[command(flatten)]
+        wait: WaitFlags,
+        /// Service name or ID.
+        service: String,
     },
     /// Remove one or more services.
     #[command(alias = "remove")]
@@ -145,6 +154,13 @@ pub struct ServiceUpdateArgs {
     /// Service image tag (container services).
     #[arg(long)]
     pub image: Option<String>,
+    /// Replace the command: the program and its arguments, as one
+    /// shell-quoted string (e.g. --command "serve --port 80").
+    #[arg(long, allow_hyphen_values = true)]
+    pub command: Option<String>,
+    /// Replace the service command's arguments (one shell-quoted string).
+    #[arg(long, allow_hyphen_values = true)]
+    pub args: Option<String>,
     /// Add or update an environment variable (KEY=VALUE).
     #[arg(long)]
     pub env_add: Vec<String>,
@@ -163,51 +179,49 @@ pub struct ServiceUpdateArgs {
     /// Remove a placement constraint.
     #[arg(long)]
     pub constraint_rm: Vec<String>,
+    /// Add a placement preference, e.g. spread=node.labels.zone.
+    #[arg(long)]
+    pub placement_pref_add: Vec<String>,
+    /// Remove a placement preference.
+    #[arg(long)]
+    pub placement_pref_rm: Vec<String>,
     /// Number of tasks.
     #[arg(long, allow_hyphen_values = true)]
     pub replicas: Option<String>,
-    /// Maximum number of tasks updated simultaneously (0 to update all at once).
+    /// Force an update even if no changes require it: every task is
+    /// replaced (rolling, under the update config). Also rebalances tasks
+    /// over the nodes there are now.
     #[arg(long)]
-    pub update_parallelism: Option<u64>,
-    /// Exit immediately instead of waiting (updates never wait yet).
-    #[arg(short, long)]
-    pub detach: bool,
+    pub force: bool,
+    /// Roll back to the previous specification.
+    #[arg(long)]
+    pub rollback: bool,
+    #[command(flatten)]
+    pub task: TaskFlags,
+    #[command(flatten)]
+    pub wait: WaitFlags,
     /// Service name or ID.
     pub service: String,
 }
 
-#[derive(Debug, Args)]
-pub struct ServiceCreateArgs {
-    /// Service name (default: a generated one).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Number of tasks.
-    #[arg(long, default_value = "1", allow_hyphen_values = true)]
-    pub replicas: String,
-    /// Set environment variables (KEY=VALUE, or KEY to copy it from this shell).
-    #[arg(short, long = "env")]
-    pub env: Vec<String>,
-    /// Service labels (KEY=VALUE).
-    #[arg(short, long = "label")]
-    pub label: Vec<String>,
-    /// Task runtime: "docker" runs IMAGE [CMD] [ARG…]; "process" runs CMD [ARG…].
-    #[arg(long, default_value = "docker")]
-    pub runtime: String,
-    /// Service mode: replicated (global arrives later).
-    #[arg(long, default_value = "replicated")]
-    pub mode: String,
+/// Whether a command that changes a service waits for it to converge.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WaitFlags {
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
-    /// Placement constraint, e.g. node.labels.zone==eu (repeatable).
-    #[arg(long)]
-    pub constraint: Vec<String>,
-    /// Placement preference, e.g. spread=node.labels.zone (repeatable).
-    #[arg(long)]
-    pub placement_pref: Vec<String>,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Flags `service create` and `service update` share: they set the same
+/// spec fields.
+#[derive(Debug, Args, Default)]
+pub struct TaskFlags {
     /// Maximum number of tasks per node (0: unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub replicas_max_per_node: u64,
+    #[arg(long)]
+    pub replicas_max_per_node: Option<u64>,
     /// Reserve CPUs, e.g. 0.5.
     #[arg(long)]
     pub reserve_cpu: Option<String>,
@@ -227,14 +241,102 @@ pub struct ServiceCreateArgs {
     #[arg(long)]
     pub restart_delay: Option<String>,
     /// Maximum number of restarts before giving up (0: unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub restart_max_attempts: u64,
+    #[arg(long)]
+    pub restart_max_attempts: Option<u64>,
     /// Window used to evaluate the restart policy (e.g. 1m; default: the slot's whole life).
     #[arg(long)]
     pub restart_window: Option<String>,
     /// Time to wait before force-killing a task (default 10s).
     #[arg(long)]
     pub stop_grace_period: Option<String>,
+
+    /// Command to run to check health (run by a shell; exit 0 is healthy).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (default 30s).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (default 30s).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy (default 3).
+    #[arg(long)]
+    pub health_retries: Option<u64>,
+    /// Start period for the task to initialize before failures count (default 0s).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable any health check (including the image's).
+    #[arg(long, conflicts_with = "health_cmd")]
+    pub no_healthcheck: bool,
+
+    /// Maximum number of tasks updated simultaneously (0 to update all at once; default 1).
+    #[arg(long)]
+    pub update_parallelism: Option<u64>,
+    /// Delay between updates (default 0s).
+    #[arg(long)]
+    pub update_delay: Option<String>,
+    /// Duration after each task update to monitor for failure (default 5s).
+    #[arg(long)]
+    pub update_monitor: Option<String>,
+    /// Action on update failure: pause, continue or rollback (default pause).
+    #[arg(long)]
+    pub update_failure_action: Option<String>,
+    /// Failure rate to tolerate during an update (default 0).
+    #[arg(long)]
+    pub update_max_failure_ratio: Option<f64>,
+    /// Update order: start-first or stop-first (default stop-first).
+    #[arg(long)]
+    pub update_order: Option<String>,
+    /// Maximum number of tasks rolled back simultaneously (0 to roll back all at once; default 1).
+    #[arg(long)]
+    pub rollback_parallelism: Option<u64>,
+    /// Delay between task rollbacks (default 0s).
+    #[arg(long)]
+    pub rollback_delay: Option<String>,
+    /// Duration after each task rollback to monitor for failure (default 5s).
+    #[arg(long)]
+    pub rollback_monitor: Option<String>,
+    /// Action on rollback failure: pause or continue (default pause).
+    #[arg(long)]
+    pub rollback_failure_action: Option<String>,
+    /// Failure rate to tolerate during a rollback (default 0).
+    #[arg(long)]
+    pub rollback_max_failure_ratio: Option<f64>,
+    /// Rollback order: start-first or stop-first (default stop-first).
+    #[arg(long)]
+    pub rollback_order: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceCreateArgs {
+    /// Service name (default: a generated one).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of tasks.
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
+    pub replicas: String,
+    /// Set environment variables (KEY=VALUE, or KEY to copy it from this shell).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Service labels (KEY=VALUE).
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    /// Task runtime: "docker" runs IMAGE [CMD] [ARG…]; "process" runs CMD [ARG…].
+    #[arg(long, default_value = "docker")]
+    pub runtime: String,
+    /// Service mode: replicated or global.
+    #[arg(long, default_value = "replicated")]
+    pub mode: String,
+    /// Placement constraint, e.g. node.labels.zone==eu (repeatable).
+    #[arg(long)]
+    pub constraint: Vec<String>,
+    /// Placement preference, e.g. spread=node.labels.zone (repeatable).
+    #[arg(long)]
+    pub placement_pref: Vec<String>,
+    #[command(flatten)]
+    pub task: TaskFlags,
+    #[command(flatten)]
+    pub wait: WaitFlags,
 
     /// IMAGE [CMD] [ARG…] for containers, CMD [ARG…] for processes.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

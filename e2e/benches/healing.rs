@@ -23,6 +23,7 @@ fn main() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -61,7 +62,7 @@ fn main() {
         times.push(elapsed);
         workers[victim].start();
         // Even the load out again so the next run kills a worker with tasks.
-        manager.ok(&["service", "scale", "web=0"]);
+        manager.ok(&["service", "scale", "-d", "web=0"]);
         eventually(patience(), "scaled to 0", || {
             if manager.running_tasks("web").is_empty() {
                 Ok(())
@@ -76,7 +77,7 @@ fn main() {
                 Err("down".into())
             }
         });
-        manager.ok(&["service", "scale", "web=6"]);
+        manager.ok(&["service", "scale", "-d", "web=6"]);
     }
     times.sort();
     println!(

@@ -1,7 +1,7 @@
 //! Operator-facing names for enum values, as Docker prints them
 //! ("Ready", "Active", "Leader"), in one place so every command agrees.
 
-use crate::v1::{NodeAvailability, NodeRole, NodeState, Reachability, TaskState};
+use crate::v1::{NodeAvailability, NodeRole, NodeState, Reachability, TaskState, UpdateState};
 
 pub fn node_state(state: NodeState) -> &'static str {
     match state {
@@ -49,5 +49,18 @@ pub fn task_state(state: TaskState) -> &'static str {
         TaskState::Failed => "failed",
         TaskState::Rejected => "rejected",
         TaskState::Orphaned => "orphaned",
+    }
+}
+
+/// As `service inspect` shows an update's state (Docker's words).
+pub fn update_state(state: UpdateState) -> &'static str {
+    match state {
+        UpdateState::Unknown => "",
+        UpdateState::Updating => "updating",
+        UpdateState::Paused => "paused",
+        UpdateState::Completed => "completed",
+        UpdateState::RollbackStarted => "rollback_started",
+        UpdateState::RollbackPaused => "rollback_paused",
+        UpdateState::RollbackCompleted => "rollback_completed",
     }
 }

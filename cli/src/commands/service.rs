@@ -1,4 +1,13 @@
-//! `shoal service create | ls | ps | inspect | scale | rm`.
+//! `shoal service create | ls | ps | inspect | update | scale | rollback | rm`.
+//! `create`, `update`, `scale` and `rollback` wait for the service to
+//! converge and show progress ([`progress`]) unless `-d`.
+//!
+//! # Layout
+//! - [`flags`]: spec fields shared by `create` and `update`.
+//! - [`progress`]: waiting for convergence, with Docker's progress lines.
+
+pub mod flags;
+pub mod progress;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -6,8 +15,8 @@ use serde_json::{json, Value};
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
     CreateServiceRequest, GetServiceRequest, ListServicesRequest, ListTasksRequest, Placement,
-    RemoveServiceRequest, ResourceRequirements, Resources, RestartCondition, RestartPolicy,
-    Service, ServiceInfo, ServiceMode, ServiceSpec, TaskSpec, UpdateServiceRequest,
+    RemoveServiceRequest, RestartCondition, Service, ServiceInfo, ServiceMode, ServiceSpec,
+    TaskSpec, UpdateConfig, UpdateFailureAction, UpdateOrder, UpdateServiceRequest,
 };
 use tonic::transport::Channel;
 
@@ -21,12 +30,24 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
     let mut control = ControlClient::new(channel.clone());
     match command {
         ServiceCommand::Create(args) => {
+            let wait = args.wait;
             let spec = spec_from_args(args)?;
             let service = control
                 .create_service(CreateServiceRequest { spec: Some(spec) })
                 .await?
                 .into_inner();
             println!("{}", service.id);
+            if !wait.detach {
+                let name = name_of(Some(&service));
+                progress::wait(
+                    &mut control,
+                    &service.id,
+                    &name,
+                    progress::Change::Create,
+                    wait.quiet,
+                )
+                .await?;
+            }
         }
         ServiceCommand::Ls {
             quiet,
@@ -76,18 +97,64 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
         ServiceCommand::Update(args) => {
             let info = get(&mut control, &args.service).await?;
             let service = info.service.unwrap_or_default();
-            let spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
-            control
-                .update_service(UpdateServiceRequest {
+            let request = if args.rollback {
+                UpdateServiceRequest {
+                    service: service.id.clone(),
+                    spec: None,
+                    expected_spec_version: service.spec_version,
+                    rollback: true,
+                }
+            } else {
+                let spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
+                UpdateServiceRequest {
                     service: service.id.clone(),
                     spec: Some(spec),
                     expected_spec_version: service.spec_version,
                     rollback: false,
+                }
+            };
+            control.update_service(request).await?;
+            println!("{}", args.service);
+            if !args.wait.detach {
+                let change = if args.rollback {
+                    progress::Change::Rollback
+                } else {
+                    progress::Change::Update
+                };
+                progress::wait(
+                    &mut control,
+                    &service.id,
+                    &args.service,
+                    change,
+                    args.wait.quiet,
+                )
+                .await?;
+            }
+        }
+        ServiceCommand::Rollback { wait, service } => {
+            let info = get(&mut control, &service).await?;
+            let current = info.service.unwrap_or_default();
+            control
+                .update_service(UpdateServiceRequest {
+                    service: current.id.clone(),
+                    spec: None,
+                    expected_spec_version: current.spec_version,
+                    rollback: true,
                 })
                 .await?;
-            println!("{}", args.service);
+            println!("{service}");
+            if !wait.detach {
+                progress::wait(
+                    &mut control,
+                    &current.id,
+                    &service,
+                    progress::Change::Rollback,
+                    wait.quiet,
+                )
+                .await?;
+            }
         }
-        ServiceCommand::Scale { scales } => {
+        ServiceCommand::Scale { wait, scales } => {
             // Parse every pair before changing anything.
             let mut parsed = Vec::new();
             for pair in &scales {
@@ -118,6 +185,16 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                     })
                     .await?;
                 println!("{name} scaled to {replicas}");
+                if !wait.detach {
+                    progress::wait(
+                        &mut control,
+                        &service.id,
+                        &name,
+                        progress::Change::Update,
+                        wait.quiet,
+                    )
+                    .await?;
+                }
             }
         }
         ServiceCommand::Logs(args) => return super::logs::logs(channel, args).await,
@@ -156,20 +233,43 @@ fn name_of(service: Option<&Service>) -> String {
         .unwrap_or_default()
 }
 
-/// A service's spec with `service update`'s changes applied.
+/// A service's spec with `service update`'s changes applied. Every flag is
+/// parsed before anything is sent, so a bad one changes nothing.
 pub fn apply_update(
     mut spec: ServiceSpec,
     args: &ServiceUpdateArgs,
 ) -> anyhow::Result<ServiceSpec> {
+    let command = args
+        .command
+        .as_deref()
+        .map(|c| split_words("--command", c))
+        .transpose()?;
+    let task_args = args
+        .args
+        .as_deref()
+        .map(|c| split_words("--args", c))
+        .transpose()?;
+    let labels = key_values(&args.label_add, "--label-add")?;
+    let replicas = args.replicas.as_deref().map(parse_replicas).transpose()?;
+    flags::apply(&mut spec, &args.task)?;
     let task = spec.task.get_or_insert_with(Default::default);
     if let Some(image) = &args.image {
         if task.runtime == "process" {
             anyhow::bail!(
-                "--image applies to container services; {} runs a process",
+                "--image applies to container services; {} runs a process (change it with --command)",
                 spec.name
             );
         }
         task.image = image.clone();
+    }
+    if let Some(command) = command {
+        if command.is_empty() && task.runtime == "process" {
+            anyhow::bail!("invalid --command \"\": a process service needs a command");
+        }
+        task.command = command;
+    }
+    if let Some(task_args) = task_args {
+        task.args = task_args;
     }
     for key in &args.env_rm {
         task.env
@@ -183,34 +283,53 @@ pub fn apply_update(
         task.env.retain(|e| e.split('=').next() != Some(key));
         task.env.push(entry.clone());
     }
+    if args.force {
+        task.force_update += 1;
+    }
     for key in &args.label_rm {
         spec.labels.remove(key);
     }
-    for (key, value) in key_values(&args.label_add, "--label-add")? {
+    for (key, value) in labels {
         spec.labels.insert(key, value);
     }
-    let placement = spec
-        .task
-        .get_or_insert_with(Default::default)
-        .placement
-        .get_or_insert_with(Default::default);
-    placement
-        .constraints
-        .retain(|c| !args.constraint_rm.contains(c));
-    for constraint in &args.constraint_add {
-        if !placement.constraints.contains(constraint) {
-            placement.constraints.push(constraint.clone());
+    if !args.constraint_add.is_empty()
+        || !args.constraint_rm.is_empty()
+        || !args.placement_pref_add.is_empty()
+        || !args.placement_pref_rm.is_empty()
+    {
+        let placement = spec
+            .task
+            .get_or_insert_with(Default::default)
+            .placement
+            .get_or_insert_with(Default::default);
+        placement
+            .constraints
+            .retain(|c| !args.constraint_rm.contains(c));
+        for constraint in &args.constraint_add {
+            if !placement.constraints.contains(constraint) {
+                placement.constraints.push(constraint.clone());
+            }
+        }
+        placement
+            .preferences
+            .retain(|p| !args.placement_pref_rm.contains(p));
+        for preference in &args.placement_pref_add {
+            if !placement.preferences.contains(preference) {
+                placement.preferences.push(preference.clone());
+            }
         }
     }
-    if let Some(replicas) = &args.replicas {
-        spec.replicas = parse_replicas(replicas)?;
-    }
-    if let Some(parallelism) = args.update_parallelism {
-        spec.update_config
-            .get_or_insert_with(Default::default)
-            .parallelism = parallelism;
+    if let Some(replicas) = replicas {
+        spec.replicas = replicas;
     }
     Ok(spec)
+}
+
+/// Splits a flag's value into words as a POSIX shell would.
+fn split_words(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
+    shlex::split(text).ok_or_else(|| {
+        anyhow::anyhow!("invalid {flag} {text:?}: unbalanced quotes or a trailing backslash")
+    })
 }
 
 /// `--replicas` and `scale` values: whole numbers, 0 or more.
@@ -276,70 +395,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             (image, parts.collect())
         }
     };
-    let duration_ms = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<u64>> {
-        value
-            .as_deref()
-            .map(|v| {
-                shoal_compose::units::parse_duration(v)
-                    .map(|d| d.as_millis() as u64)
-                    .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
-            })
-            .transpose()
-    };
-    let cpus = |flag: &str, value: &Option<String>| -> anyhow::Result<i64> {
-        value
-            .as_deref()
-            .map(|v| {
-                shoal_compose::units::parse_cpus(v)
-                    .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
-            })
-            .transpose()
-            .map(|c| c.unwrap_or(0))
-    };
-    let memory = |flag: &str, value: &Option<String>| -> anyhow::Result<i64> {
-        value
-            .as_deref()
-            .map(|v| {
-                shoal_compose::units::parse_memory(v)
-                    .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
-            })
-            .transpose()
-            .map(|m| m.unwrap_or(0))
-    };
-    let condition = match args.restart_condition.as_deref() {
-        None | Some("any") => RestartCondition::Any,
-        Some("on-failure") => RestartCondition::OnFailure,
-        Some("none") => RestartCondition::None,
-        Some(other) => {
-            anyhow::bail!("invalid --restart-condition {other:?}: expected none, on-failure or any")
-        }
-    };
-    let restart_delay = duration_ms("--restart-delay", &args.restart_delay)?;
-    let placement = Placement {
-        constraints: args.constraint.clone(),
-        preferences: args.placement_pref.clone(),
-        max_replicas_per_node: args.replicas_max_per_node,
-    };
-    let resources = ResourceRequirements {
-        limits: Some(Resources {
-            nano_cpus: cpus("--limit-cpu", &args.limit_cpu)?,
-            memory_bytes: memory("--limit-memory", &args.limit_memory)?,
-        }),
-        reservations: Some(Resources {
-            nano_cpus: cpus("--reserve-cpu", &args.reserve_cpu)?,
-            memory_bytes: memory("--reserve-memory", &args.reserve_memory)?,
-        }),
-    };
-    let restart_policy = RestartPolicy {
-        condition: condition as i32,
-        delay_ms: restart_delay.unwrap_or(0),
-        delay_set: restart_delay.is_some(),
-        max_attempts: args.restart_max_attempts,
-        window_ms: duration_ms("--restart-window", &args.restart_window)?.unwrap_or(0),
-    };
-    let stop_grace_period_ms =
-        duration_ms("--stop-grace-period", &args.stop_grace_period)?.unwrap_or(0);
-    Ok(ServiceSpec {
+    let mut spec = ServiceSpec {
         name: args.name.unwrap_or_else(generated_name),
         labels: labels.clone(),
         mode: mode as i32,
@@ -351,14 +407,17 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             args: Vec::new(),
             env,
             labels,
-            placement: Some(placement),
-            resources: Some(resources),
-            restart_policy: Some(restart_policy),
-            stop_grace_period_ms,
+            placement: Some(Placement {
+                constraints: args.constraint.clone(),
+                preferences: args.placement_pref.clone(),
+                max_replicas_per_node: 0,
+            }),
             ..Default::default()
         }),
         ..Default::default()
-    })
+    };
+    flags::apply(&mut spec, &args.task)?;
+    Ok(spec)
 }
 
 /// A Docker-style random name, e.g. "brave_turing".
@@ -393,7 +452,28 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
             ServiceMode::Replicated => json!({"Replicated": {"Replicas": spec.replicas}}),
             ServiceMode::Global => json!({"Global": {}}),
         };
-        json!({
+        let update_config = |c: Option<&UpdateConfig>| {
+            c.map(|c| {
+                json!({
+                    "Parallelism": c.parallelism,
+                    "Delay": c.delay_ms * 1_000_000,
+                    "FailureAction": match c.failure_action() {
+                        UpdateFailureAction::Pause => "pause",
+                        UpdateFailureAction::Continue => "continue",
+                        UpdateFailureAction::Rollback => "rollback",
+                    },
+                    "Monitor": c.monitor_ms * 1_000_000,
+                    "MaxFailureRatio": c.max_failure_ratio,
+                    "Order": match c.order() {
+                        UpdateOrder::StopFirst => "stop-first",
+                        UpdateOrder::StartFirst => "start-first",
+                    },
+                })
+            })
+        };
+        let resources = task.resources.unwrap_or_default();
+        let placement = task.placement.clone().unwrap_or_default();
+        let mut value = json!({
             "Name": spec.name,
             "Labels": labels,
             "TaskTemplate": {
@@ -406,9 +486,53 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                     "Labels": task_labels,
                     "StopGracePeriod": task.stop_grace_period_ms * 1_000_000,
                 },
+                "Resources": {
+                    "Limits": {
+                        "NanoCPUs": resources.limits.unwrap_or_default().nano_cpus,
+                        "MemoryBytes": resources.limits.unwrap_or_default().memory_bytes,
+                    },
+                    "Reservations": {
+                        "NanoCPUs": resources.reservations.unwrap_or_default().nano_cpus,
+                        "MemoryBytes": resources.reservations.unwrap_or_default().memory_bytes,
+                    },
+                },
+                "Placement": {
+                    "Constraints": placement.constraints,
+                    "Preferences": placement.preferences,
+                    "MaxReplicas": placement.max_replicas_per_node,
+                },
+                "ForceUpdate": task.force_update,
             },
             "Mode": mode,
-        })
+        });
+        if let Some(check) = task.healthcheck.as_ref() {
+            value["TaskTemplate"]["ContainerSpec"]["Healthcheck"] = json!({
+                "Test": check.test,
+                "Interval": check.interval_ms * 1_000_000,
+                "Timeout": check.timeout_ms * 1_000_000,
+                "Retries": check.retries,
+                "StartPeriod": check.start_period_ms * 1_000_000,
+            });
+        }
+        if let Some(policy) = task.restart_policy.as_ref() {
+            value["TaskTemplate"]["RestartPolicy"] = json!({
+                "Condition": match policy.condition() {
+                    RestartCondition::Any => "any",
+                    RestartCondition::OnFailure => "on-failure",
+                    RestartCondition::None => "none",
+                },
+                "Delay": policy.delay_ms * 1_000_000,
+                "MaxAttempts": policy.max_attempts,
+                "Window": policy.window_ms * 1_000_000,
+            });
+        }
+        if let Some(c) = update_config(spec.update_config.as_ref()) {
+            value["UpdateConfig"] = c;
+        }
+        if let Some(c) = update_config(spec.rollback_config.as_ref()) {
+            value["RollbackConfig"] = c;
+        }
+        value
     };
     let mut value = json!({
         "ID": service.id,
@@ -424,6 +548,17 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
     });
     if let Some(previous) = service.previous_spec.as_ref() {
         value["PreviousSpec"] = spec_json(previous);
+    }
+    if let Some(status) = service.update_status.as_ref() {
+        let mut update = json!({
+            "State": shoal_proto::names::update_state(status.state()),
+            "StartedAt": output::rfc3339(status.started_at_ms),
+            "Message": status.message,
+        });
+        if status.completed_at_ms > 0 {
+            update["CompletedAt"] = json!(output::rfc3339(status.completed_at_ms));
+        }
+        value["UpdateStatus"] = update;
     }
     value
 }

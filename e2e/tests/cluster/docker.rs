@@ -165,7 +165,7 @@ fn containers_by_task(
 }
 
 fn create(manager: &Daemon, args: &[&str]) {
-    let mut all = vec!["service", "create", "-d"];
+    let mut all = vec!["service", "create", "-d", "-d"];
     all.extend_from_slice(args);
     manager.ok(&all);
 }
@@ -235,12 +235,12 @@ fn replicas_are_labelled_containers_and_scale_to_zero_and_rm_remove_them() {
     assert_eq!(slots, ["1", "2", "3"].map(String::from).into());
     assert_eq!(on_nodes.len(), 3, "spread over the three nodes");
 
-    manager.ok(&["service", "scale", "web=0"]);
+    manager.ok(&["service", "scale", "-d", "web=0"]);
     eventually(patience(), "no container left after scale 0", || {
         let left = guard.list(false);
         left.is_empty().then_some(()).ok_or(format!("{left:?}"))
     });
-    manager.ok(&["service", "scale", "web=1"]);
+    manager.ok(&["service", "scale", "-d", "web=1"]);
     eventually(patience(), "1 running container", || {
         containers_by_task(&manager, &guard, "web", 1)
     });

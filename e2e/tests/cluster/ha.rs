@@ -40,6 +40,7 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
     managers[0].ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "before",
         "--replicas",
@@ -76,6 +77,7 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
             let run = managers[survivor].shoal(&[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "after",
                 "--replicas",
@@ -160,6 +162,7 @@ fn no_acknowledged_write_is_lost_across_two_leader_kills() {
                     &[
                         "service",
                         "create",
+                        "-d",
                         "--name",
                         &name,
                         "--replicas",
@@ -172,7 +175,7 @@ fn no_acknowledged_write_is_lost_across_two_leader_kills() {
                 );
                 if created {
                     acked.lock().unwrap().insert(name.clone(), "1".into());
-                    if shoal_at(socket, &["service", "scale", &format!("{name}=2")]) {
+                    if shoal_at(socket, &["service", "scale", "-d", &format!("{name}=2")]) {
                         acked.lock().unwrap().insert(name, "2".into());
                     }
                 }
@@ -261,6 +264,7 @@ fn stopping_and_starting_every_manager_keeps_the_cluster() {
     managers[0].ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -343,6 +347,7 @@ fn five_managers_survive_two_losses_and_refuse_writes_without_quorum() {
         let run = managers[alive[0]].shoal(&[
             "service",
             "create",
+            "-d",
             "--name",
             "three",
             "--replicas",
@@ -364,6 +369,7 @@ fn five_managers_survive_two_losses_and_refuse_writes_without_quorum() {
         let run = managers[alive[2]].shoal(&[
             "service",
             "create",
+            "-d",
             "--name",
             "two",
             "--replicas",
@@ -395,6 +401,7 @@ fn five_managers_survive_two_losses_and_refuse_writes_without_quorum() {
             let run = managers[alive[2]].shoal(&[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "back",
                 "--replicas",
@@ -483,6 +490,7 @@ fn a_survivor_rebuilds_the_swarm_with_force_new_cluster() {
     managers[0].ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -508,6 +516,7 @@ fn a_survivor_rebuilds_the_swarm_with_force_new_cluster() {
         let run = managers[0].shoal(&[
             "service",
             "create",
+            "-d",
             "--name",
             "x",
             "--replicas",
@@ -528,6 +537,7 @@ fn a_survivor_rebuilds_the_swarm_with_force_new_cluster() {
         let run = managers[0].shoal(&[
             "service",
             "create",
+            "-d",
             "--name",
             "after",
             "--replicas",

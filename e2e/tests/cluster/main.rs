@@ -10,4 +10,5 @@ mod placement;
 mod service_input;
 mod services;
 mod stack;
+mod updates;
 mod util;

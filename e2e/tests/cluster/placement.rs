@@ -22,6 +22,7 @@ fn a_dead_worker_of_three_is_healed_and_its_return_duplicates_nothing() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -68,6 +69,7 @@ fn drain_moves_every_task_pause_keeps_them_and_active_takes_new_ones() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -87,7 +89,7 @@ fn drain_moves_every_task_pause_keeps_them_and_active_takes_new_ones() {
     });
 
     manager.ok(&["node", "update", "--availability", "pause", "worker1"]);
-    manager.ok(&["service", "scale", "web=8"]);
+    manager.ok(&["service", "scale", "-d", "web=8"]);
     eventually(
         patience(),
         "8 running, worker1 kept its tasks and took no new one",
@@ -118,7 +120,7 @@ fn drain_moves_every_task_pause_keeps_them_and_active_takes_new_ones() {
     assert_eq!(inspect[0]["Spec"]["Availability"], "drain");
 
     manager.ok(&["node", "update", "--availability", "active", "worker1"]);
-    manager.ok(&["service", "scale", "web=12"]);
+    manager.ok(&["service", "scale", "-d", "web=12"]);
     eventually(
         patience(),
         "new tasks land on the active node again",
@@ -143,6 +145,7 @@ fn a_global_service_follows_nodes_that_join_and_drain() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "agent",
         "--mode",
@@ -202,6 +205,7 @@ fn placement_rules_are_honoured_and_explained_until_a_node_fits() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "eu",
         "--replicas",
@@ -239,6 +243,7 @@ fn placement_rules_are_honoured_and_explained_until_a_node_fits() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "one-each",
         "--replicas",
@@ -276,6 +281,7 @@ fn placement_rules_are_honoured_and_explained_until_a_node_fits() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "huge",
         "--reserve-memory",
@@ -300,6 +306,7 @@ fn placement_rules_are_honoured_and_explained_until_a_node_fits() {
         .shoal(&[
             "service",
             "create",
+            "-d",
             "--name",
             "bad",
             "--constraint",
@@ -318,6 +325,7 @@ fn restart_policies_follow_swarm_semantics() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "flaky",
         "--restart-condition",
@@ -335,6 +343,7 @@ fn restart_policies_follow_swarm_semantics() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "once",
         "--restart-condition",
@@ -348,6 +357,7 @@ fn restart_policies_follow_swarm_semantics() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "again",
         "--restart-condition",
@@ -419,6 +429,7 @@ fn swarm_update_changes_the_task_history_limit_and_refuses_bad_values() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "crash",
         "--restart-delay",

@@ -22,6 +22,7 @@ fn bad_service_input_is_refused_and_changes_nothing() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -45,6 +46,7 @@ fn bad_service_input_is_refused_and_changes_nothing() {
             &[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "web",
                 "--runtime",
@@ -58,6 +60,7 @@ fn bad_service_input_is_refused_and_changes_nothing() {
             &[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "bad.name",
                 "--runtime",
@@ -71,6 +74,7 @@ fn bad_service_input_is_refused_and_changes_nothing() {
             &[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "neg",
                 "--replicas",
@@ -86,6 +90,7 @@ fn bad_service_input_is_refused_and_changes_nothing() {
             &[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "nan",
                 "--replicas",
@@ -101,6 +106,7 @@ fn bad_service_input_is_refused_and_changes_nothing() {
             &[
                 "service",
                 "create",
+                "-d",
                 "--name",
                 "empty",
                 "--runtime",
@@ -109,16 +115,19 @@ fn bad_service_input_is_refused_and_changes_nothing() {
             "a command is required",
         ),
         (
-            &["service", "create", "--name", "noimage"],
+            &["service", "create", "-d", "--name", "noimage"],
             "an image is required",
         ),
         (
-            &["service", "scale", "web=-2"],
+            &["service", "scale", "-d", "web=-2"],
             "invalid replicas value \"-2\"",
         ),
-        (&["service", "scale", "web"], "invalid scale specifier"),
         (
-            &["service", "scale", "web=2", "nope=1"],
+            &["service", "scale", "-d", "web"],
+            "invalid scale specifier",
+        ),
+        (
+            &["service", "scale", "-d", "web=2", "nope=1"],
             "No such service: nope",
         ),
         (&["service", "ps", "nope"], "No such service: nope"),
@@ -144,6 +153,7 @@ fn a_container_service_waits_for_a_node_with_docker() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "nginx",
         "--replicas",

@@ -12,6 +12,7 @@ fn create(manager: &Daemon, name: &str, replicas: u32, program: &Path) {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         name,
         "--replicas",
@@ -101,7 +102,7 @@ fn a_service_spreads_scales_and_leaves_no_process_behind() {
     assert_eq!(ls["Replicas"], "6/6");
     assert_eq!(ls["Mode"], "replicated");
 
-    manager.ok(&["service", "scale", "web=2"]);
+    manager.ok(&["service", "scale", "-d", "web=2"]);
     let running = converged(&manager, "web", &program, 2);
     let mut slots: Vec<&str> = running
         .iter()
@@ -110,10 +111,10 @@ fn a_service_spreads_scales_and_leaves_no_process_behind() {
     slots.sort();
     assert_eq!(slots, vec!["web.1", "web.2"], "the highest slots go first");
 
-    manager.ok(&["service", "scale", "web=0"]);
+    manager.ok(&["service", "scale", "-d", "web=0"]);
     converged(&manager, "web", &program, 0);
 
-    manager.ok(&["service", "scale", "web=3"]);
+    manager.ok(&["service", "scale", "-d", "web=3"]);
     converged(&manager, "web", &program, 3);
     assert_eq!(manager.ok(&["service", "rm", "web"]).trim(), "web");
     eventually(patience(), "no process left after service rm", || {
@@ -271,6 +272,7 @@ fn service_update_rolls_tasks_a_slot_at_a_time_and_scale_restarts_nothing() {
     manager.ok(&[
         "service",
         "create",
+        "-d",
         "--name",
         "web",
         "--replicas",
@@ -286,12 +288,19 @@ fn service_update_rolls_tasks_a_slot_at_a_time_and_scale_restarts_nothing() {
     let pids_before = task_pids(&nodes, &before);
 
     // Scaling bumps the spec version but changes no task: nothing restarts.
-    manager.ok(&["service", "scale", "web=4"]);
-    manager.ok(&["service", "update", "--label-add", "tier=front", "web"]);
+    manager.ok(&["service", "scale", "-d", "web=4"]);
+    manager.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--label-add",
+        "tier=front",
+        "web",
+    ]);
     let same = converged(&manager, "web", &program, 4);
     assert_eq!(task_pids(&nodes, &same), pids_before);
 
-    manager.ok(&["service", "update", "--env-add", "VERSION=2", "web"]);
+    manager.ok(&["service", "update", "-d", "--env-add", "VERSION=2", "web"]);
     let mut lowest = usize::MAX;
     eventually(patience(), "every task on VERSION=2", || {
         let running = manager.running_tasks("web");
@@ -324,6 +333,6 @@ fn service_update_rolls_tasks_a_slot_at_a_time_and_scale_restarts_nothing() {
         "the previous spec is kept"
     );
     manager
-        .shoal(&["service", "update", "--env-add", "=x", "web"])
+        .shoal(&["service", "update", "-d", "--env-add", "=x", "web"])
         .assert_error("invalid --env-add \"=x\"");
 }

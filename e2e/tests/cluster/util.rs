@@ -67,7 +67,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Self {
+    pub fn from(output: Output) -> Self {
         Run {
             status: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -224,6 +224,20 @@ impl Daemon {
                 .output()
                 .expect("run shoal"),
         )
+    }
+
+    /// Starts the CLI against this daemon without waiting for it (for
+    /// commands that wait, sampled meanwhile). Its output is piped.
+    pub fn spawn_shoal(&self, args: &[&str]) -> Child {
+        Command::new(shoal_bin())
+            .arg("-H")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("SHOAL_HOST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run shoal")
     }
 
     /// Runs the CLI and asserts success; returns stdout.
