@@ -165,7 +165,7 @@ fn containers_by_task(
 }
 
 fn create(manager: &Daemon, args: &[&str]) {
-    let mut all = vec!["service", "create", "-d", "-d"];
+    let mut all = vec!["service", "create", "-d"];
     all.extend_from_slice(args);
     manager.ok(&all);
 }
