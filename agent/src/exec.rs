@@ -117,20 +117,9 @@ pub async fn exec_process(
     out: &mpsc::Sender<ExecOutput>,
 ) -> Result<i32, String> {
     let (program, args) = command.split_first().ok_or("no command given")?;
-    let mut cmd = tokio::process::Command::new(program);
+    let mut cmd = task_command(task, node_id, dir, program);
     cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
-        )
-        .env("HOME", dir);
-    for entry in config::env(task, node_id) {
-        let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
-        cmd.env(key, value);
-    }
-    cmd.stdin(Stdio::null())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -153,6 +142,33 @@ pub async fn exec_process(
         .code()
         .or(status.signal().map(|s| 128 + s))
         .unwrap_or(-1))
+}
+
+/// `program` set up to run as the task's own processes run: in its directory
+/// `dir`, with a clean environment of `PATH`, `HOME` (the task directory), the
+/// service's variables and the `SHOAL_*` ones. The process executor starts
+/// tasks and health checks with it, and `service exec` runs commands with it,
+/// so that all three see the same environment. The caller adds arguments and
+/// standard streams.
+pub(crate) fn task_command(
+    task: &Task,
+    node_id: &str,
+    dir: &Path,
+    program: &str,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
+        )
+        .env("HOME", dir);
+    for entry in config::env(task, node_id) {
+        let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
+        cmd.env(key, value);
+    }
+    cmd
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, stream: LogStream, out: &mpsc::Sender<ExecOutput>) {

@@ -13,6 +13,9 @@ pub mod process;
 use std::time::Duration;
 
 use shoal_proto::v1::Task;
+use tokio::sync::watch;
+
+use crate::health::Health;
 
 /// How a task's main process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +84,26 @@ pub trait Controller: Send + 'static {
     async fn wait(&mut self) -> Exit;
     /// Stops the task: SIGTERM, then SIGKILL after `grace`.
     async fn shutdown(&mut self, grace: Duration) -> Exit;
+    /// The task's health as its health check sees it: a receiver that sees
+    /// every change, starting from [`Health::Starting`]; `None` when the task
+    /// has no health check. Called once, after `start` (or on an adopted
+    /// task); checking ends with the task. What an unhealthy task becomes is
+    /// the worker's decision.
+    async fn health(&mut self) -> Option<watch::Receiver<Health>> {
+        None
+    }
     /// Records how the task ended, for a restarted agent.
     async fn record_exit(&mut self, exit: &RecordedExit);
     /// Removes what the task left on the node (its directory, logs).
     async fn remove(&mut self);
+}
+
+/// A spawned helper (a health prober or watcher) that ends with its
+/// controller: aborted when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -12,14 +12,18 @@
 //! - [`session`]: the session loop with the managers.
 //! - [`worker`]: reconciles assignments against supervised tasks.
 //! - [`executor`]: the executor trait and the process executor.
+//! - [`health`]: health checks' rules, and the prober for process tasks.
 //! - [`reporter`]: task status reports waiting for a manager.
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
-#![forbid(unsafe_code)]
+// deny, not forbid: the process executor's cgroup join between fork and exec
+// (`executor::process::cgroup`) is the one place allowed unsafe code.
+#![deny(unsafe_code)]
 
 pub mod description;
 pub mod exec;
 pub mod executor;
+pub mod health;
 pub mod logs;
 pub mod reporter;
 pub mod session;

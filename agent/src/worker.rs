@@ -5,17 +5,26 @@
 //! task's controller and reports its states; a task that left the set is
 //! stopped. Until the first assignment set arrives, tasks found running from a
 //! previous agent keep running: the data plane does not wait for a manager.
+//!
+//! A task with a health check stays STARTING until the check first passes,
+//! then is RUNNING; once the check says it is unhealthy (before or after it
+//! passed) the worker stops it and reports it FAILED, as Swarm does. The
+//! check itself is the controller's ([`Controller::health`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::{Task, TaskState, TaskStatus};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::executor::process::DEFAULT_STOP_GRACE;
 use crate::executor::{Controller, ExecError, Executor, Exit, RecordedExit};
+use crate::health::Health;
 use crate::reporter::Reporter;
+
+/// The STARTING message of a task waiting for its health check to pass.
+pub const MESSAGE_WAITING_FOR_HEALTH: &str = "starting: waiting for the health check";
 
 pub enum WorkerEvent {
     /// The full set of tasks assigned to this node.
@@ -280,35 +289,93 @@ async fn run_task(
             return failed(e);
         }
     }
-    reporter.report(task_id, status(TaskState::Running, "started"));
-    let stopped = tokio::select! {
-        exit = controller.wait() => Err(exit),
-        reason = &mut *stop => Ok(reason.unwrap_or_else(|_| "shutdown".into())),
+    // With a health check, a task is running once the check first passes
+    // (an adopted task was reported running already).
+    let mut health = controller.health().await;
+    let mut waiting = health.is_some() && !adopted;
+    if waiting {
+        reporter.report(
+            task_id,
+            status(TaskState::Starting, MESSAGE_WAITING_FOR_HEALTH),
+        );
+    } else {
+        reporter.report(task_id, status(TaskState::Running, "started"));
+    }
+    loop {
+        let event = tokio::select! {
+            exit = controller.wait() => Event::Exited(exit),
+            reason = &mut *stop => Event::Stop(reason.unwrap_or_else(|_| "shutdown".into())),
+            health = next_health(&mut health) => Event::Health(health),
+        };
+        match event {
+            Event::Exited(exit) => return ended(exit),
+            Event::Stop(reason) => {
+                let exit = controller.shutdown(grace).await;
+                return RecordedExit {
+                    shutdown: true,
+                    exit_code: exit_code(exit),
+                    message: reason,
+                };
+            }
+            Event::Health(Some(Health::Unhealthy(reason))) => {
+                tracing::info!(task = %task_id, %reason, "stopping an unhealthy task");
+                let exit = controller.shutdown(grace).await;
+                return RecordedExit {
+                    shutdown: false,
+                    exit_code: exit_code(exit),
+                    message: format!("task: unhealthy: {reason}"),
+                };
+            }
+            Event::Health(Some(Health::Healthy)) if waiting => {
+                waiting = false;
+                reporter.report(task_id, status(TaskState::Running, "started (healthy)"));
+            }
+            Event::Health(None) if waiting => {
+                // The controller's check broke off: better running unchecked
+                // than starting forever.
+                tracing::warn!(task = %task_id, "the health check ended before it passed");
+                waiting = false;
+                reporter.report(task_id, status(TaskState::Running, "started"));
+            }
+            // Starting again, or healthy again: nothing to report.
+            Event::Health(_) => {}
+        }
+    }
+}
+
+/// What [`run_task`] waits for once the task started.
+enum Event {
+    Exited(Exit),
+    Stop(String),
+    /// A new health, or `None` once the health check ended.
+    Health(Option<Health>),
+}
+
+/// The next change of health; never resolves without a health check, nor
+/// after it ended.
+async fn next_health(health: &mut Option<watch::Receiver<Health>>) -> Option<Health> {
+    let Some(receiver) = health.as_mut() else {
+        return std::future::pending().await;
     };
-    match stopped {
-        Ok(reason) => {
-            let exit = controller.shutdown(grace).await;
-            RecordedExit {
-                shutdown: true,
-                exit_code: exit_code(exit),
-                message: reason,
-            }
-        }
-        Err(exit) => {
-            let message = match exit {
-                Exit::Code(0) => "finished".to_string(),
-                Exit::Code(code) => format!("task: non-zero exit ({code})"),
-                Exit::Signal(signal) => format!("task: killed by signal {signal}"),
-                Exit::Unknown => {
-                    "the process ended while the agent was not watching it".to_string()
-                }
-            };
-            RecordedExit {
-                shutdown: false,
-                exit_code: exit_code(exit),
-                message,
-            }
-        }
+    if receiver.changed().await.is_ok() {
+        return Some(receiver.borrow_and_update().clone());
+    }
+    *health = None;
+    None
+}
+
+/// How a task that ended on its own is recorded.
+fn ended(exit: Exit) -> RecordedExit {
+    let message = match exit {
+        Exit::Code(0) => "finished".to_string(),
+        Exit::Code(code) => format!("task: non-zero exit ({code})"),
+        Exit::Signal(signal) => format!("task: killed by signal {signal}"),
+        Exit::Unknown => "the process ended while the agent was not watching it".to_string(),
+    };
+    RecordedExit {
+        shutdown: false,
+        exit_code: exit_code(exit),
+        message,
     }
 }
 
@@ -319,3 +386,6 @@ fn exit_code(exit: Exit) -> Option<i32> {
         Exit::Unknown => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

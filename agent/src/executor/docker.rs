@@ -7,6 +7,9 @@
 //! - start, wait (the engine's wait API), shutdown (`docker stop` with the
 //!   grace period, then SIGKILL if anything is left), remove (the container
 //!   and its anonymous volumes).
+//! - health: the spec's check becomes the container's `Healthcheck` (none
+//!   keeps the image's HEALTHCHECK); the engine runs it, and the controller
+//!   follows `State.Health` by polling inspect, also for adopted containers.
 //!
 //! A restarted agent finds its containers by the `com.shoal.node.id` label: it
 //! adopts the running ones and reports the ones that ended meanwhile. How a
@@ -46,14 +49,16 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use shoal_proto::v1::Task;
+use tokio::sync::watch;
 
 pub use config::{
-    container_name, health, Health, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME,
-    LABEL_TASK_ID, LABEL_TASK_SLOT,
+    container_name, health, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_TASK_ID,
+    LABEL_TASK_SLOT,
 };
 
 use super::process::DEFAULT_STOP_GRACE;
-use super::{Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+use super::{AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+use crate::health::{Health, HealthConfig};
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -69,6 +74,10 @@ const STOP_SLACK: Duration = Duration::from_secs(30);
 /// Pause before asking the engine again when a wait broke off (engine
 /// restarting, connection lost) while the container still runs.
 const WAIT_RETRY: Duration = Duration::from_secs(1);
+/// How often a container's health status is read. The engine runs the check;
+/// polling inspect is simpler than following its event stream, and a status
+/// changes at most once per check interval.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
 
 /// Limits for a task's container. TaskSpec has no resource fields yet: the
 /// worker passes the default (no limits) until it does.
@@ -160,6 +169,7 @@ impl DockerExecutor {
             task: Some(task.clone()),
             options,
             container_id: None,
+            health_watcher: None,
         }
     }
 
@@ -192,6 +202,7 @@ impl DockerExecutor {
                 task: None,
                 options: ContainerOptions::default(),
                 container_id: Some(id),
+                health_watcher: None,
             });
         }
         adopted
@@ -294,6 +305,9 @@ pub struct DockerController {
     task: Option<Task>,
     options: ContainerOptions,
     container_id: Option<String>,
+    /// Follows the container's health status, once asked for; stops with the
+    /// controller.
+    health_watcher: Option<AbortOnDrop>,
 }
 
 impl DockerController {
@@ -318,6 +332,9 @@ impl Controller for DockerController {
         if spec.image.trim().is_empty() {
             return Err(ExecError::Rejected("the task has no image".into()));
         }
+        // The engine would take a bad test and fail every probe.
+        HealthConfig::from_spec(spec.healthcheck.as_ref())
+            .map_err(|e| ExecError::Rejected(e.to_string()))?;
         let image = self.node.image_config(&spec.image).await?;
         // A container left by an earlier attempt at this task (an agent that
         // stopped between create and start) would hold the name.
@@ -410,6 +427,56 @@ impl Controller for DockerController {
             }
         }
         self.node.wait_exit(&id).await
+    }
+
+    async fn health(&mut self) -> Option<watch::Receiver<Health>> {
+        let id = self.container_id.clone()?;
+        // The container's own configuration: the spec's check merged with the
+        // image's HEALTHCHECK by the engine.
+        let inspect = match self
+            .node
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot inspect a container for its health check; not watching it");
+                return None;
+            }
+        };
+        if !config::has_healthcheck(inspect.config.as_ref().and_then(|c| c.healthcheck.as_ref())) {
+            return None;
+        }
+        let (sender, receiver) = watch::channel(Health::Starting);
+        let node = self.node.clone();
+        let watcher = async move {
+            loop {
+                match node.state(&id).await {
+                    // Only a running container's status counts: a stopped
+                    // one's says nothing about the task, which wait() reports.
+                    Ok(Some(state)) if state.running == Some(true) => {
+                        if let Some(now) = config::health(&state) {
+                            sender.send_if_modified(|current| {
+                                let changed = *current != now;
+                                *current = now;
+                                changed
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(container = %id, error = %e, "cannot read a container's health")
+                    }
+                }
+                tokio::select! {
+                    _ = sender.closed() => return,
+                    _ = tokio::time::sleep(HEALTH_POLL) => {}
+                }
+            }
+        };
+        self.health_watcher = Some(AbortOnDrop(tokio::spawn(watcher)));
+        Some(receiver)
     }
 
     async fn record_exit(&mut self, exit: &RecordedExit) {

@@ -9,34 +9,79 @@
 //! killed too, so a task never leaves orphans. Each task directory holds a
 //! `pid` file (PID and kernel start time, so a reused PID is not mistaken for
 //! the task) through which a restarted agent finds and adopts its processes,
-//! and `exit.json` once the task ended.
+//! `task.json` (the task as assigned, so that an adopted task keeps its health
+//! check) and `exit.json` once the task ended.
+//!
+//! A task's health check runs beside it, as the task runs (same environment
+//! and directory, see [`crate::exec::task_command`]), in its own process
+//! group; [`crate::health`] holds the rules. CPU and memory limits are
+//! enforced through cgroups where the node allows it ([`cgroup`]).
+//!
+//! # Layout
+//! - [`cgroup`]: a task's cgroups and limits.
+
+pub mod cgroup;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use shoal_proto::v1::Task;
 use tokio::process::Child;
+use tokio::sync::watch;
 
-use super::{Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+use self::cgroup::{Cgroups, Limits};
+use super::{AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+use crate::exec::task_command;
+use crate::health::{self, Health, HealthConfig};
 
 /// Stop grace period when the spec gives none, as Docker's.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often an adopted process (not our child) is checked for life.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The task as assigned, in its directory.
+const TASK_FILE: &str = "task.json";
 
 pub struct ProcessExecutor {
     tasks_dir: PathBuf,
     node_id: String,
+    cgroups: Arc<Cgroups>,
 }
 
 impl ProcessExecutor {
+    /// Tasks live under `data_dir/tasks`; limits go to the cgroups mounted
+    /// at `/sys/fs/cgroup`.
     pub fn new(data_dir: &Path, node_id: &str) -> Self {
+        Self::with_cgroups(data_dir, node_id, Cgroups::detect())
+    }
+
+    /// [`ProcessExecutor::new`] with the given cgroups.
+    pub fn with_cgroups(data_dir: &Path, node_id: &str, cgroups: Cgroups) -> Self {
         ProcessExecutor {
             tasks_dir: data_dir.join("tasks"),
             node_id: node_id.to_string(),
+            cgroups: Arc::new(cgroups),
+        }
+    }
+
+    fn controller_for(
+        &self,
+        dir: PathBuf,
+        task: Option<Task>,
+        pid: Option<ProcessId>,
+    ) -> ProcessController {
+        ProcessController {
+            dir,
+            task,
+            node_id: self.node_id.clone(),
+            cgroups: self.cgroups.clone(),
+            child: None,
+            pid,
+            started: None,
+            prober: None,
         }
     }
 }
@@ -48,13 +93,7 @@ impl Executor for ProcessExecutor {
     }
 
     fn controller(&self, task: &Task) -> Box<dyn Controller> {
-        Box::new(ProcessController {
-            dir: self.tasks_dir.join(&task.id),
-            task: Some(task.clone()),
-            node_id: self.node_id.clone(),
-            child: None,
-            pid: None,
-        })
+        Box::new(self.controller_for(self.tasks_dir.join(&task.id), Some(task.clone()), None))
     }
 
     async fn adopt(&self) -> Vec<Adopted> {
@@ -70,15 +109,14 @@ impl Executor for ProcessExecutor {
                 continue;
             }
             tracing::info!(task = %task_id, pid = pid.pid, "adopting a running task process");
+            // Absent when an older agent started it: then it is only watched
+            // and stopped, without its health check.
+            let task = std::fs::read(dir.join(TASK_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             adopted.push(Adopted {
                 task_id,
-                controller: Box::new(ProcessController {
-                    dir,
-                    task: None,
-                    node_id: self.node_id.clone(),
-                    child: None,
-                    pid: Some(pid),
-                }),
+                controller: Box::new(self.controller_for(dir, task, Some(pid))),
             });
         }
         adopted
@@ -117,6 +155,7 @@ impl Executor for ProcessExecutor {
             }
             _ => {}
         }
+        self.cgroups.remove(task_id).await;
     }
 }
 
@@ -173,11 +212,18 @@ fn read_pid_file(path: &Path) -> Option<ProcessId> {
 
 struct ProcessController {
     dir: PathBuf,
-    /// Absent for adopted processes: they are only watched and stopped.
+    /// Absent for processes adopted without a `task.json`: they are only
+    /// watched and stopped.
     task: Option<Task>,
     node_id: String,
+    cgroups: Arc<Cgroups>,
     child: Option<Child>,
     pid: Option<ProcessId>,
+    /// When this agent started the task; the health check's start period
+    /// counts from here (from adoption for an adopted task).
+    started: Option<tokio::time::Instant>,
+    /// The health check's prober, stopped with the task.
+    prober: Option<AbortOnDrop>,
 }
 
 impl ProcessController {
@@ -249,9 +295,18 @@ impl Controller for ProcessController {
                 }
             )));
         }
+        HealthConfig::from_spec(spec.healthcheck.as_ref())
+            .map_err(|e| ExecError::Rejected(e.to_string()))?;
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| ExecError::Failed(format!("cannot create {}: {e}", self.dir.display())))?;
+        let task_file = self.dir.join(TASK_FILE);
+        let tmp = self.dir.join("task.json.tmp");
+        serde_json::to_vec(task)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|_| std::fs::rename(&tmp, &task_file))
+            .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", task_file.display())))?;
         Ok(())
     }
 
@@ -268,39 +323,37 @@ impl Controller for ProcessController {
                 .open(self.dir.join(name))
                 .map_err(|e| ExecError::Failed(format!("cannot open the {name} log: {e}")))
         };
-        let mut command = tokio::process::Command::new(&spec.command[0]);
-        command
-            .args(&spec.command[1..])
-            .args(&spec.args)
-            .current_dir(&self.dir)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
-            )
-            .env("HOME", &self.dir);
-        for entry in &spec.env {
-            let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
-            command.env(key, value);
-        }
-        command
-            .env("SHOAL_TASK_ID", &task.id)
-            .env("SHOAL_TASK_SLOT", task.slot.to_string())
-            .env(
-                "SHOAL_TASK_NAME",
-                format!("{}.{}.{}", task.service_name, task.slot, task.id),
-            )
-            .env("SHOAL_SERVICE_NAME", &task.service_name)
-            .env("SHOAL_NODE_ID", &self.node_id)
-            .stdin(std::process::Stdio::null())
-            .stdout(open_log("stdout.log")?)
-            .stderr(open_log("stderr.log")?)
-            // Its own group: stopping the task reaches every process it started.
-            .process_group(0)
-            // The agent stops tasks deliberately; dropping a handle must not.
-            .kill_on_drop(false);
-        let child = command
-            .spawn()
+        let command = |cgroup: Option<&cgroup::TaskCgroup>| -> Result<_, ExecError> {
+            let mut command = task_command(task, &self.node_id, &self.dir, &spec.command[0]);
+            command
+                .args(&spec.command[1..])
+                .args(&spec.args)
+                .stdin(std::process::Stdio::null())
+                .stdout(open_log("stdout.log")?)
+                .stderr(open_log("stderr.log")?)
+                // Its own group: stopping the task reaches every process it started.
+                .process_group(0)
+                // The agent stops tasks deliberately; dropping a handle must not.
+                .kill_on_drop(false);
+            if let Some(cgroup) = cgroup {
+                cgroup.join_before_exec(&mut command);
+            }
+            Ok(command)
+        };
+        let cgroup = self.cgroups.create(&task.id, Limits::of(task));
+        let spawned = match command(cgroup.as_ref())?.spawn() {
+            // Joining the cgroups may have failed (or the exec itself, which
+            // fails the same way again): limits are not worth a failed task.
+            Err(e) if cgroup.is_some() => {
+                self.cgroups.warn(
+                    &task.id,
+                    &format!("starting the task in its cgroup failed: {e}"),
+                );
+                command(None)?.spawn()
+            }
+            spawned => spawned,
+        };
+        let child = spawned
             .map_err(|e| ExecError::Failed(format!("cannot start {:?}: {e}", spec.command[0])))?;
         let raw = child.id().map(|p| p as i32).unwrap_or_default();
         let pid = ProcessId::of(raw).unwrap_or(ProcessId {
@@ -314,13 +367,16 @@ impl Controller for ProcessController {
             .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", pid_file.display())))?;
         self.pid = Some(pid);
         self.child = Some(child);
+        self.started = Some(tokio::time::Instant::now());
         Ok(())
     }
 
     async fn wait(&mut self) -> Exit {
         let exit = self.wait_exit().await;
-        // The main process is gone: nothing it started may outlive it.
+        // The main process is gone: nothing it started may outlive it, and
+        // there is nothing left to check.
         self.signal_group(Signal::SIGKILL);
+        self.prober = None;
         exit
     }
 
@@ -334,7 +390,32 @@ impl Controller for ProcessController {
             }
         };
         self.signal_group(Signal::SIGKILL);
+        self.prober = None;
         exit
+    }
+
+    async fn health(&mut self) -> Option<watch::Receiver<Health>> {
+        let task = self.task.clone()?;
+        let check = task.spec.as_ref().and_then(|s| s.healthcheck.as_ref());
+        let config = match HealthConfig::from_spec(check) {
+            Ok(config) => config?,
+            // Only an adopted task gets here: prepare rejects the others.
+            Err(e) => {
+                tracing::warn!(task = %task.id, "not checking the task's health: {e}");
+                return None;
+            }
+        };
+        let (sender, receiver) = watch::channel(Health::Starting);
+        let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
+        let (node_id, dir) = (self.node_id.clone(), self.dir.clone());
+        let argv = config.argv.clone();
+        let prober = health::run_prober(config, started, sender, move || {
+            let mut command = task_command(&task, &node_id, &dir, &argv[0]);
+            command.args(&argv[1..]);
+            health::probe(command)
+        });
+        self.prober = Some(AbortOnDrop(tokio::spawn(prober)));
+        Some(receiver)
     }
 
     async fn record_exit(&mut self, exit: &RecordedExit) {
@@ -350,6 +431,9 @@ impl Controller for ProcessController {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove a task directory");
             }
+        }
+        if let Some(task_id) = self.dir.file_name().and_then(|n| n.to_str()) {
+            self.cgroups.remove(task_id).await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What a task's container looks like, as plain functions over the task, the
 //! image's configuration and the executor's options: its name, labels,
-//! environment, command and limits. Nothing here talks to the engine, so the
+//! environment, command, limits and health check — and what the engine's
+//! health status means for the task. Nothing here talks to the engine, so the
 //! mapping is tested without one; [`super`] creates what these describe.
 //!
 //! # Command mapping
@@ -17,11 +18,13 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, ContainerState, HealthStatusEnum, HostConfig, ImageConfig,
+    ContainerCreateBody, ContainerState, HealthConfig, HealthStatusEnum, HealthcheckResult,
+    HostConfig, ImageConfig,
 };
 use shoal_proto::v1::Task;
 
 use super::ContainerOptions;
+use crate::health::{unhealthy_reason, Health, Outcome};
 
 /// Label holding the task's ID: how a restarted agent and `remove(task_id)`
 /// find a task's container.
@@ -150,6 +153,7 @@ pub fn create_body(
         ),
         // So that a `docker stop` from outside gives the same grace.
         stop_timeout: Some(i64::from(grace_seconds(grace))),
+        healthcheck: healthcheck(task),
         host_config: Some(HostConfig {
             nano_cpus: options.nano_cpus,
             memory: options.memory_bytes,
@@ -161,23 +165,78 @@ pub fn create_body(
     }
 }
 
-/// A container's health as a task would report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// The health check has not passed yet.
-    Starting,
-    Healthy,
-    Unhealthy,
+/// The spec's health check as the engine's `Healthcheck`; `None` leaves the
+/// image's HEALTHCHECK in force. Durations are nanoseconds. Zero fields stay
+/// unset, which the engine reads as "the image's value, else Docker's
+/// default"; an empty test likewise keeps the image's command, and `["NONE"]`
+/// disables the image's check.
+pub fn healthcheck(task: &Task) -> Option<HealthConfig> {
+    let check = task.spec.as_ref()?.healthcheck.as_ref()?;
+    let nanos = |ms: u64| {
+        (ms > 0).then(|| {
+            i64::try_from(ms)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000)
+        })
+    };
+    let config = HealthConfig {
+        test: (!check.test.is_empty()).then(|| check.test.clone()),
+        interval: nanos(check.interval_ms),
+        timeout: nanos(check.timeout_ms),
+        retries: (check.retries > 0).then(|| i64::try_from(check.retries).unwrap_or(i64::MAX)),
+        start_period: nanos(check.start_period_ms),
+        // Not in shoal's spec; engines older than API 1.44 do not know it.
+        start_interval: None,
+    };
+    (config != HealthConfig::default()).then_some(config)
 }
 
-/// The seam for health checks (not wired yet): the container's health, or
-/// `None` when it has no health check.
+/// Whether a container's configured check (after the engine merged the
+/// spec's and the image's) checks anything.
+pub fn has_healthcheck(config: Option<&HealthConfig>) -> bool {
+    config
+        .and_then(|c| c.test.as_ref())
+        .and_then(|test| test.first())
+        .is_some_and(|kind| kind != "NONE")
+}
+
+/// The container's health as the task sees it, `None` when it has no health
+/// check. An unhealthy one says why, from the engine's failing streak and
+/// last probe.
 pub fn health(state: &ContainerState) -> Option<Health> {
-    match state.health.as_ref()?.status? {
+    let engine = state.health.as_ref()?;
+    match engine.status? {
         HealthStatusEnum::STARTING => Some(Health::Starting),
         HealthStatusEnum::HEALTHY => Some(Health::Healthy),
-        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        HealthStatusEnum::UNHEALTHY => {
+            let last = engine
+                .log
+                .as_ref()
+                .and_then(|log| log.last())
+                .map(|result| outcome(result).describe())
+                .unwrap_or_else(|| "no probe result recorded".to_string());
+            let streak = engine.failing_streak.unwrap_or_default().max(1);
+            Some(Health::Unhealthy(unhealthy_reason(
+                u64::try_from(streak).unwrap_or(1),
+                &last,
+            )))
+        }
         HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
+    }
+}
+
+/// One of the engine's probe results as ours.
+fn outcome(result: &HealthcheckResult) -> Outcome {
+    let output = result.output.clone().unwrap_or_default();
+    match result.exit_code.unwrap_or(-1) {
+        0 => Outcome::Passed,
+        // The engine's own failures ("Health check exceeded timeout (1s)")
+        // come with -1 and say what happened.
+        code if code < 0 => Outcome::Error(output),
+        code => Outcome::Failed {
+            exit_code: i32::try_from(code).unwrap_or(i32::MAX),
+            output,
+        },
     }
 }
 
@@ -338,7 +397,18 @@ mod tests {
         let with = |status| ContainerState {
             health: Some(EngineHealth {
                 status: Some(status),
-                ..Default::default()
+                failing_streak: Some(3),
+                log: Some(vec![
+                    HealthcheckResult {
+                        exit_code: Some(0),
+                        ..Default::default()
+                    },
+                    HealthcheckResult {
+                        exit_code: Some(1),
+                        output: Some("not\nready\n".into()),
+                        ..Default::default()
+                    },
+                ]),
             }),
             ..Default::default()
         };
@@ -354,7 +424,53 @@ mod tests {
         );
         assert_eq!(
             health(&with(HealthStatusEnum::UNHEALTHY)),
-            Some(Health::Unhealthy)
+            Some(Health::Unhealthy(
+                "health check failed 3 times in a row: exit code 1: not ready".into()
+            ))
         );
+        let timed_out = HealthcheckResult {
+            exit_code: Some(-1),
+            output: Some("Health check exceeded timeout (1s)".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            outcome(&timed_out).describe(),
+            "Health check exceeded timeout (1s)"
+        );
+    }
+
+    #[test]
+    fn the_spec_health_check_becomes_the_containers() {
+        let mut t = task(&[], &[]);
+        assert_eq!(healthcheck(&t), None);
+        let spec = t.spec.as_mut().unwrap();
+        spec.healthcheck = Some(shoal_proto::v1::HealthCheck {
+            test: vec!["CMD-SHELL".into(), "test -f /ready".into()],
+            interval_ms: 500,
+            timeout_ms: 0,
+            retries: 2,
+            start_period_ms: 3000,
+        });
+        let body = create_body(&t, "n", None, Duration::ZERO, &ContainerOptions::default());
+        let check = body.healthcheck.unwrap();
+        assert_eq!(
+            check.test,
+            Some(vec!["CMD-SHELL".into(), "test -f /ready".into()])
+        );
+        assert_eq!(check.interval, Some(500_000_000));
+        assert_eq!(check.timeout, None, "zero: the engine's default");
+        assert_eq!(check.retries, Some(2));
+        assert_eq!(check.start_period, Some(3_000_000_000));
+        assert!(has_healthcheck(Some(&check)));
+
+        let none = HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert!(!has_healthcheck(Some(&none)));
+        assert!(!has_healthcheck(Some(&HealthConfig::default())));
+        assert!(!has_healthcheck(None));
+        t.spec.as_mut().unwrap().healthcheck = Some(Default::default());
+        assert_eq!(healthcheck(&t), None, "an empty check keeps the image's");
     }
 }

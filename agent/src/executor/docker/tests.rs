@@ -516,3 +516,76 @@ async fn logs_with_tail_and_timestamps_and_exec_with_exit_codes() {
         .await
         .is_err());
 }
+
+impl Fixture {
+    /// A task with a CMD-SHELL health check. The test image is FROM scratch:
+    /// the task first gives it the `/bin/sh` such checks run with.
+    fn checked_task(&self, name: &str, check: &str, retries: u64) -> Task {
+        let mut task = self.task(
+            name,
+            &[
+                "/busybox",
+                "sh",
+                "-c",
+                "/busybox mkdir -p /bin && /busybox ln -s /busybox /bin/sh && exec /busybox sleep 3600",
+            ],
+        );
+        task.spec.as_mut().unwrap().healthcheck = Some(shoal_proto::v1::HealthCheck {
+            test: vec!["CMD-SHELL".into(), check.into()],
+            interval_ms: 200,
+            timeout_ms: 5000,
+            retries,
+            start_period_ms: 0,
+        });
+        task
+    }
+}
+
+#[tokio::test]
+async fn a_passing_check_makes_the_container_healthy() {
+    let Some(f) = fixture("healthy").await else {
+        return;
+    };
+    let task = f.checked_task("healthy", "test \"$SHOAL_TASK_SLOT\" = 1", 2);
+    let mut ctl = f.started(&task).await;
+    let mut health = ctl.health().await.expect("the container has a check");
+    let reached = timeout(
+        PATIENCE,
+        health.wait_for(|h| !matches!(h, crate::health::Health::Starting)),
+    )
+    .await
+    .expect("no health in time")
+    .unwrap()
+    .clone();
+    assert_eq!(reached, crate::health::Health::Healthy);
+    // Without a check in the spec or the image there is nothing to watch.
+    let mut plain = f.started(&f.task("plain", &[])).await;
+    assert!(plain.health().await.is_none());
+}
+
+#[tokio::test]
+async fn a_failing_check_makes_the_container_unhealthy() {
+    let Some(f) = fixture("unhealthy").await else {
+        return;
+    };
+    let task = f.checked_task("unhealthy", "echo broken; exit 1", 2);
+    let mut ctl = f.started(&task).await;
+    let mut health = ctl.health().await.expect("the container has a check");
+    let reached = timeout(
+        PATIENCE,
+        health.wait_for(|h| !matches!(h, crate::health::Health::Starting)),
+    )
+    .await
+    .expect("no health in time")
+    .unwrap()
+    .clone();
+    // The streak may have grown past `retries` between two polls.
+    let crate::health::Health::Unhealthy(reason) = reached else {
+        panic!("{reached:?}");
+    };
+    assert!(
+        reason.starts_with("health check failed ")
+            && reason.ends_with(" times in a row: exit code 1: broken"),
+        "{reason}"
+    );
+}
