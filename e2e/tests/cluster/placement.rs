@@ -459,3 +459,104 @@ fn swarm_update_changes_the_task_history_limit_and_refuses_bad_values() {
     // Nodes stay Ready with the slower heartbeat.
     assert!(manager.nodes().iter().all(|n| n["Status"] == "Ready"));
 }
+
+#[test]
+fn spread_preferences_balance_over_label_values() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, _workers, _) = cluster(&dir, 3);
+    // Zone a has three nodes, zone b one: spreading over zones puts half of
+    // the replicas on the lone zone-b node (a plain spread would put a
+    // quarter there).
+    for (node, zone) in [
+        ("manager", "a"),
+        ("worker1", "a"),
+        ("worker2", "a"),
+        ("worker3", "b"),
+    ] {
+        manager.ok(&[
+            "node",
+            "update",
+            "--label-add",
+            &format!("zone={zone}"),
+            node,
+        ]);
+    }
+    manager.ok(&[
+        "service",
+        "create",
+        "-q",
+        "--name",
+        "zoned",
+        "--replicas",
+        "8",
+        "--placement-pref",
+        "spread=node.labels.zone",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let counts = count_on(&manager, "zoned");
+    assert_eq!(counts.get("worker3"), Some(&4), "{counts:?}");
+    let zone_a: usize = ["manager", "worker1", "worker2"]
+        .iter()
+        .map(|n| counts.get(*n).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(zone_a, 4, "{counts:?}");
+}
+
+/// Where the process runtime can use cgroups (root, with the memory and cpu
+/// controllers), a task's limits are its cgroup's limits.
+#[test]
+fn process_tasks_run_under_their_cpu_and_memory_limits() {
+    if !crate::util::privileged("process cgroup limits") {
+        return;
+    }
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, _workers, _) = cluster(&dir, 0);
+    manager.ok(&[
+        "service",
+        "create",
+        "-q",
+        "--name",
+        "limited",
+        "--limit-memory",
+        "64M",
+        "--limit-cpu",
+        "0.5",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let task = &manager.running_tasks("limited")[0];
+    let pid = manager.task_pid(task["ID"].as_str().unwrap()).unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let limit = |controller: &str, v1_file: &str, v2_file: &str| -> String {
+        for line in cgroups.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) =
+                (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+            if controllers.split(',').any(|c| c == controller) {
+                let file = format!("/sys/fs/cgroup/{controller}{path}/{v1_file}");
+                return std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            }
+            if controllers.is_empty() && path.contains("shoal") {
+                let file = format!("/sys/fs/cgroup{path}/{v2_file}");
+                return std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            }
+        }
+        panic!("no {controller} cgroup for the task: {cgroups}");
+    };
+    assert_eq!(
+        limit("memory", "memory.limit_in_bytes", "memory.max").trim(),
+        (64 * 1024 * 1024).to_string()
+    );
+    let cpu = limit("cpu", "cpu.cfs_quota_us", "cpu.max");
+    assert!(
+        cpu.trim() == "50000" || cpu.trim() == "50000 100000",
+        "cpu limit {cpu:?}"
+    );
+}

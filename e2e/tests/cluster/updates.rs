@@ -179,10 +179,7 @@ fn rolling_updates_keep_the_service_up_and_show_progress() {
     );
     let service = inspect(&manager);
     assert_eq!(service["UpdateStatus"]["State"], "rollback_completed");
-    assert_eq!(
-        service["UpdateStatus"]["Message"],
-        "rollback completed"
-    );
+    assert_eq!(service["UpdateStatus"]["Message"], "rollback completed");
 
     // --force replaces every task once, with no spec change.
     let ids = |manager: &Daemon| -> Vec<String> {

@@ -538,3 +538,19 @@ impl Daemon {
             .collect()
     }
 }
+
+/// Whether a test that needs root (cgroups, namespaces) runs: with
+/// `SHOAL_E2E_PRIVILEGED=1` (which `.ci/run` sets) it must, and missing root
+/// is a failure; without it the test reports itself skipped, loudly.
+pub fn privileged(test: &str) -> bool {
+    let is_root = nix::unistd::geteuid().is_root();
+    if std::env::var("SHOAL_E2E_PRIVILEGED").as_deref() != Ok("1") {
+        eprintln!("SKIPPED {test}: needs root; set SHOAL_E2E_PRIVILEGED=1 to run it (CI does)");
+        return false;
+    }
+    assert!(
+        is_root,
+        "SHOAL_E2E_PRIVILEGED=1 but this test does not run as root"
+    );
+    true
+}
