@@ -594,3 +594,130 @@ fn logs_and_exec_for_process_and_container_tasks() {
         .shoal(&["service", "logs", "nosuchthing"])
         .assert_error("No such service or task: nosuchthing");
 }
+
+/// A container command that installs busybox's applets (the test image is
+/// FROM scratch: no `/bin/sh`, which the engine runs a CMD-SHELL health check
+/// with, and no `/tmp`), runs `then`, and loops like [`QUIET_LOOP`].
+fn with_shell(then: &str) -> String {
+    format!("/busybox mkdir -p /bin /tmp; /busybox --install -s /bin; {then} {QUIET_LOOP}")
+}
+
+/// The environment the engine gave a container.
+fn env_of(container: &Value) -> Vec<String> {
+    container["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The rows of `service ps` for `service`'s slot `slot` (the live task and
+/// its history).
+fn slot_tasks(manager: &Daemon, service: &str, slot: u32) -> Vec<Value> {
+    let name = format!("{service}.{slot}");
+    manager
+        .tasks(service)
+        .into_iter()
+        .filter(|t| t["Name"].as_str().unwrap_or_default().trim_start_matches(" \\_ ") == name)
+        .collect()
+}
+
+fn state_of(task: &Value) -> &str {
+    let current = task["CurrentState"].as_str().unwrap_or_default();
+    current.split_whitespace().next().unwrap_or_default()
+}
+
+#[test]
+fn update_env_add_rolls_every_container_one_at_a_time() {
+    if !docker_enabled("update_env_add_rolls_every_container_one_at_a_time") {
+        return;
+    }
+    let guard = Containers::new();
+    let dir = TestDir::with_docker();
+    let (manager, _workers, _) = cluster(&dir, 2);
+    guard.track(&manager);
+    create(
+        &manager,
+        &[
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "-e",
+            "GREETING=v1",
+            IMAGE,
+            "/busybox",
+            "sh",
+            "-c",
+            QUIET_LOOP,
+        ],
+    );
+    let before: BTreeSet<String> = eventually(patience(), "3 running containers", || {
+        containers_by_task(&manager, &guard, "web", 3)
+    })
+    .into_iter()
+    .map(|(_, c)| c)
+    .collect();
+
+    // stop-first (the default order), one at a time: while it rolls, never
+    // fewer than 2 nor more than 3 containers run.
+    let mut child = manager.spawn_shoal(&[
+        "service",
+        "update",
+        "-q",
+        "--env-add",
+        "GREETING=v2",
+        "--update-parallelism",
+        "1",
+        "--update-monitor",
+        "1s",
+        "web",
+    ]);
+    let deadline = Instant::now() + patience() * 2;
+    let (mut lowest, mut highest) = (usize::MAX, 0);
+    while child.try_wait().unwrap().is_none() {
+        let n = guard.list(true).len();
+        lowest = lowest.min(n);
+        highest = highest.max(n);
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("service update -q did not return within {:?}", patience() * 2);
+        }
+    }
+    let run = crate::util::Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.status, 0, "update failed: {}", run.stderr);
+    // As Docker's: the service's name, and no progress with -q.
+    assert_eq!(run.stdout, "web\n");
+    assert!(
+        (2..=3).contains(&lowest) && highest == 3,
+        "parallelism 1, stop-first: between {lowest} and {highest} containers ran"
+    );
+
+    // The update waited for convergence: right away, the running tasks are
+    // 3 new containers carrying the new environment, and no old one runs.
+    let after = containers_by_task(&manager, &guard, "web", 3)
+        .unwrap_or_else(|e| panic!("not converged when update returned: {e}"));
+    let running = guard.list(true);
+    assert_eq!(running.len(), 3, "only the service's 3 containers run: {running:?}");
+    for (task, id) in &after {
+        assert!(!before.contains(id), "container {id} was kept");
+        let c = inspect(id);
+        assert_eq!(c["Config"]["Labels"]["com.shoal.service.name"], "web");
+        assert_eq!(c["Config"]["Labels"]["com.shoal.task.id"], task.as_str());
+        let env = env_of(&c);
+        assert!(env.iter().any(|e| e == "GREETING=v2"), "{env:?}");
+        assert!(!env.iter().any(|e| e == "GREETING=v1"), "{env:?}");
+    }
+    for old in &before {
+        assert!(!running.contains(old), "old container {old} still runs");
+    }
+    let service: Value =
+        serde_json::from_str(&manager.ok(&["service", "inspect", "web"])).unwrap();
+    assert_eq!(service[0]["UpdateStatus"]["State"], "completed");
+    eprintln!(
+        "after the rollout: {} containers in docker ps -a ({} old ones left)",
+        guard.list(false).len(),
+        before.intersection(&guard.list(false)).count()
+    );
+}

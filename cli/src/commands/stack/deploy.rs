@@ -228,15 +228,15 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls until `wait.service` meets its condition. Health is not reported
-/// in task status yet, so `service_healthy` waits for every replica to run:
-/// the best signal available (see docs/architecture.md, "Stacks").
+/// Polls until `wait.service` meets its condition. `service_healthy` waits
+/// for every replica to run: agents report a task with a health check
+/// RUNNING only once it passed (see docs/architecture.md, "Agent").
 async fn wait_for(control: &mut ControlClient<Channel>, wait: &Wait) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last_progress = String::new();
     let (goal, word) = match wait.condition {
         Condition::ServiceCompletedSuccessfully => ("completed successfully", "complete"),
-        Condition::ServiceHealthy => ("running (and healthy)", "running"),
+        Condition::ServiceHealthy => ("healthy", "healthy"),
         Condition::ServiceStarted => ("running", "running"),
     };
     loop {
