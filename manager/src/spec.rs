@@ -79,6 +79,9 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
             ));
         }
     }
+    if let Some(check) = task.healthcheck.as_ref() {
+        validate_health_test(&check.test)?;
+    }
     for entry in &task.env {
         if entry.split('=').next().is_none_or(|key| key.is_empty()) {
             return Err(format!(
@@ -87,6 +90,26 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A health check's test in Docker's form: empty (inherit the image's),
+/// `["NONE"]`, `["CMD", program, args…]` or `["CMD-SHELL", "command line"]`.
+fn validate_health_test(test: &[String]) -> Result<(), String> {
+    let valid = match test.first().map(String::as_str) {
+        None => true,
+        Some("NONE") => test.len() == 1,
+        Some("CMD") => test.get(1).is_some_and(|p| !p.trim().is_empty()),
+        Some("CMD-SHELL") => test.len() == 2 && !test[1].trim().is_empty(),
+        Some(_) => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid health check test {test:?}: expected [\"CMD\", program, args…], \
+             [\"CMD-SHELL\", \"command\"] or [\"NONE\"]"
+        ))
+    }
 }
 
 /// Service names as Docker accepts them: 1-63 letters, digits, '-' and '_',
@@ -159,6 +182,21 @@ mod tests {
         for (s, expected) in cases {
             let err = validate_service_spec(&s).unwrap_err();
             assert!(err.contains(expected), "{err}");
+        }
+        for test in [
+            vec!["CMD"],
+            vec!["CMD-SHELL"],
+            vec!["CMD-SHELL", " "],
+            vec!["curl", "-f", "http://x"],
+            vec!["NONE", "x"],
+        ] {
+            let mut s = spec("web", "process", &["x"], "");
+            s.task.as_mut().unwrap().healthcheck = Some(shoal_proto::v1::HealthCheck {
+                test: test.iter().map(|t| t.to_string()).collect(),
+                ..Default::default()
+            });
+            let err = validate_service_spec(&s).unwrap_err();
+            assert!(err.contains("invalid health check test"), "{err}");
         }
         let mut many = spec("web", "process", &["x"], "");
         many.replicas = MAX_REPLICAS + 1;

@@ -397,3 +397,74 @@ fn force_update_rebalances_over_nodes_that_joined() {
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.values().all(|n| *n == 2), "{counts:?}");
 }
+
+#[test]
+fn bad_update_input_is_refused_and_changes_nothing() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (manager, _, _) = cluster(&dir, 0);
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let before = inspect(&manager);
+    manager
+        .shoal(&["service", "rollback", "web"])
+        .assert_error("service web has no previous spec to roll back to");
+    for (args, expected) in [
+        (
+            vec!["--update-failure-action", "explode"],
+            "invalid --update-failure-action \"explode\": expected pause, continue or rollback",
+        ),
+        (
+            vec!["--rollback-failure-action", "rollback"],
+            "invalid --rollback-failure-action \"rollback\": expected pause or continue",
+        ),
+        (
+            vec!["--update-order", "sideways"],
+            "invalid --update-order \"sideways\": expected stop-first or start-first",
+        ),
+        (
+            vec!["--update-max-failure-ratio", "1.5"],
+            "invalid --update-max-failure-ratio 1.5: expected a fraction between 0 and 1",
+        ),
+        (
+            vec!["--update-delay", "soon"],
+            "invalid --update-delay \"soon\"",
+        ),
+        (
+            vec!["--health-retries", "2"],
+            "a health check option needs a command: add --health-cmd",
+        ),
+        (
+            vec!["--command", "sh -c 'unbalanced"],
+            "invalid --command \"sh -c 'unbalanced\": unbalanced quotes",
+        ),
+        (
+            vec!["--image", "nginx:1.27"],
+            "--image applies to container services",
+        ),
+    ] {
+        let mut all = vec!["service", "update", "-d"];
+        all.extend(args);
+        all.push("web");
+        manager.shoal(&all).assert_error(expected);
+    }
+    let after = inspect(&manager);
+    for key in [
+        "Spec",
+        "SpecVersion",
+        "Version",
+        "UpdateStatus",
+        "PreviousSpec",
+    ] {
+        assert_eq!(after[key], before[key], "a refused update changed {key}");
+    }
+}
