@@ -211,6 +211,14 @@ pub fn reconcile(
                 if !may_restart(&policy, dead, now_ms) {
                     continue;
                 }
+            } else if dead.first().is_some_and(|t| t.spec.as_ref() == target)
+                && !may_restart(&policy, dead, now_ms)
+            {
+                // Start-first after a failed attempt at the new spec: the
+                // restart policy paces the next one (else a failing version
+                // under failure action "continue" would be retried at once,
+                // forever).
+                continue;
             }
             let mut task = new_task(service, key.slot(), now_ms, new_id());
             if let SlotKey::Node(node_id) = key {

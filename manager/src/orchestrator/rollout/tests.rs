@@ -391,3 +391,48 @@ fn a_scale_or_label_change_starts_no_rollout() {
     assert_eq!(sim.update_state(), UpdateState::Unknown);
     sim.run_until(|s| s.running("VERSION=1") == 7);
 }
+
+#[test]
+fn a_failing_start_first_update_that_continues_is_paced_by_the_restart_policy() {
+    let mut sim = Sim::new(config(
+        1,
+        UpdateOrder::StartFirst,
+        UpdateFailureAction::Continue,
+    ));
+    sim.broken = Some("VERSION=2");
+    sim.update("2");
+    let before = sim.state.tasks.len();
+    for _ in 0..20 {
+        sim.step();
+    }
+    // The old tasks keep serving while every new one fails; with the
+    // default 5 s restart delay, 20 s allow a handful of attempts, not one
+    // per pass.
+    assert_eq!(sim.running("VERSION=1"), 6);
+    let attempts = sim.state.tasks.len() - before;
+    assert!(attempts <= 5, "{attempts} attempts in 20 s");
+    assert!(attempts >= 2, "the update gave up ({attempts} attempts)");
+}
+
+#[test]
+fn updating_a_paused_service_without_a_change_resumes_it() {
+    let mut sim = Sim::new(config(
+        2,
+        UpdateOrder::StopFirst,
+        UpdateFailureAction::Pause,
+    ));
+    sim.broken = Some("VERSION=2");
+    sim.update("2");
+    sim.run_until(|s| s.update_state() == UpdateState::Paused);
+    let version = sim.state.services["svc"].spec_version;
+    // The cause is fixed elsewhere (here: the version starts working).
+    sim.broken = None;
+    sim.update("2");
+    assert_eq!(sim.update_state(), UpdateState::Updating);
+    assert_eq!(
+        sim.state.services["svc"].spec_version, version,
+        "nothing changed"
+    );
+    sim.run_until(|s| s.update_state() == UpdateState::Completed);
+    assert_eq!(sim.running("VERSION=2"), 6);
+}
