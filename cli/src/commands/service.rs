@@ -20,7 +20,7 @@ use shoal_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::args::{ServiceCommand, ServiceCreateArgs, ServiceUpdateArgs};
+use crate::args::{ServiceCommand, ServiceCreateArgs, ServiceUpdateArgs, WaitFlags};
 use crate::client;
 use crate::commands::listing;
 use crate::output;
@@ -94,65 +94,35 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
             let array: Vec<Value> = found.iter().map(inspect_json).collect();
             println!("{}", serde_json::to_string_pretty(&array)?);
         }
+        ServiceCommand::Update(args) if args.rollback => {
+            rollback(&mut control, &args.service, args.wait).await?
+        }
         ServiceCommand::Update(args) => {
             let info = get(&mut control, &args.service).await?;
             let service = info.service.unwrap_or_default();
-            let request = if args.rollback {
-                UpdateServiceRequest {
-                    service: service.id.clone(),
-                    spec: None,
-                    expected_spec_version: service.spec_version,
-                    rollback: true,
-                }
-            } else {
-                let spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
-                UpdateServiceRequest {
+            let spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
+            control
+                .update_service(UpdateServiceRequest {
                     service: service.id.clone(),
                     spec: Some(spec),
                     expected_spec_version: service.spec_version,
                     rollback: false,
-                }
-            };
-            control.update_service(request).await?;
+                })
+                .await?;
             println!("{}", args.service);
             if !args.wait.detach {
-                let change = if args.rollback {
-                    progress::Change::Rollback
-                } else {
-                    progress::Change::Update
-                };
                 progress::wait(
                     &mut control,
                     &service.id,
                     &args.service,
-                    change,
+                    progress::Change::Update,
                     args.wait.quiet,
                 )
                 .await?;
             }
         }
         ServiceCommand::Rollback { wait, service } => {
-            let info = get(&mut control, &service).await?;
-            let current = info.service.unwrap_or_default();
-            control
-                .update_service(UpdateServiceRequest {
-                    service: current.id.clone(),
-                    spec: None,
-                    expected_spec_version: current.spec_version,
-                    rollback: true,
-                })
-                .await?;
-            println!("{service}");
-            if !wait.detach {
-                progress::wait(
-                    &mut control,
-                    &current.id,
-                    &service,
-                    progress::Change::Rollback,
-                    wait.quiet,
-                )
-                .await?;
-            }
+            rollback(&mut control, &service, wait).await?
         }
         ServiceCommand::Scale { wait, scales } => {
             // Parse every pair before changing anything.
@@ -213,6 +183,36 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 println!("{name}");
             }
         }
+    }
+    Ok(())
+}
+
+/// `service rollback` and `service update --rollback`: the previous spec
+/// becomes the spec, rolled out under the rollback config.
+async fn rollback(
+    control: &mut ControlClient<Channel>,
+    service: &str,
+    wait: WaitFlags,
+) -> anyhow::Result<()> {
+    let current = get(control, service).await?.service.unwrap_or_default();
+    control
+        .update_service(UpdateServiceRequest {
+            service: current.id.clone(),
+            spec: None,
+            expected_spec_version: current.spec_version,
+            rollback: true,
+        })
+        .await?;
+    println!("{service}");
+    if !wait.detach {
+        progress::wait(
+            control,
+            &current.id,
+            service,
+            progress::Change::Rollback,
+            wait.quiet,
+        )
+        .await?;
     }
     Ok(())
 }

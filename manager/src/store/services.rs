@@ -35,14 +35,13 @@ impl ClusterState {
         Ok(())
     }
 
-    pub(super) fn update_service_spec(
+    /// The service, if it is still at `expected_version` (0: any): writes
+    /// made from a version someone else changed meanwhile are refused.
+    fn service_at_version(
         &mut self,
         service_id: &str,
-        spec: ServiceSpec,
         expected_version: u64,
-        at_ms: i64,
-        events: &mut Vec<StoreEvent>,
-    ) -> CommandResult {
+    ) -> Result<&mut Service, StoreError> {
         let service = self
             .services
             .get_mut(service_id)
@@ -56,6 +55,18 @@ impl ClusterState {
                 service.spec_version
             )));
         }
+        Ok(service)
+    }
+
+    pub(super) fn update_service_spec(
+        &mut self,
+        service_id: &str,
+        spec: ServiceSpec,
+        expected_version: u64,
+        at_ms: i64,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let service = self.service_at_version(service_id, expected_version)?;
         let current_name = service.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("");
         if current_name != spec.name {
             return Err(StoreError::Conflict(format!(
@@ -108,19 +119,7 @@ impl ClusterState {
         at_ms: i64,
         events: &mut Vec<StoreEvent>,
     ) -> CommandResult {
-        let service = self
-            .services
-            .get_mut(service_id)
-            .ok_or(StoreError::NotFound {
-                kind: ObjectKind::Service,
-                id: service_id.to_string(),
-            })?;
-        if expected_version != 0 && service.spec_version != expected_version {
-            return Err(StoreError::Conflict(format!(
-                "service {service_id} was changed meanwhile (now at spec version {}): retry",
-                service.spec_version
-            )));
-        }
+        let service = self.service_at_version(service_id, expected_version)?;
         let name = service
             .spec
             .as_ref()

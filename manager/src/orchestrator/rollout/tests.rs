@@ -81,6 +81,11 @@ impl Sim {
         let service = &self.state.services["svc"];
         let mut new = service.spec.clone().unwrap();
         new.task.as_mut().unwrap().env = vec![format!("VERSION={version}")];
+        self.apply_spec(new);
+    }
+
+    /// `service update` with `new` as the spec.
+    fn apply_spec(&mut self, new: ServiceSpec) {
         self.state
             .apply(
                 Command::UpdateServiceSpec {
@@ -338,17 +343,7 @@ fn force_update_replaces_every_task_once() {
     let before: Vec<String> = sim.state.tasks.keys().cloned().collect();
     let mut new = sim.state.services["svc"].spec.clone().unwrap();
     new.task.as_mut().unwrap().force_update += 1;
-    sim.state
-        .apply(
-            Command::UpdateServiceSpec {
-                service_id: "svc".into(),
-                spec: new,
-                expected_version: 0,
-                at_ms: sim.now,
-            },
-            &mut Vec::new(),
-        )
-        .unwrap();
+    sim.apply_spec(new);
     sim.run_until(|s| s.update_state() == UpdateState::Completed);
     let live: Vec<&String> = sim
         .state
@@ -377,17 +372,7 @@ fn a_scale_or_label_change_starts_no_rollout() {
     let mut new = sim.state.services["svc"].spec.clone().unwrap();
     new.replicas = 7;
     new.labels.insert("tier".into(), "web".into());
-    sim.state
-        .apply(
-            Command::UpdateServiceSpec {
-                service_id: "svc".into(),
-                spec: new,
-                expected_version: 0,
-                at_ms: sim.now,
-            },
-            &mut Vec::new(),
-        )
-        .unwrap();
+    sim.apply_spec(new);
     assert_eq!(sim.update_state(), UpdateState::Unknown);
     sim.run_until(|s| s.running("VERSION=1") == 7);
 }
