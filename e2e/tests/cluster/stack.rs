@@ -322,3 +322,79 @@ fn stack_config_prints_the_merged_files() {
     }
     assert!(!out.contains("replicas: 2"), "{out}");
 }
+
+/// `depends_on` with `condition: service_healthy` waits for the dependency's
+/// health check, not only for its tasks to start: the test decides when
+/// `api` becomes healthy by creating the file its check looks for.
+#[test]
+fn service_healthy_waits_for_the_dependencys_health_check() {
+    let dir = TestDir::new();
+    let (manager, _workers, _) = cluster(&dir, 1);
+    let program = marker_program(&dir);
+    let ready = dir.dir.path().join("api-ready");
+    let file = write(
+        &dir,
+        "stack.yml",
+        &format!(
+            r#"
+services:
+  api:
+    x-shoal-runtime: process
+    command: {program} 3600
+    healthcheck:
+      test: ["CMD-SHELL", "test -f {ready}"]
+      interval: 300ms
+    deploy:
+      replicas: 2
+  web:
+    x-shoal-runtime: process
+    command: {program} 3600
+    depends_on:
+      api:
+        condition: service_healthy
+"#,
+            program = program.display(),
+            ready = ready.display(),
+        ),
+    );
+    let mut deploy = manager.spawn_shoal(&["stack", "deploy", "-c", file.to_str().unwrap(), "app"]);
+    // api's tasks start but stay unhealthy (Starting): web must not exist yet.
+    eventually(
+        patience(),
+        "api's processes started, waiting for health",
+        || {
+            let run = manager.shoal(&["service", "ps", "--format", "json", "app_api"]);
+            if run.status != 0 {
+                return Err(run.stderr);
+            }
+            let states: Vec<String> = run
+                .stdout
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .map(|t| t["CurrentState"].as_str().unwrap().to_string())
+                .collect();
+            if states.len() == 2 && states.iter().all(|s| s.starts_with("Starting")) {
+                Ok(())
+            } else {
+                Err(format!("{states:?}"))
+            }
+        },
+    );
+    // Several health probes fail meanwhile; the deploy keeps waiting.
+    for _ in 0..10 {
+        assert_eq!(names(&stack_services(&manager, "app")), ["app_api"]);
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "the deploy stopped waiting"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::write(&ready, "").unwrap();
+    let status = deploy.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(
+        names(&stack_services(&manager, "app")),
+        ["app_api", "app_web"]
+    );
+    assert_eq!(manager.running_tasks("app_api").len(), 2);
+}
