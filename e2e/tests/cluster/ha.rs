@@ -573,3 +573,77 @@ fn a_survivor_rebuilds_the_swarm_with_force_new_cluster() {
         }
     });
 }
+
+/// A rollout survives the loss of the leader that was driving it: the new
+/// leader carries on from the store, every slot is replaced exactly once, and
+/// the update completes.
+#[test]
+fn a_rollout_carries_on_after_its_leader_is_killed() {
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (mut managers, _workers) = managers_cluster(&dir, 3, 2);
+    for m in &managers {
+        managers[0].ok(&["node", "update", "--availability", "drain", &m.name]);
+    }
+    managers[0].ok(&[
+        "service",
+        "create",
+        "-q",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "-e",
+        "VERSION=1",
+        "--update-delay",
+        "1s",
+        "--update-monitor",
+        "1s",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let ids = |via: &Daemon| -> Vec<String> {
+        via.tasks("web")
+            .iter()
+            .map(|t| t["ID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = ids(&managers[0]);
+    managers[0].ok(&["service", "update", "-d", "--env-add", "VERSION=2", "web"]);
+    // One slot a second: kill the leader once the rollout is under way.
+    eventually(patience(), "the rollout under way", || {
+        let new = ids(&managers[0])
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .count();
+        if (1..=3).contains(&new) {
+            Ok(())
+        } else {
+            Err(format!("{new} new tasks"))
+        }
+    });
+    let leader = current_leader(&managers);
+    managers[leader].kill();
+    let survivor = &managers[(leader + 1) % managers.len()];
+    eventually(patience() * 2, "the update completed", || {
+        let run = survivor.shoal(&["service", "inspect", "web"]);
+        let inspect: serde_json::Value =
+            serde_json::from_str(&run.stdout).map_err(|_| run.stderr.clone())?;
+        match inspect[0]["UpdateStatus"]["State"].as_str() {
+            Some("completed") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let created: Vec<String> = ids(survivor)
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(
+        created.len(),
+        6,
+        "each slot replaced exactly once: {created:?}"
+    );
+    assert_eq!(survivor.running_tasks("web").len(), 6);
+}
