@@ -69,6 +69,10 @@ pub trait Executor: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedExit {
     pub shutdown: bool,
+    /// Stopped by the agent because its health check failed: FAILED whatever
+    /// the exit code (a program that exits 0 on SIGTERM still failed).
+    #[serde(default)]
+    pub unhealthy: bool,
     pub exit_code: Option<i32>,
     pub message: String,
 }

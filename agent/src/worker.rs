@@ -217,6 +217,7 @@ impl Worker {
 fn recorded_status(exit: &RecordedExit) -> TaskStatus {
     let (state, err) = match (exit.shutdown, exit.exit_code) {
         (true, _) => (TaskState::Shutdown, String::new()),
+        (false, _) if exit.unhealthy => (TaskState::Failed, exit.message.clone()),
         (false, Some(0)) => (TaskState::Complete, String::new()),
         (false, _) => (TaskState::Failed, exit.message.clone()),
     };
@@ -263,6 +264,7 @@ async fn run_task(
 ) -> RecordedExit {
     let failed = |e: ExecError| RecordedExit {
         shutdown: false,
+        unhealthy: false,
         exit_code: None,
         message: e.to_string(),
     };
@@ -280,6 +282,7 @@ async fn run_task(
         if let Ok(reason) = stop.try_recv() {
             return RecordedExit {
                 shutdown: true,
+                unhealthy: false,
                 exit_code: None,
                 message: reason,
             };
@@ -313,6 +316,7 @@ async fn run_task(
                 let exit = controller.shutdown(grace).await;
                 return RecordedExit {
                     shutdown: true,
+                    unhealthy: false,
                     exit_code: exit_code(exit),
                     message: reason,
                 };
@@ -322,6 +326,7 @@ async fn run_task(
                 let exit = controller.shutdown(grace).await;
                 return RecordedExit {
                     shutdown: false,
+                    unhealthy: true,
                     exit_code: exit_code(exit),
                     message: format!("task: unhealthy: {reason}"),
                 };
@@ -374,6 +379,7 @@ fn ended(exit: Exit) -> RecordedExit {
     };
     RecordedExit {
         shutdown: false,
+        unhealthy: false,
         exit_code: exit_code(exit),
         message,
     }

@@ -264,6 +264,7 @@ impl Executor for DockerExecutor {
                         let code = state.exit_code.unwrap_or_default() as i32;
                         RecordedExit {
                             shutdown: false,
+                            unhealthy: false,
                             exit_code: Some(code),
                             message: format!(
                                 "the container exited ({code}) while the agent was not running"
@@ -273,6 +274,7 @@ impl Executor for DockerExecutor {
                     // An agent stopped between creating and starting it.
                     Some(ContainerStateStatusEnum::CREATED) => RecordedExit {
                         shutdown: false,
+                        unhealthy: false,
                         exit_code: None,
                         message: "the container was created but never started: the agent \
                                   stopped before starting it"

@@ -137,6 +137,7 @@ impl Executor for ProcessExecutor {
                         task_id,
                         RecordedExit {
                             shutdown: false,
+                            unhealthy: false,
                             exit_code: None,
                             message: "the process ended while the agent was not running".into(),
                         },

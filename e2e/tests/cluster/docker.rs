@@ -619,7 +619,13 @@ fn slot_tasks(manager: &Daemon, service: &str, slot: u32) -> Vec<Value> {
     manager
         .tasks(service)
         .into_iter()
-        .filter(|t| t["Name"].as_str().unwrap_or_default().trim_start_matches(" \\_ ") == name)
+        .filter(|t| {
+            t["Name"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches(" \\_ ")
+                == name
+        })
         .collect()
 }
 
@@ -682,7 +688,10 @@ fn update_env_add_rolls_every_container_one_at_a_time() {
         highest = highest.max(n);
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("service update -q did not return within {:?}", patience() * 2);
+            panic!(
+                "service update -q did not return within {:?}",
+                patience() * 2
+            );
         }
     }
     let run = crate::util::Run::from(child.wait_with_output().unwrap());
@@ -690,7 +699,7 @@ fn update_env_add_rolls_every_container_one_at_a_time() {
     // As Docker's: the service's name, and no progress with -q.
     assert_eq!(run.stdout, "web\n");
     assert!(
-        (2..=3).contains(&lowest) && highest == 3,
+        lowest >= 2 && highest <= 3,
         "parallelism 1, stop-first: between {lowest} and {highest} containers ran"
     );
 
@@ -699,7 +708,11 @@ fn update_env_add_rolls_every_container_one_at_a_time() {
     let after = containers_by_task(&manager, &guard, "web", 3)
         .unwrap_or_else(|e| panic!("not converged when update returned: {e}"));
     let running = guard.list(true);
-    assert_eq!(running.len(), 3, "only the service's 3 containers run: {running:?}");
+    assert_eq!(
+        running.len(),
+        3,
+        "only the service's 3 containers run: {running:?}"
+    );
     for (task, id) in &after {
         assert!(!before.contains(id), "container {id} was kept");
         let c = inspect(id);
@@ -712,12 +725,162 @@ fn update_env_add_rolls_every_container_one_at_a_time() {
     for old in &before {
         assert!(!running.contains(old), "old container {old} still runs");
     }
-    let service: Value =
-        serde_json::from_str(&manager.ok(&["service", "inspect", "web"])).unwrap();
+    let service: Value = serde_json::from_str(&manager.ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(service[0]["UpdateStatus"]["State"], "completed");
-    eprintln!(
-        "after the rollout: {} containers in docker ps -a ({} old ones left)",
-        guard.list(false).len(),
-        before.intersection(&guard.list(false)).count()
+    // Their containers go too (the agent removes a task's container once the
+    // task is shut down and no longer assigned).
+    eventually(patience(), "the old containers removed", || {
+        let all = guard.list(false);
+        let left: Vec<&String> = before.intersection(&all).collect();
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    });
+}
+
+#[test]
+fn a_container_health_check_holds_its_tasks_starting_until_it_passes() {
+    if !docker_enabled("a_container_health_check_holds_its_tasks_starting_until_it_passes") {
+        return;
+    }
+    let guard = Containers::new();
+    let dir = TestDir::with_docker();
+    let (manager, _workers, _) = cluster(&dir, 1);
+    guard.track(&manager);
+    // Ready 2 s after it starts. The start period keeps the failures before
+    // that from counting (3 failures 500 ms apart would make it unhealthy).
+    let command = with_shell("/busybox sleep 2; /busybox touch /tmp/ready;");
+    create(
+        &manager,
+        &[
+            "--name",
+            "slow",
+            "--replicas",
+            "2",
+            "--health-cmd",
+            "test -f /tmp/ready",
+            "--health-interval",
+            "500ms",
+            "--health-start-period",
+            "30s",
+            IMAGE,
+            "/busybox",
+            "sh",
+            "-c",
+            &command,
+        ],
     );
+    // Sample until both run. A task shown Running must already have its
+    // file: the file is never removed, so one still missing when looked at
+    // after `service ps` was missing when `service ps` answered.
+    let mut starting_seen = BTreeSet::new();
+    let containers = eventually(patience(), "2 healthy running tasks", || {
+        let tasks = manager.tasks("slow");
+        for task in &tasks {
+            if state_of(task) == "Starting" {
+                starting_seen.insert(task["ID"].as_str().unwrap().to_string());
+            }
+        }
+        let running = containers_by_task(&manager, &guard, "slow", 2);
+        let shown_running: BTreeSet<&str> = tasks
+            .iter()
+            .filter(|t| state_of(t) == "Running")
+            .map(|t| t["ID"].as_str().unwrap())
+            .collect();
+        for id in guard.list(true) {
+            let c = inspect(&id);
+            let task = c["Config"]["Labels"]["com.shoal.task.id"]
+                .as_str()
+                .unwrap_or_default();
+            if !shown_running.contains(task) {
+                continue;
+            }
+            let probe = Command::new("docker")
+                .args(["exec", &id, "/busybox", "test", "-f", "/tmp/ready"])
+                .status()
+                .expect("docker exec");
+            assert!(
+                probe.success(),
+                "task {task} shown Running before its health check could pass: {tasks:?}"
+            );
+        }
+        running
+    });
+    let tasks: BTreeSet<String> = containers.iter().map(|(t, _)| t.clone()).collect();
+    assert!(
+        starting_seen.iter().any(|t| tasks.contains(t)),
+        "never saw the tasks Starting while their check failed (saw {starting_seen:?})"
+    );
+    for (_, id) in &containers {
+        let c = inspect(id);
+        assert_eq!(c["State"]["Health"]["Status"], "healthy", "{}", c["State"]);
+        assert_eq!(
+            c["Config"]["Healthcheck"]["Test"],
+            serde_json::json!(["CMD-SHELL", "test -f /tmp/ready"])
+        );
+    }
+    let ls = manager.ok(&["service", "ls", "--format", "json"]);
+    let ls: Value = serde_json::from_str(ls.lines().next().unwrap()).unwrap();
+    assert_eq!(ls["Replicas"], "2/2");
+}
+
+#[test]
+fn a_container_failing_its_health_check_fails_and_is_replaced_never_running() {
+    if !docker_enabled("a_container_failing_its_health_check_fails_and_is_replaced") {
+        return;
+    }
+    let guard = Containers::new();
+    let dir = TestDir::with_docker();
+    let (manager, _, _) = cluster(&dir, 0);
+    guard.track(&manager);
+    create(
+        &manager,
+        &[
+            "--name",
+            "sick",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "300ms",
+            "--health-retries",
+            "1",
+            IMAGE,
+            "/busybox",
+            "sh",
+            "-c",
+            &with_shell(""),
+        ],
+    );
+    // Under the default restart policy the slot gets a new task after each
+    // failure: wait for two failed ones, and meanwhile never see one Running.
+    let failed = eventually(patience(), "two tasks failed unhealthy", || {
+        let slot = slot_tasks(&manager, "sick", 1);
+        let running: Vec<&Value> = slot.iter().filter(|t| state_of(t) == "Running").collect();
+        assert!(
+            running.is_empty(),
+            "an unhealthy task shown Running: {running:?}"
+        );
+        let ls = manager.ok(&["service", "ls", "--format", "json"]);
+        let ls: Value = serde_json::from_str(ls.lines().next().unwrap()).unwrap();
+        assert_eq!(ls["Replicas"], "0/1", "an unhealthy task counted running");
+        let failed: Vec<Value> = slot
+            .iter()
+            .filter(|t| state_of(t) == "Failed")
+            .cloned()
+            .collect();
+        if failed.len() >= 2 {
+            Ok(failed)
+        } else {
+            Err(format!("{slot:?}"))
+        }
+    });
+    for task in &failed {
+        let error = task["Error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("task: unhealthy: health check failed"),
+            "{task}"
+        );
+    }
+    eprintln!("unhealthy task error: {}", failed[0]["Error"]);
+    // The table a user reads says so too.
+    let ps = manager.ok(&["service", "ps", "--no-trunc", "sick"]);
+    assert!(ps.contains("unhealthy"), "{ps}");
 }

@@ -341,6 +341,7 @@ async fn a_fresh_executor_adopts_running_containers_and_reports_the_ones_that_en
         .unwrap();
     let recorded = RecordedExit {
         shutdown: true,
+        unhealthy: false,
         exit_code: Some(137),
         message: "shutdown".into(),
     };
@@ -393,6 +394,7 @@ async fn remove_by_task_id_leaves_no_container_volume_or_record() {
     let volume = inspect.mounts.unwrap()[0].name.clone().unwrap();
     ctl.record_exit(&RecordedExit {
         shutdown: false,
+        unhealthy: false,
         exit_code: Some(0),
         message: "finished".into(),
     })

@@ -109,6 +109,7 @@ async fn a_new_executor_adopts_running_processes_and_records_exits() {
     done.wait().await;
     done.record_exit(&RecordedExit {
         shutdown: false,
+        unhealthy: false,
         exit_code: Some(0),
         message: "finished".into(),
     })
