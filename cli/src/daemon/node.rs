@@ -416,46 +416,26 @@ impl Node {
             .map_err(|e| Status::internal(e.to_string()))?;
         let old_credentials = NodeCredentials::load(&self.config.data_dir)
             .map_err(|e| Status::internal(e.to_string()))?;
-        let mut target = current
+        let first = current
             .agent
             .managers()
             .first()
             .cloned()
             .ok_or_else(|| Status::unavailable("no manager known"))?;
-        let mut response = None;
-        for _ in 0..5 {
-            let channel = tls::endpoint(&target, JOIN_CONNECT_TIMEOUT)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?
-                .tls_config(tls::client_config(&old_credentials))
-                .map_err(|e| Status::internal(e.to_string()))?
-                .connect()
-                .await
-                .map_err(|e| Status::unavailable(format!("cannot reach {target}: {e}")))?;
-            let reply = CaClient::new(channel)
-                .promote_node(PromoteNodeRequest {
-                    csr_pem: csr.clone(),
-                    raft_id,
-                    advertise_addr: bound.to_string(),
-                })
-                .await;
-            match reply {
-                Ok(reply) => {
-                    response = Some(reply.into_inner());
-                    break;
-                }
-                Err(status) => match status
-                    .metadata()
-                    .get(LEADER_HINT)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    Some(leader) if status.code() == tonic::Code::Unavailable => {
-                        target = leader.to_string()
-                    }
-                    _ => return Err(status),
-                },
+        let (response, target) = call_leader(&first, &old_credentials, |channel| {
+            let request = PromoteNodeRequest {
+                csr_pem: csr.clone(),
+                raft_id,
+                advertise_addr: bound.to_string(),
+            };
+            async move {
+                CaClient::new(channel)
+                    .promote_node(request)
+                    .await
+                    .map(tonic::Response::into_inner)
             }
-        }
-        let response = response.ok_or_else(|| Status::unavailable("the leader kept changing"))?;
+        })
+        .await?;
         let credentials = NodeCredentials {
             ca_pem: old_credentials.ca_pem.clone(),
             cert_pem: response.cert_pem.clone(),
@@ -786,48 +766,24 @@ impl Node {
         raft_id: u64,
         advertise: &str,
     ) -> Result<Vec<String>, Status> {
-        let mut target = remote.to_string();
-        for _ in 0..5 {
-            let channel = tls::endpoint(&target, JOIN_CONNECT_TIMEOUT)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?
-                .tls_config(tls::client_config(credentials))
-                .map_err(|e| Status::internal(e.to_string()))?
-                .connect()
-                .await
-                .map_err(|e| {
-                    Status::unavailable(format!("cannot reach the manager at {target}: {e}"))
-                })?;
-            let reply = RaftClient::new(channel)
-                .join_cluster(JoinClusterRequest {
-                    raft_id,
-                    addr: advertise.to_string(),
-                })
-                .await;
-            match reply {
-                Ok(reply) => {
-                    let managers = reply.into_inner().managers;
-                    return Ok(if managers.is_empty() {
-                        vec![advertise.to_string()]
-                    } else {
-                        managers
-                    });
-                }
-                Err(status) if status.code() == tonic::Code::Unavailable => {
-                    match status
-                        .metadata()
-                        .get(LEADER_HINT)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        Some(leader) => target = leader.to_string(),
-                        None => return Err(status),
-                    }
-                }
-                Err(status) => return Err(status),
+        let (managers, _) = call_leader(remote, credentials, |channel| {
+            let request = JoinClusterRequest {
+                raft_id,
+                addr: advertise.to_string(),
+            };
+            async move {
+                RaftClient::new(channel)
+                    .join_cluster(request)
+                    .await
+                    .map(|reply| reply.into_inner().managers)
             }
-        }
-        Err(Status::unavailable(
-            "the leader kept changing while joining: retry",
-        ))
+        })
+        .await?;
+        Ok(if managers.is_empty() {
+            vec![advertise.to_string()]
+        } else {
+            managers
+        })
     }
 
     async fn fetch_certificate(
@@ -1137,6 +1093,50 @@ pub fn normalize_remote_addr(text: &str) -> Result<String, Status> {
         ))),
         None => Ok(format!("{text}:{}", Manager::DEFAULT_PORT)),
     }
+}
+
+/// Calls a manager, starting with the one at `first`, and while the answer
+/// is "not the leader" with a hint, calls the leader it names (at most five
+/// hops: leadership may move while we follow it). Returns the answer and
+/// the address of the manager that gave it.
+async fn call_leader<T, F, Fut>(
+    first: &str,
+    credentials: &NodeCredentials,
+    mut call: F,
+) -> Result<(T, String), Status>
+where
+    F: FnMut(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut target = first.to_string();
+    for _ in 0..5 {
+        let channel = tls::endpoint(&target, JOIN_CONNECT_TIMEOUT)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .tls_config(tls::client_config(credentials))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("cannot reach the manager at {target}: {e}"))
+            })?;
+        match call(channel).await {
+            Ok(value) => return Ok((value, target)),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                match status
+                    .metadata()
+                    .get(LEADER_HINT)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(leader) => target = leader.to_string(),
+                    None => return Err(status),
+                }
+            }
+            Err(status) => return Err(status),
+        }
+    }
+    Err(Status::unavailable(
+        "the leader kept changing while we followed it: retry",
+    ))
 }
 
 #[cfg(test)]
