@@ -8,7 +8,9 @@ use std::process::Child;
 
 use serde_json::Value;
 
-use crate::util::{cluster, eventually, marker_program, patience, Daemon, Run, TestDir};
+use crate::util::{
+    cluster, eventually, marker_program, patience, processes_of, Daemon, Run, TestDir,
+};
 
 /// The VERSION of each running task (desired and observed Running, with a
 /// live process), by task ID.
@@ -17,8 +19,14 @@ fn running_versions(
     manager: &Daemon,
     service: &str,
 ) -> BTreeMap<String, String> {
+    versions_of(nodes, &manager.running_tasks(service))
+}
+
+/// The VERSION in the environment of each listed task's process, when the
+/// process can still be read.
+fn versions_of(nodes: &[&Daemon], tasks: &[Value]) -> BTreeMap<String, String> {
     let mut versions = BTreeMap::new();
-    for task in manager.running_tasks(service) {
+    for task in tasks {
         let id = task["ID"].as_str().unwrap().to_string();
         let Some(pid) = nodes.iter().find_map(|n| n.task_pid(&id)) else {
             continue;
@@ -67,20 +75,33 @@ fn create_web(manager: &Daemon, program: &Path, extra: &[&str]) {
     manager.ok(&args);
 }
 
-/// Runs a waiting CLI command while sampling the running versions; returns
-/// the command's result and the fewest running tasks seen.
-fn sample_while(
-    nodes: &[&Daemon],
-    manager: &Daemon,
-    mut child: Child,
-) -> (Run, usize, Vec<BTreeMap<String, String>>) {
-    let mut lowest = usize::MAX;
-    let mut samples = Vec::new();
+/// What sampling saw while a command ran.
+struct Sampled {
+    run: Run,
+    /// The fewest tasks the cluster reported running (desired and observed
+    /// Running; healthy, as these tasks have a health check). Each sample is
+    /// one listing, a consistent snapshot from the leader.
+    lowest_running: usize,
+    /// The fewest live task processes on the machine (whatever their state).
+    lowest_processes: usize,
+    /// Per sample, the VERSION of each listed running task whose process
+    /// could still be read.
+    versions: Vec<BTreeMap<String, String>>,
+}
+
+/// Runs a waiting CLI command while sampling the service continuously.
+/// Counts come from the cluster's listing and from /proc separately: joining
+/// the two would mistake a task stopped between the two reads for a gap.
+fn sample_while(nodes: &[&Daemon], manager: &Daemon, program: &Path, mut child: Child) -> Sampled {
+    let mut lowest_running = usize::MAX;
+    let mut lowest_processes = usize::MAX;
+    let mut versions = Vec::new();
     let deadline = std::time::Instant::now() + patience() * 2;
     loop {
-        let versions = running_versions(nodes, manager, "web");
-        lowest = lowest.min(versions.len());
-        samples.push(versions);
+        let listed = manager.running_tasks("web");
+        lowest_running = lowest_running.min(listed.len());
+        lowest_processes = lowest_processes.min(processes_of(program).len());
+        versions.push(versions_of(nodes, &listed));
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -89,11 +110,12 @@ fn sample_while(
             "the command did not finish"
         );
     }
-    (
-        Run::from(child.wait_with_output().unwrap()),
-        lowest,
-        samples,
-    )
+    Sampled {
+        run: Run::from(child.wait_with_output().unwrap()),
+        lowest_running,
+        lowest_processes,
+        versions,
+    }
 }
 
 fn inspect(manager: &Daemon) -> Value {
@@ -122,11 +144,14 @@ fn rolling_updates_keep_the_service_up_and_show_progress() {
         "VERSION=2",
         "web",
     ]);
-    let (run, lowest, _) = sample_while(&nodes, &manager, child);
+    let sampled = sample_while(&nodes, &manager, &program, child);
+    let run = sampled.run;
     assert_eq!(run.status, 0, "update failed: {}", run.stderr);
     assert!(
-        lowest >= 4,
-        "stop-first with parallelism 2 dropped to {lowest}"
+        sampled.lowest_running >= 4 && sampled.lowest_processes >= 4,
+        "stop-first with parallelism 2 dropped to {} running tasks, {} processes",
+        sampled.lowest_running,
+        sampled.lowest_processes
     );
     let versions = running_versions(&nodes, &manager, "web");
     assert_eq!(versions.len(), 6);
@@ -163,9 +188,15 @@ fn rolling_updates_keep_the_service_up_and_show_progress() {
         "VERSION=3",
         "web",
     ]);
-    let (run, lowest, _) = sample_while(&nodes, &manager, child);
+    let sampled = sample_while(&nodes, &manager, &program, child);
+    let run = sampled.run;
     assert_eq!(run.status, 0, "update failed: {}", run.stderr);
-    assert!(lowest >= 6, "start-first dropped to {lowest}");
+    assert!(
+        sampled.lowest_running >= 6 && sampled.lowest_processes >= 6,
+        "start-first dropped to {} running tasks, {} processes",
+        sampled.lowest_running,
+        sampled.lowest_processes
+    );
     let versions = running_versions(&nodes, &manager, "web");
     assert_eq!(versions.len(), 6);
     assert!(versions.values().all(|v| v == "3"), "{versions:?}");
@@ -293,11 +324,20 @@ fn health_checks_gate_the_rollout() {
     // The new version never becomes healthy: the first batch fails its
     // health check and the update pauses there.
     let child = manager.spawn_shoal(&["service", "update", "--env-add", "VERSION=bad", "web"]);
-    let (run, lowest, samples) = sample_while(&nodes, &manager, child);
-    run.assert_error("update paused due to failure or early termination of task");
-    assert!(lowest >= 4, "dropped to {lowest}");
+    let sampled = sample_while(&nodes, &manager, &program, child);
+    sampled
+        .run
+        .assert_error("update paused due to failure or early termination of task");
     assert!(
-        samples.iter().all(|s| s.values().all(|v| v != "bad")),
+        sampled.lowest_running >= 4,
+        "dropped to {}",
+        sampled.lowest_running
+    );
+    assert!(
+        sampled
+            .versions
+            .iter()
+            .all(|s| s.values().all(|v| v != "bad")),
         "an unhealthy task counted as running"
     );
     let kept = running_versions(&nodes, &manager, "web")
