@@ -257,6 +257,21 @@ fn created_at(task: &Task) -> i64 {
     task.meta.map(|m| m.created_at_ms).unwrap_or(0)
 }
 
+/// When the task's observed state last changed (for a dead task: when it ended).
+fn ended_at(task: &Task) -> i64 {
+    task.status.as_ref().map(|s| s.timestamp_ms).unwrap_or(0)
+}
+
+/// Whether the task ended by itself (exited, failed, was rejected), as
+/// opposed to being stopped by the cluster. The restart policy and a
+/// rollout's failure count are about these.
+fn ended_on_its_own(task: &Task) -> bool {
+    matches!(
+        observed(task),
+        TaskState::Complete | TaskState::Failed | TaskState::Rejected
+    )
+}
+
 /// Default pause before a task that ended is replaced, as Swarm's.
 pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
 
@@ -321,12 +336,6 @@ fn global_nodes(state: &ClusterState, service: &Service) -> Vec<String> {
 /// the cluster (node lost, drained, scaled, updated) are always replaced;
 /// the policy governs tasks that ended on their own.
 fn may_restart(policy: &RestartPolicy, dead: &[&Task], now_ms: i64) -> bool {
-    let ended_on_its_own = |t: &Task| {
-        matches!(
-            observed(t),
-            TaskState::Complete | TaskState::Failed | TaskState::Rejected
-        )
-    };
     let Some(last) = dead.first() else {
         return true;
     };
@@ -338,7 +347,6 @@ fn may_restart(policy: &RestartPolicy, dead: &[&Task], now_ms: i64) -> bool {
         RestartCondition::OnFailure if observed(last) == TaskState::Complete => return false,
         _ => {}
     }
-    let ended_at = |t: &Task| t.status.as_ref().map(|s| s.timestamp_ms).unwrap_or(0);
     if policy.max_attempts > 0 {
         let window_start = if policy.window_ms > 0 {
             now_ms - policy.window_ms as i64

@@ -33,7 +33,7 @@ use shoal_proto::v1::{
     UpdateStatus,
 };
 
-use super::{created_at, observed, SlotKey};
+use super::{created_at, ended_at, ended_on_its_own, observed, SlotKey};
 use crate::store::Command;
 
 /// How long a new task is watched for failure when the config does not say (Swarm's).
@@ -214,13 +214,6 @@ pub(super) fn plan<'a>(slots: &Slots<'a>) -> Plan<'a> {
     plan
 }
 
-fn ended_on_its_own(task: &Task) -> bool {
-    matches!(
-        observed(task),
-        TaskState::Complete | TaskState::Failed | TaskState::Rejected
-    )
-}
-
 /// Tasks of the new spec, created since the rollout started, that ended on
 /// their own before running for `monitor_ms`; earliest end first.
 fn failures<'a>(
@@ -229,7 +222,6 @@ fn failures<'a>(
     since_ms: i64,
     monitor_ms: i64,
 ) -> Vec<&'a Task> {
-    let ended_at = |t: &Task| t.status.as_ref().map(|s| s.timestamp_ms).unwrap_or(0);
     let mut failed: Vec<&Task> = slots
         .tasks
         .iter()
