@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use shoal_proto::health::{parse_test, HealthTest, InvalidTest};
 use shoal_proto::v1::HealthCheck;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
@@ -58,14 +59,8 @@ pub struct HealthConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealthCheckError {
-    #[error(
-        "invalid health check test {test:?}: {why}; use [\"CMD\", program, args…], \
-         [\"CMD-SHELL\", command line] or [\"NONE\"]"
-    )]
-    Invalid {
-        test: Vec<String>,
-        why: &'static str,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidTest),
 }
 
 impl HealthConfig {
@@ -75,32 +70,11 @@ impl HealthConfig {
         let Some(check) = check else {
             return Ok(None);
         };
-        let invalid = |why| HealthCheckError::Invalid {
-            test: check.test.clone(),
-            why,
-        };
-        let argv = match check.test.split_first() {
-            None => return Ok(None),
-            Some((kind, _)) if kind == "NONE" => return Ok(None),
-            Some((kind, rest)) if kind == "CMD" => {
-                if !matches!(rest.first(), Some(program) if !program.is_empty()) {
-                    return Err(invalid("CMD names no program"));
-                }
-                rest.to_vec()
-            }
-            // As Docker: the shell gets every element after CMD-SHELL, the
-            // first being the command line.
-            Some((kind, rest)) if kind == "CMD-SHELL" => {
-                if !matches!(rest.first(), Some(line) if !line.trim().is_empty()) {
-                    return Err(invalid("CMD-SHELL has no command line"));
-                }
-                ["/bin/sh", "-c"]
-                    .into_iter()
-                    .map(String::from)
-                    .chain(rest.iter().cloned())
-                    .collect()
-            }
-            Some(_) => return Err(invalid("the first element is not CMD, CMD-SHELL or NONE")),
+        // One reading of the test for manager and agent (`shoal_proto::health`).
+        let argv = match parse_test(&check.test)? {
+            HealthTest::Inherit | HealthTest::Disabled => return Ok(None),
+            HealthTest::Exec(argv) => argv.to_vec(),
+            HealthTest::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.to_string()],
         };
         let or = |ms: u64, default| {
             if ms == 0 {

@@ -80,7 +80,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
         }
     }
     if let Some(check) = task.healthcheck.as_ref() {
-        validate_health_test(&check.test)?;
+        shoal_proto::health::parse_test(&check.test).map_err(|e| e.to_string())?;
     }
     for entry in &task.env {
         if entry.split('=').next().is_none_or(|key| key.is_empty()) {
@@ -90,26 +90,6 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// A health check's test in Docker's form: empty (inherit the image's),
-/// `["NONE"]`, `["CMD", program, args…]` or `["CMD-SHELL", "command line"]`.
-fn validate_health_test(test: &[String]) -> Result<(), String> {
-    let valid = match test.first().map(String::as_str) {
-        None => true,
-        Some("NONE") => test.len() == 1,
-        Some("CMD") => test.get(1).is_some_and(|p| !p.trim().is_empty()),
-        Some("CMD-SHELL") => test.len() == 2 && !test[1].trim().is_empty(),
-        Some(_) => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid health check test {test:?}: expected [\"CMD\", program, args…], \
-             [\"CMD-SHELL\", \"command\"] or [\"NONE\"]"
-        ))
-    }
 }
 
 /// Service names as Docker accepts them: 1-63 letters, digits, '-' and '_',

@@ -11,9 +11,11 @@
 //! - `raft.proto`: Raft RPCs between managers.
 //! - `logs.proto`: service logs and exec (CLI side, and the log broker agents serve through).
 //! - [`names`]: operator-facing names of enum values.
+//! - [`health`]: reading a health check's test (Docker's forms).
 
 #![forbid(unsafe_code)]
 
+pub mod health;
 pub mod names;
 
 /// gRPC metadata on "not the leader" answers carrying the leader's address,
