@@ -159,16 +159,19 @@ pub(crate) fn task_command(
     let mut cmd = tokio::process::Command::new(program);
     cmd.current_dir(dir)
         .env_clear()
-        .env(
-            "PATH",
-            std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
-        )
+        .env("PATH", search_path())
         .env("HOME", dir);
     for entry in config::env(task, node_id) {
         let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
         cmd.env(key, value);
     }
     cmd
+}
+
+/// The `PATH` tasks get and their programs are looked up in: the agent's
+/// own, or the usual system directories when it has none.
+pub(crate) fn search_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string())
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, stream: LogStream, out: &mpsc::Sender<ExecOutput>) {

@@ -102,6 +102,16 @@ pub trait Controller: Send + 'static {
     async fn remove(&mut self);
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it and a rename,
+/// so that a reader (a restarted agent) finds the old file or the new one,
+/// never half of one.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// A spawned helper (a health prober or watcher) that ends with its
 /// controller: aborted when dropped.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);

@@ -57,7 +57,9 @@ pub use config::{
 };
 
 use super::process::DEFAULT_STOP_GRACE;
-use super::{AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+use super::{
+    write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
+};
 use crate::health::{Health, HealthConfig};
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
@@ -622,11 +624,9 @@ impl Node {
         let Some(path) = self.exit_file(task_id) else {
             return;
         };
-        let tmp = path.with_extension("json.tmp");
         let written = serde_json::to_vec(exit)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|_| std::fs::rename(&tmp, &path));
+            .and_then(|bytes| write_atomically(&path, &bytes));
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "cannot record a task's exit");
         }

@@ -33,15 +33,16 @@ use tokio::process::Child;
 use tokio::sync::watch;
 
 use self::cgroup::{Cgroups, Limits};
-use super::{AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
-use crate::exec::task_command;
+use super::{
+    write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
+};
+use crate::exec::{search_path, task_command};
 use crate::health::{self, Health, HealthConfig};
 
 /// Stop grace period when the spec gives none, as Docker's.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often an adopted process (not our child) is checked for life.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The task as assigned, in its directory.
 const TASK_FILE: &str = "task.json";
 
@@ -285,7 +286,7 @@ impl Controller for ProcessController {
             .command
             .first()
             .ok_or_else(|| ExecError::Rejected("the task has no command".into()))?;
-        let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string());
+        let path = search_path();
         if resolve_program(program, &path).is_none() {
             return Err(ExecError::Rejected(format!(
                 "executable file not found: {program:?} is not a file{}",
@@ -302,11 +303,9 @@ impl Controller for ProcessController {
             .await
             .map_err(|e| ExecError::Failed(format!("cannot create {}: {e}", self.dir.display())))?;
         let task_file = self.dir.join(TASK_FILE);
-        let tmp = self.dir.join("task.json.tmp");
         serde_json::to_vec(task)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|_| std::fs::rename(&tmp, &task_file))
+            .and_then(|bytes| write_atomically(&task_file, &bytes))
             .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", task_file.display())))?;
         Ok(())
     }
@@ -362,10 +361,11 @@ impl Controller for ProcessController {
             start_time: 0,
         });
         let pid_file = self.dir.join("pid");
-        let tmp = self.dir.join("pid.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", pid.pid, pid.start_time))
-            .and_then(|_| std::fs::rename(&tmp, &pid_file))
-            .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", pid_file.display())))?;
+        write_atomically(
+            &pid_file,
+            format!("{} {}\n", pid.pid, pid.start_time).as_bytes(),
+        )
+        .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", pid_file.display())))?;
         self.pid = Some(pid);
         self.child = Some(child);
         self.started = Some(tokio::time::Instant::now());
@@ -421,9 +421,7 @@ impl Controller for ProcessController {
 
     async fn record_exit(&mut self, exit: &RecordedExit) {
         if let Ok(bytes) = serde_json::to_vec(exit) {
-            let tmp = self.dir.join("exit.json.tmp");
-            let _ = std::fs::write(&tmp, bytes)
-                .and_then(|_| std::fs::rename(&tmp, self.dir.join("exit.json")));
+            let _ = write_atomically(&self.dir.join("exit.json"), &bytes);
         }
     }
 
