@@ -37,17 +37,15 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 .await?
                 .into_inner();
             println!("{}", service.id);
-            if !wait.detach {
-                let name = name_of(Some(&service));
-                progress::wait(
-                    &mut control,
-                    &service.id,
-                    &name,
-                    progress::Change::Create,
-                    wait.quiet,
-                )
-                .await?;
-            }
+            let name = name_of(Some(&service));
+            progress::wait(
+                &mut control,
+                &service.id,
+                &name,
+                progress::Change::Create,
+                wait,
+            )
+            .await?;
         }
         ServiceCommand::Ls {
             quiet,
@@ -110,16 +108,14 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 })
                 .await?;
             println!("{}", args.service);
-            if !args.wait.detach {
-                progress::wait(
-                    &mut control,
-                    &service.id,
-                    &args.service,
-                    progress::Change::Update,
-                    args.wait.quiet,
-                )
-                .await?;
-            }
+            progress::wait(
+                &mut control,
+                &service.id,
+                &args.service,
+                progress::Change::Update,
+                args.wait,
+            )
+            .await?;
         }
         ServiceCommand::Rollback { wait, service } => {
             rollback(&mut control, &service, wait).await?
@@ -155,16 +151,14 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                     })
                     .await?;
                 println!("{name} scaled to {replicas}");
-                if !wait.detach {
-                    progress::wait(
-                        &mut control,
-                        &service.id,
-                        &name,
-                        progress::Change::Update,
-                        wait.quiet,
-                    )
-                    .await?;
-                }
+                progress::wait(
+                    &mut control,
+                    &service.id,
+                    &name,
+                    progress::Change::Update,
+                    wait,
+                )
+                .await?;
             }
         }
         ServiceCommand::Logs(args) => return super::logs::logs(channel, args).await,
@@ -204,16 +198,14 @@ async fn rollback(
         })
         .await?;
     println!("{service}");
-    if !wait.detach {
-        progress::wait(
-            control,
-            &current.id,
-            service,
-            progress::Change::Rollback,
-            wait.quiet,
-        )
-        .await?;
-    }
+    progress::wait(
+        control,
+        &current.id,
+        service,
+        progress::Change::Rollback,
+        wait,
+    )
+    .await?;
     Ok(())
 }
 

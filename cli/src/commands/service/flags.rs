@@ -10,35 +10,30 @@ use shoal_proto::v1::{
 
 use crate::args::TaskFlags;
 
-fn duration_ms(flag: &str, value: &Option<String>) -> anyhow::Result<Option<u64>> {
+/// A flag's value parsed by `parse`, with an error naming the flag.
+fn parsed<T, E: std::fmt::Display>(
+    flag: &str,
+    value: &Option<String>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> anyhow::Result<Option<T>> {
     value
         .as_deref()
-        .map(|v| {
-            shoal_compose::units::parse_duration(v)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
-        })
+        .map(|v| parse(v).map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}")))
         .transpose()
+}
+
+fn duration_ms(flag: &str, value: &Option<String>) -> anyhow::Result<Option<u64>> {
+    parsed(flag, value, |v| {
+        shoal_compose::units::parse_duration(v).map(|d| d.as_millis() as u64)
+    })
 }
 
 fn cpus(flag: &str, value: &Option<String>) -> anyhow::Result<Option<i64>> {
-    value
-        .as_deref()
-        .map(|v| {
-            shoal_compose::units::parse_cpus(v)
-                .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
-        })
-        .transpose()
+    parsed(flag, value, shoal_compose::units::parse_cpus)
 }
 
 fn memory(flag: &str, value: &Option<String>) -> anyhow::Result<Option<i64>> {
-    value
-        .as_deref()
-        .map(|v| {
-            shoal_compose::units::parse_memory(v)
-                .map_err(|e| anyhow::anyhow!("invalid {flag} {v:?}: {e}"))
-        })
-        .transpose()
+    parsed(flag, value, shoal_compose::units::parse_memory)
 }
 
 /// Sets every field of `spec` that a flag in `flags` names. Parses every

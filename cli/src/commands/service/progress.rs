@@ -20,6 +20,7 @@ use shoal_proto::v1::{
 };
 use tonic::transport::Channel;
 
+use crate::args::WaitFlags;
 use crate::commands::listing::short;
 
 /// How often the service and its tasks are read.
@@ -298,15 +299,18 @@ impl Display {
 }
 
 /// Waits until the service converges (and stays so for its monitor period),
-/// drawing progress unless `quiet`.
+/// drawing progress unless `-q`; returns at once with `-d`.
 pub async fn wait(
     control: &mut ControlClient<Channel>,
     service_id: &str,
     name: &str,
     change: Change,
-    quiet: bool,
+    flags: WaitFlags,
 ) -> anyhow::Result<()> {
-    let mut display = Display::new(quiet);
+    if flags.detach {
+        return Ok(());
+    }
+    let mut display = Display::new(flags.quiet);
     let mut verifying_since: Option<Instant> = None;
     let mut announced_rollback = change == Change::Rollback;
     loop {
