@@ -117,17 +117,17 @@ pub fn plan(
             // Stack deploy has no --force: keep the service's force counter
             // so that a redeploy replaces tasks only when the file changed
             // (as docker stack deploy does).
+            let existing = current.get(p.spec.name.as_str());
             let mut spec = p.spec.clone();
             if let (Some(task), Some(current_task)) = (
                 spec.task.as_mut(),
-                current
-                    .get(p.spec.name.as_str())
+                existing
                     .and_then(|s| s.spec.as_ref())
                     .and_then(|s| s.task.as_ref()),
             ) {
                 task.force_update = current_task.force_update;
             }
-            layer.actions.push(match current.get(p.spec.name.as_str()) {
+            layer.actions.push(match existing {
                 None => Action::Create(spec),
                 Some(service)
                     if service
