@@ -188,10 +188,13 @@ pub fn reconcile(
         });
         retire.extend(plan.stop.iter().map(|k| live[k].id.clone()));
         extra.extend(plan.commands);
+        // Sets: both are asked about for every slot, and a 10,000-replica
+        // rollout with parallelism 0 fills them all.
         let updating: HashSet<&SlotKey> = plan.stop.iter().copied().collect();
+        let started_beside: HashSet<&SlotKey> = plan.start_beside.iter().copied().collect();
 
         for key in &wanted_keys {
-            let start_beside = plan.start_beside.contains(&key);
+            let start_beside = started_beside.contains(key);
             if live.contains_key(key) && !start_beside {
                 continue;
             }
