@@ -123,6 +123,44 @@ fn inspect(manager: &Daemon) -> Value {
     serde_json::from_str::<Value>(&text).unwrap()[0].clone()
 }
 
+/// Updates `web` to `version` two tasks at a time in `order`, sampling all
+/// along: never fewer than `at_least` running tasks (and live processes),
+/// and all 6 on `version` at the end. Returns the waiting command's output.
+fn roll_web(
+    nodes: &[&Daemon],
+    manager: &Daemon,
+    program: &Path,
+    order: &str,
+    version: &str,
+    at_least: usize,
+) -> Run {
+    let env = format!("VERSION={version}");
+    let child = manager.spawn_shoal(&[
+        "service",
+        "update",
+        "--update-parallelism",
+        "2",
+        "--update-order",
+        order,
+        "--env-add",
+        &env,
+        "web",
+    ]);
+    let sampled = sample_while(nodes, manager, program, child);
+    let run = sampled.run;
+    assert_eq!(run.status, 0, "update failed: {}", run.stderr);
+    assert!(
+        sampled.lowest_running >= at_least && sampled.lowest_processes >= at_least,
+        "{order} with parallelism 2 dropped to {} running tasks, {} processes",
+        sampled.lowest_running,
+        sampled.lowest_processes
+    );
+    let versions = running_versions(nodes, manager, "web");
+    assert_eq!(versions.len(), 6);
+    assert!(versions.values().all(|v| v == version), "{versions:?}");
+    run
+}
+
 #[test]
 fn rolling_updates_keep_the_service_up_and_show_progress() {
     let dir = TestDir::new();
@@ -133,29 +171,7 @@ fn rolling_updates_keep_the_service_up_and_show_progress() {
     assert_eq!(running_versions(&nodes, &manager, "web").len(), 6);
 
     // stop-first, two at a time: never fewer than 4 healthy running tasks.
-    let child = manager.spawn_shoal(&[
-        "service",
-        "update",
-        "--update-parallelism",
-        "2",
-        "--update-order",
-        "stop-first",
-        "--env-add",
-        "VERSION=2",
-        "web",
-    ]);
-    let sampled = sample_while(&nodes, &manager, &program, child);
-    let run = sampled.run;
-    assert_eq!(run.status, 0, "update failed: {}", run.stderr);
-    assert!(
-        sampled.lowest_running >= 4 && sampled.lowest_processes >= 4,
-        "stop-first with parallelism 2 dropped to {} running tasks, {} processes",
-        sampled.lowest_running,
-        sampled.lowest_processes
-    );
-    let versions = running_versions(&nodes, &manager, "web");
-    assert_eq!(versions.len(), 6);
-    assert!(versions.values().all(|v| v == "2"), "{versions:?}");
+    let run = roll_web(&nodes, &manager, &program, "stop-first", "2", 4);
     // The progress as a non-terminal shows it: slot lines, then the totals.
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(
@@ -177,29 +193,7 @@ fn rolling_updates_keep_the_service_up_and_show_progress() {
     assert_eq!(inspect(&manager)["UpdateStatus"]["State"], "completed");
 
     // start-first: the new task runs before the old one stops: never fewer than 6.
-    let child = manager.spawn_shoal(&[
-        "service",
-        "update",
-        "--update-parallelism",
-        "2",
-        "--update-order",
-        "start-first",
-        "--env-add",
-        "VERSION=3",
-        "web",
-    ]);
-    let sampled = sample_while(&nodes, &manager, &program, child);
-    let run = sampled.run;
-    assert_eq!(run.status, 0, "update failed: {}", run.stderr);
-    assert!(
-        sampled.lowest_running >= 6 && sampled.lowest_processes >= 6,
-        "start-first dropped to {} running tasks, {} processes",
-        sampled.lowest_running,
-        sampled.lowest_processes
-    );
-    let versions = running_versions(&nodes, &manager, "web");
-    assert_eq!(versions.len(), 6);
-    assert!(versions.values().all(|v| v == "3"), "{versions:?}");
+    roll_web(&nodes, &manager, &program, "start-first", "3", 6);
 
     // `service rollback` restores the previous spec (VERSION=2).
     manager.ok(&["service", "rollback", "-q", "web"]);
