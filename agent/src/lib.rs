@@ -16,8 +16,9 @@
 //! - [`reporter`]: task status reports waiting for a manager.
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
-// deny, not forbid: the process executor's cgroup join between fork and exec
-// (`executor::process::cgroup`) is the one place allowed unsafe code.
+// deny, not forbid: between fork and exec the process executor joins the
+// task's cgroup (`executor::process::cgroup`) and restores the task's umask
+// (`executor::process`); those two closures are the only unsafe code.
 #![deny(unsafe_code)]
 
 pub mod description;

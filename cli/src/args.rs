@@ -355,6 +355,10 @@ pub struct DaemonArgs {
     /// Hostname this node reports (default: the system's).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Group (name or GID) whose members may use the socket, as dockerd's
+    /// `docker` group; without it only the daemon's user can.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

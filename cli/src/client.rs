@@ -29,10 +29,17 @@ fn is_root() -> bool {
     uid() == 0
 }
 
-/// `-H` accepts `unix:///path` or a plain path.
+/// `-H` accepts `unix:///path` or a plain path. The default path's directory
+/// must be this user's alone (see `daemon::private::check_own_dir`).
 pub fn socket_path(host: Option<&str>) -> anyhow::Result<PathBuf> {
     match host {
-        None | Some("") => Ok(default_socket()),
+        None | Some("") => {
+            let path = default_socket();
+            if let Some(dir) = path.parent() {
+                crate::daemon::private::check_own_dir(dir, uid())?;
+            }
+            Ok(path)
+        }
         Some(h) => {
             if let Some(path) = h.strip_prefix("unix://") {
                 Ok(PathBuf::from(path))
@@ -49,9 +56,11 @@ pub fn socket_path(host: Option<&str>) -> anyhow::Result<PathBuf> {
 
 /// A failure to reach the daemon, worded for the operator.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach the shoal daemon at {path}: is it running? (start it with `shoal daemon`; choose another socket with -H or SHOAL_HOST)")]
-pub struct DaemonUnreachable {
-    pub path: String,
+pub enum DaemonUnreachable {
+    #[error("cannot reach the shoal daemon at {path}: is it running? (start it with `shoal daemon`; choose another socket with -H or SHOAL_HOST)")]
+    NotRunning { path: String },
+    #[error("permission denied on the shoal daemon's socket {path}: run as the daemon's user (root), or start the daemon with `--group NAME` and join that group")]
+    PermissionDenied { path: String },
 }
 
 /// Connects to the daemon's socket.
@@ -68,8 +77,26 @@ pub async fn connect(host: Option<&str>) -> anyhow::Result<Channel> {
             }
         }))
         .await
-        .map_err(|_| DaemonUnreachable { path: display })?;
+        .map_err(|e| {
+            if io_error_kind(&e) == Some(std::io::ErrorKind::PermissionDenied) {
+                DaemonUnreachable::PermissionDenied { path: display }
+            } else {
+                DaemonUnreachable::NotRunning { path: display }
+            }
+        })?;
     Ok(channel)
+}
+
+/// The kind of the I/O error somewhere in `error`'s chain of sources.
+fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// The text after `Error: ` for any failure: a gRPC status shows its message

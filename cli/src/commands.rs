@@ -25,6 +25,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data_dir,
                 socket,
                 hostname: args.hostname.unwrap_or_else(daemon::system_hostname),
+                socket_group: args
+                    .group
+                    .as_deref()
+                    .map(daemon::private::SocketGroup::lookup)
+                    .transpose()?,
             };
             daemon::run(config, shutdown_signal()).await
         }

@@ -6,9 +6,11 @@
 //! - [`state`]: the node's membership record on disk (`state.json`).
 //! - [`node`]: the running node: init, join, leave, resume, stop.
 //! - [`local_api`]: the unix-socket server (local node API and control API).
+//! - [`private`]: umask, data dir and socket permissions.
 
 pub mod local_api;
 pub mod node;
+pub mod private;
 pub mod state;
 
 use std::path::PathBuf;
@@ -22,6 +24,8 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     pub socket: PathBuf,
     pub hostname: String,
+    /// A group allowed to use the socket besides the daemon's user.
+    pub socket_group: Option<private::SocketGroup>,
 }
 
 /// Runs the daemon until `shutdown` resolves, then stops cleanly.
@@ -29,9 +33,10 @@ pub async fn run(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
-    let listener = local_api::bind(&config.socket)?;
+    // Before anything is created: every file of the daemon is its own.
+    private::restrict_umask();
+    private::prepare_data_dir(&config.data_dir)?;
+    let listener = local_api::bind(&config.socket, config.socket_group)?;
     let node = Arc::new(node::Node::new(config.clone()));
     node.resume()
         .await

@@ -173,8 +173,7 @@ impl DispatcherRpc for Dispatcher {
                 .filter(|a| !a.is_empty())
         });
         let addr = advertised.unwrap_or_else(|| {
-            request
-                .remote_addr()
+            shoal_security::tls::peer_addr(&request)
                 .map(|a| a.ip().to_string())
                 .unwrap_or_default()
         });

@@ -27,6 +27,8 @@ pub enum ManagerError {
     Storage { path: String, message: String },
     #[error(transparent)]
     Security(#[from] shoal_security::SecurityError),
+    #[error("the manager's listener failed: {0}")]
+    Listener(String),
 }
 
 impl ManagerError {
@@ -75,7 +77,8 @@ impl From<ManagerError> for tonic::Status {
             ManagerError::NotInitialized => tonic::Status::unavailable(message),
             ManagerError::Raft { .. }
             | ManagerError::Storage { .. }
-            | ManagerError::Security(_) => tonic::Status::internal(message),
+            | ManagerError::Security(_)
+            | ManagerError::Listener(_) => tonic::Status::internal(message),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`store`]: objects, commands, deterministic apply, watch stream.
 //! - [`raft`]: openraft storage, network and RPC service.
+//! - [`listener`]: the TCP front door: bounded handshakes, calls without a
+//!   certificate refused before their body is read.
 //! - [`auth`]: which certificate roles may call which API.
 //! - [`ca_service`]: root CA distribution and certificate issuance against join tokens.
 //! - [`dispatcher`]: agent sessions, heartbeats, node Ready/Down.
@@ -30,6 +32,7 @@ pub mod control;
 pub mod dispatcher;
 pub mod error;
 pub mod leader;
+pub mod listener;
 pub mod logs;
 pub mod manager;
 pub mod orchestrator;

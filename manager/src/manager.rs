@@ -15,7 +15,6 @@ use shoal_proto::v1::{
 use shoal_proto::v1::{log_broker_server::LogBrokerServer, logs_server::LogsServer};
 use shoal_security::files::NodeCredentials;
 use shoal_security::tls;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::ca_service::CaService;
 use crate::control::ControlService;
@@ -84,6 +83,16 @@ async fn batch_proposals(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedRece
 }
 
 /// How long a forwarded call waits for an election to end.
+/// The largest Raft message a manager accepts from another: an
+/// AppendEntries of up to openraft's 300 entries, each a batch of up to
+/// [`MAX_BATCH`] commands, or a `RestoreState` carrying a whole cluster.
+/// Snapshots travel in chunks (openraft's 3 MiB default) and never come
+/// near it. Only callers with a manager certificate get this far.
+const RAFT_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
 const LEADER_PATIENCE: Duration = Duration::from_secs(3);
 /// How long a joining manager may take to catch up with the log.
 const JOIN_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -595,21 +604,28 @@ impl Manager {
     }
 
     /// Serves Raft, CA, dispatcher and control on `listener` with mutual TLS
-    /// until `shutdown` resolves.
+    /// until `shutdown` resolves. Handshakes, connections without a
+    /// certificate and calls before authentication are bounded by
+    /// [`listener`](crate::listener); message sizes per service here.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), tonic::transport::Error> {
-        let tls = tls::server_config(&self.config.credentials);
+    ) -> Result<(), ManagerError> {
+        let acceptor = tls::server_acceptor(&self.config.credentials)?;
+        let (_acceptor_updates, acceptor) = tokio::sync::watch::channel(acceptor);
+        let incoming = crate::listener::incoming(listener, acceptor, Default::default());
         tonic::transport::Server::builder()
-            .tls_config(tls)?
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(5)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            // Streams per connection: agents hold three, managers a few per
+            // peer; a misbehaving peer cannot open thousands.
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .layer(crate::listener::CertificateGateLayer)
             .add_service(
                 RaftServer::new(RaftService::new(self.clone()))
-                    .max_decoding_message_size(usize::MAX),
+                    .max_decoding_message_size(RAFT_MAX_MESSAGE_BYTES),
             )
             .add_service(CaServer::new(CaService::new(self.clone())))
             .add_service(DispatcherServer::from_arc(self.dispatcher.clone()))
@@ -618,8 +634,9 @@ impl Manager {
             .add_service(LogBrokerServer::new(LogBrokerService::new(
                 self.broker.clone(),
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
+            .map_err(|e| ManagerError::Listener(e.to_string()))
     }
 
     /// Stops Raft and the background loops. The sled database flushes on drop.

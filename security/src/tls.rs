@@ -30,6 +30,63 @@ pub fn server_config(creds: &NodeCredentials) -> ServerTlsConfig {
         .client_auth_optional(true)
 }
 
+/// The rustls acceptor of a manager's listener, for servers that run their
+/// own accept loop (`manager::listener`: handshakes bounded in time and
+/// number). Same policy as [`server_config`]: the node certificate, client
+/// certificates from the cluster CA optional (a joining node has none),
+/// HTTP/2 only.
+pub fn server_acceptor(
+    creds: &NodeCredentials,
+) -> Result<tokio_rustls::TlsAcceptor, SecurityError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+
+    let bad = |what: &'static str| {
+        move |e: rustls::pki_types::pem::Error| SecurityError::BadCertificate {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()) {
+        roots
+            .add(ca.map_err(bad("of the root CA"))?)
+            .map_err(|e| SecurityError::Tls(format!("the root CA cannot be trusted: {e}")))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| SecurityError::Tls(format!("client certificate verifier: {e}")))?;
+    let chain = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad("of this node"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).map_err(bad("key of this node"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SecurityError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| SecurityError::Tls(format!("this node's certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The address of the peer of a server-side request, whether the server
+/// terminated TLS itself or ran its own accept loop (`server_acceptor`).
+pub fn peer_addr<T>(request: &tonic::Request<T>) -> Option<std::net::SocketAddr> {
+    request.remote_addr().or_else(|| {
+        request
+            .extensions()
+            .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+            .and_then(|info| info.get_ref().remote_addr())
+    })
+}
+
 /// Client TLS for a node that holds its certificate: mutual TLS, the server
 /// must present a manager certificate from the cluster CA.
 pub fn client_config(creds: &NodeCredentials) -> ClientTlsConfig {

@@ -338,6 +338,7 @@ impl Controller for ProcessController {
             if let Some(cgroup) = cgroup {
                 cgroup.join_before_exec(&mut command);
             }
+            restore_task_umask(&mut command);
             Ok(command)
         };
         let cgroup = self.cgroups.create(&task.id, Limits::of(task));
@@ -434,6 +435,22 @@ impl Controller for ProcessController {
         if let Some(task_id) = self.dir.file_name().and_then(|n| n.to_str()) {
             self.cgroups.remove(task_id).await;
         }
+    }
+}
+
+/// The daemon runs with umask 077 so that its own files stay private; a task
+/// gets Docker's 022 back, so that what it writes is as shareable as it would
+/// be in a container.
+#[allow(unsafe_code)]
+fn restore_task_umask(command: &mut tokio::process::Command) {
+    // SAFETY: runs in the forked child before exec, where only
+    // async-signal-safe calls are sound: umask(2) is one, and the closure
+    // allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            Ok(())
+        });
     }
 }
 

@@ -2,7 +2,6 @@
 //! and the control API, which on a manager is answered by its manager and on
 //! any other node refused with the message Docker gives.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,13 +24,22 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use super::node::Node;
+use super::private::SocketGroup;
 
 /// Binds the daemon's socket. A stale socket file (no daemon answering) is
-/// replaced; a live one means another daemon runs there.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+/// replaced; a live one means another daemon runs there. The daemon's umask
+/// (077) creates the socket and any missing directory owner-only, so there
+/// is no moment at which another user could connect; `group` then opens it
+/// to that group (0660), and a directory the daemon creates for it is made
+/// traversable by that group only.
+pub fn bind(path: &Path, group: Option<SocketGroup>) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
+        let existed = dir.exists();
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+        if let (false, Some(group)) = (existed, group) {
+            super::private::share_dir(dir, group)?;
+        }
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -45,9 +53,9 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)
         .with_context(|| format!("cannot listen on the socket {}", path.display()))?;
-    // Owner and group only: whoever can open the socket controls the swarm.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    // Whoever can open the socket controls the swarm: owner, and a group
+    // only when the operator named one.
+    super::private::share_socket(path, group)?;
     Ok(listener)
 }
 

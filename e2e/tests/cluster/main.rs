@@ -7,6 +7,7 @@ mod formation;
 mod ha;
 mod mtls;
 mod placement;
+mod security;
 mod service_input;
 mod services;
 mod stack;

@@ -120,6 +120,11 @@ impl TestDir {
     }
 
     pub fn daemon(&self, name: &str) -> Daemon {
+        self.daemon_with_args(name, &[])
+    }
+
+    /// A daemon started with extra `shoal daemon` flags (kept across restarts).
+    pub fn daemon_with_args(&self, name: &str, args: &[&str]) -> Daemon {
         let mut daemon = Daemon {
             name: name.to_string(),
             data_dir: self.dir.path().join(name),
@@ -131,6 +136,7 @@ impl TestDir {
                     self.dir.path().join("no-docker.sock").display()
                 )
             }),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         daemon.start();
@@ -145,6 +151,8 @@ pub struct Daemon {
     pub log: PathBuf,
     /// `DOCKER_HOST` for the daemon; `None` keeps the environment's.
     docker_host: Option<String>,
+    /// Flags given to every start of this daemon.
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -169,6 +177,7 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--hostname")
             .arg(&self.name)
+            .args(&self.extra_args)
             .env("SHOAL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -188,6 +197,11 @@ impl Daemon {
                 }
             },
         );
+    }
+
+    /// The daemon's process ID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, as a crash.

@@ -1,0 +1,303 @@
+//! A cluster that stays closed to local users and to strangers on the
+//! network: every file of a daemon is private, the socket admits only its
+//! user (or the group named by `--group`), and a caller without a
+//! certificate cannot make a manager read, let alone buffer, a message.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use shoal_proto::v1::control_client::ControlClient;
+use shoal_proto::v1::ListNodesRequest;
+use shoal_security::files::NodeCredentials;
+use shoal_security::tls;
+use tonic::codegen::http;
+
+use crate::util::{eventually, marker_program, patience, privileged, shoal_bin, Run, TestDir};
+
+/// `nobody` on Debian: a user with no rights to anything of ours.
+const NOBODY: u32 = 65534;
+
+/// Every path under `root`, directories included.
+fn walk(root: &Path, into: &mut Vec<PathBuf>) {
+    into.push(root.to_path_buf());
+    if std::fs::symlink_metadata(root).is_ok_and(|m| m.is_dir()) {
+        for entry in std::fs::read_dir(root).unwrap().flatten() {
+            walk(&entry.path(), into);
+        }
+    }
+}
+
+/// Whether uid/gid `NOBODY` can read `path` (list it, for a directory):
+/// actually tried, in a child process running as that user.
+fn readable_by_nobody(path: &Path) -> bool {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let mut command = if meta.is_dir() {
+        let mut ls = Command::new("ls");
+        ls.arg(path);
+        ls
+    } else {
+        let mut cat = Command::new("cat");
+        cat.arg(path);
+        cat
+    };
+    command
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run as nobody")
+        .success()
+}
+
+/// The CLI against `socket`, run as uid/gid `NOBODY`.
+fn shoal_as_nobody(socket: &Path, args: &[&str]) -> Run {
+    Run::from(
+        Command::new(shoal_bin())
+            .arg("-H")
+            .arg(socket)
+            .args(args)
+            .env_remove("SHOAL_HOST")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("run shoal as nobody"),
+    )
+}
+
+#[test]
+fn no_file_of_any_daemon_is_readable_by_another_user_and_the_socket_only_by_its_group() {
+    if !privileged(
+        "no_file_of_any_daemon_is_readable_by_another_user_and_the_socket_only_by_its_group",
+    ) {
+        return;
+    }
+    let dir = TestDir::new();
+    // The test dir itself is open to everyone, so that only the daemon's own
+    // permissions stand between `nobody` and its files.
+    std::fs::set_permissions(dir.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = marker_program(&dir);
+    let manager = dir.daemon("manager");
+    let addr = manager.init();
+    let token = manager.worker_token();
+    let worker = dir.daemon_with_args("worker", &["--group", &NOBODY.to_string()]);
+    worker.join(&token, &addr, "127.0.0.2");
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "db",
+        "--replicas",
+        "2",
+        "--env",
+        "PASSWORD=hunter2",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    eventually(patience(), "2 tasks running", || {
+        let running = manager.running_tasks("db").len();
+        (running == 2)
+            .then_some(())
+            .ok_or(format!("{running} running"))
+    });
+
+    // The check can fail: a file the test leaves open is readable.
+    let open = dir.dir.path().join("open.txt");
+    std::fs::write(&open, "x").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(readable_by_nobody(&open), "the probe itself must work");
+
+    let mut paths = Vec::new();
+    for daemon in [&manager, &worker] {
+        walk(&daemon.data_dir, &mut paths);
+    }
+    assert!(
+        paths.iter().any(|p| p.ends_with("task.json")),
+        "the walk must reach the tasks' files: {paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.ends_with("node.key")),
+        "the walk must reach the keys: {paths:?}"
+    );
+    let readable: Vec<&PathBuf> = paths.iter().filter(|p| readable_by_nobody(p)).collect();
+    assert!(
+        readable.is_empty(),
+        "readable by uid {NOBODY}: {readable:?}"
+    );
+    // Not even the top of a data dir can be entered.
+    for daemon in [&manager, &worker] {
+        let mode = std::fs::metadata(&daemon.data_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{}", daemon.data_dir.display());
+    }
+
+    // The manager's socket: its user only, and the refusal says why.
+    let refused = shoal_as_nobody(&manager.socket, &["info"]);
+    refused.assert_error("permission denied");
+    // The worker's: its user and the group `--group` named.
+    let admitted = shoal_as_nobody(&worker.socket, &["info", "--format", "json"]);
+    assert_eq!(admitted.status, 0, "{}", admitted.stderr);
+}
+
+#[test]
+fn an_existing_installation_is_made_private_on_start() {
+    let dir = TestDir::new();
+    let mut manager = dir.daemon("manager");
+    manager.init();
+    manager.terminate();
+    // As an older release left it: world-readable state and credentials.
+    let key = manager.data_dir.join("certs/node.key");
+    let state = manager.data_dir.join("state.json");
+    for path in [&manager.data_dir, &manager.data_dir.join("certs")] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for path in [&key, &state] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    manager.start();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&manager.data_dir), 0o700);
+    assert_eq!(mode(&manager.data_dir.join("certs")), 0o700);
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&state), 0o600);
+    let log = std::fs::read_to_string(&manager.log).unwrap();
+    assert!(
+        log.contains("made files of the data dir private"),
+        "the daemon says once that it tightened them: {}",
+        manager.log_tail()
+    );
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// A gRPC request body that announces a message of almost 4 GiB and then
+/// streams up to `send` bytes of it, a MiB at a time, as fast as the
+/// server takes them.
+fn giant_message_body(send: usize) -> tonic::body::BoxBody {
+    use http_body_util::BodyExt;
+    const CHUNK: usize = 1024 * 1024;
+    let chunks = futures::stream::unfold(0usize, move |sent| async move {
+        if sent >= send {
+            return None;
+        }
+        let mut chunk = vec![0u8; CHUNK];
+        if sent == 0 {
+            // gRPC framing: not compressed, then a big-endian u32 length.
+            chunk[..5].copy_from_slice(&[0, 0xFF, 0xFF, 0xFF, 0xF0]);
+        }
+        Some((
+            Ok::<_, tonic::Status>(http_body::Frame::data(bytes::Bytes::from(chunk))),
+            sent + CHUNK,
+        ))
+    });
+    http_body_util::StreamBody::new(chunks).boxed_unsync()
+}
+
+/// Sends one giant Raft call without a certificate; returns the gRPC status
+/// code of the answer, or `None` if the connection was closed instead.
+async fn giant_raft_call_without_certificate(addr: &str, ca_pem: &str) -> Option<String> {
+    use tower::ServiceExt;
+    let channel = tls::endpoint(addr, Duration::from_secs(5))
+        .unwrap()
+        .tls_config(tls::ca_only_client_config(ca_pem))
+        .unwrap()
+        .connect()
+        .await
+        .ok()?;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://{addr}/shoal.v1.Raft/AppendEntries"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(giant_message_body(64 * 1024 * 1024))
+        .unwrap();
+    // Before the gate, the manager kept reading (and buffering) the body and
+    // no answer came: the timeout makes that a failure, not a hang.
+    let response = tokio::time::timeout(Duration::from_secs(10), channel.oneshot(request))
+        .await
+        .expect("the manager must answer at once, not read the message")
+        .ok()?;
+    response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_giant_message_without_a_certificate_is_refused_before_it_is_read() {
+    let dir = TestDir::new();
+    let (manager, workers, addr) = tokio::task::block_in_place(|| crate::util::cluster(&dir, 1));
+    let creds = NodeCredentials::load(&manager.data_dir).unwrap();
+    let pid = manager.pid().unwrap();
+    let before = rss_kib(pid);
+
+    // One call: refused as unauthenticated (gRPC code 16), nothing buffered.
+    let code = giant_raft_call_without_certificate(&addr, &creds.ca_pem).await;
+    assert_eq!(code.as_deref(), Some("16"), "UNAUTHENTICATED expected");
+    let after_one = rss_kib(pid);
+    assert!(
+        after_one < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after_one} KiB for one refused call"
+    );
+
+    // A hundred at once: each is refused or its connection closed, and the
+    // manager goes on serving its nodes meanwhile.
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let (addr, ca) = (addr.clone(), creds.ca_pem.clone());
+            tokio::spawn(async move { giant_raft_call_without_certificate(&addr, &ca).await })
+        })
+        .collect();
+    let trusted = tls::endpoint(&addr, Duration::from_secs(5))
+        .unwrap()
+        .tls_config(tls::client_config(&creds))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let nodes = ControlClient::new(trusted)
+        .list_nodes(ListNodesRequest {})
+        .await
+        .expect("a manager certificate is served during the flood")
+        .into_inner()
+        .nodes;
+    assert_eq!(nodes.len(), 2);
+    for call in calls {
+        let code = call.await.unwrap();
+        assert!(
+            code.is_none() || code.as_deref() == Some("16"),
+            "a call without a certificate got {code:?}"
+        );
+    }
+    let after_many = rss_kib(pid);
+    assert!(
+        after_many < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after_many} KiB for 100 refused calls"
+    );
+    tokio::task::block_in_place(|| {
+        eventually(patience(), "the worker still Ready", || {
+            match manager.node_status(&workers[0].name).as_deref() {
+                Some("Ready") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    });
+}
