@@ -178,6 +178,7 @@ impl DispatcherRpc for Dispatcher {
                 .unwrap_or_default()
         });
         let description = request.into_inner().description.unwrap_or_default();
+        crate::worker_input::check_description(&description)?;
         crate::raft::propose(
             &self.raft,
             Command::NodeSessionStarted {
@@ -308,6 +309,7 @@ impl DispatcherRpc for Dispatcher {
             .into_iter()
             .filter_map(|u| u.status.map(|s| (u.task_id, s)))
             .collect();
+        let updates = crate::worker_input::bound_statuses(updates)?;
         if !updates.is_empty() {
             crate::raft::propose(
                 &self.raft,

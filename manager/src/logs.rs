@@ -488,10 +488,13 @@ impl LogBrokerRpc for LogBrokerService {
         let mut batch = first.messages;
         loop {
             for mut message in batch.drain(..) {
-                if let Some((name, node)) = pending.names.get(&message.task_id) {
-                    message.task_name = name.clone();
-                    message.node = node.clone();
-                }
+                // Only the subscription's own tasks: a node must not pass
+                // lines off as another task's (or slip in its own names).
+                let Some((name, node)) = pending.names.get(&message.task_id) else {
+                    continue;
+                };
+                message.task_name = name.clone();
+                message.node = node.clone();
                 if tx.send(Ok(message)).await.is_err() {
                     // The caller left: answering tells the agent to stop.
                     return Ok(Response::new(PublishResponse {}));

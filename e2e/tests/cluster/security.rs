@@ -301,3 +301,137 @@ async fn a_giant_message_without_a_certificate_is_refused_before_it_is_read() {
         })
     });
 }
+
+/// A node's saved credentials, as someone who copied them would keep them.
+fn saved_credentials(daemon: &crate::util::Daemon) -> NodeCredentials {
+    NodeCredentials::load(&daemon.data_dir).unwrap()
+}
+
+async fn connect_as(addr: &str, creds: &NodeCredentials) -> tonic::transport::Channel {
+    tls::endpoint(addr, Duration::from_secs(5))
+        .unwrap()
+        .tls_config(tls::client_config(creds))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A bincode-encoded Raft vote request from candidate `raft_id`.
+fn vote_from(raft_id: u64) -> shoal_proto::v1::RaftMessage {
+    let vote = openraft::raft::VoteRequest::<u64> {
+        vote: openraft::Vote::new(1_000_000, raft_id),
+        last_log_id: None,
+    };
+    shoal_proto::v1::RaftMessage {
+        data: bincode::serialize(&vote).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demoted_removed_and_impersonating_certificates_are_refused_where_they_lost_the_right() {
+    use shoal_proto::v1::dispatcher_client::DispatcherClient;
+    use shoal_proto::v1::log_broker_client::LogBrokerClient;
+    use shoal_proto::v1::logs_client::LogsClient;
+    use shoal_proto::v1::raft_client::RaftClient;
+    use shoal_proto::v1::{ServiceLogsRequest, SessionRequest, SubscriptionsRequest};
+    use tonic::Code;
+
+    let dir = TestDir::new();
+    let (managers, mut workers) =
+        tokio::task::block_in_place(|| crate::util::managers_cluster(&dir, 3, 1));
+    let addr = managers[0].info()["NodeAddr"].as_str().unwrap().to_string();
+    let leader_creds = saved_credentials(&managers[0]);
+    let demoted_creds = saved_credentials(&managers[2]);
+    let removed_creds = saved_credentials(&workers[0]);
+
+    // A manager may speak in Raft only as its own member.
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(managers[0].data_dir.join("state.json")).unwrap())
+            .unwrap();
+    let own_raft_id = own["raft_id"].as_u64().unwrap();
+    let leader = connect_as(&addr, &leader_creds).await;
+    let status = RaftClient::new(leader.clone())
+        .vote(vote_from(own_raft_id + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("sent a message as raft member"),
+        "{status:?}"
+    );
+    // Its own ID passes the check (the vote itself is refused by Raft, not by us).
+    let answered = RaftClient::new(leader).vote(vote_from(own_raft_id)).await;
+    assert!(
+        answered
+            .as_ref()
+            .map_or_else(|s| s.code() != Code::PermissionDenied, |_| true),
+        "{answered:?}"
+    );
+
+    // The demoted manager's old manager certificate: no Raft, control or logs.
+    let demoted_name = managers[2].name.clone();
+    tokio::task::block_in_place(|| {
+        managers[0].ok(&["node", "demote", &demoted_name]);
+        eventually(patience(), "the demoted node listed as a worker", || {
+            let nodes = managers[0].nodes();
+            let node = nodes
+                .iter()
+                .find(|n| n["Hostname"] == demoted_name.as_str());
+            match node.map(|n| n["ManagerStatus"].clone()) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => Err(s),
+                _ => Ok(()),
+            }
+        });
+    });
+    let demoted = connect_as(&addr, &demoted_creds).await;
+    let refused = [
+        RaftClient::new(demoted.clone())
+            .vote(vote_from(1))
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        ControlClient::new(demoted.clone())
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        LogsClient::new(demoted)
+            .service_logs(ServiceLogsRequest {
+                target: "anything".into(),
+                options: None,
+            })
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ];
+    for status in refused {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+
+    // The removed worker's certificate: no session, no log subscriptions.
+    let worker_name = workers[0].name.clone();
+    workers[0].kill();
+    tokio::task::block_in_place(|| {
+        managers[0].ok(&["node", "rm", "--force", &worker_name]);
+    });
+    let removed = connect_as(&addr, &removed_creds).await;
+    let session = DispatcherClient::new(removed.clone())
+        .session(SessionRequest { description: None })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(session.code(), Code::PermissionDenied, "{session:?}");
+    let subscriptions = LogBrokerClient::new(removed)
+        .subscriptions(SubscriptionsRequest {
+            session_id: "any".into(),
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(
+        subscriptions.code(),
+        Code::PermissionDenied,
+        "{subscriptions:?}"
+    );
+}

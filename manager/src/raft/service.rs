@@ -13,6 +13,9 @@ use shoal_proto::v1::{
 use shoal_security::Role;
 use tonic::{Request, Response, Status};
 
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
+use super::types::TypeConfig;
 use crate::store::Command;
 use crate::{auth, Manager};
 
@@ -25,10 +28,28 @@ impl RaftService {
         RaftService { manager }
     }
 
-    fn decode<T: DeserializeOwned>(&self, request: Request<RaftMessage>) -> Result<T, Status> {
-        auth::require_peer(&request, self.manager.store(), &[Role::Manager])?;
-        bincode::deserialize(&request.into_inner().data)
-            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+    /// Decodes a Raft RPC from a manager whose certificate speaks for the
+    /// Raft member the message claims to come from (`sender` reads that
+    /// member's ID off the message): one manager cannot vote or lead in
+    /// another's name.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        request: Request<RaftMessage>,
+        sender: impl FnOnce(&T) -> Option<u64>,
+    ) -> Result<T, Status> {
+        let peer = auth::require_peer(&request, self.manager.store(), &[Role::Manager])?;
+        let rpc: T = bincode::deserialize(&request.into_inner().data)
+            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+        let registered = self.manager.store().read(|s| {
+            s.nodes
+                .get(&peer.node_id)
+                .and_then(|n| n.manager_status.as_ref())
+                .map(|m| m.raft_id)
+        });
+        if let Some(problem) = sender_mismatch(&peer.node_id, registered, sender(&rpc)) {
+            return Err(Status::permission_denied(problem));
+        }
+        Ok(rpc)
     }
 
     /// The caller's node, which must be a manager with this Raft ID.
@@ -52,6 +73,19 @@ impl RaftService {
     }
 }
 
+/// Why a Raft message from `node_id` is refused, if it is: the store
+/// registers that node as Raft member `registered` and the message claims
+/// to come from `claimed` (pure). A node the store does not register (yet)
+/// was already vetted by the certificate check.
+fn sender_mismatch(node_id: &str, registered: Option<u64>, claimed: Option<u64>) -> Option<String> {
+    match (registered, claimed) {
+        (Some(registered), Some(claimed)) if registered != claimed => Some(format!(
+            "node {node_id} is raft member {registered} but sent a message as raft member {claimed}"
+        )),
+        _ => None,
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
     bincode::serialize(value)
         .map(|data| Response::new(RaftMessage { data }))
@@ -64,12 +98,16 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request)?;
+        let rpc = self.decode(request, |r: &AppendEntriesRequest<TypeConfig>| {
+            r.vote.leader_id().voted_for()
+        })?;
         encode(&self.manager.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request)?;
+        let rpc = self.decode(request, |r: &VoteRequest<u64>| {
+            r.vote.leader_id().voted_for()
+        })?;
         encode(&self.manager.raft().vote(rpc).await)
     }
 
@@ -77,7 +115,9 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request)?;
+        let rpc = self.decode(request, |r: &InstallSnapshotRequest<TypeConfig>| {
+            r.vote.leader_id().voted_for()
+        })?;
         encode(&self.manager.raft().install_snapshot(rpc).await)
     }
 
@@ -126,5 +166,19 @@ impl RaftRpc for RaftService {
             })
             .await?;
         Ok(Response::new(LeaveClusterResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sender_mismatch;
+
+    #[test]
+    fn a_manager_may_speak_only_as_its_own_raft_member() {
+        assert_eq!(sender_mismatch("n1", Some(7), Some(7)), None);
+        let refused = sender_mismatch("n1", Some(7), Some(8)).unwrap();
+        assert!(refused.contains("raft member 7 but sent a message as raft member 8"));
+        // Not registered yet (a manager still catching up): the certificate decided.
+        assert_eq!(sender_mismatch("n1", None, Some(8)), None);
     }
 }
