@@ -3,13 +3,19 @@
 //! double-quoted values with `\n`-style escapes, and unquoted values trimmed
 //! and cut at ` #`. Reading the files is left to the caller.
 
+use std::collections::HashMap;
+
 use crate::error::{ComposeError, Location};
 
 /// Parses a dotenv text; `file` names it in errors. Later lines win over
 /// earlier ones with the same key. A bare `KEY` line (no `=`) yields `None`:
 /// Compose then takes the value from the environment, if set.
 pub fn parse_dotenv(file: &str, text: &str) -> Result<Vec<(String, Option<String>)>, ComposeError> {
-    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    // A later line with the same key replaces the earlier one and moves to
+    // the end; a slot emptied through an index, not a scan of `out` per
+    // line, so a file of many keys is read in linear time.
+    let mut out: Vec<Option<(String, Option<String>)>> = Vec::new();
+    let mut slots: HashMap<String, usize> = HashMap::new();
     let mut lines = text.lines().enumerate();
     while let Some((idx, raw)) = lines.next() {
         let line_no = idx + 1;
@@ -42,8 +48,9 @@ pub fn parse_dotenv(file: &str, text: &str) -> Result<Vec<(String, Option<String
                 let quote = v.chars().next().unwrap_or('"');
                 // A quoted value may run over several lines.
                 let mut body = v[1..].to_owned();
+                let mut scan = (0, false);
                 let end = loop {
-                    if let Some(end) = closing_quote(&body, quote) {
+                    if let Some(end) = closing_quote(&body, quote, &mut scan) {
                         break end;
                     }
                     match lines.next() {
@@ -76,24 +83,30 @@ pub fn parse_dotenv(file: &str, text: &str) -> Result<Vec<(String, Option<String
                 Some(v.trim_end().to_owned())
             }
         };
-        out.retain(|(k, _)| k != key);
-        out.push((key.to_owned(), value));
+        if let Some(old) = slots.insert(key.to_owned(), out.len()) {
+            out[old] = None;
+        }
+        out.push(Some((key.to_owned(), value)));
     }
-    Ok(out)
+    Ok(out.into_iter().flatten().collect())
 }
 
-fn closing_quote(body: &str, quote: char) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in body.char_indices() {
+/// The byte index of the quote closing `body`, scanning on from `scan`
+/// (offset, inside an escape) and leaving it at the end when there is none
+/// yet: a value spread over many lines is scanned once, not once per line.
+fn closing_quote(body: &str, quote: char, scan: &mut (usize, bool)) -> Option<usize> {
+    let (start, mut escaped) = *scan;
+    for (i, c) in body[start..].char_indices() {
         if quote == '"' && c == '\\' && !escaped {
             escaped = true;
             continue;
         }
         if c == quote && !escaped {
-            return Some(i);
+            return Some(start + i);
         }
         escaped = false;
     }
+    *scan = (body.len(), escaped);
     None
 }
 

@@ -60,6 +60,12 @@ pub enum ComposeError {
         message: String,
     },
 
+    /// Input past one of the loader's bounds ([`crate::limits`]): a file too
+    /// large, aliases or variables that expand too far, nesting too deep. The
+    /// message names the bound.
+    #[error("{at}: {message}")]
+    Limit { at: Location, message: String },
+
     /// A malformed line in a `.env` or `env_file` file.
     #[error("{at}: {message}")]
     EnvFile { at: Location, message: String },

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::error::ComposeError;
+use crate::limits::{mib, MAX_EXPANDED_BYTES, MAX_INTERPOLATION_DEPTH};
 use crate::yaml::{Node, Value};
 
 /// Why one string could not be interpolated; the caller adds file, line and
@@ -18,12 +19,30 @@ pub(crate) struct InterpolationError(pub String);
 
 /// Substitutes variables in `text`; an unset variable without a default
 /// becomes the empty string, as in Compose.
+#[cfg(test)]
 pub(crate) fn interpolate(
     text: &str,
     vars: &HashMap<String, String>,
 ) -> Result<String, InterpolationError> {
+    expand(text, vars, 0, MAX_EXPANDED_BYTES)
+}
+
+/// Interpolates `text` at nesting `depth` (0 for a whole scalar), giving
+/// up once the result passes `max_len` bytes: `${A}${A}…` with a large `A`
+/// must fail before it is built, not after.
+fn expand(
+    text: &str,
+    vars: &HashMap<String, String>,
+    depth: usize,
+    max_len: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_INTERPOLATION_DEPTH {
+        return Err(InterpolationError(format!(
+            "`${{…}}` defaults nested more than {MAX_INTERPOLATION_DEPTH} levels deep, the most shoal substitutes"
+        )));
+    }
     if !text.contains('$') {
-        return Ok(text.to_owned());
+        return bounded(text.to_owned(), max_len);
     }
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
@@ -46,7 +65,8 @@ pub(crate) fn interpolate(
                     ))
                 })?;
                 let inner: String = chars[i + 2..close].iter().collect();
-                out.push_str(&braced(&inner, text, vars)?);
+                let room = max_len.saturating_sub(out.len());
+                out.push_str(&braced(&inner, text, vars, depth, room)?);
                 i = close + 1;
             }
             Some(c) if is_name_start(*c) => {
@@ -64,6 +84,19 @@ pub(crate) fn interpolate(
                 )))
             }
         }
+        if out.len() > max_len {
+            return bounded(out, max_len);
+        }
+    }
+    bounded(out, max_len)
+}
+
+fn bounded(out: String, max_len: usize) -> Result<String, InterpolationError> {
+    if out.len() > max_len {
+        return Err(InterpolationError(format!(
+            "variables expand the file to more than {} of text, the most shoal loads",
+            mib(MAX_EXPANDED_BYTES)
+        )));
     }
     Ok(out)
 }
@@ -99,6 +132,8 @@ fn braced(
     inner: &str,
     whole: &str,
     vars: &HashMap<String, String>,
+    depth: usize,
+    max_len: usize,
 ) -> Result<String, InterpolationError> {
     let name_len = inner
         .char_indices()
@@ -132,10 +167,10 @@ fn braced(
     let resolved = match op {
         "" => value.cloned().unwrap_or_default(),
         ":-" if set_nonempty => value.cloned().unwrap_or_default(),
-        ":-" => interpolate(word, vars)?,
+        ":-" => expand(word, vars, depth + 1, max_len)?,
         "-" => match value {
             Some(v) => v.clone(),
-            None => interpolate(word, vars)?,
+            None => expand(word, vars, depth + 1, max_len)?,
         },
         ":?" | "?" => {
             let ok = if op == ":?" {
@@ -144,7 +179,7 @@ fn braced(
                 value.is_some()
             };
             if !ok {
-                let why = interpolate(word, vars)?;
+                let why = expand(word, vars, depth + 1, max_len)?;
                 let state = if value.is_some() { "empty" } else { "unset" };
                 return Err(InterpolationError(if why.is_empty() {
                     format!("required variable {name} is {state}")
@@ -154,8 +189,8 @@ fn braced(
             }
             value.cloned().unwrap_or_default()
         }
-        ":+" if set_nonempty => interpolate(word, vars)?,
-        "+" if value.is_some() => interpolate(word, vars)?,
+        ":+" if set_nonempty => expand(word, vars, depth + 1, max_len)?,
+        "+" if value.is_some() => expand(word, vars, depth + 1, max_len)?,
         _ => String::new(),
     };
     Ok(resolved)
@@ -168,19 +203,32 @@ pub(crate) fn interpolate_node(
     path: &str,
     vars: &HashMap<String, String>,
 ) -> Result<(), ComposeError> {
+    interpolate_within(node, path, vars, &mut 0)
+}
+
+/// [`interpolate_node`], with `used` the bytes of text produced so far in
+/// the file, which must stay within [`MAX_EXPANDED_BYTES`].
+fn interpolate_within(
+    node: &mut Node,
+    path: &str,
+    vars: &HashMap<String, String>,
+    used: &mut usize,
+) -> Result<(), ComposeError> {
     match &mut node.value {
         Value::Scalar { text, .. } => {
-            *text = interpolate(text, vars).map_err(|InterpolationError(message)| {
+            let room = MAX_EXPANDED_BYTES.saturating_sub(*used);
+            *text = expand(text, vars, 0, room).map_err(|InterpolationError(message)| {
                 ComposeError::Interpolation {
                     at: node.pos.location(),
                     path: path.to_owned(),
                     message,
                 }
             })?;
+            *used += text.len();
         }
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_node(item, &format!("{path}[{i}]"), vars)?;
+                interpolate_within(item, &format!("{path}[{i}]"), vars, used)?;
             }
         }
         Value::Map(entries) => {
@@ -190,7 +238,7 @@ pub(crate) fn interpolate_node(
                 } else {
                     format!("{path}.{}", key.name)
                 };
-                interpolate_node(value, &child, vars)?;
+                interpolate_within(value, &child, vars, used)?;
             }
         }
         Value::Null => {}
@@ -287,6 +335,38 @@ mod tests {
             .unwrap_err()
             .contains("does not start with a variable"));
         assert!(run("${SET*x}").unwrap_err().contains("unexpected `*x`"));
+    }
+
+    #[test]
+    fn nested_defaults_are_bounded() {
+        let nest = |levels: usize| format!("{}x{}", "${UNSET:-".repeat(levels), "}".repeat(levels));
+        assert_eq!(run(&nest(16)).unwrap(), "x");
+        assert_eq!(
+            run(&nest(17)).unwrap_err(),
+            "`${…}` defaults nested more than 16 levels deep, the most shoal substitutes"
+        );
+        // Deep enough to overflow the stack if each level recursed unchecked.
+        assert!(run(&nest(200_000))
+            .unwrap_err()
+            .contains("more than 16 levels"));
+    }
+
+    #[test]
+    fn expansion_is_bounded_in_bytes() {
+        let mut vars = vars();
+        vars.insert("BIG".into(), "x".repeat(1 << 20));
+        // 17 MiB from 68 bytes.
+        let err = interpolate(&"${BIG}".repeat(17), &vars).unwrap_err().0;
+        assert_eq!(
+            err,
+            "variables expand the file to more than 16 MiB of text, the most shoal loads"
+        );
+        let err = interpolate(&"$BIG".repeat(17), &vars).unwrap_err().0;
+        assert!(err.contains("more than 16 MiB"), "{err}");
+        assert_eq!(
+            interpolate(&"$BIG".repeat(16), &vars).unwrap().len(),
+            16 << 20
+        );
     }
 
     #[test]

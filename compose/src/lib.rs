@@ -28,7 +28,8 @@
 //! settled its API), and hands out a position with every event; it does not
 //! resolve merge keys, so the `yaml` module does (explicit keys win, then earlier
 //! merged mappings). Driving its events one by one also lets the loader cap
-//! nesting depth and alias expansion, so hostile input fails cleanly.
+//! nesting depth and alias expansion ([`limits`]), so hostile input fails
+//! cleanly.
 //!
 //! # Supported, and not
 //! Everything under `services` that maps to a shoal service spec (see
@@ -45,6 +46,8 @@
 //! - [`error`]: [`ComposeError`] and [`Location`].
 //! - [`model`]: the typed result, [`Stack`] and what it holds.
 //! - `yaml`: YAML text → position-tagged tree, and tree → YAML text.
+//! - [`limits`]: the bounds on file size, alias and variable expansion
+//!   and nesting that keep hostile files from exhausting memory or stack.
 //! - `interpolate`: `${VAR}` substitution.
 //! - `dotenv`: the `.env` / `env_file` format ([`parse_dotenv`]).
 //! - `merge`: merging several files' trees.
@@ -57,6 +60,7 @@
 mod dotenv;
 pub mod error;
 mod interpolate;
+pub mod limits;
 mod merge;
 pub mod model;
 mod order;
@@ -85,7 +89,7 @@ pub fn load(files: &[PathBuf], env: &HashMap<String, String>) -> Result<Stack, C
     let first = files.first().ok_or(ComposeError::NoFiles)?;
     let base_dir = first.parent().unwrap_or(Path::new("")).to_path_buf();
     let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
+        limits::read_to_string(path).map_err(|source| ComposeError::Read {
             path: path.to_path_buf(),
             source,
         })
@@ -129,6 +133,15 @@ pub fn load_sources(
 ) -> Result<Stack, ComposeError> {
     let mut merged: Option<yaml::Node> = None;
     for (name, text) in sources {
+        if text.len() > limits::MAX_FILE_BYTES {
+            return Err(ComposeError::Limit {
+                at: Location {
+                    file: name.clone(),
+                    line: None,
+                },
+                message: limits::too_large_message(),
+            });
+        }
         let mut root = yaml::parse(name, text)?;
         if !matches!(root.value, yaml::Value::Map(_)) {
             return Err(ComposeError::Invalid {
@@ -151,7 +164,7 @@ pub fn load_sources(
         }
     }
     let root = merged.ok_or(ComposeError::NoFiles)?;
-    let read_file = |path: &Path| std::fs::read_to_string(path);
+    let read_file = |path: &Path| limits::read_to_string(path);
     let ctx = schema::Context {
         vars,
         base_dir,

@@ -887,7 +887,9 @@ fn service_def(
             let full = w.ctx.base_dir.join(&file.0);
             let text = match (w.ctx.read_file)(&full) {
                 Ok(text) => text,
-                Err(_) if !file.1 => continue,
+                // `required: false` forgives a missing file only, as in
+                // Compose; one too large to read is still an error.
+                Err(e) if !file.1 && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     return Err(invalid(
                         &n.pos,

@@ -367,6 +367,96 @@ fn missing_file_is_a_read_error() {
     ));
 }
 
+// ---- bounds on hostile input (see `limits`) --------------------------------
+
+#[test]
+fn files_past_the_size_bound_are_refused_before_parsing() {
+    let big = format!(
+        "x-pad: \"{}\"\nservices: {{}}\n",
+        "x".repeat(limits::MAX_FILE_BYTES)
+    );
+    assert_eq!(
+        load_str("stack.yml", &big, &HashMap::new())
+            .unwrap_err()
+            .to_string(),
+        "stack.yml: the file is larger than 4 MiB, the most shoal reads"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    fs::write(&file, &big).unwrap();
+    let e = load(std::slice::from_ref(&file), &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "cannot read {}: the file is larger than 4 MiB, the most shoal reads",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn an_endless_env_file_is_refused_even_when_optional() {
+    // Read through a bounded reader: /dev/zero must not fill memory, and
+    // `required: false` forgives only a missing file.
+    for env_file in ["/dev/zero", "{path: /dev/zero, required: false}"] {
+        let e = err(&format!(
+            "services:\n  web:\n    image: a\n    env_file: [{env_file}]\n"
+        ));
+        assert_eq!(
+            e,
+            "stack.yml:4: services.web.env_file[0]: cannot read env file /dev/zero: \
+             the file is larger than 4 MiB, the most shoal reads"
+        );
+    }
+}
+
+#[test]
+fn variables_expanding_past_the_bound_are_refused() {
+    let vars = env(&[("BIG", &"x".repeat(1 << 20))]);
+    // Scalars of 2 MiB each: every one fine alone, but with `image: a` the
+    // eighth takes the file past 16 MiB.
+    let text = format!(
+        "services:\n  web:\n    image: a\n    labels:\n{}",
+        (0..9)
+            .map(|i| format!("      l{i}: ${{BIG}}$BIG\n"))
+            .collect::<String>()
+    );
+    let e = load_str("stack.yml", &text, &vars).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "stack.yml:12: services.web.labels.l7: variables expand the file to more than 16 MiB of text, \
+         the most shoal loads"
+    );
+}
+
+#[test]
+fn nested_interpolation_past_the_bound_names_the_key() {
+    let deep = format!("{}x{}", "${U:-".repeat(17), "}".repeat(17));
+    let e = err(&format!("services:\n  web:\n    image: \"{deep}\"\n"));
+    assert_eq!(
+        e,
+        "stack.yml:3: services.web.image: `${…}` defaults nested more than 16 levels deep, \
+         the most shoal substitutes"
+    );
+}
+
+#[test]
+fn billion_laughs_in_a_compose_file_is_refused() {
+    let mut text = String::from("x-a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        text.push_str(&format!("x-a{i}: &a{i} [{refs}]\n"));
+    }
+    text.push_str("services:\n  web:\n    image: a\n    command: *a9\n");
+    let e = err(&text);
+    assert!(
+        e.starts_with("stack.yml:6: the document expands to more than 1000000 values"),
+        "{e}"
+    );
+}
+
 #[test]
 fn anchors_and_merge_keys() {
     let text = r#"

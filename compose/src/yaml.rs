@@ -8,10 +8,12 @@
 //!
 //! The tokenizer is `yaml-rust2`'s event parser, driven one event at a time
 //! rather than through its recursive `load`, so that nesting depth and alias
-//! expansion are bounded here and hostile input cannot exhaust the stack or
-//! memory.
+//! expansion are bounded here ([`crate::limits`]) and hostile input cannot
+//! exhaust the stack or memory. Each anchor remembers how many values, how
+//! many bytes of text and how many levels it holds, so an alias is checked
+//! against the bounds *before* it is copied.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -19,11 +21,7 @@ use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::error::{ComposeError, Location};
-
-/// Deepest nesting of collections accepted; Compose files rarely pass 8.
-pub(crate) const MAX_DEPTH: usize = 128;
-/// Most nodes one file may expand to, aliases included ("billion laughs").
-const MAX_NODES: usize = 1_000_000;
+use crate::limits::{mib, MAX_DEPTH, MAX_EXPANDED_BYTES, MAX_NODES};
 
 /// Where a node was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,18 +130,41 @@ fn syntax(file: &Arc<str>, mark: Option<&Marker>, message: impl Into<String>) ->
     }
 }
 
-/// A collection under construction.
-enum Frame {
-    Seq {
-        items: Vec<Node>,
-        pos: Pos,
-        anchor: usize,
-    },
+fn limit(file: &Arc<str>, mark: &Marker, message: String) -> ComposeError {
+    ComposeError::Limit {
+        at: Location {
+            file: file.to_string(),
+            line: Some(mark.line().max(1)),
+        },
+        message,
+    }
+}
+
+/// What a finished node weighs: values and text bytes inside it, aliases
+/// expanded, and its height in collections (a scalar is 0).
+#[derive(Debug, Clone, Copy, Default)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
+    height: usize,
+}
+
+/// A collection under construction, with the running totals at its start
+/// (to weigh it at its end) and the height of its tallest child.
+struct Frame {
+    kind: FrameKind,
+    pos: Pos,
+    anchor: usize,
+    nodes_at_start: usize,
+    bytes_at_start: usize,
+    child_height: usize,
+}
+
+enum FrameKind {
+    Seq(Vec<Node>),
     Map {
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
-        pos: Pos,
-        anchor: usize,
     },
 }
 
@@ -151,11 +172,13 @@ enum Frame {
 pub(crate) fn parse(file: &str, text: &str) -> Result<Node, ComposeError> {
     let file: Arc<str> = Arc::from(file);
     let mut parser = Parser::new_from_str(text);
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, Weight)> = HashMap::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
+    // Running totals over the whole document, aliases expanded.
     let mut nodes = 0usize;
+    let mut bytes = 0usize;
 
     loop {
         let (event, mark) = parser
@@ -165,8 +188,9 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, ComposeError> {
             file: file.clone(),
             line: mark.line().max(1),
         };
-        // A finished node, to be placed into its parent (or become the root).
-        let done: Node = match event {
+        // A finished node, to be placed into its parent (or become the root),
+        // and its height.
+        let (done, height): (Node, usize) = match event {
             Event::StreamEnd => break,
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => continue,
             Event::DocumentStart => {
@@ -181,22 +205,34 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, ComposeError> {
                 continue;
             }
             Event::Alias(id) => {
-                let node = anchors
+                let (node, weight) = anchors
                     .get(&id)
-                    .cloned()
                     .ok_or_else(|| syntax(&file, Some(&mark), "alias to an unknown anchor"))?;
-                nodes += count(&node);
-                if nodes > MAX_NODES {
-                    return Err(syntax(
+                // Checked before cloning: the clone is what a bomb is after.
+                if stack.len() + weight.height > MAX_DEPTH {
+                    return Err(limit(
                         &file,
-                        Some(&mark),
-                        format!("aliases expand to more than {MAX_NODES} nodes"),
+                        &mark,
+                        format!(
+                            "nesting deeper than {MAX_DEPTH} levels once this alias is expanded, \
+                             the most shoal loads"
+                        ),
                     ));
                 }
-                node
+                nodes += weight.nodes;
+                bytes += weight.bytes;
+                check_expansion(&file, &mark, nodes, bytes)?;
+                (node.clone(), weight.height)
             }
             Event::Scalar(text, style, anchor, _tag) => {
                 nodes += 1;
+                bytes += text.len();
+                check_expansion(&file, &mark, nodes, bytes)?;
+                let weight = Weight {
+                    nodes: 1,
+                    bytes: text.len(),
+                    height: 0,
+                };
                 let value = if style == TScalarStyle::Plain && is_null(&text) {
                     Value::Null
                 } else {
@@ -207,65 +243,72 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, ComposeError> {
                 };
                 let node = Node::new(value, pos);
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), weight));
                 }
-                node
+                (node, 0)
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(syntax(
+                    return Err(limit(
                         &file,
-                        Some(&mark),
-                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                        &mark,
+                        format!("nesting deeper than {MAX_DEPTH} levels, the most shoal loads"),
                     ));
                 }
-                nodes += 1;
-                stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq {
-                        items: Vec::new(),
-                        pos,
-                        anchor,
-                    }
+                let kind = if matches!(event, Event::SequenceStart(..)) {
+                    FrameKind::Seq(Vec::new())
                 } else {
-                    Frame::Map {
+                    FrameKind::Map {
                         entries: Vec::new(),
                         pending_key: None,
-                        pos,
-                        anchor,
                     }
+                };
+                stack.push(Frame {
+                    kind,
+                    pos,
+                    anchor,
+                    nodes_at_start: nodes,
+                    bytes_at_start: bytes,
+                    child_height: 0,
                 });
+                nodes += 1;
+                check_expansion(&file, &mark, nodes, bytes)?;
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match stack.pop() {
-                    Some(Frame::Seq { items, pos, anchor }) => {
-                        (Node::new(Value::Seq(items), pos), anchor)
-                    }
-                    Some(Frame::Map {
-                        entries,
-                        pos,
-                        anchor,
-                        ..
-                    }) => (build_map(entries, pos)?, anchor),
-                    None => return Err(syntax(&file, Some(&mark), "unbalanced collection end")),
+                let frame = stack
+                    .pop()
+                    .ok_or_else(|| syntax(&file, Some(&mark), "unbalanced collection end"))?;
+                let node = match frame.kind {
+                    FrameKind::Seq(items) => Node::new(Value::Seq(items), frame.pos),
+                    FrameKind::Map { entries, .. } => build_map(entries, frame.pos)?,
                 };
-                if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                let weight = Weight {
+                    nodes: nodes - frame.nodes_at_start,
+                    bytes: bytes - frame.bytes_at_start,
+                    height: frame.child_height + 1,
+                };
+                if frame.anchor > 0 {
+                    anchors.insert(frame.anchor, (node.clone(), weight));
                 }
-                node
+                (node, weight.height)
             }
         };
         match stack.last_mut() {
             None => root = Some(done),
-            Some(Frame::Seq { items, .. }) => items.push(done),
-            Some(Frame::Map {
-                entries,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
-                None => *pending_key = Some(done),
-                Some(key) => entries.push((key, done)),
-            },
+            Some(parent) => {
+                parent.child_height = parent.child_height.max(height);
+                match &mut parent.kind {
+                    FrameKind::Seq(items) => items.push(done),
+                    FrameKind::Map {
+                        entries,
+                        pending_key,
+                    } => match pending_key.take() {
+                        None => *pending_key = Some(done),
+                        Some(key) => entries.push((key, done)),
+                    },
+                }
+            }
         }
     }
     Ok(root.unwrap_or_else(|| {
@@ -279,12 +322,36 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, ComposeError> {
     }))
 }
 
-fn count(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::Seq(items) => items.iter().map(count).sum(),
-        Value::Map(entries) => entries.iter().map(|(_, v)| 1 + count(v)).sum(),
-        _ => 0,
+/// The bounds on what a document expands to; `nodes` and `bytes` are the
+/// running totals with every alias so far expanded.
+fn check_expansion(
+    file: &Arc<str>,
+    mark: &Marker,
+    nodes: usize,
+    bytes: usize,
+) -> Result<(), ComposeError> {
+    if bytes > MAX_EXPANDED_BYTES {
+        return Err(limit(
+            file,
+            mark,
+            format!(
+                "the document expands to more than {} of text once aliases are expanded, \
+                 the most shoal loads; write the repeated values out or use fewer aliases",
+                mib(MAX_EXPANDED_BYTES)
+            ),
+        ));
     }
+    if nodes > MAX_NODES {
+        return Err(limit(
+            file,
+            mark,
+            format!(
+                "the document expands to more than {MAX_NODES} values once aliases are expanded, \
+                 the most shoal loads; write the repeated values out or use fewer aliases"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// YAML 1.2 core schema nulls (what Compose's Go parser accepts).
@@ -298,6 +365,9 @@ fn is_null(text: &str) -> bool {
 fn build_map(raw: Vec<(Node, Node)>, pos: Pos) -> Result<Node, ComposeError> {
     let mut entries: Vec<(Key, Node)> = Vec::with_capacity(raw.len());
     let mut merged: Vec<Node> = Vec::new();
+    // A set, not a scan of `entries`: a mapping of 100 000 keys must not
+    // take 10^10 comparisons.
+    let mut seen: HashSet<String> = HashSet::with_capacity(raw.len());
     for (key, value) in raw {
         let name = match &key.value {
             Value::Scalar { text, quoted } => {
@@ -328,7 +398,7 @@ fn build_map(raw: Vec<(Node, Node)>, pos: Pos) -> Result<Node, ComposeError> {
                 })
             }
         };
-        if entries.iter().any(|(k, _)| k.name == name) {
+        if !seen.insert(name.clone()) {
             return Err(ComposeError::Syntax {
                 at: key.pos.location(),
                 message: format!("duplicate key `{name}` in a mapping"),
@@ -339,7 +409,7 @@ fn build_map(raw: Vec<(Node, Node)>, pos: Pos) -> Result<Node, ComposeError> {
     for source in merged {
         if let Value::Map(source_entries) = source.value {
             for (k, v) in source_entries {
-                if !entries.iter().any(|(e, _)| e.name == k.name) {
+                if seen.insert(k.name.clone()) {
                     entries.push((k, v));
                 }
             }
@@ -374,10 +444,22 @@ fn emit_map(out: &mut String, entries: &[(Key, Node)], indent: usize) {
     let mut sorted: Vec<&(Key, Node)> = entries.iter().collect();
     sorted.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     for (key, value) in sorted {
-        let _ = write!(out, "{:indent$}{}:", "", quote(&key.name, true));
+        let key = quote(&key.name, true);
+        // YAML allows an implicit (`key: value`) key of at most 1024
+        // characters; a longer one needs the explicit `? key` / `: value`
+        // form to read back (found by the compose_load fuzz target).
+        if key.len() > MAX_IMPLICIT_KEY {
+            let _ = write!(out, "{:indent$}? {key}\n{:indent$}:", "", "");
+        } else {
+            let _ = write!(out, "{:indent$}{key}:", "");
+        }
         emit_child(out, value, indent);
     }
 }
+
+/// Longest key written in the implicit form, in bytes (YAML's limit is 1024
+/// characters, and a character is at least a byte).
+const MAX_IMPLICIT_KEY: usize = 1024;
 
 fn emit_seq(out: &mut String, items: &[Node], indent: usize) {
     for item in items {
@@ -520,21 +602,87 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "f.yml:1: malformed YAML: nesting deeper than 128 levels"
+            "f.yml:1: nesting deeper than 128 levels, the most shoal loads"
+        );
+    }
+
+    /// `levels` flow lists nested around `inner`.
+    fn nested(levels: usize, inner: &str) -> String {
+        format!("{}{inner}{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn nesting_is_counted_after_aliases_are_spliced_in() {
+        // 1 (the top mapping) + 60 + 60: fine.
+        let text = format!("a: &a {}\nb: {}\n", nested(60, "x"), nested(60, "*a"));
+        let node = parse("f.yml", &text).unwrap();
+        assert!(node.get("b").is_some());
+        // 1 + 70 + 60 levels, each part alone well within the bound.
+        let text = format!("a: &a {}\nb: {}\n", nested(60, "x"), nested(70, "*a"));
+        let err = parse("f.yml", &text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "f.yml:2: nesting deeper than 128 levels once this alias is expanded, the most shoal loads"
+        );
+        // A chain of anchors, each aliasing the one before 30 levels down:
+        // every line is shallow, the last expansion is not.
+        let mut text = format!("a0: &a0 {}\n", nested(30, "x"));
+        for i in 1..6 {
+            text.push_str(&format!(
+                "a{i}: &a{i} {}\n",
+                nested(30, &format!("*a{}", i - 1))
+            ));
+        }
+        let err = parse("f.yml", &text).unwrap_err().to_string();
+        assert!(err.contains("once this alias is expanded"), "{err}");
+    }
+
+    #[test]
+    fn billion_laughs_is_refused() {
+        // The classic: nine levels of ten aliases, 10^9 values from 1 KiB.
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let prev = i - 1;
+            let refs = vec![format!("*a{prev}"); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse("f.yml", &text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "f.yml:6: the document expands to more than 1000000 values once aliases are expanded, \
+             the most shoal loads; write the repeated values out or use fewer aliases"
         );
     }
 
     #[test]
-    fn alias_bombs_are_refused() {
-        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 1..10 {
-            let prev = i - 1;
-            text.push_str(&format!(
-                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
-            ));
-        }
+    fn alias_expansion_is_bounded_in_bytes_not_only_values() {
+        // Twenty aliases of one 1 MiB scalar: 21 values, 21 MiB.
+        let big = "x".repeat(1 << 20);
+        let text = format!("a: &a {big}\nb: [{}]\n", ["*a"; 20].join(", "));
         let err = parse("f.yml", &text).unwrap_err().to_string();
-        assert!(err.contains("aliases expand to more than"), "{err}");
+        assert_eq!(
+            err,
+            "f.yml:2: the document expands to more than 16 MiB of text once aliases are expanded, \
+             the most shoal loads; write the repeated values out or use fewer aliases"
+        );
+        // Ten are 11 MiB: within the bound.
+        let text = format!("a: &a {big}\nb: [{}]\n", ["*a"; 10].join(", "));
+        assert!(parse("f.yml", &text).is_ok());
+    }
+
+    #[test]
+    fn large_mappings_load() {
+        // Duplicate keys are found through a set: this is linear, not the
+        // 10^9 comparisons a scan per key would take.
+        let text: String = (0..50_000).map(|i| format!("k{i}: {i}\n")).collect();
+        let node = parse("f.yml", &text).unwrap();
+        assert_eq!(map_keys(&node).len(), 50_000);
+        let text = format!("{text}k49999: again\n");
+        let err = parse("f.yml", &text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "f.yml:50001: malformed YAML: duplicate key `k49999` in a mapping"
+        );
     }
 
     #[test]
@@ -544,6 +692,20 @@ mod tests {
             err.starts_with("f.yml:2: malformed YAML: a Compose file holds one"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn emit_writes_long_keys_explicitly() {
+        // Fuzz crash: a key over YAML's 1024-character limit for implicit
+        // keys was written `key:` and the rendering did not read back.
+        let long = "k\u{7f}".repeat(300);
+        let text =
+            format!("a:\n  \"{long}\": {{x: 1}}\n  b: [{{\"{long}\": 2}}]\n  \"{long}x\": 3\n");
+        let node = parse("f.yml", &text).unwrap();
+        let out = emit(&node);
+        assert!(out.contains("? \""), "{out}");
+        let again = parse("g.yml", &out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert!(again.same_value(&node));
     }
 
     #[test]

@@ -68,6 +68,26 @@ pub fn apply(spec: &mut ServiceSpec, flags: &TaskFlags) -> anyhow::Result<()> {
             anyhow::bail!("invalid --health-cmd: the command is empty");
         }
     }
+    // Checked here, before anything changes: a health check option without
+    // a command (given now or already in the spec) is refused, and the
+    // refusal must leave the spec as it was (found by the service_flags
+    // fuzz target, which checks exactly that).
+    let health_options = flags.health_cmd.is_some()
+        || health_interval.is_some()
+        || health_timeout.is_some()
+        || health_start.is_some()
+        || flags.health_retries.is_some();
+    if !flags.no_healthcheck && health_options && flags.health_cmd.is_none() {
+        let has_command = spec
+            .task
+            .as_ref()
+            .and_then(|t| t.healthcheck.as_ref())
+            .and_then(|c| c.test.first())
+            .is_some_and(|first| first != "NONE");
+        if !has_command {
+            anyhow::bail!("a health check option needs a command: add --health-cmd \"CMD\"");
+        }
+    }
 
     // Messages are only created when one of their flags is given: an
     // `update` that names none of them must leave the task spec equal, or
@@ -132,18 +152,10 @@ pub fn apply(spec: &mut ServiceSpec, flags: &TaskFlags) -> anyhow::Result<()> {
             test: vec!["NONE".into()],
             ..Default::default()
         });
-    } else if flags.health_cmd.is_some()
-        || health_interval.is_some()
-        || health_timeout.is_some()
-        || health_start.is_some()
-        || flags.health_retries.is_some()
-    {
+    } else if health_options {
         let check = task.healthcheck.get_or_insert_with(Default::default);
         if let Some(cmd) = &flags.health_cmd {
             check.test = vec!["CMD-SHELL".into(), cmd.clone()];
-        }
-        if check.test.first().map(String::as_str) == Some("NONE") || check.test.is_empty() {
-            anyhow::bail!("a health check option needs a command: add --health-cmd \"CMD\"");
         }
         if let Some(ms) = health_interval {
             check.interval_ms = ms;
@@ -288,3 +300,6 @@ impl UpdateChanges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
