@@ -58,6 +58,32 @@ impl Ca for CaService {
         &self,
         request: Request<IssueNodeCertificateRequest>,
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        // Whoever answers, nothing is done for a malformed request or a token
+        // of another swarm: those are refused here, before a follower spends
+        // a connection to the leader on them.
+        let presented = JoinToken::parse(&request.get_ref().token)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let ca_cert_pem = self
+            .manager
+            .store()
+            .read(|s| {
+                s.cluster
+                    .as_ref()
+                    .and_then(|c| c.root_ca.as_ref())
+                    .map(|ca| ca.cert_pem.clone())
+            })
+            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        if !presented.is_for_ca(&ca_cert_pem) {
+            return Err(Status::permission_denied(
+                "invalid join token: it was made for another swarm's CA; get this swarm's \
+                 token with `shoal swarm join-token worker` on one of its managers",
+            ));
+        }
+        crate::worker_input::check_field(
+            "hostname",
+            &request.get_ref().hostname,
+            crate::worker_input::MAX_HOSTNAME_BYTES,
+        )?;
         // Issuing writes the node: only the leader can. A follower passes the
         // call on (the joining node need not know who leads).
         if !self.manager.is_leader() {
@@ -81,8 +107,6 @@ impl Ca for CaService {
                 .await;
         }
         let request = request.into_inner();
-        let presented = JoinToken::parse(&request.token)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let cluster = self
             .manager
             .store()

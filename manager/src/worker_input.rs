@@ -41,7 +41,8 @@ impl From<WorkerInputError> for tonic::Status {
     }
 }
 
-fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), WorkerInputError> {
+/// Checks one short text field: its length and no control characters.
+pub fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), WorkerInputError> {
     if value.len() > max {
         return Err(WorkerInputError::TooLong {
             field,

@@ -51,6 +51,12 @@ impl JoinToken {
         }
     }
 
+    /// Whether this token was made for the root CA `ca_pem` (its digest
+    /// part; says nothing about the secret).
+    pub fn is_for_ca(&self, ca_pem: &str) -> bool {
+        crate::ca::digest_of_pem(ca_pem).is_ok_and(|digest| digest == self.ca_digest)
+    }
+
     /// Parses a token, saying precisely what is wrong with a malformed one.
     pub fn parse(text: &str) -> Result<Self, SecurityError> {
         let invalid = |why: String| {
