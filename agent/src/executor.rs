@@ -102,14 +102,10 @@ pub trait Controller: Send + 'static {
     async fn remove(&mut self);
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it and a rename,
-/// so that a reader (a restarted agent) finds the old file or the new one,
-/// never half of one.
+/// Writes a task record atomically and durably (the workspace's one atomic
+/// write, `shoal_security::files::write_atomic`), owner-only.
 pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    shoal_security::files::write_atomic(path, bytes, 0o600).map_err(std::io::Error::other)
 }
 
 /// A spawned helper (a health prober or watcher) that ends with its

@@ -52,8 +52,10 @@ impl NodeCredentials {
         let dir = certs_dir(data_dir);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-        write_atomic(&dir.join("ca.pem"), self.ca_pem.as_bytes(), 0o644)?;
-        write_atomic(&dir.join("node.pem"), self.cert_pem.as_bytes(), 0o644)?;
+        // Certificates are public, but nothing in the data dir is anyone
+        // else's business: one rule for every file is easier to check.
+        write_atomic(&dir.join("ca.pem"), self.ca_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join("node.pem"), self.cert_pem.as_bytes(), 0o600)?;
         write_atomic(&dir.join("node.key"), self.key_pem.as_bytes(), 0o600)?;
         Ok(())
     }
@@ -67,9 +69,14 @@ impl NodeCredentials {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+/// Writes `bytes` to `path` through a temporary file beside it, fsync,
+/// rename and an fsync of the directory: a reader (a restarted daemon) finds
+/// the old file or the new one, never half of one, and the new one survives
+/// a power loss once this returns. The one atomic write of the workspace.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecurityError> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -80,5 +87,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Security
     file.write_all(bytes).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
     Ok(())
 }
