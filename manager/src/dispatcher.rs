@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::raft::types::Raft;
-use crate::store::{ClusterState, Command, SharedStore};
+use crate::store::{is_terminal, ClusterState, Command, SharedStore};
 use crate::{auth, ManagerConfig};
 
 /// Default heartbeat period; a node is Down after [`MISSED_HEARTBEATS`] of them.
@@ -334,13 +334,22 @@ fn desired_role(store: &SharedStore, node_id: &str) -> shoal_proto::v1::NodeRole
     })
 }
 
-/// The tasks a node must run: assigned to it and desired to run. A task
-/// leaving this set is the agent's signal to stop it.
+/// The tasks a node must know about: assigned to it and either desired to
+/// run, or retired but not yet seen to end. Retired tasks stay in the set
+/// until the node reports them terminal: a task retired before its node ever
+/// received it (the agent was down, or the set was in flight) would otherwise
+/// never be reported, and its slot would wait for it forever. The agent runs
+/// the tasks desired to run and stops (or reports stopped, if it never started
+/// them) the others; a task leaving the set is also a signal to stop it.
 pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state
         .tasks
         .values()
-        .filter(|t| t.node_id == node_id && t.desired_state <= TaskState::Running as i32)
+        .filter(|t| {
+            t.node_id == node_id
+                && (t.desired_state <= TaskState::Running as i32
+                    || !is_terminal(crate::orchestrator::observed(t)))
+        })
         .cloned()
         .collect()
 }
