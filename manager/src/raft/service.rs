@@ -64,12 +64,18 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request)?;
+        let rpc: openraft::raft::AppendEntriesRequest<crate::raft::types::TypeConfig> =
+            self.decode(request)?;
+        // Heard from the leader: a follower counts it reachable (it sends no
+        // RPCs of its own to count), so its quorum view stays truthful.
+        self.manager.heard_from(rpc.vote.leader_id().node_id);
         encode(&self.manager.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request)?;
+        let rpc: openraft::raft::VoteRequest<u64> = self.decode(request)?;
+        // A candidate is alive: during an election it is what a follower hears.
+        self.manager.heard_from(rpc.vote.leader_id().node_id);
         encode(&self.manager.raft().vote(rpc).await)
     }
 
