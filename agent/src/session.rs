@@ -1,6 +1,8 @@
 //! The agent's session loop: connect to a manager, open a session, heartbeat
 //! at the period the manager asks for, keep the assignment stream open; on any
-//! failure, move to the next known manager after a short backoff.
+//! failure, move to the next known manager after a short, jittered backoff
+//! (see [`reconnect`]: a leader hint first, never straight back to the
+//! manager that just failed).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,11 +25,12 @@ use crate::logs::{Runtimes, Subscriptions};
 use crate::reporter::Reporter;
 use crate::worker::{Worker, WorkerEvent};
 
+mod reconnect;
+use rand::SeedableRng;
+use reconnect::Reconnect;
+
 /// How long to wait for a manager to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause between reconnection attempts; short so that a manager change costs
-/// well under the two seconds agents are allowed.
-const RETRY_BACKOFF: Duration = Duration::from_millis(300);
 /// Pause after the managers refused this node (e.g. it was removed).
 const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -165,22 +168,18 @@ async fn run(
     runtimes: Arc<Runtimes>,
 ) {
     let client_tls = tls::client_config(&config.credentials);
-    let mut attempt = 0usize;
-    let mut next: Option<String> = None;
+    let mut reconnect = Reconnect::default();
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    // When the last session broke: reconnecting is measured and logged.
+    let mut lost_at: Option<tokio::time::Instant> = None;
     loop {
         let list = managers.lock().expect("managers lock").clone();
-        if list.is_empty() {
+        let Some(addr) = reconnect.next(&list) else {
             tracing::error!("no manager address known; the agent cannot connect");
             tokio::time::sleep(REFUSED_BACKOFF).await;
             continue;
-        }
-        let addr = match next.take() {
-            Some(leader) => leader,
-            None => {
-                attempt += 1;
-                list[(attempt - 1) % list.len()].clone()
-            }
         };
+        let mut established = false;
         let outcome = session(
             &config,
             &addr,
@@ -191,31 +190,35 @@ async fn run(
             &worker,
             &reporter,
             &runtimes,
+            (&mut established, &mut lost_at),
         )
         .await;
         up.send_replace(false);
+        if established {
+            reconnect.established();
+            lost_at = Some(tokio::time::Instant::now());
+        }
         // A manager that is not the leader says who is: go there at once.
-        if let Err(status) = &outcome {
-            if let Some(leader) = status
+        let hint = outcome.as_ref().err().and_then(|status| {
+            status
                 .metadata()
                 .get(shoal_proto::LEADER_HINT)
                 .and_then(|v| v.to_str().ok())
-                .filter(|leader| *leader != addr)
-            {
-                next = Some(leader.to_string());
-                continue;
-            }
-        }
+                .map(str::to_string)
+        });
+        let pause = reconnect.ended(&addr, hint.as_deref(), &mut rng);
         match outcome {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
                 tracing::error!(manager = %addr, "the swarm refused this node: {}", status.message());
                 tokio::time::sleep(REFUSED_BACKOFF).await;
             }
             Err(status) => {
-                tracing::warn!(manager = %addr, "session ended: {}", status.message());
-                tokio::time::sleep(RETRY_BACKOFF).await;
+                if pause > Duration::ZERO {
+                    tracing::warn!(manager = %addr, retry_in_ms = pause.as_millis() as u64, "session ended: {}", status.message());
+                }
+                tokio::time::sleep(pause).await;
             }
-            Ok(()) => tokio::time::sleep(RETRY_BACKOFF).await,
+            Ok(()) => tokio::time::sleep(pause).await,
         }
     }
 }
@@ -248,6 +251,7 @@ async fn session(
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
+    (established, lost_at): (&mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, client_tls).await?;
     let mut client = DispatcherClient::new(channel.clone());
@@ -269,6 +273,10 @@ async fn session(
     let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
     tracing::info!(manager = %addr, session = %session_id, "session established");
     up.send_replace(true);
+    *established = true;
+    if let Some(lost) = lost_at.take() {
+        tracing::info!(manager = %addr, after_ms = lost.elapsed().as_millis() as u64, "session re-established");
+    }
 
     let mut assignments = client
         .assignments(AssignmentsRequest {

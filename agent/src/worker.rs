@@ -2,8 +2,9 @@
 //!
 //! It reconciles the latest assignment set (level-triggered) against the
 //! tasks it supervises: a new assignment gets a supervisor that drives the
-//! task's controller and reports its states; a task that left the set is
-//! stopped. Until the first assignment set arrives, tasks found running from a
+//! task's controller and reports its states; a task that left the set, or
+//! stays in it retired (desired state beyond Running), is stopped, and a
+//! retired task it never started is reported shut down at once. Until the first assignment set arrives, tasks found running from a
 //! previous agent keep running: the data plane does not wait for a manager.
 //!
 //! A task with a health check stays STARTING until the check first passes,
@@ -139,8 +140,26 @@ impl Worker {
 
     async fn reconcile(&mut self, tasks: Vec<Task>) {
         self.assigned = tasks.iter().map(|t| t.id.clone()).collect();
+        // The set also carries retired tasks (desired beyond Running) until
+        // this node reports them ended: they are stopped, never started.
+        let run: HashSet<String> = tasks
+            .iter()
+            .filter(|t| t.desired_state <= TaskState::Running as i32)
+            .map(|t| t.id.clone())
+            .collect();
         for task in tasks {
             if self.running.contains_key(&task.id) || self.finished.contains(&task.id) {
+                continue;
+            }
+            if !run.contains(&task.id) {
+                // Retired before it ever started here (perhaps while this
+                // agent was down): it ends without starting, and the report
+                // lets the managers refill its slot.
+                self.reporter.report(
+                    &task.id,
+                    status(TaskState::Shutdown, "shut down before it started"),
+                );
+                self.finished.insert(task.id.clone());
                 continue;
             }
             let runtime = task.spec.as_ref().map(|s| s.runtime.as_str()).unwrap_or("");
@@ -161,9 +180,9 @@ impl Worker {
             let controller = executor.controller(&task);
             self.supervise(task.id.clone(), controller, grace, false);
         }
-        // Stop what is no longer assigned.
+        // Stop what is no longer assigned, or retired.
         for (task_id, supervised) in self.running.iter_mut() {
-            if !self.assigned.contains(task_id) {
+            if !run.contains(task_id) {
                 if let Some(stop) = supervised.stop.take() {
                     let _ = stop.send("shutdown".to_string());
                 }

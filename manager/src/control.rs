@@ -6,6 +6,11 @@
 //! prefix or a hostname.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+use tonic::transport::Channel;
 
 use shoal_proto::v1::control_server::Control;
 use shoal_proto::v1::{control_client::ControlClient, NodeAvailability};
@@ -401,11 +406,10 @@ impl Control for ControlService {
         request: Request<UpdateClusterRequest>,
     ) -> Result<Response<Cluster>, Status> {
         self.authorize(&request)?;
-        if let Some(mut leader) = self.route(&request, false, false).await? {
-            return leader
-                .update_cluster(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.update_cluster(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         let request = request.into_inner();
         if let Some(ms) = request.dispatcher_heartbeat_ms {
@@ -443,11 +447,10 @@ impl Control for ControlService {
     ) -> Result<Response<ListNodesResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, true).await? {
-            return leader
-                .list_nodes(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_nodes(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.list_nodes_here(request).await
     }
@@ -455,11 +458,10 @@ impl Control for ControlService {
     async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, true).await? {
-            return leader
-                .get_node(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.get_node(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.get_node_here(request).await
     }
@@ -470,11 +472,10 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, false).await? {
-            return leader
-                .remove_node(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.remove_node(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.remove_node_here(request).await
     }
@@ -485,11 +486,10 @@ impl Control for ControlService {
     ) -> Result<Response<Cluster>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, true).await? {
-            return leader
-                .get_cluster(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.get_cluster(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.get_cluster_here(request).await
     }
@@ -500,11 +500,11 @@ impl Control for ControlService {
     ) -> Result<Response<Cluster>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, false).await? {
-            return leader
-                .rotate_join_token(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, false).await? {
+            let call: Call<_, _> = |mut leader, request| {
+                Box::pin(async move { leader.rotate_join_token(request).await })
+            };
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.rotate_join_token_here(request).await
     }
@@ -515,11 +515,12 @@ impl Control for ControlService {
     ) -> Result<Response<Service>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, false).await? {
-            return leader
-                .create_service(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.create_service(request).await });
+            return self
+                .forward(request.into_inner(), call, Some(created_service))
+                .await;
         }
         self.create_service_here(request).await
     }
@@ -530,11 +531,10 @@ impl Control for ControlService {
     ) -> Result<Response<ListServicesResponse>, Status> {
         self.authorize(&request)?;
         let local = request.get_ref().local;
-        if let Some(mut leader) = self.route(&request, local, true).await? {
-            return leader
-                .list_services(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_services(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.list_services_here(request).await
     }
@@ -545,11 +545,10 @@ impl Control for ControlService {
     ) -> Result<Response<ServiceInfo>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, true).await? {
-            return leader
-                .get_service(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.get_service(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.get_service_here(request).await
     }
@@ -560,11 +559,10 @@ impl Control for ControlService {
     ) -> Result<Response<Service>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, false).await? {
-            return leader
-                .update_service(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.update_service(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.update_service_here(request).await
     }
@@ -575,11 +573,10 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveServiceResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, false).await? {
-            return leader
-                .remove_service(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.remove_service(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.remove_service_here(request).await
     }
@@ -590,11 +587,10 @@ impl Control for ControlService {
     ) -> Result<Response<ListTasksResponse>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, true).await? {
-            return leader
-                .list_tasks(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_tasks(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.list_tasks_here(request).await
     }
@@ -605,11 +601,10 @@ impl Control for ControlService {
     ) -> Result<Response<Node>, Status> {
         self.authorize(&request)?;
         let local = false;
-        if let Some(mut leader) = self.route(&request, local, false).await? {
-            return leader
-                .update_node(forwarded(request))
-                .await
-                .map_err(|status| self.forward_error(status));
+        if self.route(&request, local, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.update_node(request).await });
+            return self.forward(request.into_inner(), call, None).await;
         }
         self.update_node_here(request).await
     }
@@ -652,6 +647,48 @@ impl ControlService {
     }
 }
 
+/// One forwarded control call, sent to a leader's client.
+type Call<Req, Resp> =
+    fn(ControlClient<Channel>, Request<Req>) -> BoxFuture<'static, Result<Response<Resp>, Status>>;
+/// Looks up, on the new leader, whether a call that may have committed did.
+type Lookup<Req, Resp> = fn(ControlClient<Channel>, Req) -> BoxFuture<'static, Option<Resp>>;
+
+/// How long a forwarded call keeps looking for a leader that answers.
+const FORWARD_PATIENCE: Duration = crate::manager::LEADER_PATIENCE;
+/// How long a retry waits for a leader other than the one that just failed.
+const ELECTION_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether a forwarded call's failure is the connection's or a leader
+/// change's (worth sending again), rather than the leader's own answer.
+/// "no quorum" from the leader itself is final: it already waited.
+fn retryable(status: &Status) -> bool {
+    match status.code() {
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => true,
+        tonic::Code::Unavailable => !status.message().starts_with("no quorum"),
+        _ => false,
+    }
+}
+
+/// The create's lookup: a service of that name with exactly that spec is
+/// the one the lost attempt created.
+fn created_service(
+    mut leader: ControlClient<Channel>,
+    request: CreateServiceRequest,
+) -> BoxFuture<'static, Option<Service>> {
+    Box::pin(async move {
+        let spec = request.spec?;
+        let lookup = GetServiceRequest {
+            service: spec.name.clone(),
+        };
+        let info = leader
+            .get_service(forwarded(Request::new(lookup)))
+            .await
+            .ok()?
+            .into_inner();
+        info.service.filter(|s| s.spec.as_ref() == Some(&spec))
+    })
+}
+
 /// Metadata marking a call one manager forwarded to another, so that two
 /// managers that disagree about the leader never bounce a call forever.
 pub const FORWARDED: &str = "x-shoal-forwarded";
@@ -674,13 +711,13 @@ impl ControlService {
         request: &Request<T>,
         local: bool,
         read: bool,
-    ) -> Result<Option<ControlClient<tonic::transport::Channel>>, Status> {
+    ) -> Result<bool, Status> {
         if local {
-            return Ok(None);
+            return Ok(false);
         }
         if self.manager.is_leader() && !read {
             // A write is linearizable by going through the log.
-            return Ok(None);
+            return Ok(false);
         }
         if self.manager.is_leader() {
             // A missed heartbeat round (a busy peer) is no reason to fail a
@@ -701,14 +738,76 @@ impl ControlService {
                 }
             }
 
-            return Ok(None);
+            return Ok(false);
         }
         if request.metadata().get(FORWARDED).is_some() {
             return Err(Status::unavailable(
                 "this manager is not the leader either (a leader change is in progress): retry",
             ));
         }
-        Ok(Some(self.manager.leader_control().await?))
+        Ok(true)
+    }
+
+    /// Forwards a call to the leader. When the leader's connection breaks,
+    /// or the leader is lost while the call is in flight (its heartbeats
+    /// stopped and an election began — a silent partition never breaks the
+    /// connection), the call is sent again to the new leader as soon as one
+    /// is known, within [`FORWARD_PATIENCE`]. A call that may have committed
+    /// is not repeated blindly: `lookup` (for creates) first asks the new
+    /// leader whether its effect is already there. Other writes are safe to
+    /// repeat (they set fields, or carry the spec version they expect).
+    async fn forward<Req, Resp>(
+        &self,
+        message: Req,
+        call: Call<Req, Resp>,
+        lookup: Option<Lookup<Req, Resp>>,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Clone + Send + 'static,
+        Resp: Send + 'static,
+    {
+        let deadline = Instant::now() + FORWARD_PATIENCE;
+        let mut failed: Option<u64> = None;
+        let mut last: Option<Status> = None;
+        loop {
+            // A new leader first; the same one again only after an election's
+            // worth of waiting (its connection may just have been reset).
+            let other = deadline.min(Instant::now() + ELECTION_WAIT);
+            let leader = match self.manager.leader_other_than(failed, other).await {
+                Some(leader) => Some(leader),
+                None => self.manager.leader_other_than(None, deadline).await,
+            };
+            let Some((leader, addr)) = leader else {
+                return Err(match last {
+                    Some(status) => self.forward_error(status),
+                    None => self.manager.no_leader_error(FORWARD_PATIENCE).into(),
+                });
+            };
+            let client = self.manager.control_at(&addr)?;
+            if let (Some(lookup), true) = (lookup, failed.is_some()) {
+                if let Some(found) = lookup(client.clone(), message.clone()).await {
+                    return Ok(Response::new(found));
+                }
+            }
+            let outcome = tokio::select! {
+                outcome = call(client, forwarded(Request::new(message.clone()))) => Some(outcome),
+                _ = self.manager.leader_lost(leader) => None,
+            };
+            let status = match outcome {
+                Some(Ok(response)) => return Ok(response),
+                Some(Err(status)) if !retryable(&status) => return Err(self.forward_error(status)),
+                Some(Err(status)) => status,
+                None => Status::unavailable(format!(
+                    "the leader at {addr} was lost while the call was in flight"
+                )),
+            };
+            tracing::info!(leader = %addr, error = %status.message(), "forwarded call failed; retrying against the next leader");
+            failed = Some(leader);
+            last = Some(status);
+            if Instant::now() >= deadline {
+                return Err(self.forward_error(last.expect("a failure")));
+            }
+        }
     }
 
     /// A forwarded call that failed in transport: say what an operator can act on.

@@ -3,8 +3,9 @@
 //! An agent opens a session (reporting its description), heartbeats at the
 //! period the dispatcher gives it, and keeps an assignment stream open. The
 //! dispatcher records a node Ready when its session starts and Down when its
-//! heartbeats stop for three periods. Sessions live in memory on the leader;
-//! only the Ready/Down transitions go through Raft.
+//! heartbeats stop for three periods (six after a leader change, see
+//! [`expired`]). Sessions live in memory on the leader; only the Ready/Down
+//! transitions go through Raft.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -25,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::raft::types::Raft;
-use crate::store::{ClusterState, Command, SharedStore};
+use crate::store::{is_terminal, ClusterState, Command, SharedStore};
 use crate::{auth, ManagerConfig};
 
 /// Default heartbeat period; a node is Down after [`MISSED_HEARTBEATS`] of them.
@@ -104,8 +105,8 @@ impl Dispatcher {
     }
 
     /// Marks Down every Ready node whose heartbeats stopped. Runs for the
-    /// manager's lifetime and acts only while this manager leads; a node
-    /// without a session when leadership starts gets the same grace period.
+    /// manager's lifetime and acts only while this manager leads; see
+    /// [`expired`] for the grace each node gets.
     pub async fn run_expiry(self: Arc<Self>) {
         let mut leading_since: Option<Instant> = None;
         loop {
@@ -117,7 +118,6 @@ impl Dispatcher {
             }
             let now = Instant::now();
             let since = *leading_since.get_or_insert(now);
-            let grace = period * MISSED_HEARTBEATS;
             let ready: Vec<String> = self.store.read(|s| {
                 s.nodes
                     .values()
@@ -131,11 +131,16 @@ impl Dispatcher {
             });
             let expired: Vec<String> = {
                 let mut sessions = self.sessions.lock().expect("sessions lock");
-                sessions.retain(|_, s| now.duration_since(s.last_heartbeat) <= grace);
-                ready
-                    .into_iter()
-                    .filter(|id| !sessions.contains_key(id) && now.duration_since(since) > grace)
-                    .collect()
+                let heartbeats: HashMap<&str, Instant> = sessions
+                    .iter()
+                    .map(|(id, s)| (id.as_str(), s.last_heartbeat))
+                    .collect();
+                let down = expired(&ready, &heartbeats, since, now, period);
+                // A session whose heartbeats stopped is over.
+                sessions.retain(|_, s| {
+                    now.duration_since(s.last_heartbeat) <= period * MISSED_HEARTBEATS
+                });
+                down
             };
             for node_id in expired {
                 tracing::info!(node = %node_id, "heartbeat failure: marking node down");
@@ -150,6 +155,38 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Missed periods a new leader allows a node before marking it Down, when
+/// the node has no session with it yet (Swarm's 6x after a leader change).
+pub const LEADER_CHANGE_GRACE_HEARTBEATS: u32 = 6;
+
+/// The Ready nodes to mark Down at `now`, for a leader that leads since
+/// `leading_since`. A node heartbeating to this leader is Down after
+/// [`MISSED_HEARTBEATS`] periods of silence. A node without a session here
+/// — every node, right after a leader change — is Down only once this
+/// leader has led for [`LEADER_CHANGE_GRACE_HEARTBEATS`] periods: its agent
+/// first has to notice that the old leader is gone (a heartbeat timeout),
+/// find the new one and open a session, and marking a healthy node Down
+/// stops every task it runs and piles them onto whichever node comes back
+/// first.
+pub fn expired(
+    ready: &[String],
+    heartbeats: &HashMap<&str, Instant>,
+    leading_since: Instant,
+    now: Instant,
+    period: Duration,
+) -> Vec<String> {
+    let leader_grace = period * LEADER_CHANGE_GRACE_HEARTBEATS;
+    let session_grace = period * MISSED_HEARTBEATS;
+    ready
+        .iter()
+        .filter(|id| match heartbeats.get(id.as_str()) {
+            Some(last) => now.duration_since(*last) > session_grace,
+            None => now.duration_since(leading_since) > leader_grace,
+        })
+        .cloned()
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -335,13 +372,62 @@ fn desired_role(store: &SharedStore, node_id: &str) -> shoal_proto::v1::NodeRole
     })
 }
 
-/// The tasks a node must run: assigned to it and desired to run. A task
-/// leaving this set is the agent's signal to stop it.
+/// The tasks a node must know about: assigned to it and either desired to
+/// run, or retired but not yet seen to end. Retired tasks stay in the set
+/// until the node reports them terminal: a task retired before its node ever
+/// received it (the agent was down, or the set was in flight) would otherwise
+/// never be reported, and its slot would wait for it forever. The agent runs
+/// the tasks desired to run and stops (or reports stopped, if it never started
+/// them) the others; a task leaving the set is also a signal to stop it.
 pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state
         .tasks
         .values()
-        .filter(|t| t.node_id == node_id && t.desired_state <= TaskState::Running as i32)
+        .filter(|t| {
+            t.node_id == node_id
+                && (t.desired_state <= TaskState::Running as i32
+                    || !is_terminal(crate::orchestrator::observed(t)))
+        })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn after_a_leader_change_nodes_without_a_session_get_six_periods() {
+        let period = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let ready = ids(&["a", "b"]);
+        let none = HashMap::new();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Three periods, the old grace: nobody is Down yet.
+        assert!(expired(&ready, &none, t0, at(3_500), period).is_empty());
+        assert!(expired(&ready, &none, t0, at(6_000), period).is_empty());
+        assert_eq!(expired(&ready, &none, t0, at(6_001), period), ready);
+    }
+
+    #[test]
+    fn a_node_heartbeating_to_this_leader_is_down_after_three_silent_periods() {
+        let period = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ready = ids(&["a", "b"]);
+        // a opened a session at +1 s and last heartbeat at +2 s; b has none.
+        let heartbeats: HashMap<&str, Instant> = [("a", at(2_000))].into_iter().collect();
+        assert!(expired(&ready, &heartbeats, t0, at(5_000), period).is_empty());
+        assert_eq!(
+            expired(&ready, &heartbeats, t0, at(5_001), period),
+            ids(&["a"])
+        );
+        assert_eq!(expired(&ready, &heartbeats, t0, at(6_001), period), ready);
+        // Only Ready nodes are ever marked.
+        assert!(expired(&[], &heartbeats, t0, at(60_000), period).is_empty());
+    }
 }

@@ -14,6 +14,12 @@ pub enum ManagerError {
         total: usize,
         majority: usize,
     },
+    #[error("no leader was elected within {seconds} s although {reachable} of {total} managers are reachable (a majority): an election is in progress; retry")]
+    NoLeaderYet {
+        seconds: u64,
+        reachable: usize,
+        total: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the swarm has no cluster object yet: it is still being initialized")]
@@ -50,6 +56,15 @@ impl ManagerError {
                 total: *total,
                 majority: *majority,
             },
+            ManagerError::NoLeaderYet {
+                seconds,
+                reachable,
+                total,
+            } => ManagerError::NoLeaderYet {
+                seconds: *seconds,
+                reachable: *reachable,
+                total: *total,
+            },
             ManagerError::Store(e) => ManagerError::Store(e.clone()),
             ManagerError::NotInitialized => ManagerError::NotInitialized,
             other => ManagerError::Raft {
@@ -66,6 +81,7 @@ impl From<ManagerError> for tonic::Status {
         match error {
             ManagerError::NotLeader { .. }
             | ManagerError::NoQuorum { .. }
+            | ManagerError::NoLeaderYet { .. }
             | ManagerError::CommitTimeout { .. } => tonic::Status::unavailable(message),
             ManagerError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(message),
             ManagerError::Store(StoreError::AlreadyExists { .. }) => {

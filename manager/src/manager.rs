@@ -82,7 +82,6 @@ async fn batch_proposals(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedRece
     }
 }
 
-/// How long a forwarded call waits for an election to end.
 /// The largest Raft message a manager accepts from another: an
 /// AppendEntries of up to openraft's 300 entries, each a batch of up to
 /// [`MAX_BATCH`] commands, or a `RestoreState` carrying a whole cluster.
@@ -93,7 +92,8 @@ const RAFT_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// HTTP/2 streams one connection may have open at once.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
-const LEADER_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a forwarded call waits for an election to end.
+pub(crate) const LEADER_PATIENCE: Duration = Duration::from_secs(3);
 /// How long a joining manager may take to catch up with the log.
 const JOIN_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -334,6 +334,13 @@ impl Manager {
         }
     }
 
+    /// A Raft RPC from peer `raft_id` arrived: it is reachable.
+    pub fn heard_from(&self, raft_id: u64) {
+        if raft_id != self.config.raft_id {
+            self.health.record_ok(raft_id);
+        }
+    }
+
     /// Whether peer `raft_id` answered recently (this manager always does).
     pub fn is_reachable(&self, raft_id: u64) -> bool {
         raft_id == self.config.raft_id || self.health.is_reachable(raft_id)
@@ -347,15 +354,74 @@ impl Manager {
                 return Ok(leader);
             }
             if tokio::time::Instant::now() >= deadline {
-                let quorum = self.quorum();
-                return Err(ManagerError::NoQuorum {
-                    reachable: quorum.reachable,
-                    total: quorum.voters.len(),
-                    majority: quorum.majority(),
-                });
+                return Err(self.no_leader_error(patience));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Why no leader could be found after waiting `waited`: "no quorum"
+    /// only when a majority of managers really is out of reach (for longer
+    /// than an election: reachability is the last 1.5 s), since that message
+    /// points at `--force-new-cluster`; otherwise a retryable "election in
+    /// progress".
+    pub fn no_leader_error(&self, waited: Duration) -> ManagerError {
+        let quorum = self.quorum();
+        if quorum.has_majority() {
+            ManagerError::NoLeaderYet {
+                seconds: waited.as_secs().max(1),
+                reachable: quorum.reachable,
+                total: quorum.voters.len(),
+            }
+        } else {
+            ManagerError::NoQuorum {
+                reachable: quorum.reachable,
+                total: quorum.voters.len(),
+                majority: quorum.majority(),
+            }
+        }
+    }
+
+    /// The leader's ID and address once one is known that is not `failed`
+    /// (the leader a forwarded call just lost), waiting until `deadline`.
+    pub async fn leader_other_than(
+        &self,
+        failed: Option<u64>,
+        deadline: tokio::time::Instant,
+    ) -> Option<(u64, String)> {
+        loop {
+            if let Some((id, addr)) = crate::raft::current_leader(&self.raft) {
+                if Some(id) != failed {
+                    return Some((id, addr));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Resolves once `leader` is no longer the leader this manager follows
+    /// (it stepped down, or its heartbeats stopped and an election began).
+    pub async fn leader_lost(&self, leader: u64) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader != Some(leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// A control client for the manager at `addr` (cached channel).
+    pub fn control_at(
+        &self,
+        addr: &str,
+    ) -> Result<ControlClient<tonic::transport::Channel>, ManagerError> {
+        Ok(ControlClient::new(self.channel_to(addr)?))
     }
 
     /// A control client to the current leader (mutual TLS with this

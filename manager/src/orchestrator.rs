@@ -403,3 +403,6 @@ pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model;

@@ -279,3 +279,38 @@ fn an_unhealthy_task_that_exits_cleanly_when_stopped_still_failed() {
     });
     assert_eq!(clean.state(), TaskState::Complete);
 }
+
+/// `task` without a health check, desired in `desired`.
+fn plain_task(id: &str, desired: TaskState) -> Task {
+    let mut task = task(id, HealthCheck::default());
+    task.spec.as_mut().unwrap().healthcheck = None;
+    task.desired_state = desired as i32;
+    task
+}
+
+#[tokio::test]
+async fn a_retired_task_it_never_started_is_reported_shut_down_without_starting() {
+    let mut h = Harness::start().await;
+    h.assign(vec![plain_task("t1", TaskState::Shutdown)]).await;
+    let status = h.until_state("t1", TaskState::Shutdown).await;
+    assert_eq!(status.message, "shut down before it started");
+    assert!(!h.task_dir("t1").join("pid").exists(), "t1 was started");
+    // Re-sent unchanged, it is not reported as anything else.
+    h.assign(vec![plain_task("t1", TaskState::Shutdown)]).await;
+    h.assign(vec![]).await;
+    assert_eq!(h.status("t1").unwrap().state(), TaskState::Shutdown);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_running_task_that_stays_assigned_but_retired_is_stopped() {
+    let mut h = Harness::start().await;
+    h.assign(vec![plain_task("t1", TaskState::Running)]).await;
+    h.until_state("t1", TaskState::Running).await;
+    let pid = task_pid(&h.task_dir("t1"));
+    h.assign(vec![plain_task("t1", TaskState::Shutdown)]).await;
+    let stopped = h.until_state("t1", TaskState::Shutdown).await;
+    assert_eq!(stopped.message, "shutdown");
+    assert!(!alive(pid));
+    h.shutdown().await;
+}

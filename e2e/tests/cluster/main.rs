@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod docker;
+mod faults;
 mod formation;
 mod ha;
 mod mtls;

@@ -101,6 +101,9 @@ impl RaftRpc for RaftService {
         let rpc = self.decode(request, |r: &AppendEntriesRequest<TypeConfig>| {
             r.vote.leader_id().voted_for()
         })?;
+        // Heard from the leader: a follower counts it reachable (it sends no
+        // RPCs of its own to count), so its quorum view stays truthful.
+        self.manager.heard_from(rpc.vote.leader_id().node_id);
         encode(&self.manager.raft().append_entries(rpc).await)
     }
 
@@ -108,6 +111,8 @@ impl RaftRpc for RaftService {
         let rpc = self.decode(request, |r: &VoteRequest<u64>| {
             r.vote.leader_id().voted_for()
         })?;
+        // A candidate is alive: during an election it is what a follower hears.
+        self.manager.heard_from(rpc.vote.leader_id().node_id);
         encode(&self.manager.raft().vote(rpc).await)
     }
 

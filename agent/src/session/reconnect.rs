@@ -1,0 +1,164 @@
+//! Which manager an agent tries next, and how long it waits first: pure
+//! decisions (the caller passes the random source), so they are tested
+//! without a network.
+//!
+//! After a session breaks, the manager that just failed is the worst bet:
+//! when a leader's host is cut off, a stale leader hint or a plain rotation
+//! would send the agent back to it and cost a connect timeout per try, while
+//! the new leader's grace runs out. So a leader hint from any manager comes
+//! first unless it names the manager that just failed, the rotation skips
+//! that manager while others are known, and the pause before a try grows
+//! with consecutive failures and is jittered, so that every agent of a
+//! cluster does not knock on the new leader in the same millisecond.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Pause before the first retry after a failure (before jitter).
+pub const BASE_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between tries (before jitter).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The agent's reconnection state across session attempts.
+#[derive(Debug, Default, Clone)]
+pub struct Reconnect {
+    /// Where the rotation through the manager list stands.
+    turn: usize,
+    /// The manager whose session (or connection) failed last.
+    failed: Option<String>,
+    /// A leader address some manager named, to try next.
+    hint: Option<String>,
+    /// Failures since the last session that was established.
+    failures: u32,
+}
+
+impl Reconnect {
+    /// The manager to try now, from the current manager list.
+    pub fn next(&mut self, managers: &[String]) -> Option<String> {
+        if let Some(hint) = self.hint.take() {
+            if self.failed.as_deref() != Some(hint.as_str()) {
+                return Some(hint);
+            }
+        }
+        if managers.is_empty() {
+            return None;
+        }
+        for _ in 0..managers.len() {
+            let candidate = &managers[self.turn % managers.len()];
+            self.turn = self.turn.wrapping_add(1);
+            if managers.len() == 1 || self.failed.as_deref() != Some(candidate.as_str()) {
+                return Some(candidate.clone());
+            }
+        }
+        Some(managers[0].clone())
+    }
+
+    /// A session with `addr` was established.
+    pub fn established(&mut self) {
+        self.failures = 0;
+        self.failed = None;
+    }
+
+    /// The attempt at `addr` ended, `hint` naming the leader if the answer
+    /// carried one. Returns how long to wait before the next try.
+    pub fn ended(&mut self, addr: &str, hint: Option<&str>, rng: &mut impl Rng) -> Duration {
+        match hint.filter(|h| *h != addr) {
+            // Sent on by a manager that answered: go at once.
+            Some(leader) if self.failed.as_deref() != Some(leader) => {
+                self.hint = Some(leader.to_string());
+                Duration::ZERO
+            }
+            // A stale hint back to the manager that just failed: `addr`
+            // answered but knows no better yet (an election is running).
+            Some(_) => {
+                self.failures = self.failures.saturating_add(1);
+                backoff(self.failures, rng)
+            }
+            None => {
+                self.failed = Some(addr.to_string());
+                self.failures = self.failures.saturating_add(1);
+                backoff(self.failures, rng)
+            }
+        }
+    }
+}
+
+/// The pause after `failures` consecutive failures: doubling from
+/// [`BASE_BACKOFF`] up to [`MAX_BACKOFF`], then a random half to whole of it.
+pub fn backoff(failures: u32, rng: &mut impl Rng) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let full = BASE_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
+    let ms = full.as_millis() as u64;
+    Duration::from_millis(rng.gen_range(ms / 2..=ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn list() -> Vec<String> {
+        ["a:1", "b:1", "c:1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_manager_that_just_failed_is_skipped_and_a_stale_hint_to_it_ignored() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut r = Reconnect::default();
+        assert_eq!(r.next(&list()).as_deref(), Some("a:1"));
+        // a is a follower and names c the leader: c next, at once.
+        assert_eq!(r.ended("a:1", Some("c:1"), &mut rng), Duration::ZERO);
+        assert_eq!(r.next(&list()).as_deref(), Some("c:1"));
+        r.established();
+        // c's host is cut off.
+        assert!(r.ended("c:1", None, &mut rng) > Duration::ZERO);
+        let next = r.next(&list()).unwrap();
+        assert_ne!(next, "c:1");
+        // That manager still believes in c: the hint is not followed back,
+        // and the next try waits a little (an election is running).
+        assert!(r.ended(&next, Some("c:1"), &mut rng) > Duration::ZERO);
+        let after = r.next(&list()).unwrap();
+        assert_ne!(after, "c:1", "went back to the manager that just failed");
+        // A hint to a live leader is followed.
+        r.ended(&after, Some("b:1"), &mut rng);
+        assert_eq!(r.next(&list()).as_deref(), Some("b:1"));
+    }
+
+    #[test]
+    fn a_rotation_never_picks_the_failed_manager_while_others_exist() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut r = Reconnect::default();
+        r.next(&list());
+        r.ended("b:1", None, &mut rng);
+        for _ in 0..10 {
+            let next = r.next(&list()).unwrap();
+            assert_ne!(next, "b:1");
+            r.hint = None;
+        }
+        // With one manager there is nobody else to try.
+        let one = vec!["b:1".to_string()];
+        assert_eq!(r.next(&one).as_deref(), Some("b:1"));
+        assert_eq!(Reconnect::default().next(&[]), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for failures in 1..20 {
+            let full = BASE_BACKOFF
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(MAX_BACKOFF);
+            let pause = backoff(failures, &mut rng);
+            assert!(pause >= full / 2 && pause <= full, "{failures}: {pause:?}");
+        }
+        let pauses: std::collections::HashSet<Duration> =
+            (0..20).map(|_| backoff(5, &mut rng)).collect();
+        assert!(pauses.len() > 1, "no jitter");
+    }
+}
