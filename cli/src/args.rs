@@ -145,6 +145,10 @@ pub struct ServiceExecArgs {
     /// The task (ID or unique ID prefix) to run the command in.
     pub task: String,
     /// The command and its arguments (after `--`).
+    // `allow_hyphen_values` is safe here: clap applies it to the positional
+    // being filled, and TASK (which takes no hyphen values) comes first, so an
+    // unknown flag before TASK is still refused; after TASK, as in `docker
+    // exec`, every word is the command's.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
@@ -339,7 +343,12 @@ pub struct ServiceCreateArgs {
     pub wait: WaitFlags,
 
     /// IMAGE [CMD] [ARG…] for containers, CMD [ARG…] for processes.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    // Docker's rule: the flags of `create` end at the first positional, and
+    // everything after it belongs to the task's command (`trailing_var_arg`).
+    // No `allow_hyphen_values`: it would take an unknown flag *before* the
+    // image as the image itself (`--replicass` became a service). An image
+    // or program that does start with '-' still goes after `--`.
+    #[arg(trailing_var_arg = true)]
     pub command: Vec<String>,
 }
 

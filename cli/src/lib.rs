@@ -8,6 +8,7 @@
 //! - [`commands`]: one module per command group (`swarm`, `node`, `info`,
 //!   `service`, `stack`).
 //! - [`output`]: tables, JSON lines and relative times.
+//! - [`usage`]: refused command lines: their `Error:` text and exit code 125.
 //! - [`daemon`]: the node daemon.
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod client;
 pub mod commands;
 pub mod daemon;
 pub mod output;
+pub mod usage;
 
 /// Runs one parsed command line.
 pub async fn run(cli: args::Cli) -> anyhow::Result<()> {

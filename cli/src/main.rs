@@ -11,11 +11,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::SUCCESS;
         }
         Err(e) => {
-            // Usage errors follow the CLI contract too: `Error: …` on stderr.
-            let text = e.render().to_string();
-            let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("Error: {text}");
-            return std::process::ExitCode::from(2);
+            // Usage errors follow the CLI contract too: `Error: …` on stderr,
+            // and Docker's exit code for a command the client refused.
+            let argv: Vec<String> = std::env::args_os()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect();
+            eprint!("Error: {}", shoal_cli::usage::error_text(&e, &argv));
+            return std::process::ExitCode::from(shoal_cli::usage::EXIT_CODE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,10 @@
 //! Validation of service specs, on the manager so that every API caller gets
 //! the same answers. A rejected spec changes nothing.
+//!
+//! # Layout
+//! - [`reference`]: image references and process programs.
+
+pub mod reference;
 
 use shoal_proto::v1::{ServiceMode, ServiceSpec};
 
@@ -24,12 +29,13 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
         .ok_or_else(|| "the service has no task spec".to_string())?;
     match task.runtime.as_str() {
         "process" => {
-            if task.command.first().is_none_or(|c| c.trim().is_empty()) {
+            let Some(program) = task.command.first().filter(|c| !c.trim().is_empty()) else {
                 return Err(
                     "a process service needs a command: shoal service create --runtime process CMD [ARG…]"
                         .into(),
                 );
-            }
+            };
+            reference::validate_program(program)?;
         }
         "docker" => {
             if task.image.trim().is_empty() {
@@ -38,6 +44,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
                         .into(),
                 );
             }
+            reference::validate_image_reference(&task.image)?;
         }
         other => {
             return Err(format!(
@@ -158,6 +165,18 @@ mod tests {
             (spec("web", "process", &[" "], ""), "needs a command"),
             (spec("web", "docker", &[], ""), "needs an image"),
             (spec("web", "vm", &["x"], ""), "unknown runtime"),
+            (
+                spec("web", "docker", &[], "--replicass"),
+                "invalid image reference \"--replicass\"",
+            ),
+            (
+                spec("web", "docker", &["sleep"], "UPPER/case"),
+                "must be lowercase",
+            ),
+            (
+                spec("web", "process", &["--autoscale-min", "1"], ""),
+                "invalid program \"--autoscale-min\"",
+            ),
         ];
         for (s, expected) in cases {
             let err = validate_service_spec(&s).unwrap_err();

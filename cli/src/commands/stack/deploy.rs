@@ -166,6 +166,13 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
     let stack = shoal_compose::load(&args.files, &env)?;
     let order = shoal_compose::startup_order(&stack)?;
     let (planned, ignored) = convert::convert(&args.name, &stack)?;
+    // The managers' own checks, run here on every service first: one bad
+    // image must refuse the whole deploy, not stop it halfway. The managers
+    // still check each spec they receive.
+    for service in &planned {
+        shoal_manager::spec::validate_service_spec(&service.spec)
+            .map_err(|e| anyhow::anyhow!("service {:?}: {e}", service.key))?;
+    }
     let mut warnings = stack.warnings.clone();
     warnings.extend(ignored.into_iter().map(|option| shoal_compose::Warning {
         path: option.clone(),
