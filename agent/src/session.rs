@@ -10,8 +10,7 @@ use shoal_proto::v1::NodeRole;
 use shoal_proto::v1::{
     AssignmentsRequest, HeartbeatRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
-use shoal_security::files::NodeCredentials;
-use shoal_security::tls;
+use shoal_security::{tls, SharedCredentials};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
@@ -37,7 +36,9 @@ pub struct AgentConfig {
     pub data_dir: std::path::PathBuf,
     pub node_id: String,
     pub hostname: String,
-    pub credentials: NodeCredentials,
+    /// The node's current credentials: each connection uses what they are
+    /// when it connects, so a renewed certificate needs no agent restart.
+    pub credentials: SharedCredentials,
     /// Managers to try, in order; refreshed from each session.
     pub managers: Vec<String>,
 }
@@ -164,7 +165,6 @@ async fn run(
     reporter: Arc<Reporter>,
     runtimes: Arc<Runtimes>,
 ) {
-    let client_tls = tls::client_config(&config.credentials);
     let mut attempt = 0usize;
     let mut next: Option<String> = None;
     loop {
@@ -184,7 +184,6 @@ async fn run(
         let outcome = session(
             &config,
             &addr,
-            client_tls.clone(),
             &managers,
             &desired_role,
             &up,
@@ -220,16 +219,8 @@ async fn run(
     }
 }
 
-async fn connect(
-    addr: &str,
-    client_tls: tonic::transport::ClientTlsConfig,
-) -> Result<Channel, tonic::Status> {
-    let endpoint = tls::endpoint(addr, CONNECT_TIMEOUT)
-        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-        .tls_config(client_tls)
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    endpoint
-        .connect()
+async fn connect(addr: &str, credentials: &SharedCredentials) -> Result<Channel, tonic::Status> {
+    tls::connect(addr, CONNECT_TIMEOUT, credentials)
         .await
         .map_err(|e| tonic::Status::unavailable(format!("cannot connect to manager {addr}: {e}")))
 }
@@ -241,7 +232,6 @@ async fn connect(
 async fn session(
     config: &AgentConfig,
     addr: &str,
-    client_tls: tonic::transport::ClientTlsConfig,
     managers: &Arc<Mutex<Vec<String>>>,
     desired_role: &Arc<Mutex<Option<NodeRole>>>,
     up: &watch::Sender<bool>,
@@ -249,7 +239,7 @@ async fn session(
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
 ) -> Result<(), tonic::Status> {
-    let channel = connect(addr, client_tls).await?;
+    let channel = connect(addr, &config.credentials).await?;
     let mut client = DispatcherClient::new(channel.clone());
     let mut stream = client
         .session(SessionRequest {

@@ -13,17 +13,22 @@
 //! - [`tls`]: rustls/tonic configuration for servers and clients, including the
 //!   one unverified connection used to fetch the root CA while joining.
 //! - [`files`]: a node's credentials on disk.
+//! - [`shared`]: the credentials a running node uses, swapped on renewal.
+//! - [`renewal`]: when to renew a certificate, and when to warn about one.
 
 #![forbid(unsafe_code)]
 
 pub mod ca;
 pub mod files;
 pub mod identity;
+pub mod renewal;
+pub mod shared;
 pub mod tls;
 pub mod token;
 
 pub use ca::RootCa;
 pub use identity::{NodeKey, PeerIdentity, Role};
+pub use shared::SharedCredentials;
 pub use token::JoinToken;
 
 /// Errors of the PKI layer. Messages name the thing that was wrong.
