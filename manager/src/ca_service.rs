@@ -332,7 +332,7 @@ impl CaService {
     }
 }
 
-/// The validity of `cert_pem` as stored on its node.
+/// The validity of `cert_pem` as stored on its node (and shown by `info`).
 pub fn validity_of(cert_pem: &str) -> Option<NodeCertificate> {
     let validity = shoal_security::renewal::Validity::of_pem(cert_pem).ok()?;
     let ms = |t: std::time::SystemTime| {

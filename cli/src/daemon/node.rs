@@ -995,6 +995,9 @@ impl Node {
                 managers: a.agent.managers(),
                 node_addr: a.record.advertise_addr.clone(),
                 session_up: a.agent.session_up(),
+                certificate: shoal_manager::ca_service::validity_of(
+                    &a.credentials.current().cert_pem,
+                ),
             },
         }
     }

@@ -204,6 +204,46 @@ fn certificates_renew_without_a_failed_write_a_dropped_session_or_a_restarted_ta
         validity.lifetime() < Duration::from_secs(60),
         "{validity:?}"
     );
+    let info = workers[0].info();
+    assert!(info["CertificateExpiry"].is_string(), "{info}");
+    assert!(info["CertificateWarning"].is_null(), "{info}");
+
+    // A node that stops cannot renew: `node ls` warns before (or once) its
+    // certificate runs out, and says what to check.
+    let mut workers = workers;
+    workers[1].terminate();
+    eventually(patience(), "a warning about worker2's certificate", || {
+        let run = managers[0].shoal(&["node", "ls"]);
+        let warned = run.stderr.lines().any(|l| {
+            l.starts_with("WARNING: node worker2")
+                && (l.contains("expires in") || l.contains("has expired"))
+        });
+        if run.status == 0 && warned {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    let rows = managers[0].nodes();
+    let row = rows.iter().find(|n| n["Hostname"] == "worker1").unwrap();
+    assert!(row["CertificateWarning"].is_null(), "{row}");
+}
+
+#[test]
+fn a_certificate_lifetime_below_an_hour_is_refused() {
+    let dir = TestDir::new();
+    let (manager, _, addr) = crate::util::cluster(&dir, 0);
+    manager
+        .shoal(&["swarm", "update", "--cert-expiry", "59m"])
+        .assert_error("invalid --cert-expiry 3540s: expected between 3600s");
+    // The lifetime stays as it was: a node joining now gets 90 days.
+    let worker = dir.daemon("worker1");
+    worker.join(&manager.worker_token(), &addr, "127.0.0.2");
+    let (_, validity, _) = cert_on_disk(&worker).unwrap();
+    assert!(
+        validity.lifetime() >= Duration::from_secs(90 * 24 * 3600),
+        "{validity:?}"
+    );
 }
 
 #[test]
