@@ -222,7 +222,7 @@ async fn run(
 async fn connect(addr: &str, credentials: &SharedCredentials) -> Result<Channel, tonic::Status> {
     tls::connect(addr, CONNECT_TIMEOUT, credentials)
         .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot connect to manager {addr}: {e}")))
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))
 }
 
 /// One session, from connecting to its end. Returns when it breaks.

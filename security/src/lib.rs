@@ -46,6 +46,8 @@ pub enum SecurityError {
     BadCertificate { what: &'static str, reason: String },
     #[error("TLS configuration failed: {0}")]
     Tls(String),
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -117,17 +117,26 @@ pub async fn connect(
     addr: &str,
     connect_timeout: Duration,
     credentials: &SharedCredentials,
-) -> Result<Channel, tonic::transport::Error> {
-    let (endpoint, connector) = match mtls_endpoint(addr, connect_timeout, credentials) {
-        Ok(parts) => parts,
-        // An invalid address: let tonic's own parser say so.
-        Err(_) => {
-            return Endpoint::from_shared(format!("http://{addr}"))?
-                .connect()
-                .await
-        }
-    };
-    endpoint.connect_with_connector(connector).await
+) -> Result<Channel, SecurityError> {
+    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials)?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| SecurityError::Connect {
+            addr: addr.to_string(),
+            reason: error_chain(&e),
+        })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 type Connector = tower::util::ServiceFn<
