@@ -12,8 +12,7 @@ use shoal_proto::v1::NodeRole;
 use shoal_proto::v1::{
     AssignmentsRequest, HeartbeatRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
-use shoal_security::files::NodeCredentials;
-use shoal_security::tls;
+use shoal_security::{tls, SharedCredentials};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
@@ -40,7 +39,9 @@ pub struct AgentConfig {
     pub data_dir: std::path::PathBuf,
     pub node_id: String,
     pub hostname: String,
-    pub credentials: NodeCredentials,
+    /// The node's current credentials: each connection uses what they are
+    /// when it connects, so a renewed certificate needs no agent restart.
+    pub credentials: SharedCredentials,
     /// Managers to try, in order; refreshed from each session.
     pub managers: Vec<String>,
 }
@@ -167,7 +168,6 @@ async fn run(
     reporter: Arc<Reporter>,
     runtimes: Arc<Runtimes>,
 ) {
-    let client_tls = tls::client_config(&config.credentials);
     let mut reconnect = Reconnect::default();
     let mut rng = rand::rngs::StdRng::from_entropy();
     // When the last session broke: reconnecting is measured and logged.
@@ -183,7 +183,6 @@ async fn run(
         let outcome = session(
             &config,
             &addr,
-            client_tls.clone(),
             &managers,
             &desired_role,
             &up,
@@ -223,18 +222,10 @@ async fn run(
     }
 }
 
-async fn connect(
-    addr: &str,
-    client_tls: tonic::transport::ClientTlsConfig,
-) -> Result<Channel, tonic::Status> {
-    let endpoint = tls::endpoint(addr, CONNECT_TIMEOUT)
-        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-        .tls_config(client_tls)
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    endpoint
-        .connect()
+async fn connect(addr: &str, credentials: &SharedCredentials) -> Result<Channel, tonic::Status> {
+    tls::connect(addr, CONNECT_TIMEOUT, credentials)
         .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot connect to manager {addr}: {e}")))
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))
 }
 
 /// One session, from connecting to its end. Returns when it breaks.
@@ -244,7 +235,6 @@ async fn connect(
 async fn session(
     config: &AgentConfig,
     addr: &str,
-    client_tls: tonic::transport::ClientTlsConfig,
     managers: &Arc<Mutex<Vec<String>>>,
     desired_role: &Arc<Mutex<Option<NodeRole>>>,
     up: &watch::Sender<bool>,
@@ -253,7 +243,7 @@ async fn session(
     runtimes: &Arc<Runtimes>,
     (established, lost_at): (&mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
-    let channel = connect(addr, client_tls).await?;
+    let channel = connect(addr, &config.credentials).await?;
     let mut client = DispatcherClient::new(channel.clone());
     let mut stream = client
         .session(SessionRequest {

@@ -430,6 +430,10 @@ pub enum SwarmCommand {
         /// Dead tasks kept per slot for `service ps`.
         #[arg(long)]
         task_history_limit: Option<u64>,
+        /// Lifetime of node certificates, e.g. 2160h (at least 1h); nodes
+        /// renew at 50–80 % of it.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        cert_expiry: Option<std::time::Duration>,
     },
     /// Leave the swarm.
     Leave {

@@ -7,10 +7,12 @@
 //! - [`node`]: the running node: init, join, leave, resume, stop.
 //! - [`local_api`]: the unix-socket server (local node API and control API).
 //! - [`private`]: umask, data dir and socket permissions.
+//! - [`renewal`]: renews this node's certificate before it expires.
 
 pub mod local_api;
 pub mod node;
 pub mod private;
+pub mod renewal;
 pub mod state;
 
 use std::path::PathBuf;
@@ -42,9 +44,15 @@ pub async fn run(
         .await
         .context("cannot resume this node's swarm membership from its data dir")?;
     let follower = tokio::spawn(node.clone().follow_desired_role());
+    let renewer = tokio::spawn(renewal::run(
+        node.clone(),
+        config.hostname.clone(),
+        config.data_dir.clone(),
+    ));
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "shoal daemon ready");
     let served = local_api::serve(node.clone(), listener, shutdown).await;
     follower.abort();
+    renewer.abort();
     node.stop().await;
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("shoal daemon stopped");

@@ -33,6 +33,20 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// RFC 3339 time from Unix milliseconds.
+/// Why a node's certificate (as recorded in its `NodeCertificate`) needs an
+/// operator's attention now, if it does.
+pub fn certificate_warning(
+    certificate: Option<&shoal_proto::v1::NodeCertificate>,
+) -> Option<String> {
+    let certificate = certificate.filter(|c| c.not_after_ms > 0)?;
+    let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let validity = shoal_security::renewal::Validity {
+        not_before: at(certificate.not_before_ms),
+        not_after: at(certificate.not_after_ms),
+    };
+    shoal_security::renewal::expiry_warning(&validity, std::time::SystemTime::now())
+}
+
 pub fn rfc3339(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()

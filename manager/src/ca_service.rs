@@ -1,6 +1,8 @@
 //! The CA API: hands out the root CA certificate to anyone (joining nodes
-//! verify it against their token) and issues node certificates to callers
-//! holding a valid join token. Nothing is written unless the token is valid.
+//! verify it against their token), issues node certificates to callers
+//! holding a valid join token, and renews the certificates of nodes that
+//! prove who they are with their current one. Nothing is written unless the
+//! token is valid.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +10,46 @@ use std::time::Duration;
 use shoal_proto::v1::ca_server::Ca;
 use shoal_proto::v1::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
-    IssueNodeCertificateResponse, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription,
-    NodeRole, NodeSpec, NodeState, NodeStatus, PromoteNodeRequest,
+    IssueNodeCertificateResponse, ManagerStatus, Meta, Node, NodeAvailability, NodeCertificate,
+    NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, PromoteNodeRequest,
+    RenewNodeCertificateRequest,
 };
 use shoal_security::{JoinToken, Role, RootCa};
 use tonic::{Request, Response, Status};
 
 use crate::store::Command;
 use crate::Manager;
+
+/// How long a forwarded call waits for an election to end.
+const LEADER_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The shortest certificate lifetime an operator may set: an hour, as Swarm
+/// (shorter lifetimes mean renewals every few minutes, and a manager outage
+/// of minutes would let certificates expire).
+pub const MIN_NODE_CERT_EXPIRY: Duration = Duration::from_secs(3600);
+/// Lowers [`MIN_NODE_CERT_EXPIRY`] (in seconds) for the manager process that
+/// reads it: tests run clusters through renewals in seconds. Not for production.
+pub const MIN_CERT_EXPIRY_ENV: &str = "SHOAL_MIN_CERT_EXPIRY_SECS";
+/// The longest: the root CA's own lifetime (20 years).
+const MAX_NODE_CERT_EXPIRY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
+
+/// Says what is wrong with a certificate lifetime an operator asked for.
+pub fn validate_cert_expiry(secs: u64) -> Result<(), String> {
+    let min = std::env::var(MIN_CERT_EXPIRY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(MIN_NODE_CERT_EXPIRY);
+    let asked = Duration::from_secs(secs);
+    if asked < min || asked > MAX_NODE_CERT_EXPIRY {
+        return Err(format!(
+            "invalid --cert-expiry {secs}s: expected between {}s and {}s (20 years)",
+            min.as_secs(),
+            MAX_NODE_CERT_EXPIRY.as_secs()
+        ));
+    }
+    Ok(())
+}
 
 /// Default node certificate lifetime: 90 days.
 pub const DEFAULT_NODE_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -91,20 +125,11 @@ impl Ca for CaService {
                 .manager
                 .leader_addr(std::time::Duration::from_secs(3))
                 .await?;
-            let channel = shoal_security::tls::endpoint(&addr, std::time::Duration::from_secs(2))
-                .map_err(|e| Status::internal(e.to_string()))?
-                .tls_config(shoal_security::tls::client_config(
-                    &self.manager.config().credentials,
-                ))
-                .map_err(|e| Status::internal(e.to_string()))?
-                .connect()
-                .await
-                .map_err(|e| {
-                    Status::unavailable(format!("cannot reach the leader at {addr}: {e}"))
-                })?;
+            let channel = self.manager.leader_channel().await?;
             return shoal_proto::v1::ca_client::CaClient::new(channel)
                 .issue_node_certificate(request.into_inner())
-                .await;
+                .await
+                .map_err(|e| unreachable_leader(&addr, e));
         }
         let request = request.into_inner();
         let cluster = self
@@ -172,6 +197,7 @@ impl Ca for CaService {
                 addr: request.advertise_addr.clone(),
                 ..Default::default()
             }),
+            certificate: validity_of(&cert_pem),
         };
         self.manager.propose(Command::CreateNode(node)).await?;
         tracing::info!(node = %node_id, role = role.as_ou(), "issued a node certificate");
@@ -240,6 +266,7 @@ impl Ca for CaService {
                 at_ms: crate::now_ms(),
             })
             .await?;
+        self.record_certificate(&node.id, &cert_pem).await;
         tracing::info!(node = %node.id, "issued a manager certificate to a promoted node");
         Ok(Response::new(IssueNodeCertificateResponse {
             cert_pem,
@@ -249,6 +276,109 @@ impl Ca for CaService {
             managers: self.manager.manager_addrs(),
             raft: cluster.spec.as_ref().and_then(|s| s.raft),
         }))
+    }
+    async fn renew_node_certificate(
+        &self,
+        request: Request<RenewNodeCertificateRequest>,
+    ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        let store = self.manager.store();
+        // Who is renewing: the caller itself, or — when a manager forwards
+        // a node's renewal to the leader — the node that manager
+        // authenticated. Only a (current) manager may speak for another node.
+        let node_id = if request.get_ref().forwarded_for.is_empty() {
+            crate::auth::require_peer(&request, store, &[Role::Worker, Role::Manager])?.node_id
+        } else {
+            crate::auth::require_peer(&request, store, &[Role::Manager])?;
+            request.get_ref().forwarded_for.clone()
+        };
+        // The leader has the freshest role (a demotion is decided there), so
+        // a follower passes the call on.
+        if !self.manager.is_leader() {
+            if !request.get_ref().forwarded_for.is_empty() {
+                return Err(self.manager.not_leader_status().await);
+            }
+            let (_, addr) = self.manager.leader_addr(LEADER_PATIENCE).await?;
+            let channel = self.manager.leader_channel().await?;
+            let mut forwarded = request.into_inner();
+            forwarded.forwarded_for = node_id;
+            return shoal_proto::v1::ca_client::CaClient::new(channel)
+                .renew_node_certificate(forwarded)
+                .await
+                .map_err(|e| unreachable_leader(&addr, e));
+        }
+        let (node, cluster, removed) = store.read(|s| {
+            (
+                s.nodes.get(&node_id).cloned(),
+                s.cluster.clone(),
+                s.is_removed(&node_id),
+            )
+        });
+        let cluster =
+            cluster.ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let node = node.filter(|_| !removed).ok_or_else(|| {
+            Status::permission_denied(format!(
+                "node {node_id} is not part of this swarm (it was removed): \
+                 run `shoal swarm leave` on it and join again"
+            ))
+        })?;
+        let role = match node.role() {
+            NodeRole::Manager => Role::Manager,
+            NodeRole::Worker => Role::Worker,
+        };
+        let cert_pem = sign_node_certificate(&cluster, &request.get_ref().csr_pem, &node.id, role)?;
+        self.record_certificate(&node.id, &cert_pem).await;
+        tracing::info!(node = %node.id, role = role.as_ou(), "renewed a node certificate");
+        Ok(Response::new(IssueNodeCertificateResponse {
+            cert_pem,
+            node_id: node.id,
+            role: node.role,
+            cluster_id: cluster.id,
+            managers: self.manager.manager_addrs(),
+            raft: cluster.spec.as_ref().and_then(|s| s.raft),
+        }))
+    }
+}
+
+impl CaService {
+    /// Records the validity of a certificate just issued, for `node ls`.
+    /// Best effort: the node needs its certificate more than the record.
+    async fn record_certificate(&self, node_id: &str, cert_pem: &str) {
+        let Some(certificate) = validity_of(cert_pem) else {
+            return;
+        };
+        let command = Command::SetNodeCertificate {
+            node_id: node_id.to_string(),
+            certificate,
+        };
+        if let Err(e) = self.manager.propose(command).await {
+            tracing::warn!(node = %node_id, error = %e, "could not record a certificate's validity");
+        }
+    }
+}
+
+/// The validity of `cert_pem` as stored on its node (and shown by `info`).
+pub fn validity_of(cert_pem: &str) -> Option<NodeCertificate> {
+    let validity = shoal_security::renewal::Validity::of_pem(cert_pem).ok()?;
+    let ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    };
+    Some(NodeCertificate {
+        not_before_ms: ms(validity.not_before),
+        not_after_ms: ms(validity.not_after),
+    })
+}
+
+/// A forwarded call that failed in transport names the leader it tried.
+fn unreachable_leader(addr: &str, status: Status) -> Status {
+    if status.code() == tonic::Code::Unavailable && status.metadata().is_empty() {
+        Status::unavailable(format!(
+            "cannot reach the leader at {addr}: {}",
+            status.message()
+        ))
+    } else {
+        status
     }
 }
 

@@ -426,6 +426,9 @@ impl Control for ControlService {
                 )));
             }
         }
+        if let Some(secs) = request.node_cert_expiry_secs {
+            crate::ca_service::validate_cert_expiry(secs).map_err(Status::invalid_argument)?;
+        }
         self.manager
             .propose(Command::UpdateClusterSpec {
                 dispatcher_heartbeat_ms: request.dispatcher_heartbeat_ms,
@@ -433,6 +436,14 @@ impl Control for ControlService {
                 at_ms: crate::now_ms(),
             })
             .await?;
+        if let Some(secs) = request.node_cert_expiry_secs {
+            self.manager
+                .propose(Command::SetNodeCertExpiry {
+                    secs,
+                    at_ms: crate::now_ms(),
+                })
+                .await?;
+        }
         let cluster = self
             .manager
             .store()

@@ -13,8 +13,8 @@ use shoal_proto::v1::{
     Node, RaftConfig,
 };
 use shoal_proto::v1::{log_broker_server::LogBrokerServer, logs_server::LogsServer};
-use shoal_security::files::NodeCredentials;
 use shoal_security::tls;
+use shoal_security::SharedCredentials;
 
 use crate::ca_service::CaService;
 use crate::control::ControlService;
@@ -193,7 +193,9 @@ pub struct ManagerConfig {
     pub raft_id: u64,
     pub cluster_id: String,
     pub advertise_addr: String,
-    pub credentials: NodeCredentials,
+    /// Shared with the node's agent and renewal loop: a renewal swaps them
+    /// and every new connection (listener and clients) uses the new ones.
+    pub credentials: SharedCredentials,
     pub timing: RaftTiming,
 }
 
@@ -239,7 +241,7 @@ impl Manager {
             message: e.to_string(),
         })?;
         let health = Arc::new(PeerHealth::default());
-        let network = Network::new(tls::client_config(&config.credentials), health.clone());
+        let network = Network::new(config.credentials.clone(), health.clone());
         let raft = Raft::new(
             config.raft_id,
             Arc::new(raft_config),
@@ -447,10 +449,7 @@ impl Manager {
                 return Ok(channel.clone());
             }
         }
-        let channel = tls::endpoint(addr, Duration::from_secs(2))?
-            .tls_config(tls::client_config(&self.config.credentials))
-            .map_err(|e| shoal_security::SecurityError::Tls(e.to_string()))?
-            .connect_lazy();
+        let channel = tls::channel(addr, Duration::from_secs(2), &self.config.credentials)?;
         *cached = Some((addr.to_string(), channel.clone()));
         Ok(channel)
     }
@@ -678,8 +677,12 @@ impl Manager {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ManagerError> {
-        let acceptor = tls::server_acceptor(&self.config.credentials)?;
-        let (_acceptor_updates, acceptor) = tokio::sync::watch::channel(acceptor);
+        let acceptor = tls::server_acceptor(&self.config.credentials.current())?;
+        let (acceptor_updates, acceptor) = tokio::sync::watch::channel(acceptor);
+        tokio::spawn(follow_credentials(
+            self.config.credentials.subscribe(),
+            acceptor_updates,
+        ));
         let incoming = crate::listener::incoming(listener, acceptor, Default::default());
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -705,6 +708,11 @@ impl Manager {
             .map_err(|e| ManagerError::Listener(e.to_string()))
     }
 
+    /// The credentials this manager serves and connects with.
+    pub fn credentials(&self) -> &SharedCredentials {
+        &self.config.credentials
+    }
+
     /// Stops Raft and the background loops. The sled database flushes on drop.
     pub async fn shutdown(&self) {
         for task in &self.background {
@@ -725,5 +733,34 @@ impl Manager {
                 .ok()
                 .map(|ip| SocketAddr::new(ip, Self::DEFAULT_PORT))
         })
+    }
+}
+
+/// Hands the listener a new TLS acceptor whenever the node's credentials
+/// change (a renewal), so new connections get the new certificate without a
+/// restart and open ones are left alone. Ends with the listener.
+async fn follow_credentials(
+    mut credentials: tokio::sync::watch::Receiver<Arc<shoal_security::files::NodeCredentials>>,
+    acceptor: tokio::sync::watch::Sender<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        tokio::select! {
+            changed = credentials.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let current = credentials.borrow_and_update().clone();
+                match tls::server_acceptor(&current) {
+                    Ok(next) => {
+                        if acceptor.send(next).is_err() {
+                            return;
+                        }
+                        tracing::info!("serving the renewed certificate to new connections");
+                    }
+                    Err(e) => tracing::error!(error = %e, "the renewed credentials cannot be served; keeping the old ones"),
+                }
+            }
+            _ = acceptor.closed() => return,
+        }
     }
 }

@@ -154,6 +154,15 @@ pub enum Command {
         expected_version: u64,
         status: UpdateStatus,
     },
+    /// `swarm update --cert-expiry`: the lifetime of certificates issued
+    /// from now on (nodes renew into it).
+    SetNodeCertExpiry { secs: u64, at_ms: i64 },
+    /// A certificate was issued to the node (promotion, renewal): its
+    /// validity, for `node ls` to warn about.
+    SetNodeCertificate {
+        node_id: String,
+        certificate: shoal_proto::v1::NodeCertificate,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -354,6 +363,33 @@ impl ClusterState {
                 for command in commands {
                     self.apply(command, events)?;
                 }
+                Ok(())
+            }
+            Command::SetNodeCertExpiry { secs, at_ms } => {
+                let cluster = self.cluster.as_mut().ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Cluster,
+                    id: String::new(),
+                })?;
+                cluster
+                    .spec
+                    .get_or_insert_with(Default::default)
+                    .node_cert_expiry_secs = secs;
+                bump(&mut cluster.meta, at_ms);
+                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
+                Ok(())
+            }
+            Command::SetNodeCertificate {
+                node_id,
+                certificate,
+            } => {
+                let node = self.nodes.get_mut(&node_id).ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Node,
+                    id: node_id.clone(),
+                })?;
+                // Not a spec change: the version stays, so that writers
+                // holding the node's version are not refused for it.
+                node.certificate = Some(certificate);
+                events.push(StoreEvent::Node(Change::Updated, node.clone()));
                 Ok(())
             }
             Command::RestoreState(state) => {

@@ -142,7 +142,12 @@ fn node_params(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
+    // Backdated for clocks that run a little behind the CA's: an hour, as
+    // swarmkit does, but never more than a tenth of the lifetime, so that
+    // short lifetimes (tests) keep their renewal window (50–80 % of
+    // not_before..not_after) after the moment of issue.
+    let backdate = Duration::hours(1).min(Duration::seconds(validity.as_secs() as i64 / 10));
+    params.not_before = now - backdate;
     params.not_after = now + Duration::seconds(validity.as_secs() as i64);
     Ok(params)
 }

@@ -1,6 +1,13 @@
 //! A node's credentials on disk: `certs/ca.pem`, `certs/node.pem` and
-//! `certs/node.key` (mode 0600) under the data dir. Files are written to a
-//! temporary name and renamed, so a crash never leaves half a certificate.
+//! `certs/node.key` (mode 0600) under the data dir.
+//!
+//! The three files change together (a renewed certificate comes with a new
+//! key), so a set is written as a small journal: first complete and synced
+//! in `certs/pending/`, then marked done (`pending/complete`), then renamed
+//! into place one by one. A crash before the mark leaves the old set (the
+//! unfinished one is discarded on the next load); a crash after it is rolled
+//! forward on the next load. Either way a node never starts with a
+//! certificate and a key that do not belong together.
 
 use std::fs;
 use std::io::Write;
@@ -37,6 +44,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SecurityError + '_ {
 impl NodeCredentials {
     pub fn load(data_dir: &Path) -> Result<Self, SecurityError> {
         let dir = certs_dir(data_dir);
+        finish_pending(&dir)?;
         let read = |name: &str| {
             let path = dir.join(name);
             fs::read_to_string(&path).map_err(io_err(&path))
@@ -52,12 +60,22 @@ impl NodeCredentials {
         let dir = certs_dir(data_dir);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-        // Certificates are public, but nothing in the data dir is anyone
-        // else's business: one rule for every file is easier to check.
-        write_atomic(&dir.join("ca.pem"), self.ca_pem.as_bytes(), 0o600)?;
-        write_atomic(&dir.join("node.pem"), self.cert_pem.as_bytes(), 0o600)?;
-        write_atomic(&dir.join("node.key"), self.key_pem.as_bytes(), 0o600)?;
-        Ok(())
+        let pending = dir.join(PENDING);
+        match fs::remove_dir_all(&pending) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&pending)(e)),
+            _ => {}
+        }
+        fs::create_dir(&pending).map_err(io_err(&pending))?;
+        for (name, bytes) in [
+            ("ca.pem", &self.ca_pem),
+            ("node.pem", &self.cert_pem),
+            ("node.key", &self.key_pem),
+        ] {
+            write_atomic(&pending.join(name), bytes.as_bytes(), 0o600)?;
+        }
+        write_atomic(&pending.join(COMPLETE), b"", 0o600)?;
+        sync_dir(&pending)?;
+        finish_pending(&dir)
     }
 
     pub fn remove(data_dir: &Path) -> Result<(), SecurityError> {
@@ -67,6 +85,38 @@ impl NodeCredentials {
             _ => Ok(()),
         }
     }
+}
+
+/// The journal directory of a credentials set being written, and its mark.
+const PENDING: &str = "pending";
+const COMPLETE: &str = "complete";
+const FILES: [&str; 3] = ["ca.pem", "node.pem", "node.key"];
+
+/// Completes (or discards) a set left in `pending/`: moved into place if it
+/// was marked complete, removed otherwise. Idempotent, so a crash while it
+/// runs is finished by the next call.
+fn finish_pending(dir: &Path) -> Result<(), SecurityError> {
+    let pending = dir.join(PENDING);
+    if !pending.exists() {
+        return Ok(());
+    }
+    if pending.join(COMPLETE).exists() {
+        for name in FILES {
+            let from = pending.join(name);
+            if from.exists() {
+                let to = dir.join(name);
+                fs::rename(&from, &to).map_err(io_err(&to))?;
+            }
+        }
+        sync_dir(dir)?;
+    }
+    fs::remove_dir_all(&pending).map_err(io_err(&pending))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SecurityError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it, fsync,
@@ -93,4 +143,63 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Security
             .map_err(io_err(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(tag: &str) -> NodeCredentials {
+        NodeCredentials {
+            ca_pem: format!("ca {tag}"),
+            cert_pem: format!("cert {tag}"),
+            key_pem: format!("key {tag}"),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shoal-files-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_saved_set_replaces_the_old_one_whole() {
+        let dir = temp_dir("replace");
+        creds("old").save(&dir).unwrap();
+        creds("new").save(&dir).unwrap();
+        let loaded = NodeCredentials::load(&dir).unwrap();
+        assert_eq!(loaded.cert_pem, "cert new");
+        assert_eq!(loaded.key_pem, "key new");
+        assert!(!dir.join("certs/pending").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unfinished_set_is_discarded_and_a_marked_one_rolled_forward() {
+        let dir = temp_dir("journal");
+        creds("old").save(&dir).unwrap();
+        // A crash after the new certificate was written but before the mark.
+        let pending = dir.join("certs/pending");
+        fs::create_dir(&pending).unwrap();
+        fs::write(pending.join("node.pem"), "cert new").unwrap();
+        let loaded = NodeCredentials::load(&dir).unwrap();
+        assert_eq!(
+            (loaded.cert_pem.as_str(), loaded.key_pem.as_str()),
+            ("cert old", "key old")
+        );
+        // A crash after the mark, with one file already moved into place.
+        fs::create_dir(&pending).unwrap();
+        fs::write(pending.join("ca.pem"), "ca new").unwrap();
+        fs::write(pending.join("node.key"), "key new").unwrap();
+        fs::write(pending.join("complete"), "").unwrap();
+        fs::write(dir.join("certs/node.pem"), "cert new").unwrap();
+        let loaded = NodeCredentials::load(&dir).unwrap();
+        assert_eq!(
+            (loaded.cert_pem.as_str(), loaded.key_pem.as_str()),
+            ("cert new", "key new")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -13,17 +13,22 @@
 //! - [`tls`]: rustls/tonic configuration for servers and clients, including the
 //!   one unverified connection used to fetch the root CA while joining.
 //! - [`files`]: a node's credentials on disk.
+//! - [`shared`]: the credentials a running node uses, swapped on renewal.
+//! - [`renewal`]: when to renew a certificate, and when to warn about one.
 
 #![forbid(unsafe_code)]
 
 pub mod ca;
 pub mod files;
 pub mod identity;
+pub mod renewal;
+pub mod shared;
 pub mod tls;
 pub mod token;
 
 pub use ca::RootCa;
 pub use identity::{NodeKey, PeerIdentity, Role};
+pub use shared::SharedCredentials;
 pub use token::JoinToken;
 
 /// Errors of the PKI layer. Messages name the thing that was wrong.
@@ -41,6 +46,8 @@ pub enum SecurityError {
     BadCertificate { what: &'static str, reason: String },
     #[error("TLS configuration failed: {0}")]
     Tls(String),
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -20,6 +20,7 @@ use tonic::transport::{
 
 use crate::files::NodeCredentials;
 use crate::identity::PeerIdentity;
+use crate::shared::SharedCredentials;
 use crate::{SecurityError, MANAGER_SERVER_NAME};
 
 /// Server TLS for a manager's listener.
@@ -94,6 +95,131 @@ pub fn client_config(creds: &NodeCredentials) -> ClientTlsConfig {
         .ca_certificate(Certificate::from_pem(&creds.ca_pem))
         .identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem))
         .domain_name(MANAGER_SERVER_NAME)
+}
+
+/// A lazily connected mutual-TLS channel to the manager at `addr` that reads
+/// `credentials` each time it (re)connects: after a renewal, the next
+/// connection presents the new certificate, while open ones keep going.
+/// (tonic's own TLS settings are fixed when the endpoint is built, which is
+/// why the handshake is done here.)
+pub fn channel(
+    addr: &str,
+    connect_timeout: Duration,
+    credentials: &SharedCredentials,
+) -> Result<Channel, SecurityError> {
+    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials)?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// Like [`channel`], connected before it returns (so that an unreachable
+/// manager is reported here, not at the first call).
+pub async fn connect(
+    addr: &str,
+    connect_timeout: Duration,
+    credentials: &SharedCredentials,
+) -> Result<Channel, SecurityError> {
+    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials)?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| SecurityError::Connect {
+            addr: addr.to_string(),
+            reason: error_chain(&e),
+        })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+type Connector = tower::util::ServiceFn<
+    Box<
+        dyn Fn(
+                Uri,
+            ) -> std::pin::Pin<
+                Box<
+                    dyn std::future::Future<
+                            Output = std::io::Result<
+                                TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+                            >,
+                        > + Send,
+                >,
+            > + Send
+            + Sync,
+    >,
+>;
+
+fn mtls_endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+    credentials: &SharedCredentials,
+) -> Result<(Endpoint, Connector), SecurityError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| SecurityError::Tls(format!("invalid address {addr:?}: {e}")))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let credentials = credentials.clone();
+    let target = addr.to_string();
+    let connector: Connector = tower::service_fn(Box::new(move |_: Uri| {
+        let credentials = credentials.current();
+        let target = target.clone();
+        Box::pin(async move {
+            let config = rustls_client_config(&credentials)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let tcp = tokio::net::TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            let name =
+                ServerName::try_from(MANAGER_SERVER_NAME).expect("static server name is valid");
+            let tls = connector.connect(name, tcp).await?;
+            Ok(TokioIo::new(tls))
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+    }));
+    Ok((endpoint, connector))
+}
+
+/// The rustls side of [`client_config`]: verify the server as a manager of
+/// the cluster CA, present this node's certificate.
+fn rustls_client_config(creds: &NodeCredentials) -> Result<rustls::ClientConfig, SecurityError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+
+    let bad = |what: &'static str| {
+        move |e: rustls::pki_types::pem::Error| SecurityError::BadCertificate {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()) {
+        roots
+            .add(ca.map_err(bad("of the root CA"))?)
+            .map_err(|e| SecurityError::Tls(format!("the root CA cannot be trusted: {e}")))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad("of this node"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).map_err(bad("key of this node"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SecurityError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| SecurityError::Tls(format!("this node's certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// Client TLS for a joining node that trusts `ca_pem` (already checked

@@ -7,7 +7,7 @@ use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::InfoRequest;
 
 use crate::args::{Format, InfoArgs};
-use crate::client;
+use crate::{client, output};
 
 pub async fn run(host: Option<&str>, args: InfoArgs) -> anyhow::Result<()> {
     let channel = client::connect(host).await?;
@@ -26,6 +26,8 @@ pub async fn run(host: Option<&str>, args: InfoArgs) -> anyhow::Result<()> {
             "NodeAddr": info.node_addr,
             "RemoteManagers": info.managers,
             "SessionUp": info.session_up,
+            "CertificateExpiry": info.certificate.as_ref().map(|c| output::rfc3339(c.not_after_ms)),
+            "CertificateWarning": output::certificate_warning(info.certificate.as_ref()),
         });
         println!("{value}");
         return Ok(());
@@ -41,6 +43,15 @@ pub async fn run(host: Option<&str>, args: InfoArgs) -> anyhow::Result<()> {
             " Session: {}",
             if info.session_up { "up" } else { "connecting" }
         );
+        if let Some(certificate) = &info.certificate {
+            println!(
+                " Certificate Expiry: {}",
+                output::rfc3339(certificate.not_after_ms)
+            );
+        }
+        if let Some(warning) = output::certificate_warning(info.certificate.as_ref()) {
+            eprintln!("WARNING: this node: {warning}");
+        }
     }
     Ok(())
 }

@@ -70,6 +70,11 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                     ],
                     &rows,
                 );
+                for node in &nodes {
+                    if let Some(warning) = output::certificate_warning(node.certificate.as_ref()) {
+                        eprintln!("WARNING: node {} ({}): {warning}", hostname(node), node.id);
+                    }
+                }
             }
         }
         NodeCommand::Inspect {
@@ -206,6 +211,7 @@ pub fn ls_json(node: &Node, self_id: &str) -> Value {
         "ManagerStatus": manager_status(node),
         "EngineVersion": node.description.as_ref().map(|d| d.engine_version.clone()).unwrap_or_default(),
         "Self": node.id == self_id,
+        "CertificateWarning": output::certificate_warning(node.certificate.as_ref()),
     })
 }
 

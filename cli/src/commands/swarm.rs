@@ -115,16 +115,21 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
         SwarmCommand::Update {
             dispatcher_heartbeat,
             task_history_limit,
+            cert_expiry,
         } => {
-            if dispatcher_heartbeat.is_none() && task_history_limit.is_none() {
+            if dispatcher_heartbeat.is_none()
+                && task_history_limit.is_none()
+                && cert_expiry.is_none()
+            {
                 anyhow::bail!(
-                    "nothing to update: give --dispatcher-heartbeat and/or --task-history-limit"
+                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit and/or --cert-expiry"
                 );
             }
             ControlClient::new(channel)
                 .update_cluster(UpdateClusterRequest {
                     dispatcher_heartbeat_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
                     task_history_limit,
+                    node_cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
                 })
                 .await?;
             println!("Swarm updated.");

@@ -24,7 +24,7 @@ use shoal_proto::v1::{
 };
 use shoal_proto::v1::{JoinClusterRequest, LeaveClusterRequest, PromoteNodeRequest};
 use shoal_security::files::NodeCredentials;
-use shoal_security::{tls, JoinToken, NodeKey, RootCa};
+use shoal_security::{tls, JoinToken, NodeKey, RootCa, SharedCredentials};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex};
 use tonic::Status;
@@ -66,8 +66,21 @@ impl RunningManager {
 
 struct Active {
     record: MembershipRecord,
+    /// Shared by the manager, the agent and the renewal loop.
+    credentials: SharedCredentials,
     manager: Option<RunningManager>,
     agent: AgentHandle,
+}
+
+/// What the certificate renewal loop needs to know about the running node.
+pub struct RenewalView {
+    pub credentials: SharedCredentials,
+    pub role: Role,
+    /// Managers to ask, this node's own first when it is one.
+    pub managers: Vec<String>,
+    /// The cluster's certificate lifetime, when this node is a manager and
+    /// can read it from its store.
+    pub configured_lifetime: Option<Duration>,
 }
 
 pub struct Node {
@@ -98,7 +111,7 @@ impl Node {
         let Some(record) = MembershipRecord::load(&self.config.data_dir)? else {
             return Ok(());
         };
-        let credentials = NodeCredentials::load(&self.config.data_dir)?;
+        let credentials = SharedCredentials::new(NodeCredentials::load(&self.config.data_dir)?);
         let listener = match (&record.role, &record.listen_addr) {
             (Role::Manager, Some(addr)) => Some(
                 bind(addr)
@@ -117,7 +130,7 @@ impl Node {
     async fn start(
         &self,
         record: MembershipRecord,
-        credentials: NodeCredentials,
+        credentials: SharedCredentials,
         listener: Option<TcpListener>,
     ) -> anyhow::Result<Active> {
         let manager = match (record.role, listener) {
@@ -128,10 +141,15 @@ impl Node {
             _ => None,
         };
         let agent = self
-            .spawn_agent(record.node_id.clone(), credentials, record.managers.clone())
+            .spawn_agent(
+                record.node_id.clone(),
+                credentials.clone(),
+                record.managers.clone(),
+            )
             .await;
         Ok(Active {
             record,
+            credentials,
             manager,
             agent,
         })
@@ -141,7 +159,7 @@ impl Node {
     async fn spawn_agent(
         &self,
         node_id: String,
-        credentials: NodeCredentials,
+        credentials: SharedCredentials,
         managers: Vec<String>,
     ) -> AgentHandle {
         shoal_agent::spawn(AgentConfig {
@@ -157,7 +175,7 @@ impl Node {
     fn manager_config(
         &self,
         record: &MembershipRecord,
-        credentials: &NodeCredentials,
+        credentials: &SharedCredentials,
     ) -> anyhow::Result<ManagerConfig> {
         Ok(ManagerConfig {
             data_dir: self.config.data_dir.clone(),
@@ -248,6 +266,7 @@ impl Node {
             cert_pem,
             key_pem: key.key_pem(),
         };
+        let shared = SharedCredentials::new(credentials.clone());
         let digest = root.digest();
         let worker_token = JoinToken::generate(&digest).to_string();
         let now = shoal_manager::now_ms();
@@ -304,6 +323,7 @@ impl Node {
                 addr: advertise.clone(),
                 ..Default::default()
             }),
+            certificate: shoal_manager::ca_service::validity_of(&credentials.cert_pem),
         };
         let record = MembershipRecord {
             node_id: node_id.clone(),
@@ -317,7 +337,7 @@ impl Node {
         };
 
         let manager_config = self
-            .manager_config(&record, &credentials)
+            .manager_config(&record, &shared)
             .map_err(|e| internal(&e))?;
         let manager = Manager::open(manager_config).await.map_err(Status::from)?;
         if let Err(e) = manager.bootstrap(cluster, node).await {
@@ -344,10 +364,11 @@ impl Node {
         }
         let running = self.serve_manager(manager, listener);
         let agent = self
-            .spawn_agent(node_id.clone(), credentials, record.managers.clone())
+            .spawn_agent(node_id.clone(), shared.clone(), record.managers.clone())
             .await;
         *active = Some(Active {
             record,
+            credentials: shared,
             manager: Some(running),
             agent,
         });
@@ -414,8 +435,7 @@ impl Node {
         let csr = key
             .csr(&self.config.hostname)
             .map_err(|e| Status::internal(e.to_string()))?;
-        let old_credentials = NodeCredentials::load(&self.config.data_dir)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let old_credentials = (*current.credentials.current()).clone();
         let first = current
             .agent
             .managers()
@@ -447,9 +467,19 @@ impl Node {
         record.listen_addr = Some(bound.to_string());
         record.advertise_addr = bound.to_string();
         record.raft = response.raft;
-        let (running, managers) = self
-            .join_raft(&record, &credentials, listener, &target)
-            .await?;
+        // The manager serves, and the agent connects with, the manager
+        // certificate from here on; a failed join goes back to the old one.
+        current.credentials.replace(credentials.clone());
+        let joined = self
+            .join_raft(&record, &current.credentials, listener, &target)
+            .await;
+        let (running, managers) = match joined {
+            Ok(joined) => joined,
+            Err(e) => {
+                current.credentials.replace(old_credentials);
+                return Err(e);
+            }
+        };
         record.managers = managers;
         let saved = credentials
             .save(&self.config.data_dir)
@@ -462,6 +492,7 @@ impl Node {
         if let Err(e) = saved {
             *self.manager.write().expect("manager lock") = None;
             running.stop().await;
+            current.credentials.replace(old_credentials);
             let _ = std::fs::remove_dir_all(self.config.data_dir.join("raft"));
             return Err(Status::internal(format!(
                 "could not record the promotion: {e}"
@@ -516,12 +547,12 @@ impl Node {
         }
         let Active {
             mut record,
+            credentials,
             manager,
             agent,
         } = current;
         let running = manager.expect("checked above");
         let state = running.manager.store().read(Clone::clone);
-        let credentials = running.manager.config().credentials.clone();
         agent
             .shutdown("the swarm is being rebuilt with --force-new-cluster")
             .await;
@@ -563,7 +594,11 @@ impl Node {
             .unwrap_or_default();
         let running = self.serve_manager(manager, listener);
         let agent = self
-            .spawn_agent(record.node_id.clone(), credentials, record.managers.clone())
+            .spawn_agent(
+                record.node_id.clone(),
+                credentials.clone(),
+                record.managers.clone(),
+            )
             .await;
         let response = InitResponse {
             node_id: record.node_id.clone(),
@@ -573,6 +608,7 @@ impl Node {
         };
         *active = Some(Active {
             record,
+            credentials,
             manager: Some(running),
             agent,
         });
@@ -667,6 +703,7 @@ impl Node {
             managers,
             raft: None,
         };
+        let shared = SharedCredentials::new(credentials.clone());
         let mut running_manager = None;
         if role == NodeRole::Manager {
             let (Some(listener), Some(advertise)) = (listener, advertise) else {
@@ -680,10 +717,7 @@ impl Node {
             record.listen_addr = listener.local_addr().ok().map(|a| a.to_string());
             record.advertise_addr = advertise.clone();
             record.raft = response.raft;
-            match self
-                .join_raft(&record, &credentials, listener, &remote)
-                .await
-            {
+            match self.join_raft(&record, &shared, listener, &remote).await {
                 Ok((running, managers)) => {
                     record.managers = managers;
                     running_manager = Some(running);
@@ -713,10 +747,15 @@ impl Node {
             )));
         }
         let agent = self
-            .spawn_agent(record.node_id.clone(), credentials, record.managers.clone())
+            .spawn_agent(
+                record.node_id.clone(),
+                shared.clone(),
+                record.managers.clone(),
+            )
             .await;
         *active = Some(Active {
             record,
+            credentials: shared,
             manager: running_manager,
             agent,
         });
@@ -732,7 +771,7 @@ impl Node {
     async fn join_raft(
         &self,
         record: &MembershipRecord,
-        credentials: &NodeCredentials,
+        credentials: &SharedCredentials,
         listener: TcpListener,
         remote: &str,
     ) -> Result<(RunningManager, Vec<String>), Status> {
@@ -743,7 +782,7 @@ impl Node {
         let running = self.serve_manager(manager, listener);
         let joined = self
             .ask_leader_to_join(
-                credentials,
+                &credentials.current(),
                 remote,
                 record.raft_id.unwrap_or_default(),
                 &record.advertise_addr,
@@ -909,6 +948,34 @@ impl Node {
         Ok(())
     }
 
+    /// What the renewal loop works with, if the node is in a swarm.
+    pub async fn renewal_view(&self) -> Option<RenewalView> {
+        let active = self.active.lock().await;
+        let current = active.as_ref()?;
+        let mut managers = current.agent.managers();
+        if current.record.role == Role::Manager {
+            let own = current.record.advertise_addr.clone();
+            managers.retain(|m| *m != own);
+            managers.insert(0, own);
+        }
+        let configured_lifetime = current.manager.as_ref().and_then(|m| {
+            m.manager.store().read(|s| {
+                s.cluster
+                    .as_ref()
+                    .and_then(|c| c.spec.as_ref())
+                    .map(|spec| spec.node_cert_expiry_secs)
+                    .filter(|secs| *secs > 0)
+                    .map(Duration::from_secs)
+            })
+        });
+        Some(RenewalView {
+            credentials: current.credentials.clone(),
+            role: current.record.role,
+            managers,
+            configured_lifetime,
+        })
+    }
+
     /// What `shoal info` shows.
     pub async fn info(&self) -> InfoResponse {
         let active = self.active.lock().await;
@@ -928,6 +995,9 @@ impl Node {
                 managers: a.agent.managers(),
                 node_addr: a.record.advertise_addr.clone(),
                 session_up: a.agent.session_up(),
+                certificate: shoal_manager::ca_service::validity_of(
+                    &a.credentials.current().cert_pem,
+                ),
             },
         }
     }

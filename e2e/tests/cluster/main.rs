@@ -2,6 +2,7 @@
 //! driven through the CLI (and, for the mutual-TLS checks, raw gRPC).
 
 mod bad_input;
+mod certs;
 mod cli_flags;
 mod docker;
 mod faults;

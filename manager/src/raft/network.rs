@@ -1,5 +1,6 @@
 //! The client side of Raft RPCs: one lazily connected mutual-TLS channel per
-//! peer manager. Requests and replies are openraft's own types, bincode-encoded.
+//! peer manager, which presents the node's current certificate whenever it
+//! (re)connects. Requests and replies are openraft's own types, bincode-encoded.
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -12,7 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::v1::raft_client::RaftClient;
 use shoal_proto::v1::RaftMessage;
-use tonic::transport::{Channel, ClientTlsConfig};
+use shoal_security::SharedCredentials;
+use tonic::transport::Channel;
 
 use std::sync::Arc;
 
@@ -23,13 +25,16 @@ type RpcError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftEr
 
 /// Makes connections to peer managers with this manager's certificate.
 pub struct Network {
-    tls: ClientTlsConfig,
+    credentials: SharedCredentials,
     health: Arc<PeerHealth>,
 }
 
 impl Network {
-    pub fn new(tls: ClientTlsConfig, health: Arc<PeerHealth>) -> Self {
-        Network { tls, health }
+    pub fn new(credentials: SharedCredentials, health: Arc<PeerHealth>) -> Self {
+        Network {
+            credentials,
+            health,
+        }
     }
 }
 
@@ -40,7 +45,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             addr: node.addr.clone(),
-            tls: self.tls.clone(),
+            credentials: self.credentials.clone(),
             client: None,
             health: self.health.clone(),
         }
@@ -50,7 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerConnection {
     target: u64,
     addr: String,
-    tls: ClientTlsConfig,
+    credentials: SharedCredentials,
     client: Option<RaftClient<Channel>>,
     health: Arc<PeerHealth>,
 }
@@ -60,13 +65,12 @@ impl PeerConnection {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let channel = shoal_security::tls::endpoint(&self.addr, std::time::Duration::from_secs(1))
-            .and_then(|e| {
-                e.tls_config(self.tls.clone())
-                    .map_err(|e| shoal_security::SecurityError::Tls(e.to_string()))
-            })
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
-            .connect_lazy();
+        let channel = shoal_security::tls::channel(
+            &self.addr,
+            std::time::Duration::from_secs(1),
+            &self.credentials,
+        )
+        .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let client = RaftClient::new(channel).max_decoding_message_size(usize::MAX);
         self.client = Some(client.clone());
         Ok(client)
