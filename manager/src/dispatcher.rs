@@ -182,8 +182,14 @@ pub fn expired(
     ready
         .iter()
         .filter(|id| match heartbeats.get(id.as_str()) {
-            Some(last) => now.duration_since(*last) > session_grace,
-            None => now.duration_since(leading_since) > leader_grace,
+            // A heartbeat from before this leadership belongs to an earlier
+            // term of this manager (sessions are pruned only while it
+            // leads): it says nothing about the node now, so the node gets
+            // the leader-change grace like one without a session. Counting
+            // it marked healthy nodes Down at once when a manager led again
+            // after a partition (found by the namespace partition suite).
+            Some(last) if *last >= leading_since => now.duration_since(*last) > session_grace,
+            _ => now.duration_since(leading_since) > leader_grace,
         })
         .cloned()
         .collect()
@@ -429,5 +435,22 @@ mod tests {
         assert_eq!(expired(&ready, &heartbeats, t0, at(6_001), period), ready);
         // Only Ready nodes are ever marked.
         assert!(expired(&[], &heartbeats, t0, at(60_000), period).is_empty());
+    }
+
+    #[test]
+    fn heartbeats_from_an_earlier_leadership_do_not_count() {
+        let period = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ready = ids(&["a", "b"]);
+        // This manager led before (a heartbeat at +0), lost the lead, and
+        // leads again since +20 s: a is judged as having no session yet.
+        let heartbeats: HashMap<&str, Instant> = [("a", at(0))].into_iter().collect();
+        assert!(expired(&ready, &heartbeats, at(20_000), at(20_250), period).is_empty());
+        assert!(expired(&ready, &heartbeats, at(20_000), at(26_000), period).is_empty());
+        assert_eq!(
+            expired(&ready, &heartbeats, at(20_000), at(26_001), period),
+            ready
+        );
     }
 }

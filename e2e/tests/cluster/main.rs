@@ -9,6 +9,8 @@ mod faults;
 mod formation;
 mod ha;
 mod mtls;
+mod netns;
+mod partitions;
 mod placement;
 mod security;
 mod service_input;

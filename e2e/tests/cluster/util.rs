@@ -125,6 +125,16 @@ impl TestDir {
 
     /// A daemon started with extra `shoal daemon` flags (kept across restarts).
     pub fn daemon_with_args(&self, name: &str, args: &[&str]) -> Daemon {
+        self.daemon_full(name, args, &[])
+    }
+
+    /// A daemon started through `wrapper` (e.g. `ip netns exec NS`, which
+    /// execs the daemon in place, so its PID and signals are the daemon's).
+    pub fn daemon_in(&self, name: &str, wrapper: &[&str]) -> Daemon {
+        self.daemon_full(name, &[], wrapper)
+    }
+
+    fn daemon_full(&self, name: &str, args: &[&str], wrapper: &[&str]) -> Daemon {
         let mut daemon = Daemon {
             name: name.to_string(),
             data_dir: self.dir.path().join(name),
@@ -137,6 +147,7 @@ impl TestDir {
                 )
             }),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         daemon.start();
@@ -153,6 +164,8 @@ pub struct Daemon {
     docker_host: Option<String>,
     /// Flags given to every start of this daemon.
     extra_args: Vec<String>,
+    /// The program and arguments the daemon is started through, if any.
+    wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -165,7 +178,14 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut command = Command::new(shoal_bin());
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(shoal_bin());
+                command
+            }
+            None => Command::new(shoal_bin()),
+        };
         if let Some(host) = &self.docker_host {
             command.env("DOCKER_HOST", host);
         }
