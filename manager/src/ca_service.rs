@@ -69,14 +69,10 @@ pub fn new_node_id() -> String {
     crate::new_id()
 }
 
-#[tonic::async_trait]
-impl Ca for CaService {
-    async fn get_root_ca_certificate(
-        &self,
-        _request: Request<GetRootCaCertificateRequest>,
-    ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
-        let cert_pem = self
-            .manager
+impl CaService {
+    /// The swarm's root CA certificate, as this manager's replica holds it.
+    fn root_ca_pem(&self) -> Result<String, Status> {
+        self.manager
             .store()
             .read(|s| {
                 s.cluster
@@ -84,8 +80,19 @@ impl Ca for CaService {
                     .and_then(|c| c.root_ca.as_ref())
                     .map(|ca| ca.cert_pem.clone())
             })
-            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
-        Ok(Response::new(GetRootCaCertificateResponse { cert_pem }))
+            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))
+    }
+}
+
+#[tonic::async_trait]
+impl Ca for CaService {
+    async fn get_root_ca_certificate(
+        &self,
+        _request: Request<GetRootCaCertificateRequest>,
+    ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
+        Ok(Response::new(GetRootCaCertificateResponse {
+            cert_pem: self.root_ca_pem()?,
+        }))
     }
 
     async fn issue_node_certificate(
@@ -97,17 +104,7 @@ impl Ca for CaService {
         // a connection to the leader on them.
         let presented = JoinToken::parse(&request.get_ref().token)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let ca_cert_pem = self
-            .manager
-            .store()
-            .read(|s| {
-                s.cluster
-                    .as_ref()
-                    .and_then(|c| c.root_ca.as_ref())
-                    .map(|ca| ca.cert_pem.clone())
-            })
-            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
-        if !presented.is_for_ca(&ca_cert_pem) {
+        if !presented.is_for_ca(&self.root_ca_pem()?) {
             return Err(Status::permission_denied(
                 "invalid join token: it was made for another swarm's CA; get this swarm's \
                  token with `shoal swarm join-token worker` on one of its managers",

@@ -128,7 +128,8 @@ pub async fn connect(
         })
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its chain of sources on one line, `outer: inner: …`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -844,7 +844,7 @@ impl Node {
         // First contact trusts nothing: fetch the CA, then check its digest.
         let channel = tls::unverified_channel(remote, JOIN_CONNECT_TIMEOUT)
             .await
-            .map_err(|e| unreachable(&error_chain(&e)))?;
+            .map_err(|e| unreachable(&shoal_security::tls::error_chain(&e)))?;
         let ca_pem = CaClient::new(channel)
             .get_root_ca_certificate(GetRootCaCertificateRequest {})
             .await
@@ -877,7 +877,7 @@ impl Node {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| unreachable(&error_chain(&e)))?;
+            .map_err(|e| unreachable(&shoal_security::tls::error_chain(&e)))?;
         let response = CaClient::new(channel)
             .issue_node_certificate(IssueNodeCertificateRequest {
                 csr_pem: csr,
@@ -1088,17 +1088,6 @@ async fn bind(addr: &str) -> Result<TcpListener, Status> {
             "cannot listen on {addr}: {e}: choose another address with --listen-addr"
         ))
     })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// `--listen-addr`: `IP:PORT` or `IP`; default `0.0.0.0:2377`.

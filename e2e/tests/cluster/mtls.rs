@@ -14,7 +14,10 @@ use tonic::Code;
 
 use crate::util::{cluster, TestDir};
 
-async fn channel(addr: &str, config: ClientTlsConfig) -> Result<Channel, tonic::transport::Error> {
+pub(crate) async fn channel(
+    addr: &str,
+    config: ClientTlsConfig,
+) -> Result<Channel, tonic::transport::Error> {
     tls::endpoint(addr, Duration::from_secs(5))
         .unwrap()
         .tls_config(config)?

@@ -266,13 +266,7 @@ async fn a_giant_message_without_a_certificate_is_refused_before_it_is_read() {
             tokio::spawn(async move { giant_raft_call_without_certificate(&addr, &ca).await })
         })
         .collect();
-    let trusted = tls::endpoint(&addr, Duration::from_secs(5))
-        .unwrap()
-        .tls_config(tls::client_config(&creds))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let trusted = connect_as(&addr, &creds).await;
     let nodes = ControlClient::new(trusted)
         .list_nodes(ListNodesRequest {})
         .await
@@ -308,11 +302,7 @@ fn saved_credentials(daemon: &crate::util::Daemon) -> NodeCredentials {
 }
 
 async fn connect_as(addr: &str, creds: &NodeCredentials) -> tonic::transport::Channel {
-    tls::endpoint(addr, Duration::from_secs(5))
-        .unwrap()
-        .tls_config(tls::client_config(creds))
-        .unwrap()
-        .connect()
+    crate::mtls::channel(addr, tls::client_config(creds))
         .await
         .unwrap()
 }
