@@ -7,3 +7,5 @@
 //! never decides an address itself. Its inputs are plain Rust types, not the
 //! wire protocol, so that it can be tested alone on network namespaces.
 #![forbid(unsafe_code)]
+
+pub mod model;
