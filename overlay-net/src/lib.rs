@@ -6,6 +6,23 @@
 //! that pushed view into kernel state and serves name lookups from it; it
 //! never decides an address itself. Its inputs are plain Rust types, not the
 //! wire protocol, so that it can be tested alone on network namespaces.
+//!
+//! - [`model`]: the inputs ([`model::NodeView`], [`model::LocalTask`]).
+//! - [`reconcile`]: the pure plan from inputs and observed state to actions.
+//! - [`node`]: the executor ([`node::OverlayNode`]) that observes the kernel
+//!   and applies the plan.
+//! - [`kernel`]: the netlink requests; [`netns`]: network namespaces.
+//! - [`names`]: the derived names of everything shoal creates.
+//! - [`probe`]: can this node do overlay networking at all.
 #![forbid(unsafe_code)]
 
+pub mod kernel;
 pub mod model;
+pub mod names;
+pub mod netns;
+pub mod node;
+pub mod probe;
+pub mod reconcile;
+
+pub use node::{OverlayError, OverlayNode, Report};
+pub use probe::{overlay_support, Reason};

@@ -85,12 +85,38 @@ pub struct ServiceEndpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeView {
     pub node_id: String,
+    /// This node's own VTEP (its advertise address): the source of its VXLAN
+    /// packets and the address peers send to. `None` until the node knows it;
+    /// nothing is created without it.
+    pub vtep: Option<IpAddr>,
     pub networks: Vec<OverlayNetwork>,
     pub peers: Vec<Peer>,
     /// Endpoints of tasks on every node (this one included) on this node's
     /// networks.
     pub endpoints: Vec<Endpoint>,
     pub services: Vec<ServiceEndpoint>,
+}
+
+/// Where a local task's network namespace is. The agent knows this, not the
+/// managers: it creates the namespace (process tasks) or the engine does
+/// (containers, started on the `none` network).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskNetns {
+    /// A named namespace, `/run/netns/NAME`.
+    Named(String),
+    /// The namespace of a running process (a container's init).
+    Pid(u32),
+}
+
+/// A task running on this node that is on one or more overlay networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTask {
+    pub task_id: String,
+    pub netns: TaskNetns,
+    /// The task's networks (IDs) in the order of its spec: the first gets
+    /// `eth0`, the next `eth1`, …; the first non-internal one carries the
+    /// default route. Its addresses are the view's endpoints of this task.
+    pub networks: Vec<String>,
 }
 
 /// The MAC address of a task's interface, derived from its IPv4 address as
