@@ -220,12 +220,7 @@ impl OverlayNode {
                 continue;
             };
             let dst = entry.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                    Some(IpAddr::V4(*v4))
-                }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                    Some(IpAddr::V6(*v6))
-                }
+                NeighbourAttribute::Destination(address) => ip_of(address),
                 _ => None,
             });
             if entry.header.flags.contains(NeighbourFlags::Own) {
@@ -375,6 +370,23 @@ pub fn open_task_netns(netns: &TaskNetns) -> Result<NetNs, NetNsError> {
     match netns {
         TaskNetns::Named(name) => NetNs::open(name),
         TaskNetns::Pid(pid) => NetNs::open_pid(*pid),
+    }
+}
+
+/// An address in a neighbour message. In bridge-family (FDB) messages the
+/// parser cannot know the address family and leaves the raw bytes.
+fn ip_of(address: &NeighbourAddress) -> Option<IpAddr> {
+    match address {
+        NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        NeighbourAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        NeighbourAddress::Other(bytes) => match bytes.len() {
+            4 => <[u8; 4]>::try_from(bytes.as_slice()).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(bytes.as_slice())
+                .ok()
+                .map(IpAddr::from),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
