@@ -158,7 +158,8 @@ impl Hosts {
             .bridge(i, &["fdb", "show", "dev", dev])
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .filter(|l| !l.is_empty() && !(l.contains(" master ") && l.ends_with(" permanent")))
+            .filter(|l| !l.is_empty())
+            .filter(|l| !(l.contains(" master ") && l.ends_with(" permanent")))
             .collect();
         lines.sort();
         lines
