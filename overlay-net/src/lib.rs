@@ -12,10 +12,12 @@
 //! - [`node`]: the executor ([`node::OverlayNode`]) that observes the kernel
 //!   and applies the plan.
 //! - [`kernel`]: the netlink requests; [`netns`]: network namespaces.
+//! - [`firewall`]: masquerade, internal isolation, Docker's FORWARD DROP.
 //! - [`names`]: the derived names of everything shoal creates.
 //! - [`probe`]: can this node do overlay networking at all.
 #![forbid(unsafe_code)]
 
+pub mod firewall;
 pub mod kernel;
 pub mod model;
 pub mod names;

@@ -16,8 +16,9 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
 };
 
+use crate::firewall::{self, FirewallError};
 use crate::kernel::{KernelError, Link, Netlink};
-use crate::model::{LocalTask, NodeView, TaskNetns};
+use crate::model::{LocalTask, NodeView, OverlayNetwork, TaskNetns};
 use crate::names;
 use crate::netns::{NetNs, NetNsError};
 use crate::reconcile::{
@@ -38,6 +39,8 @@ pub enum OverlayError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
     #[error("this node's VTEP address {0} is not on any of its interfaces: the node's advertise address must be a local address")]
     VtepNotLocal(IpAddr),
     #[error("task {task}: {source}")]
@@ -60,6 +63,8 @@ pub struct Report {
 /// The overlay plumbing of one node, in one network namespace.
 pub struct OverlayNode {
     netlink: Netlink,
+    /// The namespace worked in; `None` is the daemon's own.
+    ns: Option<NetNs>,
 }
 
 impl OverlayNode {
@@ -70,6 +75,7 @@ impl OverlayNode {
                 what: "opening a netlink socket".to_string(),
                 source,
             })?,
+            ns: None,
         })
     }
 
@@ -82,7 +88,40 @@ impl OverlayNode {
                     what: format!("opening a netlink socket in {}", ns.path().display()),
                     source,
                 })?,
+            ns: Some(ns.try_clone().map_err(|source| OverlayError::Io {
+                what: format!("duplicating {}", ns.path().display()),
+                source,
+            })?),
         })
+    }
+
+    /// Runs blocking work (the `nft` binary) in this node's namespace, off
+    /// the runtime's worker threads.
+    async fn run_blocking<T, F>(&self, f: F) -> Result<T, OverlayError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let io = |source| OverlayError::Io {
+            what: "running in the node's namespace".to_string(),
+            source,
+        };
+        match &self.ns {
+            Some(ns) => ns.run_async(f).await.map_err(io),
+            None => tokio::task::spawn_blocking(f)
+                .await
+                .map_err(|e| io(std::io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// Sets the node's netfilter rules for these networks (see [`firewall`]).
+    pub async fn apply_firewall(&self, networks: Vec<OverlayNetwork>) -> Result<(), OverlayError> {
+        self.run_blocking(move || {
+            let refs: Vec<&OverlayNetwork> = networks.iter().collect();
+            firewall::apply(&refs)
+        })
+        .await??;
+        Ok(())
     }
 
     /// Brings the kernel to what `view` and the local `tasks` describe:
@@ -103,6 +142,13 @@ impl OverlayNode {
             tracing::warn!(%problem, "overlay view not fully applied");
         }
         self.execute(&actions).await?;
+        if view.vtep.is_some() {
+            let local = reconcile::local_networks(view, tasks)
+                .into_iter()
+                .cloned()
+                .collect();
+            self.apply_firewall(local).await?;
+        }
         Ok(Report {
             applied: actions,
             problems,
@@ -115,6 +161,7 @@ impl OverlayNode {
     pub async fn cleanup_all(&self) -> Result<Vec<Action>, OverlayError> {
         let actions = reconcile::plan_cleanup(&self.observe().await?);
         self.execute(&actions).await?;
+        self.apply_firewall(Vec::new()).await?;
         Ok(actions)
     }
 

@@ -204,6 +204,23 @@ pub fn network_mtu(network: &OverlayNetwork, underlay_mtu: u32) -> u32 {
         .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
 }
 
+/// The networks that have devices on this node: those of the view with a
+/// local task that has an address on them (what [`plan`] builds).
+pub fn local_networks<'a>(view: &'a NodeView, tasks: &[LocalTask]) -> Vec<&'a OverlayNetwork> {
+    view.networks
+        .iter()
+        .filter(|n| {
+            tasks.iter().any(|t| {
+                t.networks.contains(&n.id)
+                    && view
+                        .endpoints
+                        .iter()
+                        .any(|e| e.task_id == t.task_id && e.network_id == n.id)
+            })
+        })
+        .collect()
+}
+
 /// What one local network should look like.
 struct DesiredNetwork<'a> {
     network: &'a OverlayNetwork,

@@ -429,3 +429,106 @@ async fn this_machine_supports_overlay_networks() {
     let links = hosts::link_names(&hosts::must("ip", &["-o", "link", "show"]));
     assert!(!links.iter().any(|l| l.starts_with("probe")), "{links:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_passes_a_forward_drop_policy_and_leaves_the_overlay_masqueraded() {
+    if !privileged("traffic_passes_a_forward_drop_policy_and_leaves_the_overlay_masqueraded") {
+        return;
+    }
+    let mut hosts = Hosts::new();
+    let (t1, t2, outside) = (
+        hosts.task_ns("t1"),
+        hosts.task_ns("t2"),
+        hosts.task_ns("out"),
+    );
+    // Host 1 as Docker leaves a machine: FORWARD policy DROP, and bridged
+    // frames pass through it (br_netfilter's default in a new namespace).
+    hosts::must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            hosts.host(1),
+            "iptables",
+            "-P",
+            "FORWARD",
+            "DROP",
+        ],
+    );
+    // "Outside": a namespace beyond host 1 on 192.168.252.0/24, with no
+    // route back to the overlay's subnet — only a masqueraded packet can
+    // get an answer.
+    let (a, b) = (format!("soe{}a", hosts.tag), format!("soe{}b", hosts.tag));
+    hosts::must(
+        "ip",
+        &["link", "add", &a, "type", "veth", "peer", "name", &b],
+    );
+    hosts::must("ip", &["link", "set", &a, "netns", hosts.host(1)]);
+    hosts::must("ip", &["link", "set", &b, "netns", &outside]);
+    hosts.ip(1, &["addr", "add", "192.168.252.1/24", "dev", &a]);
+    hosts.ip(1, &["link", "set", &a, "up"]);
+    must_in(&outside, &["addr", "add", "192.168.252.2/24", "dev", &b]);
+    must_in(&outside, &["link", "set", &b, "up"]);
+
+    let node1 = OverlayNode::in_netns(&hosts.host_ns(1)).await.unwrap();
+    let node2 = OverlayNode::in_netns(&hosts.host_ns(2)).await.unwrap();
+    let tasks1 = vec![task("t1", &t1, &["n1"])];
+    node1.reconcile(&view(1), &tasks1).await.unwrap();
+    node2
+        .reconcile(&view(2), &[task("t2", &t2, &["n1"])])
+        .await
+        .unwrap();
+
+    // Overlay traffic crosses host 1's bridge despite the DROP policy.
+    let forward = hosts::must(
+        "ip",
+        &["netns", "exec", hosts.host(1), "iptables", "-S", "FORWARD"],
+    );
+    assert!(forward.starts_with("-P FORWARD DROP"), "{forward}");
+    assert!(forward.contains("shoal overlay"), "{forward}");
+    tcp_echo(&t2, sock(addr(3), 7000));
+    tcp_probe(&t1, sock(addr(3), 7000)).unwrap();
+
+    // Out of the overlay: the outside sees host 1's address, not the task's.
+    let server = NetNs::open(&outside)
+        .unwrap()
+        .run(|| std::net::TcpListener::bind("192.168.252.2:7005"))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in server.incoming().flatten() {
+            let peer = s.peer_addr().unwrap().ip().to_string();
+            let _ = s.write_all(peer.as_bytes());
+        }
+    });
+    let seen = NetNs::open(&t1)
+        .unwrap()
+        .run(|| {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect_timeout(
+                &"192.168.252.2:7005".parse().unwrap(),
+                Duration::from_secs(3),
+            )
+            .map_err(|e| e.to_string())?;
+            let mut peer = String::new();
+            s.read_to_string(&mut peer).map_err(|e| e.to_string())?;
+            Ok::<_, String>(peer)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, "192.168.252.1");
+
+    // The last task gone: shoal's table and FORWARD rules go with it.
+    node1.reconcile(&view(1), &[]).await.unwrap();
+    let tables = hosts::must(
+        "ip",
+        &["netns", "exec", hosts.host(1), "nft", "list", "tables"],
+    );
+    assert!(!tables.contains("inet shoal"), "{tables}");
+    let forward = hosts::must(
+        "ip",
+        &["netns", "exec", hosts.host(1), "iptables", "-S", "FORWARD"],
+    );
+    assert!(!forward.contains("shoal"), "{forward}");
+}
