@@ -293,7 +293,7 @@ fn apply_forward(networks: &[&OverlayNetwork]) -> Result<(), FirewallError> {
     Ok(())
 }
 
-fn nft_error(e: nftables::helper::NftablesError) -> FirewallError {
+pub(crate) fn nft_error(e: nftables::helper::NftablesError) -> FirewallError {
     match e {
         nftables::helper::NftablesError::NftFailed { hint, stderr, .. } => {
             FirewallError(format!("nft failed while {hint}: {}", stderr.trim()))

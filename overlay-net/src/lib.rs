@@ -13,6 +13,7 @@
 //!   and applies the plan.
 //! - [`kernel`]: the netlink requests; [`netns`]: network namespaces.
 //! - [`firewall`]: masquerade, internal isolation, Docker's FORWARD DROP.
+//! - [`vip`]: service VIPs load-balanced in each task's namespace.
 //! - [`names`]: the derived names of everything shoal creates.
 //! - [`probe`]: can this node do overlay networking at all.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod netns;
 pub mod node;
 pub mod probe;
 pub mod reconcile;
+pub mod vip;
 
 pub use node::{OverlayError, OverlayNode, Report};
 pub use probe::{overlay_support, Reason};

@@ -25,6 +25,7 @@ use crate::reconcile::{
     self, Action, Attachment, FdbEntry, NeighbourEntry, Observed, ObservedBridge, ObservedVeth,
     ObservedVxlan, Plan, VxlanConfig,
 };
+use crate::vip;
 
 /// Why applying a view failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,24 @@ impl OverlayNode {
         Ok(())
     }
 
+    /// Replaces the VIP load-balancing rules inside a task's namespace
+    /// with those the view implies (see [`vip`]).
+    pub async fn apply_vips(&self, view: &NodeView, task: &LocalTask) -> Result<(), OverlayError> {
+        let ruleset = vip::ruleset(&vip::vip_rules(view, task));
+        let ns = open_task_netns(&task.netns)?;
+        let applied = ns
+            .run_async(move || nftables::helper::apply_ruleset(&ruleset))
+            .await
+            .map_err(|source| OverlayError::Io {
+                what: format!("entering {}", ns.path().display()),
+                source,
+            })?;
+        applied.map_err(|e| OverlayError::Attach {
+            task: task.task_id.clone(),
+            source: Box::new(OverlayError::Firewall(firewall::nft_error(e))),
+        })
+    }
+
     /// Brings the kernel to what `view` and the local `tasks` describe:
     /// reads the state, plans, and applies the plan. Stops at the first
     /// failing action; calling it again resumes from what exists.
@@ -148,6 +167,9 @@ impl OverlayNode {
                 .cloned()
                 .collect();
             self.apply_firewall(local).await?;
+            for task in tasks {
+                self.apply_vips(view, task).await?;
+            }
         }
         Ok(Report {
             applied: actions,

@@ -8,10 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use hosts::{
-    named_namespaces, privileged, tcp_echo, tcp_probe, udp_echo, udp_probe, underlay, Hosts,
+    named_namespaces, privileged, tcp_ask, tcp_echo, tcp_probe, tcp_whoami, udp_echo, udp_probe,
+    underlay, Hosts,
 };
 use shoal_overlay_net::model::{
-    Endpoint, Ipv4Subnet, LocalTask, NodeView, OverlayNetwork, Peer, TaskNetns,
+    Endpoint, EndpointMode, Ipv4Subnet, LocalTask, NodeView, OverlayNetwork, Peer, ServiceEndpoint,
+    TaskNetns,
 };
 use shoal_overlay_net::netns::NetNs;
 use shoal_overlay_net::{names, overlay_support, OverlayNode};
@@ -531,4 +533,79 @@ async fn traffic_passes_a_forward_drop_policy_and_leaves_the_overlay_masqueraded
         &["netns", "exec", hosts.host(1), "iptables", "-S", "FORWARD"],
     );
     assert!(!forward.contains("shoal"), "{forward}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_vip_balances_over_its_backends_and_follows_the_view() {
+    if !privileged("a_service_vip_balances_over_its_backends_and_follows_the_view") {
+        return;
+    }
+    let mut hosts = Hosts::new();
+    let (t1, t2, t3) = (
+        hosts.task_ns("t1"),
+        hosts.task_ns("t2"),
+        hosts.task_ns("t3"),
+    );
+    let node1 = OverlayNode::in_netns(&hosts.host_ns(1)).await.unwrap();
+    let node2 = OverlayNode::in_netns(&hosts.host_ns(2)).await.unwrap();
+    let vip = Ipv4Addr::new(10, 0, 1, 100);
+    let with_service = |me: u8, backends: Vec<Ipv4Addr>| {
+        let mut v = view(me);
+        v.services.push(ServiceEndpoint {
+            service_id: "web-id".into(),
+            name: "web".into(),
+            aliases: vec![],
+            network_id: "n1".into(),
+            mode: EndpointMode::Vip,
+            vip: Some(vip),
+            backends,
+        });
+        v
+    };
+    let tasks1 = vec![task("t1", &t1, &["n1"])];
+    node1
+        .reconcile(&with_service(1, vec![addr(3), addr(4)]), &tasks1)
+        .await
+        .unwrap();
+    node2
+        .reconcile(
+            &view(2),
+            &[task("t2", &t2, &["n1"]), task("t3", &t3, &["n1"])],
+        )
+        .await
+        .unwrap();
+    tcp_whoami(&t2, sock(addr(3), 8000));
+    tcp_whoami(&t3, sock(addr(4), 8000));
+    udp_echo(&t2, sock(addr(3), 8001));
+    udp_echo(&t3, sock(addr(4), 8001));
+
+    // New connections to the VIP land on both backends (each pick is a coin
+    // toss: 200 connections missing one has probability 2^-199).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        seen.insert(tcp_ask(&t1, sock(vip, 8000)).unwrap());
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, ["10.0.1.3", "10.0.1.4"].map(String::from).into());
+    // UDP too, and the answer comes back from the VIP.
+    udp_probe(&t1, sock(vip, 8001), PATIENCE).unwrap();
+
+    // t3 leaves the backends: no new connection reaches it.
+    node1
+        .reconcile(&with_service(1, vec![addr(3)]), &tasks1)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(tcp_ask(&t1, sock(vip, 8000)).unwrap(), "10.0.1.3");
+    }
+    // No backends: the VIP answers nothing, and the task's table is gone.
+    node1
+        .reconcile(&with_service(1, vec![]), &tasks1)
+        .await
+        .unwrap();
+    assert!(tcp_ask(&t1, sock(vip, 8000)).is_err());
+    let tables = hosts::must("ip", &["netns", "exec", &t1, "nft", "list", "tables"]);
+    assert!(!tables.contains("shoal-vip"), "{tables}");
 }

@@ -286,3 +286,42 @@ pub fn udp_probe(ns: &str, to: SocketAddr, patience: Duration) -> Result<(), Str
         })
         .unwrap()
 }
+
+/// A TCP server inside a namespace that answers each connection with the
+/// address it was reached on (after any DNAT: the backend's own), then
+/// closes.
+pub fn tcp_whoami(ns: &str, addr: SocketAddr) {
+    let listener = NetNs::open(ns)
+        .unwrap()
+        .run(move || TcpListener::bind(addr))
+        .unwrap()
+        .expect("binding the whoami server");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let me = stream
+                .local_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let _ = stream.write_all(me.as_bytes());
+        }
+    });
+}
+
+/// Connects from inside `ns` to `to` and reads the whole answer.
+pub fn tcp_ask(ns: &str, to: SocketAddr) -> Result<String, String> {
+    NetNs::open(ns)
+        .unwrap()
+        .run(move || -> Result<String, String> {
+            let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                .map_err(|e| format!("connect {to}: {e}"))?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            let mut answer = String::new();
+            stream
+                .read_to_string(&mut answer)
+                .map_err(|e| format!("read from {to}: {e}"))?;
+            Ok(answer)
+        })
+        .unwrap()
+}
