@@ -8,4 +8,5 @@
 //! wire protocol, so that it can be tested alone on network namespaces.
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod model;
