@@ -353,8 +353,11 @@ impl Throttle {
 }
 
 fn log_due(last: Option<Instant>, now: Instant) -> bool {
-    // `map_or`, not `is_none_or`: the workspace MSRV is 1.80.
-    last.map_or(true, |at| now.saturating_duration_since(at) >= LOG_EVERY)
+    // A match, not `Option::is_none_or`: that needs Rust 1.82, the MSRV is 1.80.
+    match last {
+        None => true,
+        Some(at) => now.saturating_duration_since(at) >= LOG_EVERY,
+    }
 }
 
 #[cfg(test)]
