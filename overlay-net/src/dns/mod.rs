@@ -27,4 +27,4 @@ pub use lookup::{lookup, may_forward, Lookup, BACKEND_TTL_SECS, VIP_TTL_SECS};
 pub use resolv_conf::{
     resolv_conf, upstreams_from_resolv_conf, MAX_UPSTREAMS, RESOLVER_ADDR, RESOLVER_PORT,
 };
-pub use server::{handle_packet, serve, Handled, ServeConfig, ViewReceiver};
+pub use server::{handle_packet, serve, BoundSockets, Handled, ServeConfig, ViewReceiver};

@@ -112,6 +112,37 @@ pub fn handle_packet(
     }
 }
 
+/// The resolver's two sockets, bound with the standard library so that no
+/// runtime is needed where they are made: on a thread that has entered the
+/// task's namespace (whose loopback must be up, or 127.0.0.11 cannot be
+/// bound). They stay in that namespace after the thread leaves it.
+#[derive(Debug)]
+pub struct BoundSockets {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
+}
+
+impl BoundSockets {
+    /// Binds UDP and TCP on `addr` (normally [`super::RESOLVER_ADDR`]:
+    /// [`super::RESOLVER_PORT`]) in the calling thread's namespace, both
+    /// non-blocking, ready for [`BoundSockets::into_tokio`].
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let udp = std::net::UdpSocket::bind(addr)?;
+        udp.set_nonblocking(true)?;
+        let tcp = std::net::TcpListener::bind(addr)?;
+        tcp.set_nonblocking(true)?;
+        Ok(Self { udp, tcp })
+    }
+
+    /// The tokio sockets for [`serve`]; must be called inside a runtime.
+    pub fn into_tokio(self) -> io::Result<(UdpSocket, TcpListener)> {
+        Ok((
+            UdpSocket::from_std(self.udp)?,
+            TcpListener::from_std(self.tcp)?,
+        ))
+    }
+}
+
 /// Serves DNS on `udp` and `tcp` (both already bound, normally to
 /// 127.0.0.11:53 inside the task's namespace) until the future is dropped
 /// or a socket fails for good.
