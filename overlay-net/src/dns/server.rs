@@ -51,8 +51,11 @@ pub struct ServeConfig {
     /// How long one upstream gets to answer before the next is tried. Three
     /// upstreams times this stays under glibc's 5 s per-try timeout.
     pub upstream_timeout: Duration,
+    /// TCP connections served at once; a connection past it is closed.
     pub max_tcp_connections: usize,
+    /// Queries waiting on upstreams at once; a query past it gets REFUSED.
     pub max_inflight_forwards: usize,
+    /// A TCP connection without a complete query for this long is closed.
     pub tcp_idle_timeout: Duration,
 }
 
