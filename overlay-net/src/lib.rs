@@ -16,8 +16,10 @@
 //! - [`vip`]: service VIPs load-balanced in each task's namespace.
 //! - [`names`]: the derived names of everything shoal creates.
 //! - [`probe`]: can this node do overlay networking at all.
+//! - [`dns`]: the embedded DNS resolver every task namespace asks.
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod firewall;
 pub mod kernel;
 pub mod model;
