@@ -25,6 +25,12 @@ pub const NETWORKS_LABEL: &str = "com.shoal.stack.networks";
 /// Docker's runtime name for containers, and shoal's for processes.
 pub const RUNTIME_CONTAINER: &str = "container";
 pub const RUNTIME_PROCESS: &str = "process";
+/// How a process service shows its runtime: the docker CLI refuses to send
+/// back a spec whose `Runtime` is not "container" while it has a
+/// `ContainerSpec` ("mismatched runtime with container spec"), so the
+/// runtime travels as this container label, added on the way out and
+/// removed on the way in.
+pub const RUNTIME_LABEL: &str = "com.shoal.runtime";
 
 /// A Docker spec in shoal's terms, with what was ignored.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,10 +120,14 @@ pub fn task_spec_to_docker(t: &s::TaskSpec) -> d::TaskSpec {
         let line: Vec<String> = t.command.iter().chain(&t.args).cloned().collect();
         (None, nonempty(&line))
     };
+    let mut labels = t.labels.clone();
+    if process {
+        labels.insert(RUNTIME_LABEL.to_string(), RUNTIME_PROCESS.to_string());
+    }
     d::TaskSpec {
         container_spec: Some(d::TaskSpecContainerSpec {
             image: (!t.image.is_empty()).then(|| t.image.clone()),
-            labels: Some(t.labels.clone()),
+            labels: Some(labels),
             command,
             args,
             env: nonempty(&t.env),
@@ -177,14 +187,7 @@ pub fn task_spec_to_docker(t: &s::TaskSpec) -> d::TaskSpec {
             platforms: None,
         }),
         force_update: Some(t.force_update),
-        runtime: Some(
-            if process {
-                RUNTIME_PROCESS
-            } else {
-                RUNTIME_CONTAINER
-            }
-            .to_string(),
-        ),
+        runtime: Some(RUNTIME_CONTAINER.to_string()),
         ..Default::default()
     }
 }
@@ -311,7 +314,11 @@ pub fn service_spec_from_docker(
         "shoal runs containers and processes only",
     );
     v.ignore_if(&template.log_driver, "TaskTemplate.LogDriver");
+    let mut c = template.container_spec.clone().unwrap_or_default();
+    let mut container_labels = c.labels.take().unwrap_or_default();
+    let process_label = container_labels.remove(RUNTIME_LABEL);
     let runtime = match template.runtime.as_deref() {
+        _ if process_label.as_deref() == Some(RUNTIME_PROCESS) => "process",
         None | Some("") | Some(RUNTIME_CONTAINER) => "docker",
         Some(RUNTIME_PROCESS) => "process",
         Some(other) => {
@@ -321,7 +328,11 @@ pub fn service_spec_from_docker(
             "docker"
         }
     };
-    let c = template.container_spec.clone().unwrap_or_default();
+    if let Some(other) = process_label.filter(|l| l != RUNTIME_PROCESS) {
+        v.refused.push(format!(
+            "ContainerSpec.Labels {RUNTIME_LABEL}={other:?} (the only runtime named there is \"process\")"
+        ));
+    }
     let why_security =
         "shoal cannot apply it yet, and running without it would change what the task may do";
     v.refuse_if(
@@ -386,7 +397,7 @@ pub fn service_spec_from_docker(
         runtime: runtime.to_string(),
         image: c.image.clone().unwrap_or_default(),
         env: c.env.clone().unwrap_or_default(),
-        labels: c.labels.clone().unwrap_or_default(),
+        labels: container_labels,
         stop_grace_period_ms: v.duration(c.stop_grace_period, "StopGracePeriod"),
         force_update: template.force_update.unwrap_or(0),
         ..Default::default()

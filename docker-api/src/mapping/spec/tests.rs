@@ -97,11 +97,14 @@ fn a_process_service_round_trips() {
     };
     let docker = service_spec_to_docker(&spec);
     let template = docker.task_template.clone().unwrap();
-    assert_eq!(template.runtime.as_deref(), Some("process"));
     assert_eq!(
-        template.container_spec.unwrap().command,
-        Some(vec!["/bin/sleep".to_string()])
+        template.runtime.as_deref(),
+        Some("container"),
+        "the CLI refuses others"
     );
+    let container = template.container_spec.unwrap();
+    assert_eq!(container.labels.unwrap()[RUNTIME_LABEL], "process");
+    assert_eq!(container.command, Some(vec!["/bin/sleep".to_string()]));
     assert_eq!(
         service_spec_from_docker(&docker, Some(&spec)).unwrap().spec,
         spec
