@@ -601,3 +601,115 @@ fn docker_cli_creates_containers_and_deploys_stacks() {
         }
     });
 }
+
+/// `docker swarm init|join|join-token|update|leave` and `docker node
+/// update` on daemons that are not in a swarm yet.
+#[test]
+fn docker_cli_forms_and_changes_the_swarm() {
+    if !docker_cli_present("docker_cli_forms_and_changes_the_swarm") {
+        return;
+    }
+    let dir = TestDir::new();
+    let api = |name: &str| {
+        let socket = dir.dir.path().join(format!("{name}-docker.sock"));
+        let daemon = dir.daemon_with_args(
+            name,
+            &["--docker-api", &format!("unix://{}", socket.display())],
+        );
+        let cli = DockerCli::new(&dir, &socket);
+        (daemon, cli)
+    };
+    let (manager, manager_cli) = api("manager");
+    let (worker, worker_cli) = api("worker1");
+
+    let info = manager_cli.ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(info.trim(), "inactive");
+    // Not in a swarm: the CLI gets Docker's 503 and says so.
+    let refused = manager_cli.run(&["node", "ls"]);
+    assert_ne!(refused.status, 0);
+    assert!(
+        refused.stderr.contains("not a swarm manager"),
+        "{}",
+        refused.stderr
+    );
+
+    let init = manager_cli.ok(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        "127.0.0.1",
+        "--listen-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(init.contains("Swarm initialized"), "{init}");
+    let token = manager_cli.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert_eq!(token.trim(), manager.worker_token());
+    let addr = manager.info()["RemoteManagers"][0]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no manager address in {}", manager.info()));
+    let joined = worker_cli.ok(&[
+        "swarm",
+        "join",
+        "--token",
+        token.trim(),
+        "--advertise-addr",
+        "127.0.0.2",
+        &addr,
+    ]);
+    assert!(
+        joined.contains("This node joined a swarm as a worker"),
+        "{joined}"
+    );
+    eventually(patience(), "both nodes Ready", || {
+        let nodes = manager.nodes();
+        if nodes.len() == 2 && nodes.iter().all(|n| n["Status"] == "Ready") {
+            Ok(())
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    });
+
+    // Cluster settings and node availability, seen by shoal.
+    manager_cli.ok(&["swarm", "update", "--task-history-limit", "2"]);
+    let swarm = manager_cli.ok(&[
+        "info",
+        "--format",
+        "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}}",
+    ]);
+    assert_eq!(swarm.trim(), "2");
+    manager_cli.ok(&[
+        "node",
+        "update",
+        "--availability",
+        "drain",
+        "--label-add",
+        "zone=eu",
+        "worker1",
+    ]);
+    let node = manager
+        .nodes()
+        .into_iter()
+        .find(|n| n["Hostname"] == "worker1")
+        .unwrap();
+    assert_eq!(node["Availability"], "Drain", "{node}");
+    let labels = manager_cli.ok(&[
+        "node",
+        "inspect",
+        "worker1",
+        "--format",
+        "{{.Spec.Labels.zone}}",
+    ]);
+    assert_eq!(labels.trim(), "eu");
+    let unsupported = manager_cli.run(&["swarm", "update", "--autolock"]);
+    assert_ne!(unsupported.status, 0);
+    assert!(
+        unsupported.stderr.contains("autolock"),
+        "{}",
+        unsupported.stderr
+    );
+
+    let left = worker_cli.ok(&["swarm", "leave"]);
+    assert!(left.contains("Node left the swarm"), "{left}");
+    assert_eq!(worker.info()["LocalNodeState"], "inactive");
+}
