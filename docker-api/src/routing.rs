@@ -14,18 +14,21 @@ use crate::errors::ApiError;
 
 /// The API version shoal answers with: what the swarm endpoints it serves
 /// look like in Docker 27 (API 1.47). Clients negotiate down to it.
-pub const API_VERSION: (u32, u32) = (1, 47);
+pub const API_VERSION: ApiVersion = (1, 47);
 /// The oldest version accepted (Docker's own minimum).
-pub const MIN_API_VERSION: (u32, u32) = (1, 24);
+pub const MIN_API_VERSION: ApiVersion = (1, 24);
 
-pub fn version_string(v: (u32, u32)) -> String {
+/// An API version, `(major, minor)`.
+pub type ApiVersion = (u32, u32);
+
+pub fn version_string(v: ApiVersion) -> String {
     format!("{}.{}", v.0, v.1)
 }
 
 /// Splits `/v1.45/services` into the version and `/services`. A path
 /// without a version prefix is returned whole; a version shoal does not
 /// speak is refused with Docker's wording.
-pub fn split_version(path: &str) -> Result<(Option<(u32, u32)>, &str), ApiError> {
+pub fn split_version(path: &str) -> Result<(Option<ApiVersion>, &str), ApiError> {
     let Some(rest) = path.strip_prefix("/v") else {
         return Ok((None, path));
     };

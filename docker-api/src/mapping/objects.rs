@@ -16,7 +16,7 @@ use super::spec::{service_spec_to_docker, task_spec_to_docker};
 use super::time::{ms_to_ns, timestamp};
 
 fn meta_times(meta: &Option<s::Meta>) -> (Option<String>, Option<String>) {
-    let meta = meta.clone().unwrap_or_default();
+    let meta = meta.unwrap_or_default();
     (
         Some(timestamp(meta.created_at_ms)),
         Some(timestamp(meta.updated_at_ms)),

@@ -383,7 +383,11 @@ pub fn service_spec_from_docker(
     v.ignore_if(&c.stop_signal, "ContainerSpec.StopSignal (--stop-signal)");
     v.ignore_if(&c.hosts, "ContainerSpec.Hosts (--host)");
     v.ignore_if(&c.dns_config, "ContainerSpec.DNSConfig (--dns…)");
-    v.ignore_if(&c.isolation, "ContainerSpec.Isolation");
+    // "default" is the engine's default isolation, not a request.
+    let isolation = c
+        .isolation
+        .filter(|i| *i != d::TaskSpecContainerSpecIsolationEnum::DEFAULT);
+    v.ignore_if(&isolation, "ContainerSpec.Isolation");
     v.ignore_if(&c.init, "ContainerSpec.Init (--init)");
     v.ignore_if(&c.sysctls, "ContainerSpec.Sysctls (--sysctl)");
     v.ignore_if(&c.ulimits, "ContainerSpec.Ulimits (--ulimit)");

@@ -160,11 +160,9 @@ fn the_clis_create_body_translates() {
     );
     let update = t.spec.update_config.as_ref().unwrap();
     assert_eq!((update.parallelism, update.monitor_ms), (2, 5_000));
-    // "Isolation":"default" is the CLI's default, not a request.
-    assert_eq!(
-        t.warnings,
-        ["shoal ignores ContainerSpec.Isolation: it has no equivalent in a shoal service"]
-    );
+    // The CLI's empty defaults ("DNSConfig":{}, "Isolation":"default", …)
+    // are not requests: nothing to warn about.
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 }
 
 #[test]
@@ -251,4 +249,30 @@ fn negative_durations_are_refused() {
     .unwrap();
     let err = service_spec_from_docker(&docker, None).unwrap_err();
     assert!(err.message.contains("StopGracePeriod"), "{}", err.message);
+}
+
+#[test]
+fn what_only_tunes_a_container_is_ignored_with_a_warning() {
+    let mut docker: d::ServiceSpec = serde_json::from_str(CLI_CREATE).unwrap();
+    let c = docker
+        .task_template
+        .as_mut()
+        .unwrap()
+        .container_spec
+        .as_mut()
+        .unwrap();
+    c.hostname = Some("h".into());
+    c.stop_signal = Some("SIGINT".into());
+    let t = service_spec_from_docker(&docker, None).unwrap();
+    assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
+    assert!(
+        t.warnings[0].contains("ContainerSpec.Hostname"),
+        "{:?}",
+        t.warnings
+    );
+    assert!(
+        t.warnings[1].contains("ContainerSpec.StopSignal"),
+        "{:?}",
+        t.warnings
+    );
 }
