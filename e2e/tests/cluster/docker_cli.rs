@@ -81,6 +81,22 @@ impl DockerCli {
         run.stdout
     }
 
+    /// The CLI started in the background, stdout piped.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", &self.config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env_remove("DOCKER_API_VERSION")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn docker")
+    }
+
     /// A raw request on the socket (what the CLI cannot be made to send:
     /// a stale version, malformed JSON): the status and the JSON body.
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -414,6 +430,47 @@ fn docker_cli_shows_the_swarm_and_drives_process_services() {
             _ => Err(format!("{}{}", run.stdout, run.stderr)),
         }
     });
+
+    // Following: the stream stays open and delivers the existing line.
+    let mut follow = cli.spawn(&["service", "logs", "--follow", "--timestamps", "talker"]);
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = received
+        .recv_timeout(patience())
+        .expect("a followed log line");
+    assert!(
+        first.contains("talker.1.") && first.ends_with("| hello from 1"),
+        "{first}"
+    );
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "docker service logs --follow ended by itself"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // The tasks of a node, and the CLI's human-readable inspect.
+    let node_ps = cli.ok(&["node", "ps", "self", "--format", "{{.Name}} {{.Node}}"]);
+    assert!(
+        node_ps.lines().all(|l| l.ends_with(" manager")),
+        "{node_ps}"
+    );
+    let pretty = cli.ok(&["service", "inspect", "--pretty", "web"]);
+    assert!(
+        pretty.contains("Replicated") && pretty.contains("Replicas:\t3"),
+        "{pretty}"
+    );
 
     // Join tokens are shoal's own.
     assert_eq!(
