@@ -368,6 +368,10 @@ pub struct DaemonArgs {
     /// `docker` group; without it only the daemon's user can.
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
+    /// Also serve the Docker Engine API (swarm subset) for the `docker` CLI:
+    /// unix:///PATH or tcp://127.0.0.1:PORT (loopback only). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub docker_api: Option<shoal_docker_api::Listen>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     .as_deref()
                     .map(daemon::private::SocketGroup::lookup)
                     .transpose()?,
+                docker_api: args.docker_api,
             };
             daemon::run(config, shutdown_signal()).await
         }

@@ -28,6 +28,8 @@ pub struct DaemonConfig {
     pub hostname: String,
     /// A group allowed to use the socket besides the daemon's user.
     pub socket_group: Option<private::SocketGroup>,
+    /// Where to serve the Docker Engine API, if at all (`--docker-api`).
+    pub docker_api: Option<shoal_docker_api::Listen>,
 }
 
 /// Runs the daemon until `shutdown` resolves, then stops cleanly.
@@ -39,6 +41,10 @@ pub async fn run(
     private::restrict_umask();
     private::prepare_data_dir(&config.data_dir)?;
     let listener = local_api::bind(&config.socket, config.socket_group)?;
+    let docker_api = match &config.docker_api {
+        Some(listen) => Some(docker_api(&config, listen).await?),
+        None => None,
+    };
     let node = Arc::new(node::Node::new(config.clone()));
     node.resume()
         .await
@@ -53,10 +59,43 @@ pub async fn run(
     let served = local_api::serve(node.clone(), listener, shutdown).await;
     follower.abort();
     renewer.abort();
+    if let Some(docker_api) = docker_api {
+        docker_api.abort();
+    }
+    if let Some(shoal_docker_api::Listen::Unix(path)) = &config.docker_api {
+        let _ = std::fs::remove_file(path);
+    }
     node.stop().await;
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("shoal daemon stopped");
     served
+}
+
+/// Binds the Docker Engine API (before anything else starts, so that a bad
+/// address fails the start) and serves it over the daemon's own socket:
+/// the same access rule as the socket (owner, and `--group` when given).
+async fn docker_api(
+    config: &DaemonConfig,
+    listen: &shoal_docker_api::Listen,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = shoal_docker_api::Listener::bind(listen)
+        .await
+        .with_context(|| format!("cannot serve the Docker API on {listen:?}"))?;
+    if let shoal_docker_api::Listen::Unix(path) = listen {
+        private::share_socket(path, config.socket_group)?;
+    }
+    tracing::info!(docker_host = %listener.docker_host(), "serving the Docker Engine API");
+    let backend = shoal_docker_api::Backend::unix(config.socket.clone());
+    let api_config = shoal_docker_api::Config {
+        hostname: config.hostname.clone(),
+        shoal_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Ok(tokio::spawn(shoal_docker_api::serve(
+        listener,
+        backend,
+        api_config,
+        std::future::pending(),
+    )))
 }
 
 /// The hostname this node reports unless `--hostname` says otherwise.

@@ -18,15 +18,15 @@ use serde_json::Value;
 use crate::util::{cluster, eventually, marker_program, patience, Daemon, TestDir};
 
 /// The image `.ci/run` builds (agent/testdata/build-test-image.sh).
-const IMAGE: &str = "shoal-test/busybox:1";
+pub(crate) const IMAGE: &str = "shoal-test/busybox:1";
 const NODE_LABEL: &str = "com.shoal.node.id";
 /// A container command that prints a line, then stops promptly on SIGTERM
 /// (a plain `sleep` as PID 1 would ignore it and cost the whole grace period).
-const QUIET_LOOP: &str = "trap 'exit 0' TERM; while :; do /busybox sleep 1; done";
+pub(crate) const QUIET_LOOP: &str = "trap 'exit 0' TERM; while :; do /busybox sleep 1; done";
 
 /// Whether this test runs: the engine and the test image when
 /// `SHOAL_E2E_DOCKER=1`, else a loud skip.
-fn docker_enabled(test: &str) -> bool {
+pub(crate) fn docker_enabled(test: &str) -> bool {
     if std::env::var("SHOAL_E2E_DOCKER").as_deref() != Ok("1") {
         eprintln!(
             "SKIPPED {test}: needs a Docker engine; set SHOAL_E2E_DOCKER=1 to run it \
@@ -63,19 +63,19 @@ fn docker_enabled(test: &str) -> bool {
 /// Removes, on drop, every container labelled with one of the tracked node
 /// IDs. Declared before the daemons, so it runs after they stopped and no
 /// daemon can start a replacement behind its back.
-struct Containers {
+pub(crate) struct Containers {
     nodes: Mutex<Vec<String>>,
 }
 
 impl Containers {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Containers {
             nodes: Mutex::new(Vec::new()),
         }
     }
 
     /// Tracks every node the manager lists.
-    fn track(&self, manager: &Daemon) -> Vec<String> {
+    pub(crate) fn track(&self, manager: &Daemon) -> Vec<String> {
         let ids: Vec<String> = manager
             .nodes()
             .iter()
