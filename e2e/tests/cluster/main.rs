@@ -5,6 +5,7 @@ mod bad_input;
 mod certs;
 mod cli_flags;
 mod docker;
+mod encryption;
 mod faults;
 mod formation;
 mod ha;
