@@ -30,10 +30,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn pem_der(pem: &str) -> Vec<u8> {
     use base64::Engine;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .expect("PEM body")
@@ -59,8 +56,7 @@ fn pem_pieces_of_key_with(point: &[u8]) -> Vec<Vec<u8>> {
     let mut pieces = Vec::new();
     for skip in 0..3 {
         let usable = (point.len() - skip) / 3 * 3;
-        let text = base64::engine::general_purpose::STANDARD
-            .encode(&point[skip..skip + usable]);
+        let text = base64::engine::general_purpose::STANDARD.encode(&point[skip..skip + usable]);
         for piece in text.as_bytes().chunks_exact(16) {
             pieces.push(piece.to_vec());
         }
@@ -96,11 +92,7 @@ fn raft_key_protection(daemon: &Daemon) -> String {
 }
 
 /// What a search of one manager's data dir found.
-fn secrets_on_disk(
-    manager: &Daemon,
-    ca_pieces: &[Vec<u8>],
-    tokens: &[String],
-) -> Vec<String> {
+fn secrets_on_disk(manager: &Daemon, ca_pieces: &[Vec<u8>], tokens: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for (path, bytes) in files_under(&manager.data_dir) {
         // Certificates carry the public point too, in the clear by design:
@@ -199,15 +191,16 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
         "one key for every manager"
     );
     for manager in &managers {
-        eventually(patience(), "the store key wrapped by the unlock key", || {
-            match raft_key_protection(manager).as_str() {
+        eventually(
+            patience(),
+            "the store key wrapped by the unlock key",
+            || match raft_key_protection(manager).as_str() {
                 "unlock key" => Ok(()),
                 other => Err(other.to_string()),
-            }
-        });
+            },
+        );
     }
-    let keys_json =
-        std::fs::read_to_string(managers[1].data_dir.join("raft/keys.json")).unwrap();
+    let keys_json = std::fs::read_to_string(managers[1].data_dir.join("raft/keys.json")).unwrap();
     assert!(!keys_json.contains("\"kek\""), "{keys_json}");
     assert!(!contains(keys_json.as_bytes(), key.as_bytes()));
 
@@ -219,12 +212,17 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
     managers[restarted]
         .shoal(&["service", "ls"])
         .assert_error("This manager is locked");
-    eventually(patience(), "the locked manager seen Down", || {
-        match managers[0].node_status(&managers[restarted].name).as_deref() {
+    eventually(
+        patience(),
+        "the locked manager seen Down",
+        || match managers[0]
+            .node_status(&managers[restarted].name)
+            .as_deref()
+        {
             Some("Down") => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
     for manager in &managers {
         let found = secrets_on_disk(manager, &ca_pieces, &tokens);
         assert!(found.is_empty(), "{}: {found:?}", manager.name);
@@ -240,12 +238,17 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
     let run = unlock(&managers[restarted], &key);
     assert_eq!(run.status, 0, "unlock failed: {}", run.stderr);
     assert_eq!(managers[restarted].info()["LocalNodeState"], "active");
-    eventually(patience(), "the unlocked manager Ready", || {
-        match managers[0].node_status(&managers[restarted].name).as_deref() {
+    eventually(
+        patience(),
+        "the unlocked manager Ready",
+        || match managers[0]
+            .node_status(&managers[restarted].name)
+            .as_deref()
+        {
             Some("Ready") => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
     eventually(patience(), "a write through the unlocked manager", || {
         let run = managers[restarted].shoal(&["service", "scale", "-d", "web=3"]);
         if run.status == 0 {
@@ -254,24 +257,30 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
             Err(run.stderr)
         }
     });
-    eventually(patience(), "the write in the unlocked manager's replica", || {
-        let services = managers[restarted].local_services();
-        if services.get("web").map(String::as_str) == Some("3") {
-            Ok(())
-        } else {
-            Err(format!("{services:?}"))
-        }
-    });
+    eventually(
+        patience(),
+        "the write in the unlocked manager's replica",
+        || {
+            let services = managers[restarted].local_services();
+            if services.get("web").map(String::as_str) == Some("3") {
+                Ok(())
+            } else {
+                Err(format!("{services:?}"))
+            }
+        },
+    );
     unlock(&managers[restarted], &key).assert_error("not locked");
 
     // Autolock off again: a restart needs no key.
     managers[0].ok(&["swarm", "update", "--autolock=false"]);
-    eventually(patience(), "the store key back in the key file", || {
-        match raft_key_protection(&managers[2]).as_str() {
+    eventually(
+        patience(),
+        "the store key back in the key file",
+        || match raft_key_protection(&managers[2]).as_str() {
             "key file" => Ok(()),
             other => Err(other.to_string()),
-        }
-    });
+        },
+    );
     managers[2].terminate();
     managers[2].start();
     assert_eq!(managers[2].info()["LocalNodeState"], "active");
