@@ -271,6 +271,39 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
     );
     unlock(&managers[restarted], &key).assert_error("not locked");
 
+    // Rotation: every running manager re-wraps its key (its key file
+    // changes); after a restart the old key is refused and the new one opens.
+    let key_file = managers[restarted].data_dir.join("raft/keys.json");
+    let wrapped_before = std::fs::read(&key_file).unwrap();
+    let rotated = managers[0]
+        .ok(&["swarm", "unlock-key", "--rotate", "-q"])
+        .trim()
+        .to_string();
+    assert!(
+        rotated.starts_with("SWMKEY-1-") && rotated != key,
+        "{rotated}"
+    );
+    eventually(
+        patience(),
+        "the key file re-wrapped with the new key",
+        || {
+            if std::fs::read(&key_file).unwrap() != wrapped_before {
+                Ok(())
+            } else {
+                Err("unchanged".into())
+            }
+        },
+    );
+    managers[restarted].terminate();
+    managers[restarted].start();
+    unlock(&managers[restarted], &key).assert_error("invalid unlock key");
+    let run = unlock(&managers[restarted], &rotated);
+    assert_eq!(
+        run.status, 0,
+        "unlock with the rotated key failed: {}",
+        run.stderr
+    );
+
     // Autolock off again: a restart needs no key.
     managers[0].ok(&["swarm", "update", "--autolock=false"]);
     eventually(
