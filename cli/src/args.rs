@@ -400,6 +400,10 @@ pub enum SwarmCommand {
         /// How often agents heartbeat (a node is Down after three missed).
         #[arg(long, value_parser = humantime::parse_duration)]
         dispatcher_heartbeat: Option<std::time::Duration>,
+        /// Enable manager autolocking: a restarted manager needs the unlock
+        /// key (`swarm unlock`) before it serves.
+        #[arg(long)]
+        autolock: bool,
     },
     /// Join a swarm as a node.
     Join {
@@ -438,6 +442,20 @@ pub enum SwarmCommand {
         /// renew at 50–80 % of it.
         #[arg(long, value_parser = humantime::parse_duration)]
         cert_expiry: Option<std::time::Duration>,
+        /// Change manager autolocking (`--autolock` alone means true).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        autolock: Option<bool>,
+    },
+    /// Unlock a locked manager: reads the unlock key from the terminal or stdin.
+    Unlock,
+    /// Manage the unlock key.
+    UnlockKey {
+        /// Only display the key.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate the unlock key.
+        #[arg(long)]
+        rotate: bool,
     },
     /// Leave the swarm.
     Leave {

@@ -429,6 +429,19 @@ impl Control for ControlService {
         if let Some(secs) = request.node_cert_expiry_secs {
             crate::ca_service::validate_cert_expiry(secs).map_err(Status::invalid_argument)?;
         }
+        let autolock = self.manager.store().read(|s| {
+            s.cluster.as_ref().map(|c| {
+                crate::raft::encryption::autolock_change(
+                    c,
+                    request.autolock,
+                    request.rotate_unlock_key,
+                )
+            })
+        });
+        let autolock = match autolock {
+            Some(change) => change.map_err(Status::failed_precondition)?,
+            None => None,
+        };
         self.manager
             .propose(Command::UpdateClusterSpec {
                 dispatcher_heartbeat_ms: request.dispatcher_heartbeat_ms,
@@ -436,6 +449,15 @@ impl Control for ControlService {
                 at_ms: crate::now_ms(),
             })
             .await?;
+        if let Some((enabled, unlock_key)) = autolock {
+            self.manager
+                .propose(Command::SetAutolock {
+                    enabled,
+                    unlock_key,
+                    at_ms: crate::now_ms(),
+                })
+                .await?;
+        }
         if let Some(secs) = request.node_cert_expiry_secs {
             self.manager
                 .propose(Command::SetNodeCertExpiry {
@@ -1004,10 +1026,12 @@ impl ControlService {
     }
 }
 
-/// The cluster object without the CA's private key.
+/// The cluster object without the CA's private key and the unlock key
+/// (only `swarm unlock-key` on a manager's local socket shows it).
 fn redact(mut cluster: Cluster) -> Cluster {
     if let Some(ca) = cluster.root_ca.as_mut() {
         ca.key_pem.clear();
     }
+    cluster.unlock_key.clear();
     cluster
 }

@@ -35,6 +35,9 @@ pub enum ManagerError {
     Security(#[from] shoal_security::SecurityError),
     #[error("the manager's listener failed: {0}")]
     Listener(String),
+    /// The Raft store's keys: locked, a wrong unlock key, a changed value.
+    #[error(transparent)]
+    Encryption(#[from] crate::raft::encryption::EncryptionError),
 }
 
 impl ManagerError {
@@ -75,6 +78,8 @@ impl ManagerError {
     }
 }
 
+use crate::raft::encryption::EncryptionError;
+
 impl From<ManagerError> for tonic::Status {
     fn from(error: ManagerError) -> Self {
         let message = error.to_string();
@@ -91,6 +96,13 @@ impl From<ManagerError> for tonic::Status {
                 tonic::Status::failed_precondition(message)
             }
             ManagerError::NotInitialized => tonic::Status::unavailable(message),
+            ManagerError::Encryption(EncryptionError::Locked) => {
+                tonic::Status::failed_precondition(message)
+            }
+            ManagerError::Encryption(
+                EncryptionError::InvalidUnlockKey | EncryptionError::MalformedUnlockKey(_),
+            ) => tonic::Status::invalid_argument(message),
+            ManagerError::Encryption(_) => tonic::Status::internal(message),
             ManagerError::Raft { .. }
             | ManagerError::Storage { .. }
             | ManagerError::Security(_)

@@ -197,6 +197,9 @@ pub struct ManagerConfig {
     /// and every new connection (listener and clients) uses the new ones.
     pub credentials: SharedCredentials,
     pub timing: RaftTiming,
+    /// The swarm's unlock key, for a manager whose Raft store is autolocked
+    /// (`swarm unlock`); `None` otherwise.
+    pub unlock_key: Option<crate::raft::encryption::Kek>,
 }
 
 pub struct Manager {
@@ -210,6 +213,9 @@ pub struct Manager {
     leader_channel: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     dispatcher: Arc<Dispatcher>,
     broker: Arc<crate::logs::Broker>,
+    /// This manager's Raft store keys, re-wrapped as the cluster's autolock
+    /// setting says ([`crate::raft::key_follower`]).
+    keys: Arc<std::sync::Mutex<crate::raft::encryption::RaftKeys>>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -221,10 +227,16 @@ impl Manager {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let db = crate::raft::open_db(&path).map_err(|e| storage_err(&e))?;
-        let log_store = LogStore::open(&db).map_err(|e| storage_err(&e))?;
+        let (db, keys) = match crate::raft::migrate::open_store(&path, config.unlock_key.as_ref()) {
+            Ok(opened) => opened,
+            Err(crate::raft::migrate::OpenError::Keys(e)) => return Err(e.into()),
+            Err(e) => return Err(storage_err(&e)),
+        };
+        let dek = keys.dek().clone().unless_benchmark_disables();
+        let log_store = LogStore::open(&db, dek.clone()).map_err(|e| storage_err(&e))?;
         let store = Arc::new(SharedStore::default());
-        let state_machine = StateMachine::open(&db, store.clone()).map_err(|e| storage_err(&e))?;
+        let state_machine =
+            StateMachine::open(&db, store.clone(), dek).map_err(|e| storage_err(&e))?;
         let timing = &config.timing;
         let raft_config = openraft::Config {
             cluster_name: config.cluster_id.clone(),
@@ -264,6 +276,12 @@ impl Manager {
             store.clone(),
             config.raft_id,
         ));
+        let keys = Arc::new(std::sync::Mutex::new(keys));
+        let key_follower = tokio::spawn(crate::raft::key_follower::run(
+            store.clone(),
+            keys.clone(),
+            raft.clone(),
+        ));
         Ok(Arc::new(Manager {
             config,
             raft,
@@ -273,7 +291,8 @@ impl Manager {
             leader_channel: std::sync::Mutex::new(None),
             dispatcher,
             broker,
-            background: vec![expiry, loops, batcher],
+            keys,
+            background: vec![expiry, loops, batcher, key_follower],
         }))
     }
 
@@ -554,6 +573,12 @@ impl Manager {
 
     pub fn store(&self) -> &Arc<SharedStore> {
         &self.store
+    }
+
+    /// Whether this manager's store key is wrapped by the unlock key now
+    /// (autolock in force here), rather than by the key file.
+    pub fn autolocked(&self) -> bool {
+        self.keys.lock().expect("keys lock").autolocked()
     }
 
     pub fn raft(&self) -> &Raft {

@@ -3,6 +3,12 @@
 //!
 //! # Layout
 //! - [`types`]: the openraft type configuration.
+//! - [`encryption`]: the data key every stored value is sealed with, the
+//!   key-encryption key that wraps it (key file or the unlock key).
+//! - [`migrate`]: opens a manager's Raft directory with its keys, encrypting
+//!   a store written by an older release once.
+//! - [`key_follower`]: re-wraps the store key when autolock is turned on or
+//!   off or its key rotated.
 //! - [`log_store`]: the Raft log, vote and commit index in sled, flushed
 //!   before a write is acknowledged.
 //! - [`state_machine`]: applies commands to the [`crate::store::ClusterState`],
@@ -10,7 +16,10 @@
 //! - [`network`]: the client side of Raft RPCs to other managers.
 //! - [`service`]: the server side of Raft RPCs.
 
+pub mod encryption;
+pub mod key_follower;
 pub mod log_store;
+pub mod migrate;
 pub mod network;
 pub mod service;
 pub mod state_machine;

@@ -163,6 +163,14 @@ pub enum Command {
         node_id: String,
         certificate: shoal_proto::v1::NodeCertificate,
     },
+    /// `swarm update --autolock`, `swarm unlock-key --rotate`: whether
+    /// managers keep their Raft store key only under the unlock key, and
+    /// that key (empty when off). Every manager re-wraps its own key to match.
+    SetAutolock {
+        enabled: bool,
+        unlock_key: String,
+        at_ms: i64,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -374,6 +382,29 @@ impl ClusterState {
                     .spec
                     .get_or_insert_with(Default::default)
                     .node_cert_expiry_secs = secs;
+                bump(&mut cluster.meta, at_ms);
+                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
+                Ok(())
+            }
+            Command::SetAutolock {
+                enabled,
+                unlock_key,
+                at_ms,
+            } => {
+                let cluster = self.cluster.as_mut().ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Cluster,
+                    id: String::new(),
+                })?;
+                if enabled && unlock_key.is_empty() {
+                    return Err(StoreError::Conflict("autolock needs an unlock key".into()));
+                }
+                cluster
+                    .spec
+                    .get_or_insert_with(Default::default)
+                    .encryption
+                    .get_or_insert_with(Default::default)
+                    .auto_lock_managers = enabled;
+                cluster.unlock_key = if enabled { unlock_key } else { String::new() };
                 bump(&mut cluster.meta, at_ms);
                 events.push(StoreEvent::ClusterUpdated(cluster.clone()));
                 Ok(())

@@ -28,11 +28,16 @@ pub async fn run(host: Option<&str>, args: InfoArgs) -> anyhow::Result<()> {
             "SessionUp": info.session_up,
             "CertificateExpiry": info.certificate.as_ref().map(|c| output::rfc3339(c.not_after_ms)),
             "CertificateWarning": output::certificate_warning(info.certificate.as_ref()),
+            "RaftKeyProtection": info.raft_key_protection,
         });
         println!("{value}");
         return Ok(());
     }
     println!("Swarm: {}", info.local_node_state);
+    if info.local_node_state == "locked" {
+        println!(" NodeID: {}", info.node_id);
+        println!(" This manager waits for `shoal swarm unlock` (autolock).");
+    }
     if active {
         println!(" NodeID: {}", info.node_id);
         println!(" ClusterID: {}", info.cluster_id);
@@ -43,6 +48,12 @@ pub async fn run(host: Option<&str>, args: InfoArgs) -> anyhow::Result<()> {
             " Session: {}",
             if info.session_up { "up" } else { "connecting" }
         );
+        if !info.raft_key_protection.is_empty() {
+            println!(
+                " Raft Store: encrypted, key wrapped by the {}",
+                info.raft_key_protection
+            );
+        }
         if let Some(certificate) = &info.certificate {
             println!(
                 " Certificate Expiry: {}",

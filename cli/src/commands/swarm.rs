@@ -1,10 +1,10 @@
-//! `shoal swarm init | join | join-token | leave`.
+//! `shoal swarm init | join | join-token | update | unlock | unlock-key | leave`.
 
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::{
-    GetClusterRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest, NodeRole, RaftConfig,
-    RotateJoinTokenRequest, UpdateClusterRequest,
+    GetClusterRequest, GetUnlockKeyRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest,
+    NodeRole, RaftConfig, RotateJoinTokenRequest, UnlockRequest, UpdateClusterRequest,
 };
 
 use crate::args::{SwarmCommand, TokenRole};
@@ -22,6 +22,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             raft_election_timeout,
             snapshot_interval,
             dispatcher_heartbeat,
+            autolock,
         } => {
             let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64).unwrap_or(0);
             let response = local
@@ -36,6 +37,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                         snapshot_interval: snapshot_interval.unwrap_or(0),
                     }),
                     dispatcher_heartbeat_ms: ms(dispatcher_heartbeat),
+                    autolock,
                 })
                 .await?
                 .into_inner();
@@ -51,6 +53,9 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             println!(
                 "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n"
             );
+            if !response.unlock_key.is_empty() {
+                print_unlock_instructions(&response.unlock_key);
+            }
         }
         SwarmCommand::Join {
             token,
@@ -116,23 +121,58 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             dispatcher_heartbeat,
             task_history_limit,
             cert_expiry,
+            autolock,
         } => {
             if dispatcher_heartbeat.is_none()
                 && task_history_limit.is_none()
                 && cert_expiry.is_none()
+                && autolock.is_none()
             {
                 anyhow::bail!(
-                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit and/or --cert-expiry"
+                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry and/or --autolock"
                 );
             }
-            ControlClient::new(channel)
+            let cluster = ControlClient::new(channel)
                 .update_cluster(UpdateClusterRequest {
                     dispatcher_heartbeat_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
                     task_history_limit,
                     node_cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                    autolock,
+                    rotate_unlock_key: false,
                 })
-                .await?;
+                .await?
+                .into_inner();
             println!("Swarm updated.");
+            if autolock == Some(true) {
+                let key = unlock_key(&mut local, &cluster).await?;
+                print_unlock_instructions(&key);
+            }
+        }
+        SwarmCommand::Unlock => {
+            let key = read_unlock_key()?;
+            local.unlock(UnlockRequest { unlock_key: key }).await?;
+        }
+        SwarmCommand::UnlockKey { quiet, rotate } => {
+            let cluster = if rotate {
+                ControlClient::new(channel)
+                    .update_cluster(UpdateClusterRequest {
+                        rotate_unlock_key: true,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+            } else {
+                Default::default()
+            };
+            let key = unlock_key(&mut local, &cluster).await?;
+            if quiet {
+                println!("{key}");
+                return Ok(());
+            }
+            if rotate {
+                println!("Successfully rotated manager unlock key.\n");
+            }
+            print_unlock_instructions(&key);
         }
         SwarmCommand::Leave { force } => {
             local.leave(LeaveRequest { force }).await?;
@@ -140,6 +180,55 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// The unlock key from this node's own manager, once its replica has
+/// applied `after` (the cluster an update just returned).
+async fn unlock_key(
+    local: &mut LocalNodeClient<tonic::transport::Channel>,
+    after: &shoal_proto::v1::Cluster,
+) -> anyhow::Result<String> {
+    let key = local
+        .get_unlock_key(GetUnlockKeyRequest {
+            min_cluster_version: after.meta.as_ref().map_or(0, |m| m.version),
+        })
+        .await?
+        .into_inner()
+        .unlock_key;
+    if key.is_empty() {
+        anyhow::bail!(
+            "no unlock key is set: autolock is off (turn it on with `shoal swarm update --autolock=true`)"
+        );
+    }
+    Ok(key)
+}
+
+/// One line from stdin; on a terminal, after a prompt (the key is echoed).
+fn read_unlock_key() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Please enter unlock key: ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let key = line.trim().to_string();
+    if key.is_empty() {
+        anyhow::bail!(
+            "no unlock key given: type it, or pipe it in (`shoal swarm unlock < keyfile`)"
+        );
+    }
+    Ok(key)
+}
+
+fn print_unlock_instructions(key: &str) {
+    println!(
+        "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Please remember to store this key in a password manager, since without it you\n\
+         will not be able to restart the manager.\n"
+    );
 }
 
 fn role_name(role: TokenRole) -> &'static str {

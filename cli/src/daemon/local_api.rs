@@ -1,6 +1,7 @@
-//! The daemon's unix socket: the local node API (swarm init/join/leave/info)
-//! and the control API, which on a manager is answered by its manager and on
-//! any other node refused with the message Docker gives.
+//! The daemon's unix socket: the local node API (swarm init/join/leave/info,
+//! unlock and unlock-key) and the control API, which on a manager is
+//! answered by its manager and on any other node refused with the message
+//! Docker gives (on a locked manager: how to unlock it).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use shoal_proto::v1::{
     UpdateServiceRequest,
 };
 use shoal_proto::v1::{ExecRequest, ServiceLogsRequest};
+use shoal_proto::v1::{GetUnlockKeyRequest, GetUnlockKeyResponse, UnlockRequest, UnlockResponse};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
@@ -106,7 +108,55 @@ impl LocalNode for LocalApi {
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         Ok(Response::new(self.node.info().await))
     }
+
+    async fn unlock(
+        &self,
+        request: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        self.node
+            .unlock(&request.into_inner().unlock_key)
+            .await
+            .map(|_| Response::new(UnlockResponse {}))
+    }
+
+    /// From this manager's own replica, never forwarded: the unlock key
+    /// leaves a manager only through its owner-only socket.
+    async fn get_unlock_key(
+        &self,
+        request: Request<GetUnlockKeyRequest>,
+    ) -> Result<Response<GetUnlockKeyResponse>, Status> {
+        let manager = LocalControl {
+            node: self.node.clone(),
+        }
+        .manager()?;
+        let min_version = request.into_inner().min_cluster_version;
+        let deadline = tokio::time::Instant::now() + UNLOCK_KEY_PATIENCE;
+        loop {
+            let cluster = manager.store().read(|s| s.cluster.clone());
+            let version = cluster
+                .as_ref()
+                .and_then(|c| c.meta.as_ref())
+                .map_or(0, |m| m.version);
+            match cluster {
+                Some(cluster) if version >= min_version => {
+                    return Ok(Response::new(GetUnlockKeyResponse {
+                        unlock_key: cluster.unlock_key,
+                    }))
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(Status::unavailable(
+                        "this manager has not yet applied the latest swarm update: retry",
+                    ))
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
 }
+
+/// How long `swarm unlock-key` waits for this manager's replica to apply an
+/// update made through another manager.
+const UNLOCK_KEY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The control API on the local socket: forwarded to this node's manager.
 struct LocalControl {
@@ -115,8 +165,15 @@ struct LocalControl {
 
 impl LocalControl {
     fn control(&self) -> Result<shoal_manager::control::ControlService, Status> {
+        Ok(self.manager()?.local_control())
+    }
+
+    fn manager(&self) -> Result<Arc<shoal_manager::Manager>, Status> {
+        if self.node.is_locked() {
+            return Err(Status::failed_precondition(super::node::LOCKED));
+        }
         match self.node.manager() {
-            Some(manager) => Ok(manager.local_control()),
+            Some(manager) => Ok(manager),
             None => Err(Status::failed_precondition(
                 "This node is not a swarm manager. Worker nodes can't be used to view or modify \
                  cluster state. Run this command on a manager node, or use \"shoal swarm init\" \

@@ -13,6 +13,7 @@ use shoal_agent::{AgentConfig, AgentHandle};
 use shoal_manager::ca_service::{new_node_id, DEFAULT_NODE_CERT_EXPIRY};
 use shoal_manager::control::LEADER_HINT;
 use shoal_manager::dispatcher::DEFAULT_HEARTBEAT_PERIOD;
+use shoal_manager::raft::encryption::{self, Kek, Protection};
 use shoal_manager::{Manager, ManagerConfig, RaftTiming};
 use shoal_proto::v1::ca_client::CaClient;
 use shoal_proto::v1::raft_client::RaftClient;
@@ -42,6 +43,11 @@ const DEFAULT_TASK_HISTORY: u64 = 5;
 pub const ALREADY_IN_SWARM: &str =
     "This node is already part of a swarm. Use \"shoal swarm leave\" \
      to leave this swarm and join another one.";
+/// Docker's answer on a locked manager, with shoal's way out.
+pub const LOCKED: &str =
+    "This manager is locked: its Raft store is encrypted with the swarm's unlock \
+     key (autolock). Run \"shoal swarm unlock\" and enter the key (\"shoal swarm unlock-key\" on \
+     an unlocked manager shows it); \"shoal swarm leave --force\" gives the node up instead.";
 pub const NOT_IN_SWARM: &str = "This node is not part of a swarm: use \"shoal swarm init\" or \
      \"shoal swarm join\" to connect this node to a swarm and try again.";
 
@@ -90,6 +96,9 @@ pub struct Node {
     active: Mutex<Option<Active>>,
     // std RwLock: a quick lookup for every control call, never held across awaits.
     manager: std::sync::RwLock<Option<Arc<Manager>>>,
+    /// A manager waiting for `swarm unlock`: its membership, nothing
+    /// started. Taken only while `active` is held.
+    locked: std::sync::Mutex<Option<MembershipRecord>>,
 }
 
 impl Node {
@@ -98,6 +107,7 @@ impl Node {
             config,
             active: Mutex::new(None),
             manager: std::sync::RwLock::new(None),
+            locked: std::sync::Mutex::new(None),
         }
     }
 
@@ -106,11 +116,64 @@ impl Node {
         self.manager.read().expect("manager lock").clone()
     }
 
-    /// Resumes the role recorded in the data dir, if any.
+    /// Whether this node is a manager waiting for `swarm unlock`.
+    pub fn is_locked(&self) -> bool {
+        self.locked.lock().expect("locked lock").is_some()
+    }
+
+    fn raft_dir(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("raft")
+    }
+
+    /// Resumes the role recorded in the data dir, if any. An autolocked
+    /// manager starts nothing: it waits for `swarm unlock`.
     pub async fn resume(&self) -> anyhow::Result<()> {
         let Some(record) = MembershipRecord::load(&self.config.data_dir)? else {
             return Ok(());
         };
+        if record.role == Role::Manager && encryption::is_locked(&self.raft_dir())? {
+            tracing::warn!(node = %record.node_id, "this manager is locked (autolock): its Raft store waits for `shoal swarm unlock`");
+            *self.locked.lock().expect("locked lock") = Some(record);
+            return Ok(());
+        }
+        let active = self.start_recorded(record, None).await?;
+        tracing::info!(node = %active.record.node_id, role = ?active.record.role, "resumed swarm membership");
+        *self.active.lock().await = Some(active);
+        Ok(())
+    }
+
+    /// `swarm unlock`: opens the locked manager's store with `unlock_key`
+    /// and starts the node as `resume` would have.
+    pub async fn unlock(&self, unlock_key: &str) -> Result<(), Status> {
+        let mut active = self.active.lock().await;
+        let Some(record) = self.locked.lock().expect("locked lock").clone() else {
+            return Err(Status::failed_precondition(if active.is_some() {
+                "this node is not locked: it is running"
+            } else {
+                "this node is not locked: it is not a manager of a swarm"
+            }));
+        };
+        let key = Kek::parse_unlock_key(unlock_key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Checked before anything starts: a wrong key changes nothing.
+        encryption::RaftKeys::open(&self.raft_dir(), Some(&key))
+            .map_err(|e| Status::from(shoal_manager::ManagerError::from(e)))?;
+        let started = self
+            .start_recorded(record, Some(key))
+            .await
+            .map_err(|e| Status::internal(format!("the unlocked manager did not start: {e:#}")))?;
+        tracing::info!(node = %started.record.node_id, "unlocked: the manager's Raft store is open");
+        *self.locked.lock().expect("locked lock") = None;
+        *active = Some(started);
+        Ok(())
+    }
+
+    /// Starts the node from its membership record and certificates on disk.
+    async fn start_recorded(
+        &self,
+        record: MembershipRecord,
+        unlock_key: Option<Kek>,
+    ) -> anyhow::Result<Active> {
         let credentials = SharedCredentials::new(NodeCredentials::load(&self.config.data_dir)?);
         let listener = match (&record.role, &record.listen_addr) {
             (Role::Manager, Some(addr)) => Some(
@@ -120,10 +183,7 @@ impl Node {
             ),
             _ => None,
         };
-        let active = self.start(record, credentials, listener).await?;
-        tracing::info!(node = %active.record.node_id, role = ?active.record.role, "resumed swarm membership");
-        *self.active.lock().await = Some(active);
-        Ok(())
+        self.start(record, credentials, listener, unlock_key).await
     }
 
     /// Starts the manager (when the record says so) and the agent.
@@ -132,10 +192,12 @@ impl Node {
         record: MembershipRecord,
         credentials: SharedCredentials,
         listener: Option<TcpListener>,
+        unlock_key: Option<Kek>,
     ) -> anyhow::Result<Active> {
         let manager = match (record.role, listener) {
             (Role::Manager, Some(listener)) => {
-                let manager = Manager::open(self.manager_config(&record, &credentials)?).await?;
+                let manager =
+                    Manager::open(self.manager_config(&record, &credentials, unlock_key)?).await?;
                 Some(self.serve_manager(manager, listener))
             }
             _ => None,
@@ -176,6 +238,7 @@ impl Node {
         &self,
         record: &MembershipRecord,
         credentials: &SharedCredentials,
+        unlock_key: Option<Kek>,
     ) -> anyhow::Result<ManagerConfig> {
         Ok(ManagerConfig {
             data_dir: self.config.data_dir.clone(),
@@ -187,6 +250,7 @@ impl Node {
             advertise_addr: record.advertise_addr.clone(),
             credentials: credentials.clone(),
             timing: RaftTiming::from_config(record.raft.as_ref()),
+            unlock_key,
         })
     }
 
@@ -219,6 +283,9 @@ impl Node {
         }
         if active.is_some() {
             return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        if self.is_locked() {
+            return Err(Status::failed_precondition(LOCKED));
         }
         let timing = RaftTiming::from_config(request.raft.as_ref());
         timing
@@ -269,6 +336,7 @@ impl Node {
         let shared = SharedCredentials::new(credentials.clone());
         let digest = root.digest();
         let worker_token = JoinToken::generate(&digest).to_string();
+        let unlock_key = request.autolock.then(Kek::generate);
         let now = shoal_manager::now_ms();
         let meta = Meta {
             version: 1,
@@ -288,6 +356,9 @@ impl Node {
                 }),
                 node_cert_expiry_secs: DEFAULT_NODE_CERT_EXPIRY.as_secs(),
                 raft: Some(timing.to_config()),
+                encryption: Some(shoal_proto::v1::EncryptionConfig {
+                    auto_lock_managers: unlock_key.is_some(),
+                }),
             }),
             root_ca: Some(shoal_proto::v1::RootCa {
                 cert_pem: root.cert_pem.clone(),
@@ -299,6 +370,10 @@ impl Node {
                 manager: JoinToken::generate(&digest).to_string(),
             }),
             removed_nodes: Vec::new(),
+            unlock_key: unlock_key
+                .as_ref()
+                .map(Kek::to_unlock_key)
+                .unwrap_or_default(),
         };
         let node = shoal_proto::v1::Node {
             id: node_id.clone(),
@@ -336,8 +411,10 @@ impl Node {
             raft: Some(timing.to_config()),
         };
 
+        // With --autolock the new store is wrapped by the unlock key from
+        // its first byte: no key that opens it is ever written here.
         let manager_config = self
-            .manager_config(&record, &shared)
+            .manager_config(&record, &shared, unlock_key.clone())
             .map_err(|e| internal(&e))?;
         let manager = Manager::open(manager_config).await.map_err(Status::from)?;
         if let Err(e) = manager.bootstrap(cluster, node).await {
@@ -378,6 +455,10 @@ impl Node {
             cluster_id,
             worker_token,
             manager_addr: advertise,
+            unlock_key: unlock_key
+                .as_ref()
+                .map(Kek::to_unlock_key)
+                .unwrap_or_default(),
         })
     }
 
@@ -553,6 +634,11 @@ impl Node {
         } = current;
         let running = manager.expect("checked above");
         let state = running.manager.store().read(Clone::clone);
+        // The new store is wrapped as the swarm's autolock setting says from the start.
+        let unlock_key = match state.cluster.as_ref().map(encryption::wanted_protection) {
+            Some(Protection::UnlockKey(key)) => Some(key),
+            _ => None,
+        };
         agent
             .shutdown("the swarm is being rebuilt with --force-new-cluster")
             .await;
@@ -562,7 +648,7 @@ impl Node {
         let restart = async {
             let listener = bind(&listen).await?;
             let config = self
-                .manager_config(&record, &credentials)
+                .manager_config(&record, &credentials, unlock_key.clone())
                 .map_err(|e| Status::internal(e.to_string()))?;
             let manager = Manager::force_new_cluster(config, state)
                 .await
@@ -575,7 +661,12 @@ impl Node {
             Err(e) => {
                 // Bring the node back as it was, so nothing is lost.
                 let resumed = self
-                    .start(record.clone(), credentials, bind(&listen).await.ok())
+                    .start(
+                        record.clone(),
+                        credentials,
+                        bind(&listen).await.ok(),
+                        unlock_key,
+                    )
                     .await
                     .map_err(|e| Status::internal(e.to_string()));
                 if let Ok(resumed) = resumed {
@@ -605,6 +696,7 @@ impl Node {
             cluster_id: record.cluster_id.clone(),
             worker_token: cluster.join_tokens.unwrap_or_default().worker,
             manager_addr: record.advertise_addr.clone(),
+            unlock_key: String::new(),
         };
         *active = Some(Active {
             record,
@@ -623,6 +715,9 @@ impl Node {
         let mut active = self.active.lock().await;
         if active.is_some() {
             return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        if self.is_locked() {
+            return Err(Status::failed_precondition(LOCKED));
         }
         let token = JoinToken::parse(&request.token)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -775,8 +870,11 @@ impl Node {
         listener: TcpListener,
         remote: &str,
     ) -> Result<(RunningManager, Vec<String>), Status> {
+        // A joining manager's store starts under a key-file KEK; its key
+        // follower re-wraps it with the unlock key once the cluster object
+        // arrives, if autolock is on.
         let config = self
-            .manager_config(record, credentials)
+            .manager_config(record, credentials, None)
             .map_err(|e| Status::internal(e.to_string()))?;
         let manager = Manager::open(config).await.map_err(Status::from)?;
         let running = self.serve_manager(manager, listener);
@@ -901,6 +999,18 @@ impl Node {
     /// `swarm leave`.
     pub async fn leave(&self, force: bool) -> Result<(), Status> {
         let mut active = self.active.lock().await;
+        if active.is_none() && self.is_locked() {
+            if !force {
+                return Err(Status::failed_precondition(format!(
+                    "{LOCKED} Leaving without unlocking needs --force: this manager's copy of the \
+                     swarm's state is deleted, and the other managers keep listing it until `node rm`."
+                )));
+            }
+            *self.locked.lock().expect("locked lock") = None;
+            self.wipe();
+            tracing::info!("a locked manager left the swarm (--force)");
+            return Ok(());
+        }
         let Some(current) = active.as_ref() else {
             return Err(Status::failed_precondition(NOT_IN_SWARM));
         };
@@ -979,6 +1089,18 @@ impl Node {
     /// What `shoal info` shows.
     pub async fn info(&self) -> InfoResponse {
         let active = self.active.lock().await;
+        if let Some(record) = self.locked.lock().expect("locked lock").as_ref() {
+            return InfoResponse {
+                local_node_state: "locked".into(),
+                node_id: record.node_id.clone(),
+                cluster_id: record.cluster_id.clone(),
+                role: NodeRole::Manager as i32,
+                managers: record.managers.clone(),
+                node_addr: record.advertise_addr.clone(),
+                raft_key_protection: "unlock key".into(),
+                ..Default::default()
+            };
+        }
         match active.as_ref() {
             None => InfoResponse {
                 local_node_state: "inactive".into(),
@@ -998,6 +1120,11 @@ impl Node {
                 certificate: shoal_manager::ca_service::validity_of(
                     &a.credentials.current().cert_pem,
                 ),
+                raft_key_protection: match &a.manager {
+                    Some(m) if m.manager.autolocked() => "unlock key".into(),
+                    Some(_) => "key file".into(),
+                    None => String::new(),
+                },
             },
         }
     }

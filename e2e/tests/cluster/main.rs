@@ -6,6 +6,7 @@ mod certs;
 mod cli_flags;
 mod docker;
 mod docker_cli;
+mod encryption;
 mod faults;
 mod formation;
 mod ha;

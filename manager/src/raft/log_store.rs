@@ -4,6 +4,11 @@
 //! order. Every write that openraft must see durable (append, vote,
 //! truncate) is flushed to disk before it is reported done: an acknowledged
 //! write survives a crash of every manager.
+//!
+//! Every value is sealed with the manager's data-encryption key
+//! ([`super::encryption`]), bound to its tree and key: a log entry carries
+//! the cluster object (root CA key, join tokens), so nothing readable of it
+//! reaches the disk, and an entry copied to another index does not open.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -14,12 +19,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::encryption::{place, DataKey};
 use super::storage_error;
 use super::types::{Entry, LogId, StorageError, TypeConfig};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const LOG_TREE: &str = "raft_log";
+pub(crate) const META_TREE: &str = "raft_meta";
 
 /// Cheap to clone: sled trees are shared handles.
 #[derive(Clone)]
@@ -27,18 +35,21 @@ pub struct LogStore {
     db: sled::Db,
     logs: sled::Tree,
     meta: sled::Tree,
+    dek: DataKey,
     flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
     /// Opens the log trees and starts the flusher. Must run inside a tokio runtime.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    /// Values are sealed with `dek`.
+    pub fn open(db: &sled::Db, dek: DataKey) -> Result<Self, sled::Error> {
         let (flusher, pending) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(db.clone(), pending));
         Ok(LogStore {
             db: db.clone(),
-            logs: db.open_tree("raft_log")?,
-            meta: db.open_tree("raft_meta")?,
+            logs: db.open_tree(LOG_TREE)?,
+            meta: db.open_tree(META_TREE)?,
+            dek,
             flusher,
         })
     }
@@ -52,9 +63,17 @@ impl LogStore {
             .meta
             .get(key)
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Read, e))?;
-        bytes
-            .map(|b| bincode::deserialize(&b))
-            .transpose()
+        let Some(sealed) = bytes else {
+            return Ok(None);
+        };
+        let plain = self
+            .dek
+            .open(&place(META_TREE, key), &sealed, || {
+                format!("the value {:?}", String::from_utf8_lossy(key))
+            })
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Read, e))?;
+        bincode::deserialize(&plain)
+            .map(Some)
             .map_err(|e| storage_error(subject, ErrorVerb::Read, e))
     }
 
@@ -67,7 +86,7 @@ impl LogStore {
         let bytes = bincode::serialize(value)
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
         self.meta
-            .insert(key, bytes)
+            .insert(key, self.dek.seal(&place(META_TREE, key), &bytes))
             .map_err(|e| storage_error(subject, ErrorVerb::Write, e))?;
         Ok(())
     }
@@ -85,7 +104,41 @@ impl LogStore {
             .logs
             .last()
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        last.map(|(_, v)| decode_entry(&v)).transpose()
+        last.map(|(k, v)| self.decode_entry(&k, &v)).transpose()
+    }
+
+    /// Seals and writes `entries` (not flushed).
+    fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = bincode::serialize(&entry)
+                .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            let key = index_key(entry.log_id.index);
+            batch.insert(&key, self.dek.seal(&place(LOG_TREE, &key), &bytes));
+        }
+        self.logs
+            .apply_batch(batch)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    /// Appends and flushes without openraft's callback (which only openraft
+    /// can make), for tests of what reaches the disk.
+    #[cfg(test)]
+    pub(crate) async fn append_for_test(&mut self, entries: Vec<Entry>) {
+        self.write_entries(entries).expect("append");
+        self.flush(ErrorSubject::Logs).await.expect("flush");
+    }
+
+    fn decode_entry(&self, key: &[u8], sealed: &[u8]) -> Result<Entry, StorageError> {
+        let plain = self
+            .dek
+            .open(&place(LOG_TREE, key), sealed, || match key.try_into() {
+                Ok(index) => format!("log entry {}", u64::from_be_bytes(index)),
+                Err(_) => format!("the log entry at key {key:?}"),
+            })
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        bincode::deserialize(&plain)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))
     }
 }
 
@@ -106,10 +159,6 @@ async fn group_commit(db: sled::Db, mut pending: mpsc::UnboundedReceiver<LogFlus
             });
         }
     }
-}
-
-fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
-    bincode::deserialize(bytes).map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -134,7 +183,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            entries.push(decode_entry(&value)?);
+            entries.push(self.decode_entry(&key, &value)?);
         }
         Ok(entries)
     }
@@ -187,15 +236,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = bincode::serialize(&entry)
-                .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            batch.insert(&index_key(entry.log_id.index), bytes);
-        }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        self.write_entries(entries)?;
         // Durability is reported by the flusher once an fsync covers these
         // entries; meanwhile openraft goes on appending, so concurrent writes
         // share fsyncs (group commit) instead of queueing one fsync each.

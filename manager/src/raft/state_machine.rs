@@ -4,7 +4,8 @@
 //! The applied state lives in memory; the latest snapshot is kept in sled.
 //! On restart the state is loaded from that snapshot and openraft re-applies
 //! the committed log after it, so nothing acknowledged is lost between
-//! snapshots.
+//! snapshots. The stored snapshot is sealed with the manager's
+//! data-encryption key ([`super::encryption`]) like every log value.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::encryption::{place, DataKey};
 use super::storage_error;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -20,6 +22,7 @@ use super::types::{
 use crate::store::{Applied, ClusterState, Command, SharedStore, StoreEvent};
 
 const KEY_SNAPSHOT: &[u8] = b"current";
+pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
 
 /// What a snapshot holds: the state and where in the log it stands.
 #[derive(Serialize, Deserialize)]
@@ -41,13 +44,19 @@ pub struct StateMachine {
     last_membership: StoredMembership,
     snapshots: sled::Tree,
     db: sled::Db,
+    dek: DataKey,
 }
 
 impl StateMachine {
-    /// Opens the state machine, restoring the latest snapshot into `store`.
-    pub fn open(db: &sled::Db, store: Arc<SharedStore>) -> Result<Self, StorageError> {
+    /// Opens the state machine, restoring the latest snapshot into `store`;
+    /// the snapshot is sealed with `dek`.
+    pub fn open(
+        db: &sled::Db,
+        store: Arc<SharedStore>,
+        dek: DataKey,
+    ) -> Result<Self, StorageError> {
         let snapshots = db
-            .open_tree("snapshot")
+            .open_tree(SNAPSHOT_TREE)
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         let mut sm = StateMachine {
             store,
@@ -55,6 +64,7 @@ impl StateMachine {
             last_membership: StoredMembership::default(),
             snapshots,
             db: db.clone(),
+            dek,
         };
         if let Some(stored) = sm.stored_snapshot()? {
             sm.restore(&stored.data)?;
@@ -71,9 +81,17 @@ impl StateMachine {
             .snapshots
             .get(KEY_SNAPSHOT)
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        bytes
-            .map(|b| bincode::deserialize(&b))
-            .transpose()
+        let Some(sealed) = bytes else {
+            return Ok(None);
+        };
+        let plain = self
+            .dek
+            .open(&place(SNAPSHOT_TREE, KEY_SNAPSHOT), &sealed, || {
+                "the snapshot".to_string()
+            })
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        bincode::deserialize(&plain)
+            .map(Some)
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))
     }
 
@@ -102,7 +120,8 @@ impl StateMachine {
                 e,
             )
         })?;
-        self.snapshots.insert(KEY_SNAPSHOT, stored).map_err(|e| {
+        let sealed = self.dek.seal(&place(SNAPSHOT_TREE, KEY_SNAPSHOT), &stored);
+        self.snapshots.insert(KEY_SNAPSHOT, sealed).map_err(|e| {
             storage_error(
                 ErrorSubject::Snapshot(Some(signature.clone())),
                 ErrorVerb::Write,
@@ -122,6 +141,7 @@ pub struct SnapshotBuilder {
     data: SnapshotData,
     snapshots: sled::Tree,
     db: sled::Db,
+    dek: DataKey,
     store: Arc<SharedStore>,
 }
 
@@ -144,6 +164,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: StoredMembership::default(),
             snapshots: self.snapshots.clone(),
             db: self.db.clone(),
+            dek: self.dek.clone(),
         };
         sm.save_snapshot(&meta, bytes.clone()).await?;
         Ok(Snapshot {
@@ -204,6 +225,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             },
             snapshots: self.snapshots.clone(),
             db: self.db.clone(),
+            dek: self.dek.clone(),
             store: self.store.clone(),
         }
     }
