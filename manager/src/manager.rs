@@ -197,6 +197,10 @@ pub struct ManagerConfig {
     /// and every new connection (listener and clients) uses the new ones.
     pub credentials: SharedCredentials,
     pub timing: RaftTiming,
+    /// For a manager that joins (or is promoted) now: the managers (node
+    /// ID → Raft ID) its join response named, the only peers it admits
+    /// until its store has state. Empty for a manager that resumes.
+    pub founding_managers: std::collections::BTreeMap<String, u64>,
 }
 
 pub struct Manager {
@@ -224,6 +228,7 @@ impl Manager {
         let db = crate::raft::open_db(&path).map_err(|e| storage_err(&e))?;
         let log_store = LogStore::open(&db).map_err(|e| storage_err(&e))?;
         let store = Arc::new(SharedStore::default());
+        store.set_founding_managers(config.founding_managers.clone());
         let state_machine = StateMachine::open(&db, store.clone()).map_err(|e| storage_err(&e))?;
         let timing = &config.timing;
         let raft_config = openraft::Config {

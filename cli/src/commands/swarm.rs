@@ -1,4 +1,4 @@
-//! `shoal swarm init | join | join-token | leave`.
+//! `shoal swarm init | join | join-token | update | ca | leave`.
 
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
@@ -130,10 +130,16 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     dispatcher_heartbeat_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
                     task_history_limit,
                     node_cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                    rotate_root_ca: false,
                 })
                 .await?;
             println!("Swarm updated.");
         }
+        SwarmCommand::Ca {
+            rotate,
+            detach,
+            quiet,
+        } => super::swarm_ca::run(ControlClient::new(channel), rotate, detach, quiet).await?,
         SwarmCommand::Leave { force } => {
             local.leave(LeaveRequest { force }).await?;
             println!("Node left the swarm.");
