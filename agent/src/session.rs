@@ -3,6 +3,11 @@
 //! failure, move to the next known manager after a short, jittered backoff
 //! (see [`reconnect`]: a leader hint first, never straight back to the
 //! manager that just failed).
+//!
+//! A manager is accepted only if its certificate belongs to a node of the
+//! manager list the sessions report ([`KnownManagers`], checked in the TLS
+//! handshake): a demoted manager's old certificate is refused. Sessions
+//! also announce the roots to trust, which the daemon's renewal acts on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +17,8 @@ use shoal_proto::v1::NodeRole;
 use shoal_proto::v1::{
     AssignmentsRequest, HeartbeatRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
+use shoal_security::renewal::AnnouncedTrust;
+use shoal_security::tls::KnownManagers;
 use shoal_security::{tls, SharedCredentials};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
@@ -44,6 +51,8 @@ pub struct AgentConfig {
     pub credentials: SharedCredentials,
     /// Managers to try, in order; refreshed from each session.
     pub managers: Vec<String>,
+    /// The node IDs accepted as managers; refreshed from each session.
+    pub known_managers: KnownManagers,
 }
 
 /// A running agent.
@@ -51,6 +60,8 @@ pub struct AgentHandle {
     session_up: watch::Receiver<bool>,
     managers: Arc<Mutex<Vec<String>>>,
     desired_role: Arc<Mutex<Option<NodeRole>>>,
+    trust: Arc<Mutex<Option<AnnouncedTrust>>>,
+    known_managers: KnownManagers,
     task: tokio::task::JoinHandle<()>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
@@ -70,6 +81,16 @@ impl AgentHandle {
     /// The managers this agent knows of.
     pub fn managers(&self) -> Vec<String> {
         self.managers.lock().expect("managers lock").clone()
+    }
+
+    /// The node IDs it accepts as managers.
+    pub fn known_managers(&self) -> &KnownManagers {
+        &self.known_managers
+    }
+
+    /// The roots the swarm last said to trust, and the one that signs.
+    pub fn announced_trust(&self) -> Option<AnnouncedTrust> {
+        self.trust.lock().expect("trust lock").clone()
     }
 
     /// Stops every task this node runs (SIGTERM, then SIGKILL after their
@@ -114,6 +135,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let (up_tx, up_rx) = watch::channel(false);
     let managers = Arc::new(Mutex::new(config.managers.clone()));
     let desired_role = Arc::new(Mutex::new(None));
+    let trust = Arc::new(Mutex::new(None));
     let reporter = Arc::new(Reporter::default());
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
         &config.data_dir,
@@ -140,10 +162,11 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         docker,
     });
     let (worker, _worker_task) = Worker::spawn(executors, reporter.clone()).await;
+    let known_managers = config.known_managers.clone();
     let task = tokio::spawn(run(
         config,
         managers.clone(),
-        desired_role.clone(),
+        (desired_role.clone(), trust.clone()),
         up_tx,
         worker.clone(),
         reporter.clone(),
@@ -153,6 +176,8 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         session_up: up_rx,
         managers,
         desired_role,
+        trust,
+        known_managers,
         task,
         worker,
         reporter,
@@ -162,7 +187,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
 async fn run(
     config: AgentConfig,
     managers: Arc<Mutex<Vec<String>>>,
-    desired_role: Arc<Mutex<Option<NodeRole>>>,
+    told: Told,
     up: watch::Sender<bool>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
@@ -184,7 +209,7 @@ async fn run(
             &config,
             &addr,
             &managers,
-            &desired_role,
+            &told,
             &up,
             &worker,
             &reporter,
@@ -222,10 +247,44 @@ async fn run(
     }
 }
 
-async fn connect(addr: &str, credentials: &SharedCredentials) -> Result<Channel, tonic::Status> {
-    tls::connect(addr, CONNECT_TIMEOUT, credentials)
+async fn connect(
+    addr: &str,
+    credentials: &SharedCredentials,
+    known: &KnownManagers,
+) -> Result<Channel, tonic::Status> {
+    tls::connect_to_manager(addr, CONNECT_TIMEOUT, credentials, known)
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))
+}
+
+/// What the sessions said besides assignments: the role the swarm wants
+/// this node in, and the roots to trust.
+type Told = (
+    Arc<Mutex<Option<NodeRole>>>,
+    Arc<Mutex<Option<AnnouncedTrust>>>,
+);
+
+/// Takes in what a session message says about the swarm (an update
+/// leaves out what it does not carry).
+fn heard(
+    message: &shoal_proto::v1::SessionMessage,
+    config: &AgentConfig,
+    managers: &Mutex<Vec<String>>,
+    told: &Told,
+) {
+    *told.0.lock().expect("role lock") = Some(message.desired_role());
+    if !message.managers.is_empty() {
+        *managers.lock().expect("managers lock") = message.managers.clone();
+    }
+    config
+        .known_managers
+        .set(message.manager_node_ids.iter().cloned());
+    if !message.signing_root_pem.is_empty() {
+        *told.1.lock().expect("trust lock") = Some(AnnouncedTrust {
+            bundle_pem: message.trust_bundle_pem.clone(),
+            signing_root_pem: message.signing_root_pem.clone(),
+        });
+    }
 }
 
 /// One session, from connecting to its end. Returns when it breaks.
@@ -236,14 +295,14 @@ async fn session(
     config: &AgentConfig,
     addr: &str,
     managers: &Arc<Mutex<Vec<String>>>,
-    desired_role: &Arc<Mutex<Option<NodeRole>>>,
+    told: &Told,
     up: &watch::Sender<bool>,
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
     (established, lost_at): (&mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
-    let channel = connect(addr, &config.credentials).await?;
+    let channel = connect(addr, &config.credentials, &config.known_managers).await?;
     let mut client = DispatcherClient::new(channel.clone());
     let mut stream = client
         .session(SessionRequest {
@@ -256,10 +315,7 @@ async fn session(
         .await?
         .ok_or_else(|| tonic::Status::unavailable("the manager closed the session at once"))?;
     let session_id = first.session_id.clone();
-    *desired_role.lock().expect("role lock") = Some(first.desired_role());
-    if !first.managers.is_empty() {
-        *managers.lock().expect("managers lock") = first.managers.clone();
-    }
+    heard(&first, config, managers, told);
     let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
     tracing::info!(manager = %addr, session = %session_id, "session established");
     up.send_replace(true);
@@ -294,12 +350,7 @@ async fn session(
             }
             message = stream.message() => {
                 match message? {
-                    Some(update) => {
-                        *desired_role.lock().expect("role lock") = Some(update.desired_role());
-                        if !update.managers.is_empty() {
-                            *managers.lock().expect("managers lock") = update.managers;
-                        }
-                    }
+                    Some(update) => heard(&update, config, managers, told),
                     None => return Ok(()),
                 }
             }

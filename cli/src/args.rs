@@ -457,6 +457,21 @@ pub enum SwarmCommand {
         #[arg(long)]
         rotate: bool,
     },
+    /// Display and rotate the root CA.
+    Ca {
+        /// Replace the root CA: every node gets a certificate of a new root
+        /// (and new join tokens name it); the old root is dropped once every
+        /// node holds one.
+        #[arg(long)]
+        rotate: bool,
+        /// With --rotate: return once the rotation has started instead of
+        /// waiting for every node.
+        #[arg(short, long, requires = "rotate")]
+        detach: bool,
+        /// Suppress the progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Leave the swarm.
     Leave {
         /// Force this node to leave the swarm, ignoring warnings.

@@ -8,6 +8,7 @@ pub mod node;
 pub mod service;
 pub mod stack;
 pub mod swarm;
+pub mod swarm_ca;
 
 use crate::args::{Cli, Command};
 use crate::daemon::{self, DaemonConfig};

@@ -58,6 +58,16 @@ async fn init(state: State, body: axum::body::Bytes) -> ApiResult<Json<String>> 
              and --default-addr-pool cannot be set",
         ));
     }
+    if request
+        .spec
+        .as_ref()
+        .and_then(|s| s.encryption_config.as_ref())
+        .is_some_and(|e| e.auto_lock_managers == Some(true))
+    {
+        return Err(ApiError::bad_request(
+            "shoal's Docker API does not serve autolock yet: create the swarm with              `shoal swarm init --autolock`, then `shoal swarm unlock-key` shows the key",
+        ));
+    }
     let heartbeat_ms = match request
         .spec
         .as_ref()
@@ -76,6 +86,7 @@ async fn init(state: State, body: axum::body::Bytes) -> ApiResult<Json<String>> 
             force_new_cluster: request.force_new_cluster.unwrap_or(false),
             raft: None,
             dispatcher_heartbeat_ms: heartbeat_ms,
+            autolock: false,
         })
         .await?
         .into_inner();

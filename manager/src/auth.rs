@@ -27,18 +27,13 @@ pub fn require_peer<T>(
         )
     });
     // A manager that just joined has an empty store until the leader's first
-    // entries arrive; its peers are vouched for by the CA alone meanwhile
-    // (the certificate chain was verified against this swarm's own CA).
+    // entries arrive. The CA's signature alone does not vouch for a peer
+    // meanwhile (a demoted manager keeps a manager certificate): only the
+    // managers its join response listed are admitted — fail-closed.
     let Some(cluster_id) = cluster_id else {
-        return if roles.contains(&peer.role) {
-            Ok(peer)
-        } else {
-            Err(Status::permission_denied(format!(
-                "node {} has a {} certificate; this API needs another role",
-                peer.node_id,
-                peer.role.as_ou()
-            )))
-        };
+        let founding = store.founding_manager(&peer.node_id);
+        let admitted = roles.contains(&peer.role);
+        return admit_before_state(peer, admitted, founding).map_err(Status::permission_denied);
     };
     if cluster_id != peer.cluster_id {
         return Err(Status::permission_denied(format!(
@@ -70,4 +65,51 @@ pub fn require_peer<T>(
         )));
     }
     Ok(peer)
+}
+
+/// Admission of `peer` by a manager whose store has no state yet, given
+/// whether the peer's role is one the API admits and its Raft ID if it is
+/// one of the managers named at join (pure).
+fn admit_before_state(
+    peer: PeerIdentity,
+    role_admitted: bool,
+    founding: Option<u64>,
+) -> Result<PeerIdentity, String> {
+    if !role_admitted {
+        return Err(format!(
+            "node {} has a {} certificate; this API needs another role",
+            peer.node_id,
+            peer.role.as_ou()
+        ));
+    }
+    if peer.role != Role::Manager || founding.is_none() {
+        return Err(format!(
+            "this manager has no swarm state yet and admits only the managers it was told of \
+             when it joined; node {} is not one of them",
+            peer.node_id
+        ));
+    }
+    Ok(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, role: Role) -> PeerIdentity {
+        PeerIdentity {
+            node_id: id.into(),
+            role,
+            cluster_id: "c".into(),
+        }
+    }
+
+    #[test]
+    fn before_it_has_state_a_manager_admits_only_the_managers_named_at_join() {
+        assert!(admit_before_state(peer("m1", Role::Manager), true, Some(7)).is_ok());
+        let demoted = admit_before_state(peer("m3", Role::Manager), true, None).unwrap_err();
+        assert!(demoted.contains("not one of them"), "{demoted}");
+        assert!(admit_before_state(peer("w1", Role::Worker), true, None).is_err());
+        assert!(admit_before_state(peer("w1", Role::Worker), false, None).is_err());
+    }
 }

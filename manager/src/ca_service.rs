@@ -10,9 +10,9 @@ use std::time::Duration;
 use shoal_proto::v1::ca_server::Ca;
 use shoal_proto::v1::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
-    IssueNodeCertificateResponse, ManagerStatus, Meta, Node, NodeAvailability, NodeCertificate,
-    NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, PromoteNodeRequest,
-    RenewNodeCertificateRequest,
+    IssueNodeCertificateResponse, ManagerMember, ManagerStatus, Meta, Node, NodeAvailability,
+    NodeCertificate, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    PromoteNodeRequest, RenewNodeCertificateRequest,
 };
 use shoal_security::{JoinToken, Role, RootCa};
 use tonic::{Request, Response, Status};
@@ -70,18 +70,58 @@ pub fn new_node_id() -> String {
 }
 
 impl CaService {
-    /// The swarm's root CA certificate, as this manager's replica holds it.
+    /// The swarm's root CA certificate, as this manager's replica holds it:
+    /// the root that signs now (the new one during a rotation), which is
+    /// the one the join tokens name.
     fn root_ca_pem(&self) -> Result<String, Status> {
         self.manager
             .store()
             .read(|s| {
                 s.cluster
                     .as_ref()
-                    .and_then(|c| c.root_ca.as_ref())
-                    .map(|ca| ca.cert_pem.clone())
+                    .map(crate::store::rotation::signing_root)
+                    .map(|ca| ca.cert_pem)
+                    .filter(|pem| !pem.is_empty())
             })
             .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))
     }
+
+    /// What every certificate answer carries besides the certificate.
+    fn issued(
+        &self,
+        cluster: &shoal_proto::v1::Cluster,
+        cert_pem: String,
+        node_id: String,
+        role: NodeRole,
+    ) -> IssueNodeCertificateResponse {
+        IssueNodeCertificateResponse {
+            cert_pem,
+            node_id,
+            role: role as i32,
+            cluster_id: cluster.id.clone(),
+            managers: self.manager.manager_addrs(),
+            raft: cluster.spec.as_ref().and_then(|s| s.raft),
+            trust_bundle_pem: crate::store::rotation::trust_bundle(cluster),
+            manager_members: self.manager.store().read(manager_members),
+        }
+    }
+}
+
+/// The managers as the store lists them.
+pub fn manager_members(state: &crate::store::ClusterState) -> Vec<ManagerMember> {
+    state
+        .nodes
+        .values()
+        .filter(|n| n.role() == NodeRole::Manager)
+        .filter_map(|n| {
+            let status = n.manager_status.as_ref()?;
+            Some(ManagerMember {
+                node_id: n.id.clone(),
+                raft_id: status.raft_id,
+                addr: status.addr.clone(),
+            })
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -106,7 +146,8 @@ impl Ca for CaService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if !presented.is_for_ca(&self.root_ca_pem()?) {
             return Err(Status::permission_denied(
-                "invalid join token: it was made for another swarm's CA; get this swarm's \
+                "invalid join token: it was made for another swarm's CA, or before \
+                 `shoal swarm ca --rotate` replaced this swarm's; get the current \
                  token with `shoal swarm join-token worker` on one of its managers",
             ));
         }
@@ -161,7 +202,8 @@ impl Ca for CaService {
         }
         let node_id = new_node_id();
         // Sign before writing anything: a bad CSR leaves the cluster unchanged.
-        let cert_pem = sign_node_certificate(&cluster, &request.csr_pem, &node_id, role)?;
+        let (cert_pem, root_digest) =
+            sign_node_certificate(&cluster, &request.csr_pem, &node_id, role)?;
         let now = crate::now_ms();
         let node_role = match role {
             Role::Manager => NodeRole::Manager,
@@ -194,18 +236,13 @@ impl Ca for CaService {
                 addr: request.advertise_addr.clone(),
                 ..Default::default()
             }),
-            certificate: validity_of(&cert_pem),
+            certificate: certificate_record(&cert_pem, &root_digest),
         };
         self.manager.propose(Command::CreateNode(node)).await?;
         tracing::info!(node = %node_id, role = role.as_ou(), "issued a node certificate");
-        Ok(Response::new(IssueNodeCertificateResponse {
-            cert_pem,
-            node_id,
-            role: node_role as i32,
-            cluster_id: cluster.id,
-            managers: self.manager.manager_addrs(),
-            raft: cluster.spec.as_ref().and_then(|s| s.raft),
-        }))
+        Ok(Response::new(
+            self.issued(&cluster, cert_pem, node_id, node_role),
+        ))
     }
 
     async fn promote_node(
@@ -250,7 +287,8 @@ impl Ca for CaService {
                 "a promoted node must send its raft ID and its advertise address as IP:PORT",
             ));
         }
-        let cert_pem = sign_node_certificate(&cluster, &request.csr_pem, &node.id, Role::Manager)?;
+        let (cert_pem, root_digest) =
+            sign_node_certificate(&cluster, &request.csr_pem, &node.id, Role::Manager)?;
         self.manager
             .propose(Command::SetNodeRole {
                 node_id: node.id.clone(),
@@ -263,16 +301,15 @@ impl Ca for CaService {
                 at_ms: crate::now_ms(),
             })
             .await?;
-        self.record_certificate(&node.id, &cert_pem).await;
+        self.record_certificate(&node.id, &cert_pem, &root_digest)
+            .await;
         tracing::info!(node = %node.id, "issued a manager certificate to a promoted node");
-        Ok(Response::new(IssueNodeCertificateResponse {
+        Ok(Response::new(self.issued(
+            &cluster,
             cert_pem,
-            node_id: node.id,
-            role: NodeRole::Manager as i32,
-            cluster_id: cluster.id,
-            managers: self.manager.manager_addrs(),
-            raft: cluster.spec.as_ref().and_then(|s| s.raft),
-        }))
+            node.id,
+            NodeRole::Manager,
+        )))
     }
     async fn renew_node_certificate(
         &self,
@@ -322,25 +359,25 @@ impl Ca for CaService {
             NodeRole::Manager => Role::Manager,
             NodeRole::Worker => Role::Worker,
         };
-        let cert_pem = sign_node_certificate(&cluster, &request.get_ref().csr_pem, &node.id, role)?;
-        self.record_certificate(&node.id, &cert_pem).await;
+        let (cert_pem, root_digest) =
+            sign_node_certificate(&cluster, &request.get_ref().csr_pem, &node.id, role)?;
+        self.record_certificate(&node.id, &cert_pem, &root_digest)
+            .await;
         tracing::info!(node = %node.id, role = role.as_ou(), "renewed a node certificate");
-        Ok(Response::new(IssueNodeCertificateResponse {
-            cert_pem,
-            node_id: node.id,
-            role: node.role,
-            cluster_id: cluster.id,
-            managers: self.manager.manager_addrs(),
-            raft: cluster.spec.as_ref().and_then(|s| s.raft),
-        }))
+        let node_role = node.role();
+        Ok(Response::new(
+            self.issued(&cluster, cert_pem, node.id, node_role),
+        ))
     }
 }
 
 impl CaService {
-    /// Records the validity of a certificate just issued, for `node ls`.
-    /// Best effort: the node needs its certificate more than the record.
-    async fn record_certificate(&self, node_id: &str, cert_pem: &str) {
-        let Some(certificate) = validity_of(cert_pem) else {
+    /// Records the validity and root of a certificate just issued, for
+    /// `node ls` and a root rotation's progress. Best effort: the node
+    /// needs its certificate more than the record (a rotation then waits
+    /// for its next renewal).
+    async fn record_certificate(&self, node_id: &str, cert_pem: &str, root_digest: &str) {
+        let Some(certificate) = certificate_record(cert_pem, root_digest) else {
             return;
         };
         let command = Command::SetNodeCertificate {
@@ -364,6 +401,15 @@ pub fn validity_of(cert_pem: &str) -> Option<NodeCertificate> {
     Some(NodeCertificate {
         not_before_ms: ms(validity.not_before),
         not_after_ms: ms(validity.not_after),
+        root_digest: String::new(),
+    })
+}
+
+/// The record of a certificate issued by the root with `root_digest`.
+pub fn certificate_record(cert_pem: &str, root_digest: &str) -> Option<NodeCertificate> {
+    validity_of(cert_pem).map(|mut record| {
+        record.root_digest = root_digest.to_string();
+        record
     })
 }
 
@@ -379,15 +425,19 @@ fn unreachable_leader(addr: &str, status: Status) -> Status {
     }
 }
 
-/// Signs a node certificate with the cluster's root CA and certificate
-/// lifetime. A bad CSR is the caller's error, and nothing has been written.
+/// Signs a node certificate with the cluster's signing root (the new one
+/// during a rotation, followed by its cross-signed certificate) and
+/// certificate lifetime; returns it with the signing root's digest. A bad
+/// CSR is the caller's error, and nothing has been written.
 fn sign_node_certificate(
     cluster: &shoal_proto::v1::Cluster,
     csr_pem: &str,
     node_id: &str,
     role: Role,
-) -> Result<String, Status> {
-    let root = cluster.root_ca.clone().unwrap_or_default();
+) -> Result<(String, String), Status> {
+    let root = crate::store::rotation::signing_root(cluster);
+    let cross_signed = crate::store::rotation::cross_signed(cluster);
+    let digest = root.digest.clone();
     let ca = RootCa {
         cert_pem: root.cert_pem,
         key_pem: root.key_pem,
@@ -399,8 +449,16 @@ fn sign_node_certificate(
         .filter(|s| *s > 0)
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_NODE_CERT_EXPIRY);
-    ca.sign_node_csr(csr_pem, node_id, role, &cluster.id, expiry)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+    ca.sign_node_chain(
+        csr_pem,
+        node_id,
+        role,
+        &cluster.id,
+        expiry,
+        cross_signed.as_deref(),
+    )
+    .map(|pem| (pem, digest))
+    .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// The host part of `HOST[:PORT]` (node addresses are shown without port).

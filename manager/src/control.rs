@@ -249,14 +249,14 @@ impl ControlService {
         request: Request<RotateJoinTokenRequest>,
     ) -> Result<Response<Cluster>, Status> {
         let role = request.into_inner().role();
+        // Tokens name the root that signs now (the new one during a rotation).
         let digest = self
             .manager
             .store()
             .read(|s| {
                 s.cluster
                     .as_ref()
-                    .and_then(|c| c.root_ca.as_ref())
-                    .map(|ca| ca.digest.clone())
+                    .map(|c| crate::store::rotation::signing_root(c).digest)
             })
             .ok_or_else(|| Status::unavailable("the swarm is still being initialized"))?;
         self.manager
@@ -442,13 +442,21 @@ impl Control for ControlService {
             Some(change) => change.map_err(Status::failed_precondition)?,
             None => None,
         };
-        self.manager
-            .propose(Command::UpdateClusterSpec {
-                dispatcher_heartbeat_ms: request.dispatcher_heartbeat_ms,
-                task_history_limit: request.task_history_limit,
-                at_ms: crate::now_ms(),
-            })
-            .await?;
+        // The root rotation first, as it is the one part refused by the
+        // cluster's state (a rotation in progress): a refusal then leaves
+        // everything as it was.
+        if request.rotate_root_ca {
+            self.start_root_rotation().await?;
+        }
+        if request.dispatcher_heartbeat_ms.is_some() || request.task_history_limit.is_some() {
+            self.manager
+                .propose(Command::UpdateClusterSpec {
+                    dispatcher_heartbeat_ms: request.dispatcher_heartbeat_ms,
+                    task_history_limit: request.task_history_limit,
+                    at_ms: crate::now_ms(),
+                })
+                .await?;
+        }
         if let Some((enabled, unlock_key)) = autolock {
             self.manager
                 .propose(Command::SetAutolock {
@@ -1026,12 +1034,71 @@ impl ControlService {
     }
 }
 
-/// The cluster object without the CA's private key and the unlock key
+/// The cluster object without the CA's private keys and the unlock key
 /// (only `swarm unlock-key` on a manager's local socket shows it).
 fn redact(mut cluster: Cluster) -> Cluster {
     if let Some(ca) = cluster.root_ca.as_mut() {
         ca.key_pem.clear();
     }
     cluster.unlock_key.clear();
+    if let Some(ca) = cluster
+        .root_rotation
+        .as_mut()
+        .and_then(|r| r.new_root.as_mut())
+    {
+        ca.key_pem.clear();
+    }
     cluster
+}
+
+impl ControlService {
+    /// `swarm ca --rotate` on the leader: a new root and its cross-signed
+    /// certificate (keys are random, so they are made here and not in the
+    /// state machine), and join tokens naming the new root.
+    async fn start_root_rotation(&self) -> Result<(), Status> {
+        let cluster = self
+            .manager
+            .store()
+            .read(|s| s.cluster.clone())
+            .ok_or_else(|| Status::unavailable("the swarm is still being initialized"))?;
+        if cluster.root_rotation.is_some() {
+            let (on_new, total) = self
+                .manager
+                .store()
+                .read(crate::store::rotation::progress)
+                .unwrap_or_default();
+            return Err(Status::failed_precondition(format!(
+                "a root CA rotation is already in progress ({on_new} of {total} nodes on the \
+                 new root): wait for it to finish; a node that is down holds it up until it \
+                 comes back or is removed with `shoal node rm`"
+            )));
+        }
+        let current = cluster.root_ca.clone().unwrap_or_default();
+        let current = shoal_security::RootCa {
+            cert_pem: current.cert_pem,
+            key_pem: current.key_pem,
+        };
+        let (new_root, cross_signed_pem) = current
+            .successor(&cluster.id)
+            .map_err(|e| Status::internal(format!("could not create the new root CA: {e}")))?;
+        let digest = new_root.digest();
+        let command = Command::StartRootRotation {
+            rotation: shoal_proto::v1::RootRotation {
+                new_root: Some(shoal_proto::v1::RootCa {
+                    cert_pem: new_root.cert_pem.clone(),
+                    key_pem: new_root.key_pem.clone(),
+                    digest: digest.clone(),
+                }),
+                cross_signed_pem,
+            },
+            join_tokens: shoal_proto::v1::JoinTokens {
+                worker: JoinToken::generate(&digest).to_string(),
+                manager: JoinToken::generate(&digest).to_string(),
+            },
+            at_ms: crate::now_ms(),
+        };
+        self.manager.propose(command).await?;
+        tracing::info!(new_root = %digest, "root CA rotation started");
+        Ok(())
+    }
 }

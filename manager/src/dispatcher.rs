@@ -234,20 +234,22 @@ impl DispatcherRpc for Dispatcher {
         .await?;
         let session_id = shoal_security::token::random_base36(16);
         let (tx, rx) = mpsc::channel(4);
+        let view = SessionView::of(&self.store, &self.raft, &peer.node_id);
         let first = SessionMessage {
             session_id: session_id.clone(),
-            node_id: peer.node_id.clone(),
-            managers: crate::raft::member_addrs(&self.raft),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
-            desired_role: desired_role(&self.store, &peer.node_id) as i32,
+            ..view.message(&peer.node_id)
         };
         tx.send(Ok(first)).await.ok();
-        // Tell the agent whenever the swarm wants its node in another role.
+        // Tell the agent whenever what it was told changes: the role the
+        // swarm wants its node in, the managers (a demoted one must not be
+        // accepted as a manager any more), the roots to trust.
         {
             let tx = tx.clone();
             let store = self.store.clone();
+            let raft = self.raft.clone();
             let node_id = peer.node_id.clone();
-            let mut last = desired_role(&store, &node_id);
+            let mut last = view;
             let mut changes = store.changes();
             tokio::spawn(async move {
                 loop {
@@ -255,13 +257,10 @@ impl DispatcherRpc for Dispatcher {
                         _ = tx.closed() => break,
                         changed = changes.changed() => if changed.is_err() { break },
                     }
-                    let now = desired_role(&store, &node_id);
+                    let now = SessionView::of(&store, &raft, &node_id);
                     if now != last {
+                        let message = now.message(&node_id);
                         last = now;
-                        let message = SessionMessage {
-                            desired_role: now as i32,
-                            ..Default::default()
-                        };
                         if tx.send(Ok(message)).await.is_err() {
                             break;
                         }
@@ -364,6 +363,56 @@ impl DispatcherRpc for Dispatcher {
             .await?;
         }
         Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}
+
+/// What a session tells its agent besides its ID and heartbeat period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionView {
+    desired_role: shoal_proto::v1::NodeRole,
+    manager_addrs: Vec<String>,
+    manager_node_ids: Vec<String>,
+    trust_bundle_pem: String,
+    signing_root_pem: String,
+}
+
+impl SessionView {
+    fn of(store: &SharedStore, raft: &Raft, node_id: &str) -> Self {
+        let (manager_node_ids, trust) = store.read(|s| {
+            let ids = s
+                .nodes
+                .values()
+                .filter(|n| n.role() == shoal_proto::v1::NodeRole::Manager)
+                .map(|n| n.id.clone())
+                .collect();
+            let trust = s.cluster.as_ref().map(|c| {
+                (
+                    crate::store::rotation::trust_bundle(c),
+                    crate::store::rotation::signing_root(c).cert_pem,
+                )
+            });
+            (ids, trust.unwrap_or_default())
+        });
+        SessionView {
+            desired_role: desired_role(store, node_id),
+            manager_addrs: crate::raft::member_addrs(raft),
+            manager_node_ids,
+            trust_bundle_pem: trust.0,
+            signing_root_pem: trust.1,
+        }
+    }
+
+    fn message(&self, node_id: &str) -> SessionMessage {
+        SessionMessage {
+            session_id: String::new(),
+            node_id: node_id.to_string(),
+            managers: self.manager_addrs.clone(),
+            heartbeat_period_ms: 0,
+            desired_role: self.desired_role as i32,
+            manager_node_ids: self.manager_node_ids.clone(),
+            trust_bundle_pem: self.trust_bundle_pem.clone(),
+            signing_root_pem: self.signing_root_pem.clone(),
+        }
     }
 }
 

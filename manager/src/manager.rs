@@ -200,6 +200,10 @@ pub struct ManagerConfig {
     /// The swarm's unlock key, for a manager whose Raft store is autolocked
     /// (`swarm unlock`); `None` otherwise.
     pub unlock_key: Option<crate::raft::encryption::Kek>,
+    /// For a manager that joins (or is promoted) now: the managers (node
+    /// ID → Raft ID) its join response named, the only peers it admits
+    /// until its store has state. Empty for a manager that resumes.
+    pub founding_managers: std::collections::BTreeMap<String, u64>,
 }
 
 pub struct Manager {
@@ -235,6 +239,7 @@ impl Manager {
         let dek = keys.dek().clone().unless_benchmark_disables();
         let log_store = LogStore::open(&db, dek.clone()).map_err(|e| storage_err(&e))?;
         let store = Arc::new(SharedStore::default());
+        store.set_founding_managers(config.founding_managers.clone());
         let state_machine =
             StateMachine::open(&db, store.clone(), dek).map_err(|e| storage_err(&e))?;
         let timing = &config.timing;

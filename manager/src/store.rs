@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 mod nodes;
+pub mod rotation;
 mod services;
 mod shared;
 mod tasks;
@@ -171,6 +172,14 @@ pub enum Command {
         unlock_key: String,
         at_ms: i64,
     },
+    /// `swarm ca --rotate`: a new root (made by the proposer) signs from now
+    /// on, both roots are trusted, and the join tokens name the new root.
+    /// The rotation ends by itself (see [`rotation`]).
+    StartRootRotation {
+        rotation: shoal_proto::v1::RootRotation,
+        join_tokens: shoal_proto::v1::JoinTokens,
+        at_ms: i64,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -263,6 +272,22 @@ pub(crate) fn bump(meta: &mut Option<Meta>, at_ms: i64) {
 impl ClusterState {
     /// Applies `command`, appending the resulting changes to `events`.
     pub fn apply(&mut self, command: Command, events: &mut Vec<StoreEvent>) -> CommandResult {
+        // Commands that change which nodes hold which root's certificate
+        // may complete a root rotation.
+        let may_finish_rotation = matches!(
+            command,
+            Command::CreateNode(_)
+                | Command::RemoveNode { .. }
+                | Command::SetNodeCertificate { .. }
+        );
+        let result = self.apply_one(command, events);
+        if result.is_ok() && may_finish_rotation {
+            self.finish_root_rotation_if_done(events);
+        }
+        result
+    }
+
+    fn apply_one(&mut self, command: Command, events: &mut Vec<StoreEvent>) -> CommandResult {
         match command {
             Command::CreateCluster(cluster) => self.create_cluster(cluster, events),
             Command::SetJoinToken { role, token, at_ms } => {
@@ -423,6 +448,11 @@ impl ClusterState {
                 events.push(StoreEvent::Node(Change::Updated, node.clone()));
                 Ok(())
             }
+            Command::StartRootRotation {
+                rotation,
+                join_tokens,
+                at_ms,
+            } => self.start_root_rotation(rotation, join_tokens, at_ms, events),
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

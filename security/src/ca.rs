@@ -2,6 +2,12 @@
 //! replicated cluster object, and used by managers to sign node certificates.
 //! Node certificates carry the node ID as CN, the role as OU and the cluster
 //! ID as O.
+//!
+//! A root rotation (`swarm ca --rotate`) makes a new root with a subject of
+//! its own (an OU naming its generation) and a *cross-signed* copy of it —
+//! same subject, same key, issued by the current root — so that a node that
+//! trusts only the current root still verifies a chain `leaf → cross-signed
+//! → current root`, while one that trusts the new root stops at the new root.
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, CertificateSigningRequestParams, DnType,
@@ -36,29 +42,40 @@ impl RootCa {
     /// Creates a new self-signed ECDSA P-256 root CA for the cluster.
     pub fn generate(cluster_id: &str) -> Result<Self, SecurityError> {
         let key = KeyPair::generate().map_err(SecurityError::cert("generating the CA key"))?;
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "shoal-root-ca");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, cluster_id);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(ROOT_CA_VALIDITY_DAYS);
-        let cert = params
+        let cert = root_params(cluster_id, None)
             .self_signed(&key)
             .map_err(SecurityError::cert("self-signing the CA"))?;
         Ok(RootCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// A new root to replace this one, and the new root's certificate
+    /// cross-signed by this one: `(new root, cross-signed PEM)`.
+    ///
+    /// The new root's subject carries a generation of its own, so that no
+    /// two roots of a cluster share a subject: chains are built by subject,
+    /// and a node tells which root issued its certificate by its issuer.
+    pub fn successor(&self, cluster_id: &str) -> Result<(RootCa, String), SecurityError> {
+        let generation = crate::token::random_base36(12);
+        let key = KeyPair::generate().map_err(SecurityError::cert("generating the CA key"))?;
+        let params = root_params(cluster_id, Some(&generation));
+        let cert = params
+            .clone()
+            .self_signed(&key)
+            .map_err(SecurityError::cert("self-signing the new CA"))?;
+        let (issuer, issuer_key) = self.issuer()?;
+        let cross_signed = params
+            .signed_by(&key, &issuer, &issuer_key)
+            .map_err(SecurityError::cert("cross-signing the new CA"))?;
+        Ok((
+            RootCa {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            },
+            cross_signed.pem(),
+        ))
     }
 
     /// The digest written into join tokens: SHA-256 of the DER certificate.
@@ -88,6 +105,25 @@ impl RootCa {
         Ok(cert.pem())
     }
 
+    /// Like [`sign_node_csr`](Self::sign_node_csr), followed by
+    /// `intermediate_pem` (the cross-signed root, during a rotation) so that
+    /// peers trusting only the previous root can verify the chain.
+    pub fn sign_node_chain(
+        &self,
+        csr_pem: &str,
+        node_id: &str,
+        role: Role,
+        cluster_id: &str,
+        validity: std::time::Duration,
+        intermediate_pem: Option<&str>,
+    ) -> Result<String, SecurityError> {
+        let leaf = self.sign_node_csr(csr_pem, node_id, role, cluster_id, validity)?;
+        Ok(match intermediate_pem {
+            Some(intermediate) => format!("{leaf}{}", ensure_newline(intermediate)),
+            None => leaf,
+        })
+    }
+
     fn issuer(&self) -> Result<(Certificate, KeyPair), SecurityError> {
         let key =
             KeyPair::from_pem(&self.key_pem).map_err(SecurityError::cert("loading the CA key"))?;
@@ -100,6 +136,112 @@ impl RootCa {
             .map_err(SecurityError::cert("loading the CA certificate"))?;
         Ok((cert, key))
     }
+}
+
+/// A root CA's parameters: CN `shoal-root-ca`, O the cluster, and for the
+/// roots made by a rotation an OU naming their generation.
+fn root_params(cluster_id: &str, generation: Option<&str>) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "shoal-root-ca");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, cluster_id);
+    if let Some(generation) = generation {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, format!("root-{generation}"));
+    }
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(ROOT_CA_VALIDITY_DAYS);
+    params
+}
+
+fn ensure_newline(pem: &str) -> String {
+    if pem.ends_with('\n') {
+        pem.to_string()
+    } else {
+        format!("{pem}\n")
+    }
+}
+
+/// The certificates of `pem` (a bundle or a chain), each as its own PEM.
+pub fn split_pem(pem: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in pem.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.starts_with("-----END") {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    out
+}
+
+/// A trust bundle: the PEMs of `roots`, one after the other, each once.
+pub fn bundle(roots: &[&str]) -> String {
+    let mut seen = Vec::new();
+    let mut out = String::new();
+    for pem in roots.iter().flat_map(|r| split_pem(r)) {
+        if !seen.contains(&pem) {
+            out.push_str(&pem);
+            seen.push(pem);
+        }
+    }
+    out
+}
+
+/// Whether two bundles hold the same certificates (order and layout aside).
+pub fn same_bundle(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (split_pem(a), split_pem(b));
+    a.sort();
+    b.sort();
+    a.dedup();
+    b.dedup();
+    a == b
+}
+
+/// Whether the leaf (first certificate) of `cert_pem` was issued by the
+/// root `root_pem`: its issuer is the root's subject. Roots of one cluster
+/// never share a subject (see [`RootCa::successor`]), and only a CA key
+/// holder makes certificates, so the subject names the signing root.
+pub fn issued_by(cert_pem: &str, root_pem: &str) -> bool {
+    let parse = |pem: &str| -> Option<Vec<u8>> { first_cert_der(pem).ok() };
+    let (Some(leaf), Some(root)) = (parse(cert_pem), parse(root_pem)) else {
+        return false;
+    };
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    match (
+        X509Certificate::from_der(&leaf),
+        X509Certificate::from_der(&root),
+    ) {
+        (Ok((_, leaf)), Ok((_, root))) => leaf.issuer().as_raw() == root.subject().as_raw(),
+        _ => false,
+    }
+}
+
+/// The SHA-256 fingerprint of the first certificate of `pem`, as operators
+/// compare it (`sha256:` and lowercase hex, as Docker's `swarm ca`).
+pub fn fingerprint_of_pem(pem: &str) -> Result<String, SecurityError> {
+    let der = first_cert_der(pem)?;
+    let hex: String = Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("sha256:{hex}"))
 }
 
 fn node_params(
@@ -227,5 +369,74 @@ mod tests {
         assert_eq!(peer.role, Role::Worker);
         assert_eq!(peer.cluster_id, "cluster1");
         assert_eq!(ca.digest().len(), DIGEST_LEN);
+    }
+
+    /// Verifies `chain` (leaf first) as a client certificate against `roots`
+    /// with rustls' own verifier, as a manager's listener does.
+    fn verifies(chain: &str, roots: &str) -> bool {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, UnixTime};
+        let mut store = rustls::RootCertStore::empty();
+        for root in CertificateDer::pem_slice_iter(roots.as_bytes()) {
+            store.add(root.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(store),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(chain.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        verifier
+            .verify_client_cert(&certs[0], &certs[1..], UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn during_a_rotation_either_root_verifies_a_new_chain_and_afterwards_only_the_new_one() {
+        let old = RootCa::generate("c").unwrap();
+        let (new, cross) = old.successor("c").unwrap();
+        let key = NodeKey::generate().unwrap();
+        let csr = key.csr("h").unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let chain = new
+            .sign_node_chain(&csr, "n", Role::Manager, "c", hour, Some(&cross))
+            .unwrap();
+        let old_leaf = old
+            .sign_node_csr(&csr, "m", Role::Worker, "c", hour)
+            .unwrap();
+        // A node that still trusts only the old root accepts the new chain.
+        assert!(verifies(&chain, &old.cert_pem));
+        // One that trusts the new root (alone, once the rotation is over) too.
+        assert!(verifies(&chain, &new.cert_pem));
+        // Without the cross-signed link the old root cannot verify it.
+        let leaf_only = split_pem(&chain).remove(0);
+        assert!(!verifies(&leaf_only, &old.cert_pem));
+        // The old root's certificates are refused once it is dropped.
+        assert!(verifies(
+            &old_leaf,
+            &bundle(&[&old.cert_pem, &new.cert_pem])
+        ));
+        assert!(!verifies(&old_leaf, &new.cert_pem));
+        // Which root issued a certificate, read off its issuer.
+        assert!(issued_by(&chain, &new.cert_pem));
+        assert!(!issued_by(&chain, &old.cert_pem));
+        assert!(issued_by(&old_leaf, &old.cert_pem));
+        assert_ne!(new.digest(), old.digest());
+        assert!(fingerprint_of_pem(&new.cert_pem)
+            .unwrap()
+            .starts_with("sha256:"));
+    }
+
+    #[test]
+    fn bundles_compare_by_their_certificates() {
+        let a = RootCa::generate("c").unwrap();
+        let b = RootCa::generate("c").unwrap();
+        let ab = bundle(&[&a.cert_pem, &b.cert_pem, &a.cert_pem]);
+        assert_eq!(split_pem(&ab).len(), 2);
+        assert!(same_bundle(&ab, &bundle(&[&b.cert_pem, &a.cert_pem])));
+        assert!(!same_bundle(&ab, &a.cert_pem));
     }
 }

@@ -132,9 +132,110 @@ pub fn expiry_warning(validity: &Validity, now: SystemTime) -> Option<String> {
     None
 }
 
+/// The root CAs the swarm says to trust, and the one that signs now
+/// (both PEM), as a manager announces them over the node's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncedTrust {
+    pub bundle_pem: String,
+    pub signing_root_pem: String,
+}
+
+/// What a node does about an announced trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustAction {
+    /// Its certificate and trust are the announced ones.
+    Nothing,
+    /// Its certificate is of another root (a rotation started): renew now;
+    /// the new certificate comes with the bundle to trust.
+    Renew,
+    /// Its certificate is of the signing root but it trusts other roots
+    /// (a rotation finished: the old root goes): install the bundle.
+    Trust(String),
+}
+
+/// Decides, for a node holding `cert_pem` and trusting `ca_pem`, what to do
+/// about `announced` (pure). A bundle that does not hold the signing root
+/// is ignored: it could not verify anything the swarm issues.
+pub fn trust_action(cert_pem: &str, ca_pem: &str, announced: &AnnouncedTrust) -> TrustAction {
+    let signing = &announced.signing_root_pem;
+    if signing.is_empty()
+        || !crate::ca::split_pem(&announced.bundle_pem).contains(
+            crate::ca::split_pem(signing)
+                .first()
+                .unwrap_or(&String::new()),
+        )
+    {
+        return TrustAction::Nothing;
+    }
+    if !crate::ca::issued_by(cert_pem, signing) {
+        return TrustAction::Renew;
+    }
+    if !crate::ca::same_bundle(ca_pem, &announced.bundle_pem) {
+        return TrustAction::Trust(announced.bundle_pem.clone());
+    }
+    TrustAction::Nothing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotation_renews_then_drops_the_old_root() {
+        let old = crate::RootCa::generate("c").unwrap();
+        let (new, cross) = old.successor("c").unwrap();
+        let key = crate::NodeKey::generate().unwrap();
+        let csr = key.csr("h").unwrap();
+        let hour = Duration::from_secs(3600);
+        let old_cert = old
+            .sign_node_csr(&csr, "n", crate::Role::Worker, "c", hour)
+            .unwrap();
+        let both = crate::ca::bundle(&[&old.cert_pem, &new.cert_pem]);
+        let rotating = AnnouncedTrust {
+            bundle_pem: both.clone(),
+            signing_root_pem: new.cert_pem.clone(),
+        };
+        assert_eq!(
+            trust_action(&old_cert, &old.cert_pem, &rotating),
+            TrustAction::Renew
+        );
+        let new_cert = new
+            .sign_node_chain(&csr, "n", crate::Role::Worker, "c", hour, Some(&cross))
+            .unwrap();
+        assert_eq!(
+            trust_action(&new_cert, &both, &rotating),
+            TrustAction::Nothing
+        );
+        let finished = AnnouncedTrust {
+            bundle_pem: new.cert_pem.clone(),
+            signing_root_pem: new.cert_pem.clone(),
+        };
+        assert_eq!(
+            trust_action(&new_cert, &both, &finished),
+            TrustAction::Trust(new.cert_pem.clone())
+        );
+        assert_eq!(
+            trust_action(&new_cert, &new.cert_pem, &finished),
+            TrustAction::Nothing
+        );
+        // Nothing announced, or a bundle without the signing root: nothing.
+        let none = AnnouncedTrust {
+            bundle_pem: String::new(),
+            signing_root_pem: String::new(),
+        };
+        assert_eq!(
+            trust_action(&old_cert, &old.cert_pem, &none),
+            TrustAction::Nothing
+        );
+        let broken = AnnouncedTrust {
+            bundle_pem: old.cert_pem.clone(),
+            signing_root_pem: new.cert_pem.clone(),
+        };
+        assert_eq!(
+            trust_action(&old_cert, &old.cert_pem, &broken),
+            TrustAction::Nothing
+        );
+    }
 
     const T0: u64 = 1_000_000;
 

@@ -6,8 +6,14 @@
 //! root CA and ask for its certificate; every other service checks the peer's
 //! identity itself (see `PeerIdentity`) and refuses calls without one. A
 //! certificate from any other CA fails the handshake.
+//!
+//! A node's agent also checks *which* node a manager certificate belongs
+//! to ([`KnownManagers`]): a CA-signed manager certificate proves only that
+//! the node was a manager when it was issued, and a demoted manager keeps
+//! its old one until it expires.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -107,8 +113,94 @@ pub fn channel(
     connect_timeout: Duration,
     credentials: &SharedCredentials,
 ) -> Result<Channel, SecurityError> {
-    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials)?;
+    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials, None)?;
     Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// The node IDs a node accepts manager certificates from: the managers of
+/// the store's manager list, as the last session reported them (and the
+/// join response before the first session). Empty means not known yet
+/// (a node of an older release that has had no session since): then the
+/// CA's signature alone vouches, as before.
+#[derive(Clone, Default)]
+pub struct KnownManagers(Arc<RwLock<BTreeSet<String>>>);
+
+impl std::fmt::Debug for KnownManagers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KnownManagers").field(&self.ids()).finish()
+    }
+}
+
+impl KnownManagers {
+    pub fn new(ids: impl IntoIterator<Item = String>) -> Self {
+        let known = KnownManagers::default();
+        known.set(ids);
+        known
+    }
+
+    /// Replaces the list (an empty one is ignored: it says nothing).
+    pub fn set(&self, ids: impl IntoIterator<Item = String>) {
+        let ids: BTreeSet<String> = ids.into_iter().filter(|id| !id.is_empty()).collect();
+        if !ids.is_empty() {
+            *self.0.write().expect("known managers lock") = ids;
+        }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.0
+            .read()
+            .expect("known managers lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Why the server certificate of `peer` is not accepted as a manager's.
+    pub fn refusal(&self, peer: &PeerIdentity) -> Option<String> {
+        manager_refusal(&self.0.read().expect("known managers lock"), peer)
+    }
+}
+
+/// Why a server presenting `peer`'s certificate is not accepted as a
+/// manager by a node that knows the managers `known` (pure). A worker
+/// certificate never serves; a manager certificate of a node outside the
+/// manager list is a demoted (or removed) manager's old one.
+pub fn manager_refusal(known: &BTreeSet<String>, peer: &PeerIdentity) -> Option<String> {
+    if peer.role != crate::Role::Manager {
+        return Some(format!(
+            "node {} presented a {} certificate where a manager was expected",
+            peer.node_id,
+            peer.role.as_ou()
+        ));
+    }
+    if !known.is_empty() && !known.contains(&peer.node_id) {
+        return Some(format!(
+            "node {} holds a manager certificate but is not a manager of this swarm \
+             (demoted or removed): refusing it as a manager",
+            peer.node_id
+        ));
+    }
+    None
+}
+
+/// Like [`connect`], and the server must also be one of `known`'s managers
+/// (checked during the handshake, before anything is sent): what a node's
+/// agent and renewal use to reach a manager.
+pub async fn connect_to_manager(
+    addr: &str,
+    connect_timeout: Duration,
+    credentials: &SharedCredentials,
+    known: &KnownManagers,
+) -> Result<Channel, SecurityError> {
+    let (endpoint, connector) =
+        mtls_endpoint(addr, connect_timeout, credentials, Some(known.clone()))?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| SecurityError::Connect {
+            addr: addr.to_string(),
+            reason: error_chain(&e),
+        })
 }
 
 /// Like [`channel`], connected before it returns (so that an unreachable
@@ -118,7 +210,7 @@ pub async fn connect(
     connect_timeout: Duration,
     credentials: &SharedCredentials,
 ) -> Result<Channel, SecurityError> {
-    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials)?;
+    let (endpoint, connector) = mtls_endpoint(addr, connect_timeout, credentials, None)?;
     endpoint
         .connect_with_connector(connector)
         .await
@@ -161,6 +253,7 @@ fn mtls_endpoint(
     addr: &str,
     connect_timeout: Duration,
     credentials: &SharedCredentials,
+    known: Option<KnownManagers>,
 ) -> Result<(Endpoint, Connector), SecurityError> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| SecurityError::Tls(format!("invalid address {addr:?}: {e}")))?
@@ -173,8 +266,9 @@ fn mtls_endpoint(
     let connector: Connector = tower::service_fn(Box::new(move |_: Uri| {
         let credentials = credentials.current();
         let target = target.clone();
+        let known = known.clone();
         Box::pin(async move {
-            let config = rustls_client_config(&credentials)
+            let config = rustls_client_config(&credentials, known)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             let tcp = tokio::net::TcpStream::connect(&target).await?;
@@ -189,8 +283,12 @@ fn mtls_endpoint(
 }
 
 /// The rustls side of [`client_config`]: verify the server as a manager of
-/// the cluster CA, present this node's certificate.
-fn rustls_client_config(creds: &NodeCredentials) -> Result<rustls::ClientConfig, SecurityError> {
+/// the cluster CA (and, with `known`, of the manager list), present this
+/// node's certificate.
+fn rustls_client_config(
+    creds: &NodeCredentials,
+    known: Option<KnownManagers>,
+) -> Result<rustls::ClientConfig, SecurityError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
 
@@ -211,16 +309,88 @@ fn rustls_client_config(creds: &NodeCredentials) -> Result<rustls::ClientConfig,
         .map_err(bad("of this node"))?;
     let key =
         PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).map_err(bad("key of this node"))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| SecurityError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .map_err(|e| SecurityError::Tls(format!("this node's certificate and key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SecurityError::Tls(e.to_string()))?;
+    let builder = match known {
+        None => builder.with_root_certificates(roots),
+        Some(known) => {
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| SecurityError::Tls(format!("server certificate verifier: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ManagerListVerifier { inner, known }))
+        }
+    };
+    let mut config = builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| SecurityError::Tls(format!("this node's certificate and key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// The CA's verification of a manager's certificate, then the manager list's.
+#[derive(Debug)]
+struct ManagerListVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    known: KnownManagers,
+}
+
+impl ServerCertVerifier for ManagerListVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let refused = |reason: String| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(std::io::Error::other(reason)),
+            )))
+        };
+        let peer =
+            PeerIdentity::from_der(end_entity.as_ref()).map_err(|e| refused(e.to_string()))?;
+        if let Some(reason) = self.known.refusal(&peer) {
+            return Err(refused(reason));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Client TLS for a joining node that trusts `ca_pem` (already checked
@@ -329,5 +499,37 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+
+    fn peer(id: &str, role: Role) -> PeerIdentity {
+        PeerIdentity {
+            node_id: id.into(),
+            role,
+            cluster_id: "c".into(),
+        }
+    }
+
+    #[test]
+    fn only_managers_of_the_list_are_accepted_as_managers() {
+        let known: BTreeSet<String> = ["m1".to_string(), "m2".to_string()].into();
+        assert_eq!(manager_refusal(&known, &peer("m1", Role::Manager)), None);
+        let demoted = manager_refusal(&known, &peer("m3", Role::Manager)).unwrap();
+        assert!(demoted.contains("not a manager of this swarm"), "{demoted}");
+        assert!(manager_refusal(&known, &peer("m1", Role::Worker)).is_some());
+        // A list not known yet: the CA's signature decides.
+        assert_eq!(
+            manager_refusal(&BTreeSet::new(), &peer("m3", Role::Manager)),
+            None
+        );
+        // An empty report never erases what is known.
+        let list = KnownManagers::new(["m1".to_string()]);
+        list.set(Vec::new());
+        assert_eq!(list.ids(), vec!["m1".to_string()]);
     }
 }

@@ -1,4 +1,4 @@
-//! `shoal swarm init | join | join-token | update | unlock | unlock-key | leave`.
+//! `shoal swarm init | join | join-token | update | ca | unlock | unlock-key | leave`.
 
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
@@ -139,6 +139,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     node_cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
                     autolock,
                     rotate_unlock_key: false,
+                    rotate_root_ca: false,
                 })
                 .await?
                 .into_inner();
@@ -174,6 +175,11 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             }
             print_unlock_instructions(&key);
         }
+        SwarmCommand::Ca {
+            rotate,
+            detach,
+            quiet,
+        } => super::swarm_ca::run(ControlClient::new(channel), rotate, detach, quiet).await?,
         SwarmCommand::Leave { force } => {
             local.leave(LeaveRequest { force }).await?;
             println!("Node left the swarm.");

@@ -5,6 +5,7 @@
 //! step succeeded (the membership record last), and a failed step undoes what
 //! it created. Membership changes hold one lock, so they never interleave.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use shoal_proto::v1::{
 };
 use shoal_proto::v1::{JoinClusterRequest, LeaveClusterRequest, PromoteNodeRequest};
 use shoal_security::files::NodeCredentials;
+use shoal_security::tls::KnownManagers;
 use shoal_security::{tls, JoinToken, NodeKey, RootCa, SharedCredentials};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex};
@@ -87,6 +89,10 @@ pub struct RenewalView {
     /// The cluster's certificate lifetime, when this node is a manager and
     /// can read it from its store.
     pub configured_lifetime: Option<Duration>,
+    /// The node IDs accepted as managers (the renewal call is to one).
+    pub known_managers: KnownManagers,
+    /// The roots the swarm last announced over the session.
+    pub announced_trust: Option<shoal_security::renewal::AnnouncedTrust>,
 }
 
 pub struct Node {
@@ -196,19 +202,18 @@ impl Node {
     ) -> anyhow::Result<Active> {
         let manager = match (record.role, listener) {
             (Role::Manager, Some(listener)) => {
-                let manager =
-                    Manager::open(self.manager_config(&record, &credentials, unlock_key)?).await?;
+                let manager = Manager::open(self.manager_config(
+                    &record,
+                    &credentials,
+                    unlock_key,
+                    BTreeMap::new(),
+                )?)
+                .await?;
                 Some(self.serve_manager(manager, listener))
             }
             _ => None,
         };
-        let agent = self
-            .spawn_agent(
-                record.node_id.clone(),
-                credentials.clone(),
-                record.managers.clone(),
-            )
-            .await;
+        let agent = self.spawn_agent(&record, credentials.clone()).await;
         Ok(Active {
             record,
             credentials,
@@ -220,25 +225,28 @@ impl Node {
     /// Starts this node's agent with its identity and the managers it knows.
     async fn spawn_agent(
         &self,
-        node_id: String,
+        record: &MembershipRecord,
         credentials: SharedCredentials,
-        managers: Vec<String>,
     ) -> AgentHandle {
         shoal_agent::spawn(AgentConfig {
             data_dir: self.config.data_dir.clone(),
-            node_id,
+            node_id: record.node_id.clone(),
             hostname: self.config.hostname.clone(),
             credentials,
-            managers,
+            managers: record.managers.clone(),
+            known_managers: KnownManagers::new(record.manager_ids.iter().cloned()),
         })
         .await
     }
 
+    /// `founding`: the managers a join (or promotion) response named, for a
+    /// manager that starts without state; empty when it resumes.
     fn manager_config(
         &self,
         record: &MembershipRecord,
         credentials: &SharedCredentials,
         unlock_key: Option<Kek>,
+        founding: BTreeMap<String, u64>,
     ) -> anyhow::Result<ManagerConfig> {
         Ok(ManagerConfig {
             data_dir: self.config.data_dir.clone(),
@@ -251,6 +259,7 @@ impl Node {
             credentials: credentials.clone(),
             timing: RaftTiming::from_config(record.raft.as_ref()),
             unlock_key,
+            founding_managers: founding,
         })
     }
 
@@ -374,6 +383,7 @@ impl Node {
                 .as_ref()
                 .map(Kek::to_unlock_key)
                 .unwrap_or_default(),
+            root_rotation: None,
         };
         let node = shoal_proto::v1::Node {
             id: node_id.clone(),
@@ -398,7 +408,10 @@ impl Node {
                 addr: advertise.clone(),
                 ..Default::default()
             }),
-            certificate: shoal_manager::ca_service::validity_of(&credentials.cert_pem),
+            certificate: shoal_manager::ca_service::certificate_record(
+                &credentials.cert_pem,
+                &digest,
+            ),
         };
         let record = MembershipRecord {
             node_id: node_id.clone(),
@@ -408,13 +421,14 @@ impl Node {
             listen_addr: Some(bound.to_string()),
             advertise_addr: advertise.clone(),
             managers: vec![advertise.clone()],
+            manager_ids: vec![node_id.clone()],
             raft: Some(timing.to_config()),
         };
 
         // With --autolock the new store is wrapped by the unlock key from
         // its first byte: no key that opens it is ever written here.
         let manager_config = self
-            .manager_config(&record, &shared, unlock_key.clone())
+            .manager_config(&record, &shared, unlock_key.clone(), BTreeMap::new())
             .map_err(|e| internal(&e))?;
         let manager = Manager::open(manager_config).await.map_err(Status::from)?;
         if let Err(e) = manager.bootstrap(cluster, node).await {
@@ -440,9 +454,7 @@ impl Node {
             )));
         }
         let running = self.serve_manager(manager, listener);
-        let agent = self
-            .spawn_agent(node_id.clone(), shared.clone(), record.managers.clone())
-            .await;
+        let agent = self.spawn_agent(&record, shared.clone()).await;
         *active = Some(Active {
             record,
             credentials: shared,
@@ -538,11 +550,16 @@ impl Node {
         })
         .await?;
         let credentials = NodeCredentials {
-            ca_pem: old_credentials.ca_pem.clone(),
+            ca_pem: trusted_bundle(&old_credentials.ca_pem, &response.trust_bundle_pem),
             cert_pem: response.cert_pem.clone(),
             key_pem: key.key_pem(),
         };
         let mut record = current.record.clone();
+        record.manager_ids = response
+            .manager_members
+            .iter()
+            .map(|m| m.node_id.clone())
+            .collect();
         record.role = Role::Manager;
         record.raft_id = Some(raft_id);
         record.listen_addr = Some(bound.to_string());
@@ -552,7 +569,13 @@ impl Node {
         // certificate from here on; a failed join goes back to the old one.
         current.credentials.replace(credentials.clone());
         let joined = self
-            .join_raft(&record, &current.credentials, listener, &target)
+            .join_raft(
+                &record,
+                &current.credentials,
+                listener,
+                &target,
+                founding_managers(&response.manager_members),
+            )
             .await;
         let (running, managers) = match joined {
             Ok(joined) => joined,
@@ -603,6 +626,14 @@ impl Node {
             .into_iter()
             .filter(|m| *m != own)
             .collect();
+        let own_id = current.record.node_id.clone();
+        current.record.manager_ids = current
+            .agent
+            .known_managers()
+            .ids()
+            .into_iter()
+            .filter(|id| *id != own_id)
+            .collect();
         current
             .record
             .save(&self.config.data_dir)
@@ -648,7 +679,7 @@ impl Node {
         let restart = async {
             let listener = bind(&listen).await?;
             let config = self
-                .manager_config(&record, &credentials, unlock_key.clone())
+                .manager_config(&record, &credentials, unlock_key.clone(), BTreeMap::new())
                 .map_err(|e| Status::internal(e.to_string()))?;
             let manager = Manager::force_new_cluster(config, state)
                 .await
@@ -684,13 +715,7 @@ impl Node {
             .read(|s| s.cluster.clone())
             .unwrap_or_default();
         let running = self.serve_manager(manager, listener);
-        let agent = self
-            .spawn_agent(
-                record.node_id.clone(),
-                credentials.clone(),
-                record.managers.clone(),
-            )
-            .await;
+        let agent = self.spawn_agent(&record, credentials.clone()).await;
         let response = InitResponse {
             node_id: record.node_id.clone(),
             cluster_id: record.cluster_id.clone(),
@@ -796,6 +821,11 @@ impl Node {
             listen_addr: None,
             advertise_addr: request.advertise_addr.clone(),
             managers,
+            manager_ids: response
+                .manager_members
+                .iter()
+                .map(|m| m.node_id.clone())
+                .collect(),
             raft: None,
         };
         let shared = SharedCredentials::new(credentials.clone());
@@ -812,7 +842,11 @@ impl Node {
             record.listen_addr = listener.local_addr().ok().map(|a| a.to_string());
             record.advertise_addr = advertise.clone();
             record.raft = response.raft;
-            match self.join_raft(&record, &shared, listener, &remote).await {
+            let founding = founding_managers(&response.manager_members);
+            match self
+                .join_raft(&record, &shared, listener, &remote, founding)
+                .await
+            {
                 Ok((running, managers)) => {
                     record.managers = managers;
                     running_manager = Some(running);
@@ -841,13 +875,7 @@ impl Node {
                 "could not record the swarm membership: {e}"
             )));
         }
-        let agent = self
-            .spawn_agent(
-                record.node_id.clone(),
-                shared.clone(),
-                record.managers.clone(),
-            )
-            .await;
+        let agent = self.spawn_agent(&record, shared.clone()).await;
         *active = Some(Active {
             record,
             credentials: shared,
@@ -869,12 +897,13 @@ impl Node {
         credentials: &SharedCredentials,
         listener: TcpListener,
         remote: &str,
+        founding: BTreeMap<String, u64>,
     ) -> Result<(RunningManager, Vec<String>), Status> {
         // A joining manager's store starts under a key-file KEK; its key
         // follower re-wraps it with the unlock key once the cluster object
         // arrives, if autolock is on.
         let config = self
-            .manager_config(record, credentials, None)
+            .manager_config(record, credentials, None, founding)
             .map_err(|e| Status::internal(e.to_string()))?;
         let manager = Manager::open(config).await.map_err(Status::from)?;
         let running = self.serve_manager(manager, listener);
@@ -958,7 +987,9 @@ impl Node {
             return Err(Status::permission_denied(format!(
                 "the manager at {remote} does not hold the CA this token was issued for \
                  (token expects CA digest {}…, manager has {}…): the token belongs to another \
-                 swarm, or something between you and the manager is impersonating it",
+                 swarm, was replaced by `shoal swarm ca --rotate` (get the current one with \
+                 `shoal swarm join-token`), or something between you and the manager is \
+                 impersonating it",
                 &token.ca_digest[..12],
                 &digest[..12]
             )));
@@ -988,7 +1019,10 @@ impl Node {
             .into_inner();
         Ok((
             NodeCredentials {
-                ca_pem,
+                // The bundle came over a connection verified against the
+                // root the token names; it adds the previous root during
+                // a rotation.
+                ca_pem: trusted_bundle(&ca_pem, &response.trust_bundle_pem),
                 cert_pem: response.cert_pem.clone(),
                 key_pem: key.key_pem(),
             },
@@ -1083,6 +1117,8 @@ impl Node {
             role: current.record.role,
             managers,
             configured_lifetime,
+            known_managers: current.agent.known_managers().clone(),
+            announced_trust: current.agent.announced_trust(),
         })
     }
 
@@ -1135,8 +1171,16 @@ impl Node {
         if let Some(mut current) = active.take() {
             // Remember every manager the agent learned of, for the next start.
             let managers = current.agent.managers();
-            if !managers.is_empty() && managers != current.record.managers {
-                current.record.managers = managers;
+            let ids = current.agent.known_managers().ids();
+            let new_addrs = !managers.is_empty() && managers != current.record.managers;
+            let new_ids = !ids.is_empty() && ids != current.record.manager_ids;
+            if new_addrs || new_ids {
+                if new_addrs {
+                    current.record.managers = managers;
+                }
+                if new_ids {
+                    current.record.manager_ids = ids;
+                }
                 if let Err(e) = current.record.save(&self.config.data_dir) {
                     tracing::warn!(error = %e, "could not save the manager list");
                 }
@@ -1170,6 +1214,28 @@ impl Node {
             }
         }
     }
+}
+
+/// The roots to trust after a certificate answer: the bundle it carried if
+/// it holds the root this node verified (`verified_pem`), else that root.
+/// A manager of an older release sends no bundle.
+fn trusted_bundle(verified_pem: &str, bundle_pem: &str) -> String {
+    let verified = shoal_security::ca::split_pem(verified_pem);
+    let bundle = shoal_security::ca::split_pem(bundle_pem);
+    if !bundle.is_empty() && verified.iter().any(|root| bundle.contains(root)) {
+        bundle_pem.to_string()
+    } else {
+        verified_pem.to_string()
+    }
+}
+
+/// The managers a join response named, as a new manager admits them
+/// before it has state.
+fn founding_managers(members: &[shoal_proto::v1::ManagerMember]) -> BTreeMap<String, u64> {
+    members
+        .iter()
+        .map(|m| (m.node_id.clone(), m.raft_id))
+        .collect()
 }
 
 /// What a join sends to the CA.

@@ -10,6 +10,12 @@
 //! restarts. Level-triggered: each pass looks at the certificate the node
 //! holds now, so a promotion's new certificate or a restart mid-way needs no
 //! special case.
+//!
+//! It also follows a root CA rotation as the session announces it
+//! (`shoal_security::renewal::trust_action`): a certificate of another root
+//! than the signing one is renewed at once (the answer brings the bundle
+//! of both roots), and once the rotation is over the bundle without the old
+//! root replaces the node's trust — no restart either way.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use shoal_proto::v1::ca_client::CaClient;
 use shoal_proto::v1::RenewNodeCertificateRequest;
 use shoal_security::files::NodeCredentials;
-use shoal_security::renewal::{self, Renewal, Validity};
+use shoal_security::renewal::{self, Renewal, TrustAction, Validity};
 use shoal_security::{tls, NodeKey, PeerIdentity};
 
 use super::node::{Node, RenewalView};
@@ -49,6 +55,30 @@ pub async fn run(node: Arc<Node>, hostname: String, data_dir: std::path::PathBuf
             tracing::error!("this node's certificate cannot be read; it cannot be renewed");
             continue;
         };
+        let trust = view
+            .announced_trust
+            .as_ref()
+            .map(|t| renewal::trust_action(&current.cert_pem, &current.ca_pem, t))
+            .unwrap_or(TrustAction::Nothing);
+        if let TrustAction::Trust(bundle) = &trust {
+            let trusting = NodeCredentials {
+                ca_pem: bundle.clone(),
+                ..(*current).clone()
+            };
+            match view
+                .credentials
+                .install_if_current(&current.cert_pem, trusting, &data_dir)
+            {
+                Ok(true) => tracing::info!(
+                    roots = shoal_security::ca::split_pem(bundle).len(),
+                    "now trusting the root CAs the swarm announced"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not save the announced root CAs"),
+            }
+            continue;
+        }
+        let rotating = trust == TrustAction::Renew;
         let wrong_role = wrong_role(&current.cert_pem, view.role);
         let this_fraction = match &fraction {
             Some((pem, f)) if *pem == current.cert_pem => *f,
@@ -64,7 +94,7 @@ pub async fn run(node: Arc<Node>, hostname: String, data_dir: std::path::PathBuf
             view.configured_lifetime,
             SystemTime::now(),
         );
-        if !wrong_role && decision != Renewal::Now {
+        if !wrong_role && !rotating && decision != Renewal::Now {
             continue;
         }
         match renew(&view, &current, &hostname, &data_dir).await {
@@ -73,6 +103,8 @@ pub async fn run(node: Arc<Node>, hostname: String, data_dir: std::path::PathBuf
                 tracing::info!(
                     reason = if wrong_role {
                         "role changed"
+                    } else if rotating {
+                        "root CA rotation"
                     } else {
                         "renewal window"
                     },
@@ -114,7 +146,13 @@ async fn renew(
     let mut failures = Vec::new();
     for addr in &view.managers {
         let call = async {
-            let channel = tls::connect(addr, CONNECT_TIMEOUT, &view.credentials).await?;
+            let channel = tls::connect_to_manager(
+                addr,
+                CONNECT_TIMEOUT,
+                &view.credentials,
+                &view.known_managers,
+            )
+            .await?;
             let response = CaClient::new(channel)
                 .renew_node_certificate(RenewNodeCertificateRequest {
                     csr_pem: csr.clone(),
@@ -125,8 +163,15 @@ async fn renew(
         };
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(response)) => {
+                // The answer came from a manager this node verified: its
+                // bundle (both roots during a rotation) is the trust to keep.
+                let ca_pem = if response.trust_bundle_pem.is_empty() {
+                    current.ca_pem.clone()
+                } else {
+                    response.trust_bundle_pem
+                };
                 let renewed = NodeCredentials {
-                    ca_pem: current.ca_pem.clone(),
+                    ca_pem,
                     cert_pem: response.cert_pem,
                     key_pem: key.key_pem(),
                 };

@@ -27,6 +27,11 @@ pub struct NodeState {
     pub advertise_addr: String,
     /// Managers the agent may connect to.
     pub managers: Vec<String>,
+    /// The node IDs of the managers, as the swarm last listed them: the
+    /// agent accepts manager certificates only from these (empty in
+    /// records of older releases: then the first session fills it in).
+    #[serde(default)]
+    pub manager_ids: Vec<String>,
     /// Raft timing of the cluster (managers), fixed at `swarm init`.
     #[serde(default)]
     pub raft: Option<shoal_proto::v1::RaftConfig>,

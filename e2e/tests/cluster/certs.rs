@@ -69,6 +69,74 @@ fn short_lived_cluster(dir: &TestDir) -> (Vec<Daemon>, Vec<Daemon>) {
     (managers, workers)
 }
 
+/// Runs `body` while writes go through every manager in turn (followers
+/// forward them) and every node is watched for staying Ready with its
+/// session up; returns what `body` returned and every failure seen.
+fn under_load<T>(
+    managers: &[Daemon],
+    nodes: &[&Daemon],
+    body: impl FnOnce() -> T,
+) -> (T, Vec<String>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let via = &managers[(i % managers.len() as u64) as usize];
+                let label = format!("w={i}");
+                let run = via.shoal(&["node", "update", "--label-add", &label, "worker1"]);
+                if run.status != 0 {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("write {i} via {}: {}", via.name, run.stderr));
+                }
+                i += 1;
+                // Pacing only: a steady stream, not a flood.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let run = managers[0].shoal(&["node", "ls", "--format", "json"]);
+                if run.status != 0 {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("node ls: {}", run.stderr));
+                }
+                for line in run.stdout.lines() {
+                    let node: serde_json::Value = serde_json::from_str(line).unwrap();
+                    if node["Status"] != "Ready" {
+                        failures.lock().unwrap().push(format!("not Ready: {node}"));
+                    }
+                }
+                for node in nodes {
+                    if node.info()["SessionUp"] != true {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} lost its session", node.name));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        stop.store(true, Ordering::SeqCst);
+        result
+    });
+    let failures = failures.lock().unwrap().clone();
+    match result {
+        Ok(value) => (value, failures),
+        Err(panic) => {
+            eprintln!("failures seen meanwhile: {failures:#?}");
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
 #[test]
 fn certificates_renew_without_a_failed_write_a_dropped_session_or_a_restarted_task() {
     // The daemons inherit this: they accept lifetimes of seconds (an
@@ -101,97 +169,39 @@ fn certificates_renew_without_a_failed_write_a_dropped_session_or_a_restarted_ta
     });
 
     let nodes: Vec<&Daemon> = managers.iter().chain(workers.iter()).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    std::thread::scope(|scope| {
-        // Writes through every manager in turn (followers forward them).
-        scope.spawn(|| {
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let via = &managers[(i % 3) as usize];
-                let label = format!("w={i}");
-                let run = via.shoal(&["node", "update", "--label-add", &label, "worker1"]);
-                if run.status != 0 {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("write {i} via {}: {}", via.name, run.stderr));
-                }
-                i += 1;
-                // Pacing only: a steady stream, not a flood.
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        // Every node stays Ready and keeps its session.
-        scope.spawn(|| {
-            while !stop.load(Ordering::SeqCst) {
-                let run = managers[0].shoal(&["node", "ls", "--format", "json"]);
-                if run.status != 0 {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("node ls: {}", run.stderr));
-                }
-                for line in run.stdout.lines() {
-                    let node: serde_json::Value = serde_json::from_str(line).unwrap();
-                    if node["Status"] != "Ready" {
-                        failures.lock().unwrap().push(format!("not Ready: {node}"));
-                    }
-                }
-                for node in &nodes {
-                    if node.info()["SessionUp"] != true {
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{} lost its session", node.name));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        });
-
+    let ((), failures) = under_load(&managers, &nodes, || {
         // Every node's certificate on disk changes at least twice, and
         // each one is the node's role and not expired.
         let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            eventually(
-                patience() * 4,
-                "two renewals of every node's certificate",
-                || {
-                    for node in &nodes {
-                        let (pem, validity, role) = cert_on_disk(node)
-                            .ok_or_else(|| format!("{}: no readable certificate", node.name))?;
-                        let expected = if node.name.starts_with("manager") {
-                            Role::Manager
-                        } else {
-                            Role::Worker
-                        };
-                        if role != expected || validity.remaining(SystemTime::now()).is_zero() {
-                            return Err(format!(
-                                "{}: {role:?} certificate {validity:?}",
-                                node.name
-                            ));
-                        }
-                        seen.entry(node.name.clone()).or_default().insert(pem);
-                    }
-                    let counts: BTreeMap<_, _> = seen
-                        .iter()
-                        .map(|(n, pems)| (n.clone(), pems.len()))
-                        .collect();
-                    if counts.len() == nodes.len() && counts.values().all(|c| *c >= 3) {
-                        Ok(())
+        eventually(
+            patience() * 4,
+            "two renewals of every node's certificate",
+            || {
+                for node in &nodes {
+                    let (pem, validity, role) = cert_on_disk(node)
+                        .ok_or_else(|| format!("{}: no readable certificate", node.name))?;
+                    let expected = if node.name.starts_with("manager") {
+                        Role::Manager
                     } else {
-                        Err(format!("certificates seen per node: {counts:?}"))
+                        Role::Worker
+                    };
+                    if role != expected || validity.remaining(SystemTime::now()).is_zero() {
+                        return Err(format!("{}: {role:?} certificate {validity:?}", node.name));
                     }
-                },
-            )
-        }));
-        stop.store(true, Ordering::SeqCst);
-        if let Err(panic) = result {
-            std::panic::resume_unwind(panic);
-        }
+                    seen.entry(node.name.clone()).or_default().insert(pem);
+                }
+                let counts: BTreeMap<_, _> = seen
+                    .iter()
+                    .map(|(n, pems)| (n.clone(), pems.len()))
+                    .collect();
+                if counts.len() == nodes.len() && counts.values().all(|c| *c >= 3) {
+                    Ok(())
+                } else {
+                    Err(format!("certificates seen per node: {counts:?}"))
+                }
+            },
+        )
     });
-    let failures = failures.lock().unwrap();
     assert!(failures.is_empty(), "during renewals: {failures:#?}");
     assert_eq!(
         crate::util::processes_of(&program),
@@ -279,4 +289,189 @@ fn a_demoted_manager_holds_a_worker_certificate() {
             Err(row.to_string())
         }
     });
+}
+
+/// The PEM certificate(s) in `text` (the end of `swarm ca`'s output).
+fn pem_in(text: &str) -> String {
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("no certificate in {text:?}"));
+    text[start..].to_string()
+}
+
+/// The fingerprint line of `swarm ca`.
+fn fingerprint_in(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("root CA fingerprint: "))
+        .unwrap_or_else(|| panic!("no fingerprint in {text:?}"))
+        .to_string()
+}
+
+/// The gRPC code a dispatcher heartbeat gets when sent with `creds`, or
+/// why no call got through at all (connection or handshake refused).
+async fn heartbeat_with(addr: &str, creds: &NodeCredentials) -> Result<tonic::Code, String> {
+    use shoal_proto::v1::dispatcher_client::DispatcherClient;
+    use shoal_proto::v1::HeartbeatRequest;
+    let channel = crate::mtls::channel(addr, shoal_security::tls::client_config(creds))
+        .await
+        .map_err(|e| shoal_security::tls::error_chain(&e))?;
+    let answer = DispatcherClient::new(channel)
+        .heartbeat(HeartbeatRequest {
+            session_id: "none".into(),
+        })
+        .await;
+    match answer {
+        Ok(_) => Ok(tonic::Code::Ok),
+        // A transport failure (the listener refused the certificate after
+        // the client's side of the handshake and closed the connection)
+        // surfaces as one of these, with no status from the server.
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ) =>
+        {
+            Err(status.to_string())
+        }
+        Err(status) => Ok(status.code()),
+    }
+}
+
+#[test]
+fn a_root_rotation_moves_every_node_to_the_new_root_and_the_old_root_is_refused_afterwards() {
+    std::env::set_var("SHOAL_MIN_CERT_EXPIRY_SECS", "1");
+    let dir = TestDir::new();
+    let program = marker_program(&dir);
+    let (managers, workers) = short_lived_cluster(&dir);
+    managers[0].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sleepers",
+        "--replicas",
+        "4",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    let pids_before = eventually(patience(), "4 tasks running", || {
+        let pids = crate::util::processes_of(&program);
+        if pids.len() == 4 {
+            Ok(pids)
+        } else {
+            Err(format!("{pids:?}"))
+        }
+    });
+    let before = managers[0].ok(&["swarm", "ca"]);
+    let old_root = pem_in(&before);
+    let old_fingerprint = fingerprint_in(&before);
+    let old_token = managers[0].worker_token();
+    let old_worker_creds = NodeCredentials::load(&workers[0].data_dir).unwrap();
+    assert!(shoal_security::ca::issued_by(
+        &old_worker_creds.cert_pem,
+        &old_root
+    ));
+
+    let nodes: Vec<&Daemon> = managers.iter().chain(workers.iter()).collect();
+    let (output, failures) = under_load(&managers, &nodes, || {
+        // Through a follower (or the leader: whichever manager2 is), and
+        // waiting, as an operator would, until the rotation completes.
+        let child = managers[1].spawn_shoal(&["swarm", "ca", "--rotate"]);
+        let mut child = Some(child);
+        let output = eventually(patience() * 4, "`swarm ca --rotate` to complete", || {
+            let running = child.as_mut().unwrap();
+            match running.try_wait() {
+                Ok(Some(_)) => Ok(child.take().unwrap().wait_with_output().unwrap()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("root CA rotation complete"), "{stdout}");
+        assert!(
+            stdout.contains("rotated TLS certificates:  5/5 nodes"),
+            "{stdout}"
+        );
+        let new_root = pem_in(&stdout);
+        // Every node ends with a certificate of the new root and trusts
+        // the new root alone (the old one is dropped everywhere).
+        eventually(patience(), "every node on the new root alone", || {
+            for node in &nodes {
+                let creds = NodeCredentials::load(&node.data_dir)
+                    .map_err(|e| format!("{}: {e}", node.name))?;
+                if !shoal_security::ca::issued_by(&creds.cert_pem, &new_root) {
+                    return Err(format!("{}: certificate not of the new root", node.name));
+                }
+                if !shoal_security::ca::same_bundle(&creds.ca_pem, &new_root) {
+                    return Err(format!(
+                        "{} trusts {} roots",
+                        node.name,
+                        shoal_security::ca::split_pem(&creds.ca_pem).len()
+                    ));
+                }
+            }
+            Ok(())
+        });
+        stdout
+    });
+    assert!(failures.is_empty(), "during the rotation: {failures:#?}");
+    assert_eq!(
+        crate::util::processes_of(&program),
+        pids_before,
+        "the tasks' processes are the ones started before the rotation"
+    );
+    let new_root = pem_in(&output);
+    assert_ne!(new_root, old_root);
+    let after = managers[2].ok(&["swarm", "ca"]);
+    assert_eq!(fingerprint_in(&after), fingerprint_in(&output));
+    assert_ne!(fingerprint_in(&after), old_fingerprint);
+    assert!(!after.contains("rotation in progress"), "{after}");
+    // The join tokens name the new root.
+    let new_token = managers[0].worker_token();
+    assert_ne!(new_token, old_token);
+    let digest = shoal_security::ca::digest_of_pem(&new_root).unwrap();
+    assert!(new_token.contains(&digest), "{new_token}");
+
+    // A client presenting a certificate of the old root is refused by every
+    // manager; the same client with the worker's current certificate is
+    // served (the session is unknown, but the call got through).
+    let current_worker_creds = NodeCredentials::load(&workers[0].data_dir).unwrap();
+    let old_cert_new_trust = NodeCredentials {
+        ca_pem: new_root.clone(),
+        ..old_worker_creds
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for manager in &managers {
+        let addr = manager.info()["NodeAddr"].as_str().unwrap().to_string();
+        let current = runtime.block_on(heartbeat_with(&addr, &current_worker_creds));
+        assert_eq!(current, Ok(tonic::Code::NotFound), "{}", manager.name);
+        let old = runtime.block_on(heartbeat_with(&addr, &old_cert_new_trust));
+        assert!(
+            old.is_err(),
+            "{}: old root's certificate got {old:?}",
+            manager.name
+        );
+    }
+    // A node can join with the new token (and only it).
+    let late = dir.daemon("worker3");
+    let addr = managers[0].info()["NodeAddr"].as_str().unwrap().to_string();
+    late.shoal(&[
+        "swarm",
+        "join",
+        "--token",
+        &old_token,
+        "--advertise-addr",
+        "127.0.0.23",
+        &addr,
+    ])
+    .assert_error("does not hold the CA this token was issued for");
+    late.join(&new_token, &addr, "127.0.0.23");
+    let creds = NodeCredentials::load(&late.data_dir).unwrap();
+    assert!(shoal_security::ca::issued_by(&creds.cert_pem, &new_root));
 }

@@ -425,3 +425,276 @@ async fn demoted_removed_and_impersonating_certificates_are_refused_where_they_l
         "{subscriptions:?}"
     );
 }
+
+/// A TLS listener that serves whatever credentials it is given and counts,
+/// per credentials generation, the handshakes clients completed and those
+/// they refused. It speaks nothing after the handshake: a node that accepts
+/// its certificate sends its first call and sees the connection close.
+struct StandInManager {
+    addr: String,
+    generation: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    acceptor: std::sync::Arc<std::sync::Mutex<tokio_rustls::TlsAcceptor>>,
+    /// (generation, completed) per handshake.
+    handshakes: std::sync::Arc<std::sync::Mutex<Vec<(usize, bool)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StandInManager {
+    async fn start(ip: &str, creds: &NodeCredentials) -> Self {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let acceptor =
+            std::sync::Arc::new(std::sync::Mutex::new(tls::server_acceptor(creds).unwrap()));
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let handshakes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (acceptor, generation, handshakes) =
+                (acceptor.clone(), generation.clone(), handshakes.clone());
+            async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (tls, serving) = {
+                        let tls = acceptor.lock().unwrap().clone();
+                        (tls, generation.load(std::sync::atomic::Ordering::SeqCst))
+                    };
+                    let handshakes = handshakes.clone();
+                    tokio::spawn(async move {
+                        let completed = tls.accept(tcp).await.is_ok();
+                        handshakes.lock().unwrap().push((serving, completed));
+                    });
+                }
+            }
+        });
+        StandInManager {
+            addr,
+            generation,
+            acceptor,
+            handshakes,
+            task,
+        }
+    }
+
+    /// Serves `creds` from the next connection on; returns the new generation.
+    fn serve(&self, creds: &NodeCredentials) -> usize {
+        let mut acceptor = self.acceptor.lock().unwrap();
+        *acceptor = tls::server_acceptor(creds).unwrap();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// (completed, refused) handshakes of `generation`.
+    fn counts(&self, generation: usize) -> (usize, usize) {
+        let handshakes = self.handshakes.lock().unwrap();
+        let of = handshakes.iter().filter(|(g, _)| *g == generation);
+        let completed = of.clone().filter(|(_, ok)| *ok).count();
+        (completed, of.count() - completed)
+    }
+}
+
+impl Drop for StandInManager {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_a_demoted_managers_old_certificate_as_a_manager() {
+    let dir = TestDir::new();
+    let (managers, mut workers) =
+        tokio::task::block_in_place(|| crate::util::managers_cluster(&dir, 3, 1));
+    let demoted_id = managers[2].info()["NodeID"].as_str().unwrap().to_string();
+    let demoted_addr = managers[2].info()["NodeAddr"].as_str().unwrap().to_string();
+    let demoted_creds = saved_credentials(&managers[2]);
+    let current_creds = saved_credentials(&managers[1]);
+    let demoted_name = managers[2].name.clone();
+    let worker = &mut workers[0];
+
+    // The demotion reaches the worker over its session: the manager list
+    // it holds no longer has the demoted node.
+    tokio::task::block_in_place(|| {
+        managers[0].ok(&["node", "demote", &demoted_name]);
+        eventually(patience(), "the worker told of the demotion", || {
+            let managers = worker.info()["RemoteManagers"].clone();
+            let listed = managers
+                .as_array()
+                .is_some_and(|list| list.iter().any(|m| m == demoted_addr.as_str()));
+            if managers.as_array().is_some_and(|l| l.len() == 2) && !listed {
+                Ok(())
+            } else {
+                Err(managers.to_string())
+            }
+        });
+        worker.terminate();
+    });
+    let state_path = worker.data_dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let ids = state["manager_ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 2, "{state}");
+    assert!(!ids.iter().any(|id| id == demoted_id.as_str()), "{state}");
+
+    // The worker's only known manager address is a stand-in listener: first
+    // with a current manager's certificate, which the worker accepts (so the
+    // probe can see acceptance), then with the demoted manager's old one.
+    let stand_in = StandInManager::start("127.0.0.40", &current_creds).await;
+    state["managers"] = serde_json::json!([stand_in.addr]);
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    tokio::task::block_in_place(|| {
+        worker.start();
+        eventually(
+            patience(),
+            "the worker accepting a manager's certificate",
+            || match stand_in.counts(0) {
+                (completed, _) if completed >= 1 => Ok(()),
+                counts => Err(format!("{counts:?}")),
+            },
+        );
+    });
+    let demoted_generation = stand_in.serve(&demoted_creds);
+    tokio::task::block_in_place(|| {
+        eventually(
+            patience(),
+            "the worker refusing the demoted manager's certificate",
+            || {
+                let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
+                let said = log.contains(&format!(
+                    "node {demoted_id} holds a manager certificate but is not a manager"
+                ));
+                match stand_in.counts(demoted_generation) {
+                    (0, refused) if refused >= 2 && said => Ok(()),
+                    counts => Err(format!("{counts:?}, logged: {said}")),
+                }
+            },
+        );
+    });
+    assert_eq!(stand_in.counts(demoted_generation).0, 0);
+    assert_eq!(worker.info()["SessionUp"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_manager_admits_only_the_managers_it_was_told_of_until_it_has_state() {
+    use shoal_proto::v1::raft_client::RaftClient;
+    use tonic::Code;
+
+    let dir = TestDir::new();
+    let (managers, _) = tokio::task::block_in_place(|| crate::util::managers_cluster(&dir, 3, 0));
+    let addr = managers[0].info()["NodeAddr"].as_str().unwrap().to_string();
+    let member_creds = saved_credentials(&managers[0]);
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(managers[0].data_dir.join("state.json")).unwrap())
+            .unwrap();
+    let member_raft_id = own["raft_id"].as_u64().unwrap();
+    let demoted_creds = saved_credentials(&managers[2]);
+    let demoted_name = managers[2].name.clone();
+    let token = tokio::task::block_in_place(|| {
+        managers[0].ok(&["node", "demote", &demoted_name]);
+        eventually(patience(), "the demoted node listed as a worker", || {
+            let nodes = managers[0].nodes();
+            let row = nodes
+                .iter()
+                .find(|n| n["Hostname"] == demoted_name.as_str())
+                .cloned()
+                .unwrap_or_default();
+            if row["ManagerStatus"] == "" {
+                Ok(())
+            } else {
+                Err(row.to_string())
+            }
+        });
+        let program = crate::util::marker_program(&dir);
+        managers[0].ok(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "marker",
+            "--runtime",
+            "process",
+            program.to_str().unwrap(),
+            "3600",
+        ]);
+        managers[0]
+            .ok(&["swarm", "join-token", "-q", "manager"])
+            .trim()
+            .to_string()
+    });
+
+    // A new manager that the leader cannot reach (it advertises an address
+    // nothing listens on) stays without state for as long as the join
+    // tries: the window in which it used to admit any CA-signed manager
+    // certificate.
+    let port = std::net::TcpListener::bind("127.0.0.4:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.4:{port}");
+    let fresh = dir.daemon("manager4");
+    let mut joining = fresh.spawn_shoal(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "--listen-addr",
+        &listen,
+        "--advertise-addr",
+        "127.0.0.5",
+        &addr,
+    ]);
+    let vote = |creds: NodeCredentials, raft_id: u64| {
+        let listen = listen.clone();
+        async move {
+            let channel = crate::mtls::channel(&listen, tls::client_config(&creds))
+                .await
+                .map_err(|e| tls::error_chain(&e))?;
+            Ok::<_, String>(
+                RaftClient::new(channel)
+                    .vote(vote_from(raft_id))
+                    .await
+                    .map(|_| ()),
+            )
+        }
+    };
+    // The demoted manager's old certificate: CA-signed, manager role, but
+    // not one of the managers the join response named.
+    let mut refused = None;
+    let deadline = std::time::Instant::now() + patience();
+    while refused.is_none() && std::time::Instant::now() < deadline {
+        match vote(demoted_creds.clone(), 1).await {
+            Ok(answer) => refused = Some(answer),
+            // Not listening yet: the join has not got its certificate.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let status = refused
+        .expect("the fresh manager never listened")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("no swarm state yet"),
+        "{status:?}"
+    );
+    // A current manager's certificate passes the check (Raft itself answers).
+    let member = vote(member_creds, member_raft_id).await.unwrap();
+    assert!(
+        member
+            .as_ref()
+            .map_or_else(|s| s.code() != Code::PermissionDenied, |_| true),
+        "{member:?}"
+    );
+    // Both answers came while the fresh manager had no state: its own
+    // replica does not have the service every other manager has.
+    tokio::task::block_in_place(|| {
+        let has_marker = |daemon: &crate::util::Daemon| {
+            let run = daemon.shoal(&["service", "ls", "--local", "--format", "json"]);
+            run.status == 0 && run.stdout.contains("marker")
+        };
+        assert!(has_marker(&managers[1]), "the probe must see the service");
+        assert!(!has_marker(&fresh), "the fresh manager had state");
+    });
+    let _ = joining.kill();
+    let _ = joining.wait();
+}

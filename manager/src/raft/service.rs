@@ -40,12 +40,17 @@ impl RaftService {
         let peer = auth::require_peer(&request, self.manager.store(), &[Role::Manager])?;
         let rpc: T = bincode::deserialize(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
-        let registered = self.manager.store().read(|s| {
-            s.nodes
-                .get(&peer.node_id)
-                .and_then(|n| n.manager_status.as_ref())
-                .map(|m| m.raft_id)
-        });
+        let store = self.manager.store();
+        // Before this manager has state, the Raft IDs its join response
+        // named stand in for the store's.
+        let registered = store
+            .read(|s| {
+                s.nodes
+                    .get(&peer.node_id)
+                    .and_then(|n| n.manager_status.as_ref())
+                    .map(|m| m.raft_id)
+            })
+            .or_else(|| store.founding_manager(&peer.node_id));
         if let Some(problem) = sender_mismatch(&peer.node_id, registered, sender(&rpc)) {
             return Err(Status::permission_denied(problem));
         }

@@ -2,7 +2,12 @@
 //! under a lock, a broadcast of every applied change, and a counter that
 //! moves after each applied batch so level-triggered loops can wake up and
 //! recompute.
+//!
+//! It also keeps, for a manager that has just joined and has no state yet,
+//! the managers the swarm listed in its join response (see
+//! [`founding_manager`](SharedStore::founding_manager)).
 
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use tokio::sync::{broadcast, watch};
@@ -18,6 +23,9 @@ pub struct SharedStore {
     state: RwLock<ClusterState>,
     events: broadcast::Sender<StoreEvent>,
     applied: watch::Sender<u64>,
+    /// Node ID → Raft ID of the managers named at join; consulted only
+    /// while the store has no cluster.
+    founding_managers: RwLock<BTreeMap<String, u64>>,
 }
 
 impl Default for SharedStore {
@@ -32,7 +40,24 @@ impl SharedStore {
             state: RwLock::new(state),
             events: broadcast::channel(EVENT_BUFFER).0,
             applied: watch::channel(0).0,
+            founding_managers: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// The managers (node ID → Raft ID) the swarm listed when this manager
+    /// joined or was promoted: until its store has state, they are the only
+    /// peers it admits.
+    pub fn set_founding_managers(&self, managers: BTreeMap<String, u64>) {
+        *self.founding_managers.write().expect("founding lock") = managers;
+    }
+
+    /// The Raft ID of `node_id` if it is one of the founding managers.
+    pub fn founding_manager(&self, node_id: &str) -> Option<u64> {
+        self.founding_managers
+            .read()
+            .expect("founding lock")
+            .get(node_id)
+            .copied()
     }
 
     /// Reads the current state.

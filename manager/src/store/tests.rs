@@ -269,3 +269,93 @@ fn task_states_only_move_forward_and_only_from_their_node() {
         TaskState::Shutdown
     );
 }
+
+#[test]
+fn a_root_rotation_ends_when_the_last_node_holds_a_certificate_of_the_new_root() {
+    use shoal_proto::v1::{NodeCertificate, RootCa, RootRotation};
+    let mut state = ClusterState::default();
+    let mut c = cluster();
+    c.root_ca = Some(RootCa {
+        cert_pem: "old".into(),
+        key_pem: "old key".into(),
+        digest: "d-old".into(),
+    });
+    apply(&mut state, Command::CreateCluster(c)).0.unwrap();
+    for id in ["n1", "n2"] {
+        apply(&mut state, Command::CreateNode(node(id))).0.unwrap();
+    }
+    let rotation = RootRotation {
+        new_root: Some(RootCa {
+            cert_pem: "new".into(),
+            key_pem: "new key".into(),
+            digest: "d-new".into(),
+        }),
+        cross_signed_pem: "cross".into(),
+    };
+    let tokens = JoinTokens {
+        worker: "w2".into(),
+        manager: "m2".into(),
+    };
+    let start = Command::StartRootRotation {
+        rotation: rotation.clone(),
+        join_tokens: tokens.clone(),
+        at_ms: 5,
+    };
+    apply(&mut state, start.clone()).0.unwrap();
+    let cluster = state.cluster.clone().unwrap();
+    assert_eq!(rotation::signing_root(&cluster).digest, "d-new");
+    assert_eq!(cluster.join_tokens, Some(tokens));
+    assert_eq!(rotation::progress(&state), Some((0, 2)));
+    // A second rotation while one runs is refused and changes nothing.
+    let before = state.clone();
+    assert!(matches!(
+        apply(&mut state, start).0,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(state, before);
+
+    let issued = |digest: &str| NodeCertificate {
+        not_before_ms: 1,
+        not_after_ms: 2,
+        root_digest: digest.into(),
+    };
+    apply(
+        &mut state,
+        Command::SetNodeCertificate {
+            node_id: "n1".into(),
+            certificate: issued("d-new"),
+        },
+    )
+    .0
+    .unwrap();
+    assert_eq!(rotation::progress(&state), Some((1, 2)));
+    // A renewal from the old root (a node that renewed just before) does not count.
+    apply(
+        &mut state,
+        Command::SetNodeCertificate {
+            node_id: "n2".into(),
+            certificate: issued("d-old"),
+        },
+    )
+    .0
+    .unwrap();
+    assert!(state.cluster.as_ref().unwrap().root_rotation.is_some());
+    let (result, events) = apply(
+        &mut state,
+        Command::SetNodeCertificate {
+            node_id: "n2".into(),
+            certificate: issued("d-new"),
+        },
+    );
+    result.unwrap();
+    let cluster = state.cluster.clone().unwrap();
+    assert!(cluster.root_rotation.is_none());
+    assert_eq!(cluster.root_ca.unwrap().digest, "d-new");
+    assert_eq!(
+        rotation::trust_bundle(state.cluster.as_ref().unwrap()),
+        "new"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, StoreEvent::ClusterUpdated(c) if c.root_rotation.is_none())));
+}
