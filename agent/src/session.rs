@@ -205,7 +205,7 @@ async fn run(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         });
-        let pause = reconnect.ended(&addr, hint.as_deref(), &mut rng);
+        let pause = reconnect.ended(&addr, hint.as_deref(), std::time::Instant::now(), &mut rng);
         match outcome {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
                 tracing::error!(manager = %addr, "the swarm refused this node: {}", status.message());
