@@ -30,6 +30,17 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// a second more). Past it, the hint is believed.
 pub const STALE_HINT_PATIENCE: Duration = Duration::from_secs(2);
 
+/// How an attempt without a leader hint ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The manager could not be reached, or its session broke.
+    Failed,
+    /// The manager answered but opened no session and named no leader (a
+    /// follower during an election): it is alive, so it does not take the
+    /// "failed" mark off the manager that really failed.
+    Answered,
+}
+
 /// The agent's reconnection state across session attempts.
 #[derive(Debug, Default, Clone)]
 pub struct Reconnect {
@@ -80,6 +91,7 @@ impl Reconnect {
         &mut self,
         addr: &str,
         hint: Option<&str>,
+        attempt: Attempt,
         now: Instant,
         rng: &mut impl Rng,
     ) -> Duration {
@@ -104,6 +116,10 @@ impl Reconnect {
             // A stale hint back to the manager that just failed: `addr`
             // answered but knows no better yet (an election is running).
             Some(_) => {
+                self.failures = self.failures.saturating_add(1);
+                backoff(self.failures, rng)
+            }
+            None if attempt == Attempt::Answered => {
                 self.failures = self.failures.saturating_add(1);
                 backoff(self.failures, rng)
             }
@@ -136,7 +152,7 @@ mod tests {
         /// `ended` at a moment within the stale-hint patience of any
         /// failure these tests make.
         fn ended_now(&mut self, addr: &str, hint: Option<&str>, rng: &mut StdRng) -> Duration {
-            self.ended(addr, hint, *EPOCH, rng)
+            self.ended(addr, hint, Attempt::Failed, *EPOCH, rng)
         }
     }
 
@@ -197,20 +213,40 @@ mod tests {
         assert_eq!(r.next(&list()).as_deref(), Some("a:1"));
         r.established();
         // This agent's host was cut off from the leader a for a moment.
-        r.ended("a:1", None, t0, &mut rng);
+        r.ended("a:1", None, Attempt::Failed, t0, &mut rng);
         let mut at = t0;
         // b and c keep naming a: within the patience that is taken for a
         // stale view, and the agent keeps away from a.
         while at.duration_since(t0) < STALE_HINT_PATIENCE {
             let next = r.next(&list()).unwrap();
             assert_ne!(next, "a:1");
-            assert!(r.ended(&next, Some("a:1"), at, &mut rng) > Duration::ZERO);
+            assert!(r.ended(&next, Some("a:1"), Attempt::Failed, at, &mut rng) > Duration::ZERO);
             at += Duration::from_millis(300);
         }
         // Past it, a is the leader: back there at once.
         let next = r.next(&list()).unwrap();
-        assert_eq!(r.ended(&next, Some("a:1"), at, &mut rng), Duration::ZERO);
+        assert_eq!(
+            r.ended(&next, Some("a:1"), Attempt::Failed, at, &mut rng),
+            Duration::ZERO
+        );
         assert_eq!(r.next(&list()).as_deref(), Some("a:1"));
+    }
+
+    #[test]
+    fn a_follower_without_a_leader_yet_does_not_clear_the_dead_leaders_mark() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut r = Reconnect::default();
+        r.next(&list());
+        r.established();
+        // The leader a's host is cut off; b answers, mid-election, with no
+        // leader to name. Before, b became "the failed one" and the
+        // rotation went back to a (a connect timeout) next.
+        r.ended("a:1", None, Attempt::Failed, *EPOCH, &mut rng);
+        for _ in 0..6 {
+            let next = r.next(&list()).unwrap();
+            assert_ne!(next, "a:1", "back to the manager whose host is cut off");
+            assert!(r.ended(&next, None, Attempt::Answered, *EPOCH, &mut rng) > Duration::ZERO);
+        }
     }
 
     #[test]
