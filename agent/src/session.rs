@@ -205,6 +205,7 @@ async fn run(
             continue;
         };
         let mut established = false;
+        let mut connected = false;
         let outcome = session(
             &config,
             &addr,
@@ -214,7 +215,7 @@ async fn run(
             &worker,
             &reporter,
             &runtimes,
-            (&mut established, &mut lost_at),
+            (&mut connected, &mut established, &mut lost_at),
         )
         .await;
         up.send_replace(false);
@@ -230,7 +231,20 @@ async fn run(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         });
-        let pause = reconnect.ended(&addr, hint.as_deref(), &mut rng);
+        // A manager that completed the TLS handshake but opened no session
+        // (a follower with no leader to name yet) is alive: not "failed".
+        let outcome_of = if connected && !established {
+            reconnect::Attempt::Answered
+        } else {
+            reconnect::Attempt::Failed
+        };
+        let pause = reconnect.ended(
+            &addr,
+            hint.as_deref(),
+            outcome_of,
+            std::time::Instant::now(),
+            &mut rng,
+        );
         match outcome {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
                 tracing::error!(manager = %addr, "the swarm refused this node: {}", status.message());
@@ -300,9 +314,10 @@ async fn session(
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
-    (established, lost_at): (&mut bool, &mut Option<tokio::time::Instant>),
+    (connected, established, lost_at): (&mut bool, &mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, &config.credentials, &config.known_managers).await?;
+    *connected = true;
     let mut client = DispatcherClient::new(channel.clone());
     let mut stream = client
         .session(SessionRequest {

@@ -230,6 +230,7 @@ impl Ca for CaService {
                 state: NodeState::Unknown as i32,
                 message: "joined; waiting for its first session".into(),
                 addr: host_of(&request.advertise_addr),
+                ..Default::default()
             }),
             manager_status: (role == Role::Manager).then(|| ManagerStatus {
                 raft_id: request.raft_id,

@@ -603,7 +603,8 @@ impl Control for ControlService {
         if self.route(&request, local, false).await? {
             let call: Call<_, _> =
                 |mut leader, request| Box::pin(async move { leader.update_service(request).await });
-            return self.forward(request.into_inner(), call, None).await;
+            let lookup: Lookup<_, _> = updated_service;
+            return self.forward(request.into_inner(), call, Some(lookup)).await;
         }
         self.update_service_here(request).await
     }
@@ -730,6 +731,41 @@ fn created_service(
     })
 }
 
+/// The update's lookup: an update that carries the spec version it expects
+/// and committed before its reply was lost shows as exactly its spec, one
+/// version on. Sending it again would fail as a version conflict — with the
+/// caller's own write.
+fn updated_service(
+    mut leader: ControlClient<Channel>,
+    request: UpdateServiceRequest,
+) -> BoxFuture<'static, Option<Service>> {
+    Box::pin(async move {
+        let lookup = GetServiceRequest {
+            service: request.service.clone(),
+        };
+        let info = leader
+            .get_service(forwarded(Request::new(lookup)))
+            .await
+            .ok()?
+            .into_inner();
+        info.service
+            .filter(|stored| is_committed_update(&request, stored))
+    })
+}
+
+/// Whether `stored` is what `request` makes of the version it expects: the
+/// spec it sends at the next version. Only for updates that name a version
+/// (an unconditional one is harmless to repeat) and change the spec (one
+/// that does not keeps the version, so its repeat does not conflict); a
+/// rollback's result is not known from the request.
+pub fn is_committed_update(request: &UpdateServiceRequest, stored: &Service) -> bool {
+    !request.rollback
+        && request.expected_spec_version != 0
+        && request.spec.is_some()
+        && stored.spec_version == request.expected_spec_version + 1
+        && stored.spec == request.spec
+}
+
 /// Metadata marking a call one manager forwarded to another, so that two
 /// managers that disagree about the leader never bounce a call forever.
 pub const FORWARDED: &str = "x-shoal-forwarded";
@@ -794,9 +830,9 @@ impl ControlService {
     /// stopped and an election began — a silent partition never breaks the
     /// connection), the call is sent again to the new leader as soon as one
     /// is known, within [`FORWARD_PATIENCE`]. A call that may have committed
-    /// is not repeated blindly: `lookup` (for creates) first asks the new
-    /// leader whether its effect is already there. Other writes are safe to
-    /// repeat (they set fields, or carry the spec version they expect).
+    /// is not repeated blindly: `lookup` (creates, versioned updates) first
+    /// asks the new leader whether its effect is already there. Other writes
+    /// are safe to repeat (they set fields).
     async fn forward<Req, Resp>(
         &self,
         message: Req,
@@ -1100,5 +1136,57 @@ impl ControlService {
         self.manager.propose(command).await?;
         tracing::info!(new_root = %digest, "root CA rotation started");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::v1::{Service, ServiceSpec, UpdateServiceRequest};
+
+    use super::is_committed_update;
+
+    fn spec(replicas: u64) -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            replicas,
+            ..Default::default()
+        }
+    }
+
+    fn update(expected: u64, replicas: u64) -> UpdateServiceRequest {
+        UpdateServiceRequest {
+            service: "web".into(),
+            spec: Some(spec(replicas)),
+            expected_spec_version: expected,
+            rollback: false,
+        }
+    }
+
+    fn stored(version: u64, replicas: u64) -> Service {
+        Service {
+            spec: Some(spec(replicas)),
+            spec_version: version,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_update_that_committed_is_recognised_by_its_spec_one_version_on() {
+        assert!(is_committed_update(&update(4, 3), &stored(5, 3)));
+    }
+
+    #[test]
+    fn anything_else_is_not_taken_for_the_callers_write() {
+        // Not committed yet: still at the expected version.
+        assert!(!is_committed_update(&update(4, 3), &stored(4, 1)));
+        // Another writer's spec at the next version.
+        assert!(!is_committed_update(&update(4, 3), &stored(5, 2)));
+        // The same spec, but further on: another write came in between.
+        assert!(!is_committed_update(&update(4, 3), &stored(6, 3)));
+        // Unconditional updates and rollbacks are not looked up.
+        assert!(!is_committed_update(&update(0, 3), &stored(1, 3)));
+        let mut rollback = update(4, 3);
+        rollback.rollback = true;
+        assert!(!is_committed_update(&rollback, &stored(5, 3)));
     }
 }

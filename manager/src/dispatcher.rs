@@ -114,6 +114,17 @@ impl Dispatcher {
             tokio::time::sleep(period / 4).await;
             if !self.is_leader() {
                 leading_since = None;
+                // Sessions belong to a leader: a manager that lost the lead
+                // ends them (their streams close), so each agent moves on to
+                // the new leader instead of heartbeating a follower that no
+                // longer records anything for it.
+                let ended = std::mem::take(&mut *self.sessions.lock().expect("sessions lock"));
+                if !ended.is_empty() {
+                    tracing::info!(
+                        sessions = ended.len(),
+                        "not the leader any more: ending agent sessions"
+                    );
+                }
                 continue;
             }
             let now = Instant::now();
@@ -285,6 +296,10 @@ impl DispatcherRpc for Dispatcher {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let peer = auth::require_peer(&request, &self.store, &[Role::Manager, Role::Worker])?;
+        // Only the leader's heartbeats count: a follower (say, a leader
+        // deposed while partitioned, whose own agent still reaches it over
+        // loopback) says who leads instead, and the agent goes there.
+        self.require_leader()?;
         let session_id = request.into_inner().session_id;
         {
             let mut sessions = self.sessions.lock().expect("sessions lock");

@@ -245,6 +245,8 @@ pub fn inspect_json(node: &Node) -> Value {
             "State": names::node_state(status.state()).to_lowercase(),
             "Message": status.message,
             "Addr": status.addr,
+            "SessionStartedAt": (status.session_started_at_ms > 0)
+                .then(|| output::rfc3339(status.session_started_at_ms)),
         },
     });
     if let Some(m) = node.manager_status.as_ref() {

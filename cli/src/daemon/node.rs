@@ -402,6 +402,7 @@ impl Node {
                 state: NodeState::Unknown as i32,
                 message: String::new(),
                 addr: advertise_ip.clone(),
+                ..Default::default()
             }),
             manager_status: Some(ManagerStatus {
                 raft_id,

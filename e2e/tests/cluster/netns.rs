@@ -23,6 +23,19 @@ use std::process::Command;
 
 use crate::util::{Daemon, TestDir};
 
+/// Which of a host's packets a cut drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Everything in and out: the host is gone for everyone else.
+    Both,
+    /// What reaches the host: it still sends (heartbeats, append-entries,
+    /// TCP segments) but hears no answer, not even TCP's acknowledgements.
+    Incoming,
+    /// What the host sends: it hears everyone (a new leader's higher term
+    /// included) but nobody hears it.
+    Outgoing,
+}
+
 /// The namespaces, veths, bridge and FORWARD rule of one test.
 pub struct Net {
     /// A short tag unique to this test process, in every name it creates.
@@ -130,17 +143,43 @@ impl Net {
 
     /// Cuts host `i` off: every packet in or out of its veth is dropped.
     pub fn cut(&self, i: u8) {
-        self.exec(
-            i,
-            &[
-                "nft",
-                "add table inet shoalcut; \
-                 add chain inet shoalcut in { type filter hook input priority -300; policy accept; }; \
-                 add chain inet shoalcut out { type filter hook output priority -300; policy accept; }; \
-                 add rule inet shoalcut in iifname \"eth0\" drop; \
-                 add rule inet shoalcut out oifname \"eth0\" drop",
-            ],
+        self.cut_with(i, Cut::Both);
+    }
+
+    /// Cuts host `i` off in the directions `cut` names (silent drops on its
+    /// veth, inside the host). One cut per host at a time; [`Net::heal`]
+    /// removes it.
+    pub fn cut_with(&self, i: u8, cut: Cut) {
+        let (drop_in, drop_out) = match cut {
+            Cut::Both => (true, true),
+            Cut::Incoming => (true, false),
+            Cut::Outgoing => (false, true),
+        };
+        let mut rules = String::from(
+            "add table inet shoalcut; \
+             add chain inet shoalcut in { type filter hook input priority -300; policy accept; }; \
+             add chain inet shoalcut out { type filter hook output priority -300; policy accept; }",
         );
+        if drop_in {
+            rules.push_str("; add rule inet shoalcut in iifname \"eth0\" drop");
+        }
+        if drop_out {
+            rules.push_str("; add rule inet shoalcut out oifname \"eth0\" drop");
+        }
+        self.exec(i, &["nft", &rules]);
+    }
+
+    /// Drops host `i`'s TCP segments from `port` to host `to`: the answers
+    /// of `i`'s listener to `to` are lost while everything else (`i`'s own
+    /// connections to `to`, and `to`'s requests, which still arrive) passes.
+    /// A later [`Net::cut_with`] adds to it; [`Net::heal`] removes both.
+    pub fn drop_answers(&self, i: u8, port: u16, to: u8) {
+        let rules = format!(
+            "add table inet shoalcut; \
+             add chain inet shoalcut out {{ type filter hook output priority -300; policy accept; }}; \
+             add rule inet shoalcut out ip daddr 10.77.0.{to} tcp sport {port} drop"
+        );
+        self.exec(i, &["nft", &rules]);
     }
 
     /// Heals host `i`'s cut.

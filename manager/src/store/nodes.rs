@@ -75,6 +75,7 @@ impl ClusterState {
             state: NodeState::Ready as i32,
             message: String::new(),
             addr,
+            session_started_at_ms: at_ms,
         });
         bump(&mut node.meta, at_ms);
         events.push(StoreEvent::Node(Change::Updated, node.clone()));
