@@ -22,6 +22,8 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             raft_election_timeout,
             snapshot_interval,
             dispatcher_heartbeat,
+            default_addr_pool,
+            default_addr_pool_mask_length,
         } => {
             let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64).unwrap_or(0);
             let response = local
@@ -36,6 +38,8 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                         snapshot_interval: snapshot_interval.unwrap_or(0),
                     }),
                     dispatcher_heartbeat_ms: ms(dispatcher_heartbeat),
+                    default_addr_pool,
+                    default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
                 })
                 .await?
                 .into_inner();
