@@ -722,15 +722,32 @@ impl ControlService {
         };
         // The VIPs are allocated with the service, so that `create` says
         // at once when a network is full and `inspect` shows them at once.
+        // The leader's allocator may take a chosen address for a task
+        // meanwhile: the store then refuses the service, and the VIPs are
+        // chosen again.
         let mut service = service;
-        service.endpoint = self
-            .manager
-            .store()
-            .read(|s| networks::plan_vips(s, &service))?;
-        self.manager
-            .propose(Command::CreateService(service.clone()))
-            .await?;
-        Ok(service)
+        let mut attempt = 0;
+        loop {
+            service.endpoint = self
+                .manager
+                .store()
+                .read(|s| networks::plan_vips(s, &service))?;
+            match self
+                .manager
+                .propose(Command::CreateService(service.clone()))
+                .await
+            {
+                Err(crate::ManagerError::Store(crate::store::StoreError::Conflict(m)))
+                    if attempt < 5 && m.starts_with("virtual IP") =>
+                {
+                    attempt += 1;
+                }
+                other => {
+                    other?;
+                    return Ok(service);
+                }
+            }
+        }
     }
 }
 

@@ -215,13 +215,17 @@ impl ControlService {
         request: Request<RemoveNetworkRequest>,
     ) -> Result<Response<RemoveNetworkResponse>, Status> {
         let reference = request.into_inner().network;
-        let (id, users) = self.manager.store().read(|s| {
+        let (id, name, users) = self.manager.store().read(|s| {
             let network = resolve_network(s, &reference)?;
-            Ok::<_, Status>((network.id.clone(), s.services_using(&network.id)))
+            Ok::<_, Status>((
+                network.id.clone(),
+                network::network_name(network),
+                s.services_using(&network.id),
+            ))
         })?;
         if !users.is_empty() {
             return Err(Status::failed_precondition(format!(
-                "network {reference} is in use by service{} {}: remove {} or detach {} with `shoal service update --network-rm {reference}` first",
+                "network {name} is in use by service{} {}: remove {} or detach {} with `shoal service update --network-rm {name}` first",
                 if users.len() == 1 { "" } else { "s" },
                 users.join(", "),
                 if users.len() == 1 { "it" } else { "them" },
