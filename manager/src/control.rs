@@ -728,6 +728,8 @@ impl ControlService {
         let mut service = service;
         let mut attempt = 0;
         loop {
+            // Plan from nothing: a VIP refused last time must not be kept.
+            service.endpoint = None;
             service.endpoint = self
                 .manager
                 .store()
