@@ -1,6 +1,6 @@
 //! What a node reports about itself when its session starts.
 
-use shoal_proto::v1::{NodeDescription, Platform, Resources};
+use shoal_proto::v1::{NodeDescription, OverlayCapability, Platform, Resources};
 
 /// Runtimes every node has. Others (docker) are detected by their executors.
 pub const BUILTIN_RUNTIMES: &[&str] = &["process"];
@@ -20,6 +20,27 @@ pub fn describe(hostname: &str) -> NodeDescription {
         }),
         runtimes: BUILTIN_RUNTIMES.iter().map(|r| r.to_string()).collect(),
         engine_version: String::new(),
+        overlay: Some(overlay_capability()),
+    }
+}
+
+/// Whether this node can attach tasks to overlay networks.
+///
+/// Not probed yet: the node side of overlay networks (`overlay-net`) is
+/// wired into the agent separately, and will detect CAP_NET_ADMIN and the
+/// vxlan module here. Until then a node reports itself capable, unless
+/// `SHOAL_OVERLAY_UNSUPPORTED` (the reason, in words) says otherwise — which
+/// lets the managers' placement rule be tested end to end.
+fn overlay_capability() -> OverlayCapability {
+    match std::env::var("SHOAL_OVERLAY_UNSUPPORTED") {
+        Ok(reason) if !reason.is_empty() => OverlayCapability {
+            supported: false,
+            reason,
+        },
+        _ => OverlayCapability {
+            supported: true,
+            reason: "not probed yet".into(),
+        },
     }
 }
 

@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage stacks: groups of services deployed from Compose files.
     #[command(subcommand)]
     Stack(StackCommand),
+    /// Manage overlay networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
     /// the quick start's example service runs it.
     ExampleServer {
@@ -200,6 +203,15 @@ pub struct ServiceUpdateArgs {
     /// Roll back to the previous specification.
     #[arg(long)]
     pub rollback: bool,
+    /// Attach the service to a network: NAME, or name=NAME,alias=ALIAS.
+    #[arg(long, value_name = "NETWORK")]
+    pub network_add: Vec<String>,
+    /// Detach the service from a network (name or ID).
+    #[arg(long, value_name = "NETWORK")]
+    pub network_rm: Vec<String>,
+    /// How the service is found on its networks: vip or dnsrr.
+    #[arg(long, value_name = "MODE")]
+    pub endpoint_mode: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -337,6 +349,12 @@ pub struct ServiceCreateArgs {
     /// Placement preference, e.g. spread=node.labels.zone (repeatable).
     #[arg(long)]
     pub placement_pref: Vec<String>,
+    /// Network to attach to: NAME, or name=NAME,alias=ALIAS (repeatable).
+    #[arg(long, value_name = "NETWORK")]
+    pub network: Vec<String>,
+    /// How the service is found on its networks: vip (default) or dnsrr.
+    #[arg(long, value_name = "MODE")]
+    pub endpoint_mode: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -404,6 +422,13 @@ pub enum SwarmCommand {
         /// key (`swarm unlock`) before it serves.
         #[arg(long)]
         autolock: bool,
+        /// Address pool (CIDR) that overlay networks without --subnet are
+        /// carved from (repeatable; default 10.0.0.0/8).
+        #[arg(long, value_name = "CIDR")]
+        default_addr_pool: Vec<String>,
+        /// Prefix length of the subnets carved from the pools (default 24).
+        #[arg(long, value_name = "N")]
+        default_addr_pool_mask_length: Option<u32>,
     },
     /// Join a swarm as a node.
     Join {
@@ -635,4 +660,70 @@ pub enum StackCommand {
         #[arg(short = 'c', long = "compose-file", required = true)]
         compose_file: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create an overlay network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only display IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate the output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Display detailed information on one or more networks, with who
+    /// holds which address.
+    Inspect {
+        /// Output format (inspect always prints JSON).
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Network names or IDs.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks (refused while a service uses one).
+    #[command(alias = "remove")]
+    Rm {
+        /// Network names or IDs.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// Driver to manage the network (only overlay).
+    #[arg(short, long, default_value = "overlay")]
+    pub driver: String,
+    /// Subnet in CIDR format (default: one from the swarm's address pools).
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Gateway address of the subnet (default: its first address).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<String>,
+    /// Allocate task and VIP addresses from this part of the subnet (CIDR).
+    #[arg(long, value_name = "CIDR")]
+    pub ip_range: Option<String>,
+    /// Restrict external access to the network.
+    #[arg(long)]
+    pub internal: bool,
+    /// Accepted for Docker compatibility (shoal has no standalone containers).
+    #[arg(long)]
+    pub attachable: bool,
+    /// Driver options, e.g. mtu=1400 (KEY=VALUE).
+    #[arg(short, long = "opt", value_name = "KEY=VALUE")]
+    pub opt: Vec<String>,
+    /// Network labels (KEY=VALUE).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Network name.
+    pub name: String,
 }

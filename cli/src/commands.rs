@@ -4,6 +4,7 @@ pub mod example_server;
 pub mod info;
 pub mod listing;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod service;
 pub mod stack;
@@ -40,6 +41,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(host, args).await,
         Command::Service(command) => service::run(host, command).await,
         Command::Stack(command) => stack::run(host, command).await,
+        Command::Network(command) => network::run(host, command).await,
         Command::ExampleServer { base_port } => example_server::run(base_port).await,
     }
 }

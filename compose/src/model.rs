@@ -252,6 +252,16 @@ pub struct NetworkDef {
     /// The name on the cluster, when it differs from the key.
     pub name: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `ipam.config` entries (shoal uses the first: one IPv4 subnet).
+    pub ipam: Vec<IpamPool>,
+}
+
+/// One `ipam.config` entry of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -675,9 +675,13 @@ fn network_def(w: &mut Walker<'_>, node: &Node, path: &str) -> Result<NetworkDef
             "external",
             "name",
             "labels",
+            "ipam",
         ],
-        &["ipam", "enable_ipv4", "enable_ipv6"],
+        &["enable_ipv4", "enable_ipv6"],
     )?;
+    if let Some(n) = o.get("ipam") {
+        def.ipam = ipam(w, n, &child(path, "ipam"))?;
+    }
     if let Some(n) = o.get("driver") {
         def.driver = Some(string(n, &child(path, "driver"))?);
     }
@@ -702,6 +706,57 @@ fn network_def(w: &mut Walker<'_>, node: &Node, path: &str) -> Result<NetworkDef
         def.labels = labels(n, &child(path, "labels"))?;
     }
     Ok(def)
+}
+
+/// A network's `ipam:`: the `config` list of subnets (the `driver` is
+/// the default one; IPAM `options` have no meaning for shoal's allocator).
+fn ipam(w: &mut Walker<'_>, node: &Node, path: &str) -> Result<Vec<IpamPool>, ComposeError> {
+    if node.value == Value::Null {
+        return Ok(Vec::new());
+    }
+    let o = w.obj(node, path, &["driver", "config"], &["options"])?;
+    if let Some(n) = o.get("driver") {
+        let driver = string(n, &child(path, "driver"))?;
+        if driver != "default" {
+            return Err(invalid(
+                &n.pos,
+                &child(path, "driver"),
+                format!("IPAM driver {driver:?} is not supported: shoal has its own (use `default` or leave it out)"),
+            ));
+        }
+    }
+    let Some(config) = o.get("config") else {
+        return Ok(Vec::new());
+    };
+    let config_path = child(path, "config");
+    let Value::Seq(items) = &config.value else {
+        return Err(invalid(
+            &config.pos,
+            &config_path,
+            format!("expected a list of subnets, got {}", describe(config)),
+        ));
+    };
+    let mut pools = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let item_path = index(&config_path, i);
+        let o = w.obj(
+            item,
+            &item_path,
+            &["subnet", "gateway", "ip_range"],
+            &["aux_addresses"],
+        )?;
+        let field = |key: &str| {
+            o.get(key)
+                .map(|n| string(n, &child(&item_path, key)))
+                .transpose()
+        };
+        pools.push(IpamPool {
+            subnet: field("subnet")?,
+            gateway: field("gateway")?,
+            ip_range: field("ip_range")?,
+        });
+    }
+    Ok(pools)
 }
 
 fn volume_def(w: &mut Walker<'_>, node: &Node, path: &str) -> Result<VolumeDef, ComposeError> {

@@ -48,14 +48,10 @@ async fn init(state: State, body: axum::body::Bytes) -> ApiResult<Json<String>> 
         .as_deref()
         .is_some_and(|a| !a.is_empty())
         || request.data_path_port.is_some_and(|p| p != 0)
-        || request
-            .default_addr_pool
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
     {
         return Err(ApiError::bad_request(
-            "shoal has no data path (overlay networks) yet: --data-path-addr, --data-path-port \
-             and --default-addr-pool cannot be set",
+            "shoal's overlay traffic uses each node's advertise address: --data-path-addr and \
+             --data-path-port cannot be set",
         ));
     }
     if request
@@ -87,6 +83,8 @@ async fn init(state: State, body: axum::body::Bytes) -> ApiResult<Json<String>> 
             raft: None,
             dispatcher_heartbeat_ms: heartbeat_ms,
             autolock: false,
+            default_addr_pool: request.default_addr_pool.clone().unwrap_or_default(),
+            default_addr_pool_mask_length: request.subnet_size.unwrap_or(0),
         })
         .await?
         .into_inner();

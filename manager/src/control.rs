@@ -15,18 +15,22 @@ use tonic::transport::Channel;
 use shoal_proto::v1::control_server::Control;
 use shoal_proto::v1::{control_client::ControlClient, NodeAvailability};
 use shoal_proto::v1::{
-    Cluster, CreateServiceRequest, GetClusterRequest, GetNodeRequest, GetServiceRequest,
-    ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
-    ListTasksRequest, ListTasksResponse, Meta, Node, NodeRole, NodeState, Reachability,
-    RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse,
-    RotateJoinTokenRequest, Service, ServiceInfo, TaskInfo, TaskState, UpdateClusterRequest,
-    UpdateNodeRequest, UpdateServiceRequest,
+    Cluster, CreateNetworkRequest, CreateServiceRequest, GetClusterRequest, GetNetworkRequest,
+    GetNodeRequest, GetServiceRequest, ListNetworksRequest, ListNetworksResponse, ListNodesRequest,
+    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
+    ListTasksResponse, Meta, Network, NetworkInfo, Node, NodeRole, NodeState, Reachability,
+    RemoveNetworkRequest, RemoveNetworkResponse, RemoveNodeRequest, RemoveNodeResponse,
+    RemoveServiceRequest, RemoveServiceResponse, RotateJoinTokenRequest, Service, ServiceInfo,
+    TaskInfo, TaskState, UpdateClusterRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
 use shoal_security::{JoinToken, Role};
 use tonic::{Request, Response, Status};
 
 use crate::store::{ClusterState, Command};
 use crate::{auth, Manager};
+
+mod networks;
+pub use networks::resolve_network;
 
 pub struct ControlService {
     manager: Arc<Manager>,
@@ -325,10 +329,18 @@ impl ControlService {
                 at_ms: crate::now_ms(),
             }
         } else {
-            let spec = request
+            let mut spec = request
                 .spec
                 .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
             crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+            self.manager.store().read(|s| {
+                networks::resolve_spec_networks(s, &mut spec)?;
+                // A network added must have room for the VIP; the leader's
+                // allocator then hands it out.
+                let mut changed = s.services.get(&id).cloned().unwrap_or_default();
+                changed.spec = Some(spec.clone());
+                networks::plan_vips(s, &changed).map(|_| ())
+            })?;
             Command::UpdateServiceSpec {
                 service_id: id.clone(),
                 spec,
@@ -637,6 +649,60 @@ impl Control for ControlService {
         self.list_tasks_here(request).await
     }
 
+    async fn create_network(
+        &self,
+        request: Request<CreateNetworkRequest>,
+    ) -> Result<Response<Network>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.create_network(request).await });
+            return self
+                .forward(request.into_inner(), call, Some(created_network))
+                .await;
+        }
+        self.create_network_here(request).await
+    }
+
+    async fn list_networks(
+        &self,
+        request: Request<ListNetworksRequest>,
+    ) -> Result<Response<ListNetworksResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_networks(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.list_networks_here(request).await
+    }
+
+    async fn get_network(
+        &self,
+        request: Request<GetNetworkRequest>,
+    ) -> Result<Response<NetworkInfo>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.get_network(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.get_network_here(request).await
+    }
+
+    async fn remove_network(
+        &self,
+        request: Request<RemoveNetworkRequest>,
+    ) -> Result<Response<RemoveNetworkResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.remove_network(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.remove_network_here(request).await
+    }
+
     async fn update_node(
         &self,
         request: Request<UpdateNodeRequest>,
@@ -654,10 +720,13 @@ impl Control for ControlService {
 
 impl ControlService {
     async fn create_service_impl(&self, request: CreateServiceRequest) -> Result<Service, Status> {
-        let spec = request
+        let mut spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
         crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+        self.manager
+            .store()
+            .read(|s| networks::resolve_spec_networks(s, &mut spec))?;
         if self
             .manager
             .store()
@@ -680,12 +749,38 @@ impl ControlService {
             previous_spec: None,
             spec_version: 1,
             update_status: None,
+            endpoint: None,
         };
-
-        self.manager
-            .propose(Command::CreateService(service.clone()))
-            .await?;
-        Ok(service)
+        // The VIPs are allocated with the service, so that `create` says
+        // at once when a network is full and `inspect` shows them at once.
+        // The leader's allocator may take a chosen address for a task
+        // meanwhile: the store then refuses the service, and the VIPs are
+        // chosen again.
+        let mut service = service;
+        let mut attempt = 0;
+        loop {
+            // Plan from nothing: a VIP refused last time must not be kept.
+            service.endpoint = None;
+            service.endpoint = self
+                .manager
+                .store()
+                .read(|s| networks::plan_vips(s, &service))?;
+            match self
+                .manager
+                .propose(Command::CreateService(service.clone()))
+                .await
+            {
+                Err(crate::ManagerError::Store(crate::store::StoreError::Conflict(m)))
+                    if attempt < 5 && m.starts_with("virtual IP") =>
+                {
+                    attempt += 1;
+                }
+                other => {
+                    other?;
+                    return Ok(service);
+                }
+            }
+        }
     }
 }
 
@@ -764,6 +859,29 @@ pub fn is_committed_update(request: &UpdateServiceRequest, stored: &Service) -> 
         && request.spec.is_some()
         && stored.spec_version == request.expected_spec_version + 1
         && stored.spec == request.spec
+}
+
+/// The network create's lookup: a network of that name with exactly that
+/// spec (the driver filled in) is the one the lost attempt created.
+fn created_network(
+    mut leader: ControlClient<Channel>,
+    request: CreateNetworkRequest,
+) -> BoxFuture<'static, Option<Network>> {
+    Box::pin(async move {
+        let mut spec = request.spec?;
+        if spec.driver.is_empty() {
+            spec.driver = crate::network::spec::OVERLAY.into();
+        }
+        let lookup = GetNetworkRequest {
+            network: spec.name.clone(),
+        };
+        let info = leader
+            .get_network(forwarded(Request::new(lookup)))
+            .await
+            .ok()?
+            .into_inner();
+        info.network.filter(|n| n.spec.as_ref() == Some(&spec))
+    })
 }
 
 /// Metadata marking a call one manager forwarded to another, so that two

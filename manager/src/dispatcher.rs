@@ -15,9 +15,9 @@ use std::time::Duration;
 use futures::Stream;
 use shoal_proto::v1::dispatcher_server::Dispatcher as DispatcherRpc;
 use shoal_proto::v1::{
-    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NodeState,
-    SessionMessage, SessionRequest, Task, TaskState, TaskStatus, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse,
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NetworkView,
+    NodeState, SessionMessage, SessionRequest, Task, TaskState, TaskStatus,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use shoal_security::Role;
 use tokio::sync::mpsc;
@@ -331,15 +331,30 @@ impl DispatcherRpc for Dispatcher {
         let node_id = peer.node_id.clone();
         tokio::spawn(async move {
             let mut changes = store.changes();
-            let mut last_key: Option<Vec<(String, i32)>> = None;
+            type Key = (Vec<(String, i32, usize)>, NetworkView);
+            let mut last_key: Option<Key> = None;
             loop {
-                let tasks = store.read(|s| assigned_tasks(s, &node_id));
-                let key: Vec<(String, i32)> = tasks
-                    .iter()
-                    .map(|t| (t.id.clone(), t.desired_state))
-                    .collect();
+                let (tasks, network) = store.read(|s| {
+                    (
+                        assigned_tasks(s, &node_id),
+                        crate::network::view::node_view(s, &node_id),
+                    )
+                });
+                // The attachments count too: a task's addresses are part
+                // of what the agent needs.
+                let key: Key = (
+                    tasks
+                        .iter()
+                        .map(|t| (t.id.clone(), t.desired_state, t.networks.len()))
+                        .collect(),
+                    network.clone(),
+                );
                 if last_key.as_ref() != Some(&key) {
-                    if tx.send(Ok(AssignmentsMessage { tasks })).await.is_err() {
+                    let message = AssignmentsMessage {
+                        tasks,
+                        network: Some(network),
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
                         break;
                     }
                     last_key = Some(key);
@@ -448,15 +463,22 @@ fn desired_role(store: &SharedStore, node_id: &str) -> shoal_proto::v1::NodeRole
 /// received it (the agent was down, or the set was in flight) would otherwise
 /// never be reported, and its slot would wait for it forever. The agent runs
 /// the tasks desired to run and stops (or reports stopped, if it never started
-/// them) the others; a task leaving the set is also a signal to stop it.
+/// them) the others; a task leaving the set is also a signal to stop it. A
+/// task on overlay networks is delivered only once it has an address on
+/// each of them.
 pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state
         .tasks
         .values()
         .filter(|t| {
             t.node_id == node_id
-                && (t.desired_state <= TaskState::Running as i32
-                    || !is_terminal(crate::orchestrator::observed(t)))
+                && ((t.desired_state <= TaskState::Running as i32
+                    // A task to run is delivered once it has its addresses
+                    // (a global task is created placed, before the
+                    // allocator's pass).
+                    && crate::network::fully_attached(t))
+                    || (t.desired_state > TaskState::Running as i32
+                        && !is_terminal(crate::orchestrator::observed(t))))
         })
         .cloned()
         .collect()

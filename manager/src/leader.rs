@@ -1,4 +1,5 @@
-//! The leader-only loops: the orchestrator and the scheduler. They run while
+//! The leader-only loops: the orchestrator, the network allocator and the
+//! scheduler. They run while
 //! this manager leads and idle otherwise; each pass recomputes everything from
 //! the store (level-triggered) and waits for its writes to apply before the
 //! next, so a leader change mid-pass duplicates nothing.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use crate::raft::types::Raft;
 use crate::store::SharedStore;
-use crate::{orchestrator, scheduling};
+use crate::{network, orchestrator, scheduling};
 
 /// A pass runs at least this often even without store changes.
 const RESYNC: Duration = Duration::from_secs(1);
@@ -31,6 +32,12 @@ async fn pass(raft: &Raft, store: &SharedStore) -> Result<(), crate::ManagerErro
     let now = crate::now_ms();
     let mut new_id = crate::new_id;
     let commands = store.read(|s| orchestrator::reconcile(s, now, &mut new_id));
+    for command in commands {
+        crate::raft::propose(raft, command).await?;
+    }
+    // Addresses before placement: the scheduler places only tasks that
+    // have an address on every network they need.
+    let commands = store.read(|s| network::allocate(s, now));
     for command in commands {
         crate::raft::propose(raft, command).await?;
     }

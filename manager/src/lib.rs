@@ -18,6 +18,7 @@
 //! - [`spec`]: validation of service specs.
 //! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
 //! - [`scheduling`]: the store side of the scheduler crate.
+//! - [`network`]: overlay networks: IPAM, allocation, the per-node view.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
 //! - [`logs`]: service logs and exec (the log broker agents publish through).
 //! - [`peers`]: which peer managers answered recently (quorum checks).
@@ -36,6 +37,7 @@ pub mod leader;
 pub mod listener;
 pub mod logs;
 pub mod manager;
+pub mod network;
 pub mod orchestrator;
 pub mod peers;
 pub mod raft;

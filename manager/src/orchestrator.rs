@@ -398,6 +398,8 @@ pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
         }),
         service_name: spec.name,
         running_since_ms: 0,
+        // Addresses come from the leader's allocator pass (`network::allocate`).
+        networks: Vec::new(),
     }
 }
 

@@ -70,6 +70,19 @@ pub fn node_view(n: &Node) -> NodeView {
             NodeAvailability::Drain => Availability::Drain,
         },
         runtimes: description.runtimes.clone(),
+        // An agent that does not report it (older, or not probed) is
+        // taken as capable: the agent is the one that knows.
+        overlay_unavailable: description
+            .overlay
+            .as_ref()
+            .filter(|o| !o.supported)
+            .map(|o| {
+                if o.reason.is_empty() {
+                    "overlay networking not available".to_string()
+                } else {
+                    format!("overlay networking not available ({})", o.reason)
+                }
+            }),
         resources: Resources {
             nano_cpus: resources.nano_cpus.max(0) as u64,
             memory_bytes: resources.memory_bytes.max(0) as u64,
@@ -89,6 +102,8 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                 && t.status
                     .as_ref()
                     .is_some_and(|s| s.state() == TaskState::Pending)
+                // Waiting for its addresses (the allocator says why).
+                && crate::network::fully_attached(t)
         })
         .map(|t| TaskRequest {
             id: t.id.clone(),
@@ -100,6 +115,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                 .unwrap_or_default(),
             placement: placement(t),
             reservations: reservations(t),
+            needs_overlay: t.spec.as_ref().is_some_and(|s| !s.networks.is_empty()),
         })
         .collect();
     if pending.is_empty() {

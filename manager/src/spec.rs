@@ -14,6 +14,27 @@ pub const RUNTIMES: &[&str] = &["process", "docker"];
 /// billion tasks.
 pub const MAX_REPLICAS: u64 = 100_000;
 
+/// A network alias: a DNS name (letters, digits, `-`, `_`, `.`), as Docker
+/// accepts them.
+pub fn validate_alias(alias: &str) -> Result<(), String> {
+    let ok = !alias.is_empty()
+        && alias.len() <= 253
+        && alias.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid network alias {alias:?}: use a DNS name (letters, digits, '-', '_' and dots)"
+        ))
+    }
+}
+
 /// Checks a spec, saying what is wrong and what is expected.
 pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_name(&spec.name)?;
@@ -51,6 +72,19 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
                 "unknown runtime {other:?}: expected one of {}",
                 RUNTIMES.join(", ")
             ))
+        }
+    }
+    for attachment in &task.networks {
+        if attachment.target.trim().is_empty() {
+            return Err("a network attachment needs a network name or ID (--network NAME)".into());
+        }
+    }
+    if let Some(endpoint) = spec.endpoint.as_ref() {
+        if shoal_proto::v1::ResolutionMode::try_from(endpoint.mode).is_err() {
+            return Err(format!(
+                "invalid endpoint mode {}: expected vip or dnsrr",
+                endpoint.mode
+            ));
         }
     }
     if let Some(placement) = task.placement.as_ref() {

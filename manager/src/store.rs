@@ -15,11 +15,13 @@
 //! Raft I/O lives in [`crate::raft`]; this module knows nothing about logs.
 //!
 //! # Layout
-//! - `nodes.rs`, `services.rs`, `tasks.rs`: apply, per object kind.
+//! - `nodes.rs`, `services.rs`, `tasks.rs`, `networks.rs`: apply, per
+//!   object kind (`networks.rs` also holds the address checks).
 //! - [`shared`]: the applied state as the manager reads and watches it.
 
 use std::collections::BTreeMap;
 
+mod networks;
 mod nodes;
 pub mod rotation;
 mod services;
@@ -31,8 +33,9 @@ pub use tasks::{is_terminal, task_name};
 
 use serde::{Deserialize, Serialize};
 use shoal_proto::v1::{
-    Cluster, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription, NodeRole, Service,
-    ServiceSpec, Task, TaskState, TaskStatus, UpdateStatus,
+    Cluster, ManagerStatus, Meta, Network, NetworkAttachment, Node, NodeAvailability,
+    NodeDescription, NodeRole, Service, ServiceSpec, Task, TaskState, TaskStatus, UpdateStatus,
+    VirtualIp,
 };
 
 /// Every change the cluster store can apply. Variants are only ever added at
@@ -180,6 +183,24 @@ pub enum Command {
         join_tokens: shoal_proto::v1::JoinTokens,
         at_ms: i64,
     },
+    /// `network create`: a network with its subnet and VXLAN ID, chosen by
+    /// the leader; refused if the name, the VNI or the subnet is taken.
+    CreateNetwork(Network),
+    /// `network rm`: refused while a service's spec names the network.
+    RemoveNetwork { network_id: String },
+    /// Leader: addresses for live tasks that have none. A task whose
+    /// addresses are taken by now (a concurrent decision) is skipped, and
+    /// the next pass decides again.
+    AttachTasks {
+        attachments: Vec<(String, Vec<NetworkAttachment>)>,
+        at_ms: i64,
+    },
+    /// Leader: a service's VIPs after its networks or endpoint mode changed.
+    /// Skipped if a new VIP is taken by now.
+    SetServiceVips {
+        service_id: String,
+        virtual_ips: Vec<VirtualIp>,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -189,6 +210,7 @@ pub enum ObjectKind {
     Node,
     Service,
     Task,
+    Network,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -198,6 +220,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Node => "node",
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
+            ObjectKind::Network => "network",
         })
     }
 }
@@ -250,6 +273,7 @@ pub enum StoreEvent {
     Node(Change, Node),
     Service(Change, Service),
     Task(Change, Task),
+    Network(Change, Network),
     /// The whole state was replaced (a snapshot was installed): re-read everything.
     Reset,
 }
@@ -261,6 +285,8 @@ pub struct ClusterState {
     pub nodes: BTreeMap<String, Node>,
     pub services: BTreeMap<String, Service>,
     pub tasks: BTreeMap<String, Task>,
+    /// Overlay networks by ID.
+    pub networks: BTreeMap<String, Network>,
 }
 
 pub(crate) fn bump(meta: &mut Option<Meta>, at_ms: i64) {
@@ -453,6 +479,15 @@ impl ClusterState {
                 join_tokens,
                 at_ms,
             } => self.start_root_rotation(rotation, join_tokens, at_ms, events),
+            Command::CreateNetwork(network) => self.create_network(network, events),
+            Command::RemoveNetwork { network_id } => self.remove_network(&network_id, events),
+            Command::AttachTasks { attachments, at_ms } => {
+                self.attach_tasks(attachments, at_ms, events)
+            }
+            Command::SetServiceVips {
+                service_id,
+                virtual_ips,
+            } => self.set_service_vips(&service_id, virtual_ips, events),
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

@@ -82,7 +82,7 @@ pub(crate) fn schedule(
 
     let mut cluster = Cluster::new(ordered, placed, &services);
     let pipeline = filter::default_pipeline();
-    let mut static_eligible: HashMap<(&str, &[Constraint]), Vec<Rank>> = HashMap::new();
+    let mut static_eligible: HashMap<(&str, bool, &[Constraint]), Vec<Rank>> = HashMap::new();
     let mut decisions = Decisions::default();
     let mut unplaced: Vec<(&TaskRequest, u32)> = Vec::new();
     for (task, &g) in pending.iter().zip(&group_of_task) {
@@ -90,6 +90,7 @@ pub(crate) fn schedule(
         if let GroupState::Unbuilt = group.state {
             let key = (
                 group.task.runtime.as_str(),
+                group.task.needs_overlay,
                 group.task.placement.constraints.as_slice(),
             );
             let eligible = static_eligible.entry(key).or_insert_with(|| {
@@ -140,9 +141,15 @@ pub(crate) fn schedule(
 struct Requirements<'a>(&'a TaskRequest);
 
 impl Requirements<'_> {
-    fn key(&self) -> (&str, &str, &crate::Placement, &Resources) {
+    fn key(&self) -> (&str, &str, bool, &crate::Placement, &Resources) {
         let t = self.0;
-        (&t.service_id, &t.runtime, &t.placement, &t.reservations)
+        (
+            &t.service_id,
+            &t.runtime,
+            t.needs_overlay,
+            &t.placement,
+            &t.reservations,
+        )
     }
 }
 

@@ -76,6 +76,25 @@ impl Filter for RuntimeFilter {
     }
 }
 
+/// A task on overlay networks needs a node that can attach it (its agent
+/// says whether it can, and why not).
+pub struct OverlayFilter;
+
+impl OverlayFilter {
+    pub(crate) fn accepts(node: &NodeView, task: &TaskRequest) -> bool {
+        !task.needs_overlay || node.overlay_unavailable.is_none()
+    }
+}
+
+impl Filter for OverlayFilter {
+    fn reject(&self, node: &NodeView, task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
+        if Self::accepts(node, task) {
+            return None;
+        }
+        node.overlay_unavailable.clone()
+    }
+}
+
 /// The node must have the task's reservations left. Before constraints, as
 /// in Swarm's pipeline, so a full node reports itself full.
 pub struct ResourceFilter;
@@ -147,6 +166,7 @@ pub fn default_pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
         Box::new(ReadyFilter),
         Box::new(AvailabilityFilter),
         Box::new(RuntimeFilter),
+        Box::new(OverlayFilter),
         Box::new(ResourceFilter),
         Box::new(ConstraintFilter),
         Box::new(MaxReplicasFilter),
@@ -159,6 +179,7 @@ pub(crate) fn statically_eligible(node: &NodeView, task: &TaskRequest) -> bool {
     ReadyFilter::accepts(node)
         && AvailabilityFilter::accepts(node)
         && RuntimeFilter::accepts(node, task)
+        && OverlayFilter::accepts(node, task)
         && ConstraintFilter::accepts(node, task)
 }
 

@@ -6,7 +6,7 @@
 //! decide *how many* tasks exist; this crate only decides *where*.
 //!
 //! Placement is Swarm's model. A filter pipeline ([`filter`]) — ready,
-//! availability, runtime, resource reservations, constraints ([`constraint`]),
+//! availability, runtime, overlay networking, resource reservations, constraints ([`constraint`]),
 //! max replicas per node — keeps the nodes that can take a task, each filter
 //! able to say why it rejects one. Among those, spread preferences
 //! ([`placement`]) choose the label value with the fewest tasks of the
@@ -83,6 +83,8 @@ pub struct NodeView {
     pub runtimes: Vec<String>,
     /// What the node reported in total; tasks' reservations are taken off.
     pub resources: Resources,
+    /// `Some(why)` when the node cannot attach tasks to overlay networks.
+    pub overlay_unavailable: Option<String>,
 }
 
 impl NodeView {
@@ -105,6 +107,8 @@ pub struct TaskRequest {
     pub placement: Placement,
     /// Zero reserves nothing and fits any node.
     pub reservations: Resources,
+    /// The task joins overlay networks: only nodes that can attach it fit.
+    pub needs_overlay: bool,
 }
 
 impl TaskRequest {

@@ -696,3 +696,36 @@ proptest::proptest! {
         proptest::prop_assert_eq!(schedule(&nodes, &placed, &pending), reference(&nodes, &placed, &pending));
     }
 }
+
+#[test]
+fn tasks_on_networks_skip_nodes_without_overlay_and_say_why() {
+    let capable = node("a");
+    let no_overlay = NodeView {
+        overlay_unavailable: Some("overlay networking not available (no CAP_NET_ADMIN)".into()),
+        ..node("b")
+    };
+    let nodes = [capable.clone(), no_overlay.clone()];
+    let on_network: Vec<TaskRequest> = tasks("web", 4, "process")
+        .into_iter()
+        .map(|t| TaskRequest {
+            needs_overlay: true,
+            ..t
+        })
+        .collect();
+    let decisions = schedule(&nodes, &[], &on_network);
+    assert_eq!(nodes_used(&decisions), ["a"]);
+    assert!(decisions.unplaced.is_empty());
+    // Host-network tasks still use every node.
+    let decisions = schedule(&nodes, &[], &tasks("plain", 4, "process"));
+    assert_eq!(nodes_used(&decisions), ["a", "b"]);
+    // With no capable node, the reason names the node's own words.
+    let decisions = schedule(&[no_overlay], &[], &on_network[..1]);
+    assert_eq!(
+        decisions.unplaced,
+        [(
+            "web-t0".to_string(),
+            "no suitable node (overlay networking not available (no CAP_NET_ADMIN) on 1 node)"
+                .to_string()
+        )]
+    );
+}

@@ -4,9 +4,11 @@
 //!
 //! # Layout
 //! - [`flags`]: spec fields shared by `create` and `update`.
+//! - [`networks`]: `--network`, `--network-add|rm`, `--endpoint-mode`.
 //! - [`progress`]: waiting for convergence, with Docker's progress lines.
 
 pub mod flags;
+pub mod networks;
 pub mod progress;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,9 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Value};
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
-    CreateServiceRequest, GetServiceRequest, ListServicesRequest, ListTasksRequest, Placement,
-    RemoveServiceRequest, RestartCondition, Service, ServiceInfo, ServiceMode, ServiceSpec,
-    TaskSpec, UpdateConfig, UpdateFailureAction, UpdateOrder, UpdateServiceRequest,
+    CreateServiceRequest, GetNetworkRequest, GetServiceRequest, ListServicesRequest,
+    ListTasksRequest, Placement, RemoveServiceRequest, RestartCondition, Service, ServiceInfo,
+    ServiceMode, ServiceSpec, TaskSpec, UpdateConfig, UpdateFailureAction, UpdateOrder,
+    UpdateServiceRequest,
 };
 use tonic::transport::Channel;
 
@@ -87,9 +90,30 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
         } => {
             let mut found = Vec::new();
             for service in services {
-                found.push(get(&mut control, &service).await?);
+                let info = get(&mut control, &service).await?;
+                let id = info
+                    .service
+                    .as_ref()
+                    .map(|s| s.id.clone())
+                    .unwrap_or_default();
+                let tasks = control
+                    .list_tasks(ListTasksRequest {
+                        service: id,
+                        node: String::new(),
+                    })
+                    .await?
+                    .into_inner()
+                    .tasks;
+                found.push((info, tasks));
             }
-            let array: Vec<Value> = found.iter().map(inspect_json).collect();
+            let array: Vec<Value> = found
+                .iter()
+                .map(|(info, tasks)| {
+                    let mut value = inspect_json(info);
+                    value["TaskAddresses"] = task_addresses(tasks);
+                    value
+                })
+                .collect();
             println!("{}", serde_json::to_string_pretty(&array)?);
         }
         ServiceCommand::Update(args) if args.rollback => {
@@ -98,7 +122,35 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
         ServiceCommand::Update(args) => {
             let info = get(&mut control, &args.service).await?;
             let service = info.service.unwrap_or_default();
-            let spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
+            let mut spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
+            // The spec holds network IDs: resolve the names to detach.
+            let mut remove = Vec::new();
+            for network in &args.network_rm {
+                let found = control
+                    .get_network(GetNetworkRequest {
+                        network: network.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let id = found.network.unwrap_or_default().id;
+                let attached = spec
+                    .task
+                    .as_ref()
+                    .is_some_and(|t| t.networks.iter().any(|n| n.target == id));
+                if !attached {
+                    anyhow::bail!(
+                        "invalid --network-rm {network}: service {} is not attached to it",
+                        args.service
+                    );
+                }
+                remove.push(id);
+            }
+            networks::apply_update(
+                &mut spec,
+                &remove,
+                &args.network_add,
+                args.endpoint_mode.as_deref(),
+            )?;
             control
                 .update_service(UpdateServiceRequest {
                     service: service.id.clone(),
@@ -409,6 +461,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
         ..Default::default()
     };
     flags::apply(&mut spec, &args.task)?;
+    networks::apply_create(&mut spec, &args.network, args.endpoint_mode.as_deref())?;
     Ok(spec)
 }
 
@@ -430,6 +483,35 @@ fn generated_name() -> String {
         ADJECTIVES[n % ADJECTIVES.len()],
         NAMES[(n / ADJECTIVES.len()) % NAMES.len()]
     )
+}
+
+/// The addresses of the service's live tasks (shoal's addition to Docker's
+/// inspect): `[{"Task": "web.1", "ID", "Node", "NetworkID", "Addr"}]`.
+fn task_addresses(tasks: &[shoal_proto::v1::TaskInfo]) -> Value {
+    let mut out = Vec::new();
+    for info in tasks {
+        let Some(task) = info.task.as_ref() else {
+            continue;
+        };
+        let state = task.status.as_ref().map(|s| s.state()).unwrap_or_default();
+        if task.desired_state > shoal_proto::v1::TaskState::Running as i32
+            && state > shoal_proto::v1::TaskState::Running
+        {
+            continue;
+        }
+        for attachment in &task.networks {
+            for addr in &attachment.addresses {
+                out.push(json!({
+                    "Task": format!("{}.{}", task.service_name, task.slot),
+                    "ID": task.id,
+                    "Node": info.node_hostname,
+                    "NetworkID": attachment.network_id,
+                    "Addr": addr,
+                }));
+            }
+        }
+    }
+    Value::Array(out)
 }
 
 /// One element of `service inspect`, shaped like Docker's.
@@ -494,8 +576,18 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                     "MaxReplicas": placement.max_replicas_per_node,
                 },
                 "ForceUpdate": task.force_update,
+                "Networks": task.networks.iter().map(|n| json!({
+                    "Target": n.target,
+                    "Aliases": n.aliases,
+                })).collect::<Vec<_>>(),
             },
             "Mode": mode,
+            "EndpointSpec": {
+                "Mode": match spec.endpoint.as_ref().map(|e| e.mode()).unwrap_or_default() {
+                    shoal_proto::v1::ResolutionMode::Vip => "vip",
+                    shoal_proto::v1::ResolutionMode::Dnsrr => "dnsrr",
+                },
+            },
         });
         if let Some(check) = task.healthcheck.as_ref() {
             value["TaskTemplate"]["ContainerSpec"]["Healthcheck"] = json!({
@@ -541,6 +633,15 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
     if let Some(previous) = service.previous_spec.as_ref() {
         value["PreviousSpec"] = spec_json(previous);
     }
+    value["Endpoint"] = json!({
+        "Spec": value["Spec"]["EndpointSpec"].clone(),
+        "VirtualIPs": service
+            .endpoint
+            .iter()
+            .flat_map(|e| &e.virtual_ips)
+            .map(|v| json!({"NetworkID": v.network_id, "Addr": v.addr}))
+            .collect::<Vec<_>>(),
+    });
     if let Some(status) = service.update_status.as_ref() {
         let mut update = json!({
             "State": shoal_proto::names::update_state(status.state()),

@@ -1,9 +1,10 @@
 //! `shoal stack deploy | ls | services | ps | rm | config`: Compose files
 //! deployed as a group of services, as `docker stack` does.
 //!
-//! A stack is not an object of its own: it is the set of services that
-//! carry the label `com.docker.stack.namespace=NAME` (Docker's label), and
-//! every command here finds a stack's services through `ListServices`. The
+//! A stack is not an object of its own: it is the set of services and
+//! networks that carry the label `com.docker.stack.namespace=NAME`
+//! (Docker's label), and every command here finds a stack's services
+//! through `ListServices` (its networks through `ListNetworks`). The
 //! Compose files are read by `shoal-compose`; this module decides how a
 //! loaded stack becomes shoal services and talks to the control API.
 //!
@@ -20,7 +21,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use shoal_proto::v1::control_client::ControlClient;
-use shoal_proto::v1::{ListServicesRequest, ListTasksRequest, RemoveServiceRequest, ServiceInfo};
+use shoal_proto::v1::{
+    ListNetworksRequest, ListServicesRequest, ListTasksRequest, Network, RemoveNetworkRequest,
+    RemoveServiceRequest, ServiceInfo,
+};
 use tonic::transport::Channel;
 
 use crate::args::StackCommand;
@@ -65,7 +69,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
             name,
         } => {
             let mut control = ControlClient::new(client::connect(host).await?);
-            let services = existing(&mut control, &name).await?;
+            let (services, _) = existing(&mut control, &name).await?;
             list::print_services(&services, quiet, format);
             Ok(())
         }
@@ -76,7 +80,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
             name,
         } => {
             let mut control = ControlClient::new(client::connect(host).await?);
-            let services = existing(&mut control, &name).await?;
+            let (services, _) = existing(&mut control, &name).await?;
             let mut tasks = Vec::new();
             for info in &services {
                 let id = info
@@ -105,7 +109,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
             for name in &names {
                 found.push(existing(&mut control, name).await?);
             }
-            for services in found {
+            for (services, networks) in found {
                 for info in services {
                     let service = info.service.unwrap_or_default();
                     let name = service.spec.map(|s| s.name).unwrap_or_default();
@@ -113,6 +117,18 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
                     control
                         .remove_service(RemoveServiceRequest {
                             service: service.id,
+                        })
+                        .await?;
+                }
+                // Then the stack's own networks (never external ones: they
+                // carry no namespace label). The services are gone from the
+                // store, so nothing holds the networks any more.
+                for network in networks {
+                    let name = network.spec.map(|s| s.name).unwrap_or_default();
+                    println!("Removing network {name}");
+                    control
+                        .remove_network(RemoveNetworkRequest {
+                            network: network.id,
                         })
                         .await?;
                 }
@@ -171,14 +187,37 @@ pub async fn stack_services(
     Ok(services)
 }
 
-/// The services of stack `name`, which must have at least one.
+/// The networks created for stack `name`, sorted by name.
+pub async fn stack_networks(
+    control: &mut ControlClient<Channel>,
+    name: &str,
+) -> anyhow::Result<Vec<Network>> {
+    let mut networks: Vec<Network> = control
+        .list_networks(ListNetworksRequest {})
+        .await?
+        .into_inner()
+        .networks
+        .into_iter()
+        .filter(|n| {
+            n.spec
+                .as_ref()
+                .and_then(|s| s.labels.get(NAMESPACE_LABEL))
+                .is_some_and(|stack| stack == name)
+        })
+        .collect();
+    networks.sort_by_key(|n| n.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default());
+    Ok(networks)
+}
+
+/// The services and networks of stack `name`, which must have at least one.
 async fn existing(
     control: &mut ControlClient<Channel>,
     name: &str,
-) -> anyhow::Result<Vec<ServiceInfo>> {
+) -> anyhow::Result<(Vec<ServiceInfo>, Vec<Network>)> {
     let services = stack_services(control, name).await?;
-    if services.is_empty() {
+    let networks = stack_networks(control, name).await?;
+    if services.is_empty() && networks.is_empty() {
         anyhow::bail!("nothing found in stack: {name}");
     }
-    Ok(services)
+    Ok((services, networks))
 }

@@ -23,6 +23,8 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             snapshot_interval,
             dispatcher_heartbeat,
             autolock,
+            default_addr_pool,
+            default_addr_pool_mask_length,
         } => {
             let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64).unwrap_or(0);
             let response = local
@@ -38,6 +40,8 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     }),
                     dispatcher_heartbeat_ms: ms(dispatcher_heartbeat),
                     autolock,
+                    default_addr_pool,
+                    default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
                 })
                 .await?
                 .into_inner();

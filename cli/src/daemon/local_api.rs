@@ -275,6 +275,34 @@ impl Control for LocalControl {
     ) -> Result<Response<NodeObject>, Status> {
         self.control()?.update_node(request).await
     }
+
+    async fn create_network(
+        &self,
+        request: Request<shoal_proto::v1::CreateNetworkRequest>,
+    ) -> Result<Response<shoal_proto::v1::Network>, Status> {
+        self.control()?.create_network(request).await
+    }
+
+    async fn list_networks(
+        &self,
+        request: Request<shoal_proto::v1::ListNetworksRequest>,
+    ) -> Result<Response<shoal_proto::v1::ListNetworksResponse>, Status> {
+        self.control()?.list_networks(request).await
+    }
+
+    async fn get_network(
+        &self,
+        request: Request<shoal_proto::v1::GetNetworkRequest>,
+    ) -> Result<Response<shoal_proto::v1::NetworkInfo>, Status> {
+        self.control()?.get_network(request).await
+    }
+
+    async fn remove_network(
+        &self,
+        request: Request<shoal_proto::v1::RemoveNetworkRequest>,
+    ) -> Result<Response<shoal_proto::v1::RemoveNetworkResponse>, Status> {
+        self.control()?.remove_network(request).await
+    }
 }
 
 /// `service logs` and `service exec` on the local socket: answered by this

@@ -305,6 +305,12 @@ impl Node {
         } else {
             DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64
         };
+        // Checked before anything is created; stored in the cluster object.
+        let (pools, subnet_size) = shoal_manager::network::ipam::parse_pools(
+            &request.default_addr_pool,
+            request.default_addr_pool_mask_length,
+        )
+        .map_err(Status::invalid_argument)?;
         let listen = parse_listen_addr(&request.listen_addr)?;
         let advertise = parse_advertise_addr(&request.advertise_addr, listen)?;
         let listener = bind(&listen.to_string()).await?;
@@ -384,6 +390,8 @@ impl Node {
                 .map(Kek::to_unlock_key)
                 .unwrap_or_default(),
             root_rotation: None,
+            default_address_pool: pools.iter().map(|p| p.to_string()).collect(),
+            subnet_size: subnet_size as u32,
         };
         let node = shoal_proto::v1::Node {
             id: node_id.clone(),

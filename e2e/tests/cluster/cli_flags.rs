@@ -126,6 +126,7 @@ fn plausible(fx: &Fixture, path: &[String], arg: &clap::Arg) -> String {
     match arg.get_id().as_str() {
         "services" | "service" | "target" => "web".into(),
         "nodes" | "node" => "manager".into(),
+        "networks" | "network" => "st_default".into(),
         "task" => task(),
         "scales" => "web=2".into(),
         "manager_addr" => fx.addr.clone(),

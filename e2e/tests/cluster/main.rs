@@ -12,6 +12,7 @@ mod formation;
 mod ha;
 mod mtls;
 mod netns;
+mod networks;
 mod partitions;
 mod placement;
 mod security;

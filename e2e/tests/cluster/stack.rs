@@ -222,7 +222,12 @@ fn a_stack_deploys_updates_only_what_changed_prunes_and_is_removed() {
     let out = manager.ok(&["stack", "rm", "app"]);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["Removing service app_api", "Removing service app_web"]
+        [
+            "Removing service app_api",
+            "Removing service app_web",
+            // Services without `networks:` joined the stack's default network.
+            "Removing network app_default"
+        ]
     );
     assert_eq!(manager.ok(&["service", "ls", "-q"]).trim(), "");
     assert_eq!(manager.ok(&["stack", "ls"]).trim(), "NAME   SERVICES");

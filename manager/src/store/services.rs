@@ -30,6 +30,12 @@ impl ClusterState {
                 id: service.id,
             });
         }
+        let vips = service
+            .endpoint
+            .as_ref()
+            .map(|e| e.virtual_ips.as_slice())
+            .unwrap_or(&[]);
+        self.check_vips_free(&service.id, vips)?;
         events.push(StoreEvent::Service(Change::Created, service.clone()));
         self.services.insert(service.id.clone(), service);
         Ok(())

@@ -3,10 +3,12 @@
 //!
 //! Every service is named `STACK_SERVICE` and carries Docker's namespace
 //! label on the service and on its tasks. What shoal applies goes into the
-//! spec's fields; what it does not have yet is either *recorded* in
-//! `com.shoal.stack.*` service labels (networks, ports, volumes, secrets,
-//! configs: the things a later release will create from them) or *reported*
-//! beside the loader's own warnings (container `entrypoint`, `user`, …).
+//! spec's fields (networks become attachments to `STACK_NET` overlay
+//! networks, created by [`stack_networks`]' plan); what it does not have
+//! yet is either *recorded* in `com.shoal.stack.*` service labels (ports,
+//! volumes, secrets, configs: the things a later release will create from
+//! them) or *reported* beside the loader's own warnings (container
+//! `entrypoint`, `user`, …).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -21,9 +23,6 @@ use shoal_proto::v1;
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 /// Docker's label holding a container service's image as written.
 pub const IMAGE_LABEL: &str = "com.docker.stack.image";
-/// Networks the service joins (stack-scoped names, comma-separated),
-/// recorded until shoal has overlay networks.
-pub const NETWORKS_LABEL: &str = "com.shoal.stack.networks";
 /// Published ports (`PUBLISHED:TARGET/PROTOCOL`, `:TARGET/…` when the
 /// cluster is to pick, `…(host)` in host mode), recorded until the routing
 /// mesh exists.
@@ -55,6 +54,71 @@ pub enum ConvertError {
     BuildOnly(String),
     #[error("service {service:?}: deploy.mode {mode} is not supported by shoal yet: use replicated (or global)")]
     Mode { service: String, mode: &'static str },
+    #[error("network {network:?}: driver {driver:?} is not supported: shoal's stack networks are overlay networks (use `driver: overlay` or leave it out)")]
+    NetworkDriver { network: String, driver: String },
+}
+
+/// A network the stack's services use: created unless external.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackNetwork {
+    /// The Compose key (`frontend`).
+    pub key: String,
+    /// `external: true`: it must exist already, and is never removed.
+    pub external: bool,
+    /// The cluster name is `spec.name` (`STACK_KEY`, or its `name:`).
+    pub spec: v1::NetworkSpec,
+}
+
+/// The networks the stack's services use (Docker creates only those, not
+/// every declared one), in key order, as network specs labelled with the
+/// stack's namespace. `default` is an ordinary network, `STACK_default`.
+pub fn stack_networks(stack_name: &str, stack: &Stack) -> Result<Vec<StackNetwork>, ConvertError> {
+    let used: std::collections::BTreeSet<&str> = stack
+        .services
+        .values()
+        .flat_map(|s| s.networks.iter().map(|n| n.name.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for key in used {
+        let def = stack.networks.get(key).cloned().unwrap_or_default();
+        let driver = def.driver.clone().unwrap_or_default();
+        if !def.external && !driver.is_empty() && driver != "overlay" {
+            return Err(ConvertError::NetworkDriver {
+                network: key.to_owned(),
+                driver,
+            });
+        }
+        let mut labels: HashMap<String, String> = def
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(NAMESPACE_LABEL.to_owned(), stack_name.to_owned());
+        let pool = def.ipam.first().cloned().unwrap_or_default();
+        let ipam = pool.subnet.as_ref().map(|subnet| v1::IpamConfig {
+            subnet: subnet.clone(),
+            gateway: pool.gateway.clone().unwrap_or_default(),
+            ip_range: pool.ip_range.clone().unwrap_or_default(),
+        });
+        out.push(StackNetwork {
+            key: key.to_owned(),
+            external: def.external,
+            spec: v1::NetworkSpec {
+                name: object_name(stack_name, key, def.name.as_ref(), def.external),
+                labels,
+                driver: "overlay".into(),
+                internal: def.internal,
+                attachable: def.attachable,
+                ipam,
+                driver_opts: def
+                    .driver_opts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// Checks a stack name the way the names it produces will be checked.
@@ -257,21 +321,6 @@ pub fn service_spec(
             service_labels.insert(label.to_owned(), values.join(","));
         }
     };
-    record(
-        NETWORKS_LABEL,
-        def.networks
-            .iter()
-            .map(|n| {
-                let network = stack.networks.get(&n.name);
-                object_name(
-                    stack_name,
-                    &n.name,
-                    network.and_then(|d| d.name.as_ref()),
-                    network.is_some_and(|d| d.external),
-                )
-            })
-            .collect(),
-    );
     record(PORTS_LABEL, def.ports.iter().map(port_text).collect());
     record(
         VOLUMES_LABEL,
@@ -319,7 +368,6 @@ pub fn service_spec(
     // Reported: valid options with no place in a shoal spec yet.
     for (set, option) in [
         (!def.expose.is_empty(), "expose"),
-        (def.endpoint_mode.is_some(), "endpoint_mode"),
         (def.stop_signal.is_some(), "stop_signal"),
         (def.working_dir.is_some(), "working_dir"),
         (def.user.is_some(), "user"),
@@ -382,9 +430,33 @@ pub fn service_spec(
             restart_policy: def.restart_policy.as_ref().map(restart_policy),
             healthcheck: def.healthcheck.as_ref().map(healthcheck),
             force_update: 0,
+            // Cluster names; `stack deploy` swaps in the networks' IDs once
+            // it has created them.
+            networks: def
+                .networks
+                .iter()
+                .map(|n| {
+                    let network = stack.networks.get(&n.name);
+                    v1::NetworkAttachmentConfig {
+                        target: object_name(
+                            stack_name,
+                            &n.name,
+                            network.and_then(|d| d.name.as_ref()),
+                            network.is_some_and(|d| d.external),
+                        ),
+                        aliases: n.aliases.clone(),
+                    }
+                })
+                .collect(),
         }),
         update_config: def.update_config.as_ref().map(update_config),
         rollback_config: def.rollback_config.as_ref().map(update_config),
+        endpoint: def.endpoint_mode.map(|mode| v1::EndpointSpec {
+            mode: match mode {
+                shoal_compose::EndpointMode::Vip => v1::ResolutionMode::Vip,
+                shoal_compose::EndpointMode::Dnsrr => v1::ResolutionMode::Dnsrr,
+            } as i32,
+        }),
     };
     Ok((spec, ignored.into_iter().map(str::to_owned).collect()))
 }

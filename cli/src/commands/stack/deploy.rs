@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use shoal_compose::Condition;
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
-    CreateServiceRequest, GetServiceRequest, ListTasksRequest, RemoveServiceRequest, Service,
-    ServiceSpec, TaskState, UpdateServiceRequest,
+    CreateNetworkRequest, CreateServiceRequest, GetServiceRequest, ListNetworksRequest,
+    ListTasksRequest, RemoveServiceRequest, Service, ServiceSpec, TaskState, UpdateServiceRequest,
 };
 use tonic::transport::Channel;
 
@@ -165,7 +165,14 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let stack = shoal_compose::load(&args.files, &env)?;
     let order = shoal_compose::startup_order(&stack)?;
-    let (planned, ignored) = convert::convert(&args.name, &stack)?;
+    let (mut planned, ignored) = convert::convert(&args.name, &stack)?;
+    let networks = convert::stack_networks(&args.name, &stack)?;
+    for network in networks.iter().filter(|n| !n.external) {
+        shoal_manager::network::spec::validate_name(&network.spec.name)
+            .map_err(|e| anyhow::anyhow!("network {:?}: {e}", network.key))?;
+        shoal_manager::network::spec::mtu(&network.spec)
+            .map_err(|e| anyhow::anyhow!("network {:?}: {e}", network.key))?;
+    }
     // The managers' own checks, run here on every service first: one bad
     // image must refuse the whole deploy, not stop it halfway. The managers
     // still check each spec they receive.
@@ -187,6 +194,52 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
     }
 
     let mut control = ControlClient::new(crate::client::connect(host).await?);
+    // Networks first, as docker stack deploy: external ones must exist
+    // (checked before anything is created), the others are created when
+    // missing and left as they are when present.
+    let mut ids: HashMap<String, String> = control
+        .list_networks(ListNetworksRequest {})
+        .await?
+        .into_inner()
+        .networks
+        .into_iter()
+        .filter_map(|n| Some((n.spec?.name, n.id)))
+        .collect();
+    for network in networks.iter().filter(|n| n.external) {
+        if !ids.contains_key(&network.spec.name) {
+            anyhow::bail!(
+                "network {:?} is declared as external, but could not be found: create it with `shoal network create {}` before the stack is deployed",
+                network.spec.name,
+                network.spec.name
+            );
+        }
+    }
+    for network in networks.iter().filter(|n| !n.external) {
+        if ids.contains_key(&network.spec.name) {
+            continue;
+        }
+        println!("Creating network {}", network.spec.name);
+        let created = control
+            .create_network(CreateNetworkRequest {
+                spec: Some(network.spec.clone()),
+            })
+            .await?
+            .into_inner();
+        ids.insert(network.spec.name.clone(), created.id);
+    }
+    // The managers store network IDs: compare and send specs in that form.
+    for service in &mut planned {
+        for attachment in service
+            .spec
+            .task
+            .iter_mut()
+            .flat_map(|t| t.networks.iter_mut())
+        {
+            if let Some(id) = ids.get(&attachment.target) {
+                attachment.target = id.clone();
+            }
+        }
+    }
     let existing = super::stack_services(&mut control, &args.name).await?;
     let existing: Vec<Service> = existing.into_iter().filter_map(|s| s.service).collect();
     let plan = plan(&args.name, &planned, &order, &existing, args.prune);

@@ -57,6 +57,7 @@ fn full_spec() -> s::ServiceSpec {
                 start_period_ms: 0,
             }),
             force_update: 4,
+            ..Default::default()
         }),
         update_config: Some(update),
         rollback_config: Some(rollback),

@@ -70,7 +70,7 @@ networks:
     assert_eq!(spec.labels[NAMESPACE_LABEL], "shop");
     assert_eq!(spec.labels["team"], "web");
     assert_eq!(spec.labels[IMAGE_LABEL], "nginx:1.27");
-    assert_eq!(spec.labels[NETWORKS_LABEL], "shop_front");
+    assert!(!spec.labels.contains_key("com.shoal.stack.networks"));
     assert_eq!(spec.labels[PORTS_LABEL], "8080:80/tcp");
     let task = spec.task.as_ref().unwrap();
     assert_eq!(task.runtime, "docker");
@@ -162,7 +162,19 @@ services:
     let spec = &planned[0].spec;
     assert_eq!(spec.replicas, 1, "Swarm runs one replica by default");
     assert!(!spec.labels.contains_key(IMAGE_LABEL));
-    assert_eq!(spec.labels[NETWORKS_LABEL], "s_default");
+    let targets: Vec<&str> = spec
+        .task
+        .as_ref()
+        .unwrap()
+        .networks
+        .iter()
+        .map(|n| n.target.as_str())
+        .collect();
+    assert_eq!(
+        targets,
+        ["s_default"],
+        "a service without networks joins STACK_default"
+    );
     let task = spec.task.as_ref().unwrap();
     assert_eq!(task.runtime, "process");
     assert_eq!(task.image, "");
@@ -202,7 +214,22 @@ configs:
     );
     let (planned, _) = convert("app", &stack).unwrap();
     let labels = &planned[0].spec.labels;
-    assert_eq!(labels[NETWORKS_LABEL], "backend,shared");
+    let targets: Vec<&str> = planned[0]
+        .spec
+        .task
+        .as_ref()
+        .unwrap()
+        .networks
+        .iter()
+        .map(|n| n.target.as_str())
+        .collect();
+    assert_eq!(targets, ["backend", "shared"]);
+    let networks = stack_networks("app", &stack).unwrap();
+    let names: Vec<(&str, bool)> = networks
+        .iter()
+        .map(|n| (n.spec.name.as_str(), n.external))
+        .collect();
+    assert_eq!(names, [("backend", false), ("shared", true)]);
     assert_eq!(
         labels[VOLUMES_LABEL],
         "app_data:/var/lib/postgresql/data,:/scratch"
@@ -267,4 +294,82 @@ fn same_spec_ignores_empty_sub_messages_and_env_order() {
     assert!(same_spec(&a, &b));
     b.replicas = 2;
     assert!(!same_spec(&a, &b));
+}
+
+#[test]
+fn stack_networks_carry_driver_options_ipam_and_the_namespace() {
+    let stack = load(
+        r#"
+services:
+  vote:
+    image: vote
+    networks:
+      front:
+        aliases: [ballot]
+    deploy:
+      endpoint_mode: dnsrr
+  db:
+    image: postgres
+    networks: [back]
+networks:
+  front:
+    driver: overlay
+    attachable: true
+    driver_opts: {mtu: "1400"}
+    ipam:
+      config:
+        - subnet: 10.30.0.0/24
+          gateway: 10.30.0.254
+          ip_range: 10.30.0.0/25
+  back:
+    internal: true
+  unused: {}
+"#,
+    );
+    let networks = stack_networks("voting", &stack).unwrap();
+    assert_eq!(
+        networks.len(),
+        2,
+        "only networks a service uses are created"
+    );
+    let back = &networks[0].spec;
+    assert_eq!(back.name, "voting_back");
+    assert!(back.internal);
+    assert_eq!(back.labels[NAMESPACE_LABEL], "voting");
+    assert_eq!(back.ipam, None);
+    let front = &networks[1].spec;
+    assert_eq!(front.name, "voting_front");
+    assert!(front.attachable);
+    assert_eq!(front.driver_opts["mtu"], "1400");
+    let ipam = front.ipam.clone().unwrap();
+    assert_eq!(
+        (
+            ipam.subnet.as_str(),
+            ipam.gateway.as_str(),
+            ipam.ip_range.as_str()
+        ),
+        ("10.30.0.0/24", "10.30.0.254", "10.30.0.0/25")
+    );
+    let (planned, ignored) = convert("voting", &stack).unwrap();
+    assert!(
+        ignored.is_empty(),
+        "endpoint_mode is applied now: {ignored:?}"
+    );
+    let vote = planned.iter().find(|p| p.key == "vote").unwrap();
+    assert_eq!(
+        vote.spec.endpoint.as_ref().unwrap().mode(),
+        v1::ResolutionMode::Dnsrr
+    );
+    let attachment = &vote.spec.task.as_ref().unwrap().networks[0];
+    assert_eq!(attachment.target, "voting_front");
+    assert_eq!(attachment.aliases, ["ballot"]);
+}
+
+#[test]
+fn a_stack_network_with_another_driver_is_refused() {
+    let stack = load(
+        "services:\n  web:\n    image: nginx\n    networks: [n]\nnetworks:\n  n:\n    driver: bridge\n",
+    );
+    let err = stack_networks("s", &stack).unwrap_err().to_string();
+    assert!(err.contains("driver \"bridge\" is not supported"), "{err}");
 }

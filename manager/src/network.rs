@@ -1,0 +1,369 @@
+//! The managers' side of overlay networks: network specs, who holds which
+//! address, and the leader's allocation decisions.
+//!
+//! **Allocation state is the store.** A task's addresses live in
+//! `Task.networks`, a service's VIPs in `Service.endpoint`, a network's
+//! subnet, gateway and VXLAN ID in the `Network` object. [`usage`] rebuilds
+//! "what is taken" from those objects on every call, so a new leader knows
+//! exactly what its predecessor handed out; nothing is remembered in memory.
+//! The leader decides addresses ([`allocate`], the control API for network
+//! subnets and a new service's VIPs) and the store, applying the command,
+//! refuses any address that is taken by then — two decisions made from the
+//! same snapshot cannot both commit the same address.
+//!
+//! An address is *held* while its owner lives: a task until it is observed
+//! in a terminal state (or was never placed and is no longer wanted), a VIP
+//! while its service exists and has the network in its spec, a gateway with
+//! its network. Releasing is therefore implicit: once the owner stops
+//! holding, the next [`usage`] does not count it.
+//!
+//! # Layout
+//! - [`ipam`]: pure address arithmetic (subnets, pools, free addresses, VNIs).
+//! - [`spec`]: checking a `network create` request against the cluster.
+//! - [`view`]: the per-node network view the dispatcher sends.
+
+pub mod ipam;
+pub mod spec;
+pub mod view;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use shoal_proto::v1::{
+    Network, NetworkAttachment, ResolutionMode, Service, Task, TaskState, VirtualIp,
+};
+
+use crate::store::{is_terminal, ClusterState, Command};
+use ipam::Addressing;
+
+/// The checked addressing of a stored network.
+pub fn addressing(network: &Network) -> Option<Addressing> {
+    let ipam = network.ipam.as_ref()?;
+    Addressing::new(&ipam.subnet, &ipam.gateway, &ipam.ip_range).ok()
+}
+
+/// Whether `task` holds its addresses: it has not ended, and it is either
+/// wanted or placed (a placed task may still run until its node says it
+/// stopped, so its address is not free before that).
+pub fn holds_addresses(task: &Task) -> bool {
+    let observed = task.status.as_ref().map(|s| s.state()).unwrap_or_default();
+    !is_terminal(observed)
+        && (task.desired_state <= TaskState::Running as i32 || !task.node_id.is_empty())
+}
+
+/// The networks (IDs) a service's spec attaches it to, in order.
+pub fn spec_networks(service: &Service) -> Vec<String> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task.as_ref())
+        .map(|t| t.networks.iter().map(|n| n.target.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a service wants VIPs (the default) or round-robin DNS.
+pub fn endpoint_mode(service: &Service) -> ResolutionMode {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.endpoint.as_ref())
+        .map(|e| e.mode())
+        .unwrap_or_default()
+}
+
+/// Who holds an address (for messages and `network inspect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    Gateway,
+    Vip { service_id: String },
+    Task { task_id: String },
+}
+
+/// Every taken address per network ID, rebuilt from the store.
+#[derive(Debug, Default, Clone)]
+pub struct Usage {
+    pub taken: HashMap<String, BTreeMap<u32, Holder>>,
+}
+
+impl Usage {
+    pub fn taken_set(&self, network_id: &str) -> BTreeSet<u32> {
+        self.taken
+            .get(network_id)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn holder(&self, network_id: &str, addr: Ipv4Addr) -> Option<&Holder> {
+        self.taken.get(network_id)?.get(&u32::from(addr))
+    }
+
+    pub fn take(&mut self, network_id: &str, addr: Ipv4Addr, holder: Holder) {
+        self.taken
+            .entry(network_id.to_string())
+            .or_default()
+            .insert(u32::from(addr), holder);
+    }
+}
+
+/// What is taken on every network: gateways, the VIPs of existing services,
+/// the addresses of tasks that hold theirs ([`holds_addresses`]). Only
+/// networks that exist count: an attachment to a removed network holds
+/// nothing.
+pub fn usage(state: &ClusterState) -> Usage {
+    let mut usage = Usage::default();
+    for network in state.networks.values() {
+        if let Some(a) = addressing(network) {
+            usage.take(&network.id, a.gateway, Holder::Gateway);
+        }
+    }
+    for service in state.services.values() {
+        for vip in service.endpoint.iter().flat_map(|e| &e.virtual_ips) {
+            if let (true, Some(addr)) = (
+                state.networks.contains_key(&vip.network_id),
+                ipam::address_of(&vip.addr),
+            ) {
+                usage.take(
+                    &vip.network_id,
+                    addr,
+                    Holder::Vip {
+                        service_id: service.id.clone(),
+                    },
+                );
+            }
+        }
+    }
+    for task in state.tasks.values().filter(|t| !t.networks.is_empty()) {
+        if !holds_addresses(task) {
+            continue;
+        }
+        for attachment in &task.networks {
+            if !state.networks.contains_key(&attachment.network_id) {
+                continue;
+            }
+            for addr in attachment
+                .addresses
+                .iter()
+                .filter_map(|a| ipam::address_of(a))
+            {
+                usage.take(
+                    &attachment.network_id,
+                    addr,
+                    Holder::Task {
+                        task_id: task.id.clone(),
+                    },
+                );
+            }
+        }
+    }
+    usage
+}
+
+/// Whether every network of the task's spec has an address in `task.networks`.
+pub fn fully_attached(task: &Task) -> bool {
+    let wanted = task
+        .spec
+        .as_ref()
+        .map(|s| s.networks.as_slice())
+        .unwrap_or(&[]);
+    wanted.iter().all(|w| {
+        task.networks
+            .iter()
+            .any(|a| a.network_id == w.target && !a.addresses.is_empty())
+    })
+}
+
+/// The VIPs a service's spec asks for, keeping the ones it has and
+/// allocating the missing ones where there is room: the list, and the name
+/// of a network that had none (that VIP is left out; a later pass retries).
+/// `usage` is updated with what is allocated.
+pub fn service_vips(
+    state: &ClusterState,
+    service: &Service,
+    usage: &mut Usage,
+) -> (Vec<VirtualIp>, Option<String>) {
+    let current: Vec<VirtualIp> = service
+        .endpoint
+        .as_ref()
+        .map(|e| e.virtual_ips.clone())
+        .unwrap_or_default();
+    let wanted: Vec<String> = if endpoint_mode(service) == ResolutionMode::Vip {
+        spec_networks(service)
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::new();
+    let mut full = None;
+    for network_id in &wanted {
+        if out.iter().any(|v: &VirtualIp| &v.network_id == network_id) {
+            continue;
+        }
+        if let Some(kept) = current.iter().find(|v| &v.network_id == network_id) {
+            out.push(kept.clone());
+            continue;
+        }
+        // A network that no longer exists gets no VIP (the tasks wait too).
+        let Some(network) = state.networks.get(network_id) else {
+            continue;
+        };
+        let Some(a) = addressing(network) else {
+            continue;
+        };
+        let Some(addr) = a.first_free(&usage.taken_set(network_id)) else {
+            full.get_or_insert_with(|| network_name(network));
+            continue;
+        };
+        usage.take(
+            network_id,
+            addr,
+            Holder::Vip {
+                service_id: service.id.clone(),
+            },
+        );
+        out.push(VirtualIp {
+            network_id: network_id.clone(),
+            addr: a.subnet.with_prefix(addr),
+        });
+    }
+    (out, full)
+}
+
+pub fn network_name(network: &Network) -> String {
+    network
+        .spec
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| network.id.clone())
+}
+
+/// The leader's allocation pass (pure): VIPs for services whose networks or
+/// endpoint mode changed, and addresses for live tasks that lack them. A
+/// task that cannot get an address stays pending with the reason; the
+/// scheduler places only fully attached tasks.
+pub fn allocate(state: &ClusterState, now_ms: i64) -> Vec<Command> {
+    if state.networks.is_empty()
+        && state
+            .services
+            .values()
+            .all(|s| s.endpoint.as_ref().is_none_or(|e| e.virtual_ips.is_empty()))
+    {
+        return Vec::new();
+    }
+    let mut usage = usage(state);
+    let mut commands = Vec::new();
+    for service in state.services.values() {
+        // A VIP that cannot be allocated is left out; the service's tasks
+        // still run, found by `tasks.NAME` until an address frees up.
+        let (virtual_ips, _full) = service_vips(state, service, &mut usage);
+        let current = service.endpoint.as_ref().map(|e| e.virtual_ips.as_slice());
+        if current.unwrap_or(&[]) != virtual_ips.as_slice() {
+            commands.push(Command::SetServiceVips {
+                service_id: service.id.clone(),
+                virtual_ips,
+            });
+        }
+    }
+    let mut attachments = Vec::new();
+    let mut reasons = Vec::new();
+    for task in state.tasks.values() {
+        let wanted = task
+            .spec
+            .as_ref()
+            .map(|s| s.networks.as_slice())
+            .unwrap_or(&[]);
+        if wanted.is_empty()
+            || !task.networks.is_empty()
+            || task.desired_state > TaskState::Running as i32
+            || is_terminal(task.status.as_ref().map(|s| s.state()).unwrap_or_default())
+        {
+            continue;
+        }
+        match task_addresses(state, task, &mut usage) {
+            Ok(list) => attachments.push((task.id.clone(), list)),
+            Err(reason) => {
+                let status = task.status.clone().unwrap_or_default();
+                if status.state() == TaskState::Pending && status.err != reason {
+                    reasons.push((task.id.clone(), reason));
+                }
+            }
+        }
+    }
+    if !attachments.is_empty() {
+        commands.push(Command::AttachTasks {
+            attachments,
+            at_ms: now_ms,
+        });
+    }
+    if !reasons.is_empty() {
+        commands.push(Command::SetPendingReasons {
+            reasons,
+            at_ms: now_ms,
+        });
+    }
+    commands
+}
+
+/// One address per network of the task's spec, or why not. On failure
+/// nothing is taken from `usage`.
+fn task_addresses(
+    state: &ClusterState,
+    task: &Task,
+    usage: &mut Usage,
+) -> Result<Vec<NetworkAttachment>, String> {
+    let wanted = task
+        .spec
+        .as_ref()
+        .map(|s| s.networks.clone())
+        .unwrap_or_default();
+    let mut trial = usage.clone_for(wanted.iter().map(|w| w.target.as_str()));
+    let mut out = Vec::new();
+    for w in &wanted {
+        let network = state.networks.get(&w.target).ok_or_else(|| {
+            format!(
+                "network {} not found: it was removed; update the service's networks",
+                w.target
+            )
+        })?;
+        let a = addressing(network)
+            .ok_or_else(|| format!("network {} has no valid addressing", network_name(network)))?;
+        let addr = a.first_free(&trial.taken_set(&w.target)).ok_or_else(|| {
+            format!(
+                "no free address on network {} ({}): scale down or remove services on it, or use a network with a larger subnet",
+                network_name(network),
+                a.subnet
+            )
+        })?;
+        trial.take(
+            &w.target,
+            addr,
+            Holder::Task {
+                task_id: task.id.clone(),
+            },
+        );
+        out.push(NetworkAttachment {
+            network_id: w.target.clone(),
+            addresses: vec![a.subnet.with_prefix(addr)],
+            aliases: w.aliases.clone(),
+        });
+    }
+    for (network_id, taken) in trial.taken {
+        usage.taken.insert(network_id, taken);
+    }
+    Ok(out)
+}
+
+impl Usage {
+    /// A copy of the entries of `networks` only: a trial allocation that is
+    /// merged back on success.
+    fn clone_for<'a>(&self, networks: impl Iterator<Item = &'a str>) -> Usage {
+        let mut out = Usage::default();
+        for id in networks {
+            if let Some(m) = self.taken.get(id) {
+                out.taken.insert(id.to_string(), m.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
