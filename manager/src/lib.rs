@@ -17,6 +17,7 @@
 //! - [`control`]: the control API the CLI calls.
 //! - [`spec`]: validation of service specs.
 //! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
+//! - [`autoscale`]: autoscaling decisions (the HPA algorithm, pure).
 //! - [`scheduling`]: the store side of the scheduler crate.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
 //! - [`logs`]: service logs and exec (the log broker agents publish through).
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod autoscale;
 pub mod ca_service;
 pub mod control;
 pub mod dispatcher;
