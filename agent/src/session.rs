@@ -283,7 +283,7 @@ async fn session(
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone() });
+                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone(), usage: Vec::new() });
                 request.set_timeout(period * 2);
                 let reply = client.heartbeat(request).await?.into_inner();
                 let next = Duration::from_millis(reply.period_ms.max(100));

@@ -12,12 +12,15 @@
 //! - [`stabilize`]: stabilisation windows and step limits over the history of
 //!   recommendations and scale events, which is what keeps a service from
 //!   flapping.
+//! - [`policy`]: the stored policy (`--autoscale-*`): validation, and the
+//!   [`Policy`] with defaults filled in.
 //!
 //! The history lives in the leader's memory. A new leader seeds it with the
 //! current replica count as if it had been recommended over the whole
 //! scale-down window ([`History::seeded`]), so a leader change can never make
 //! a service scale down earlier than the window allows.
 
+pub mod policy;
 pub mod recommend;
 pub mod stabilize;
 

@@ -649,6 +649,7 @@ impl ControlService {
             previous_spec: None,
             spec_version: 1,
             update_status: None,
+            autoscale_events: Vec::new(),
         };
 
         self.manager

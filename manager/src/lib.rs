@@ -18,6 +18,8 @@
 //! - [`spec`]: validation of service specs.
 //! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
 //! - [`autoscale`]: autoscaling decisions (the HPA algorithm, pure).
+//! - [`metrics`]: task load from heartbeats, in the leader's memory.
+//! - [`autoscaler`]: the leader loop that autoscales services.
 //! - [`scheduling`]: the store side of the scheduler crate.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
 //! - [`logs`]: service logs and exec (the log broker agents publish through).
@@ -30,6 +32,7 @@
 
 pub mod auth;
 pub mod autoscale;
+pub mod autoscaler;
 pub mod ca_service;
 pub mod control;
 pub mod dispatcher;
@@ -38,6 +41,7 @@ pub mod leader;
 pub mod listener;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod orchestrator;
 pub mod peers;
 pub mod raft;

@@ -264,6 +264,12 @@ impl Manager {
             store.clone(),
             config.raft_id,
         ));
+        let autoscaler = tokio::spawn(crate::autoscaler::run(
+            raft.clone(),
+            store.clone(),
+            dispatcher.clone(),
+            config.raft_id,
+        ));
         Ok(Arc::new(Manager {
             config,
             raft,
@@ -273,7 +279,7 @@ impl Manager {
             leader_channel: std::sync::Mutex::new(None),
             dispatcher,
             broker,
-            background: vec![expiry, loops, batcher],
+            background: vec![expiry, loops, batcher, autoscaler],
         }))
     }
 

@@ -163,6 +163,18 @@ pub enum Command {
         node_id: String,
         certificate: shoal_proto::v1::NodeCertificate,
     },
+    /// The autoscaler changed an autoscaled service's replica count: sets
+    /// `replicas` (keeping the previous spec, so a rollback still goes to the
+    /// operator's last spec) and appends `event` to the service's short
+    /// history. Applies only at `expected_version` and while the service is
+    /// still autoscaled, so a decision about a spec the operator changed
+    /// meanwhile is refused.
+    AutoscaleService {
+        service_id: String,
+        expected_version: u64,
+        replicas: u64,
+        event: shoal_proto::v1::AutoscaleEvent,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -392,6 +404,12 @@ impl ClusterState {
                 events.push(StoreEvent::Node(Change::Updated, node.clone()));
                 Ok(())
             }
+            Command::AutoscaleService {
+                service_id,
+                expected_version,
+                replicas,
+                event,
+            } => self.autoscale_service(&service_id, expected_version, replicas, event, events),
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(
