@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use crate::description::describe_with;
 use crate::executor::docker::DockerExecutor;
 use crate::executor::process::{ProcessExecutor, DEFAULT_STOP_GRACE};
-use crate::executor::Executor;
+use crate::executor::{AbortOnDrop, Executor};
 use crate::logs::{Runtimes, Subscriptions};
 use crate::reporter::Reporter;
 use crate::worker::{Worker, WorkerEvent};
@@ -54,6 +54,8 @@ pub struct AgentHandle {
     task: tokio::task::JoinHandle<()>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
+    /// The load sampler, which ends with the agent.
+    _sampling: AbortOnDrop,
 }
 
 impl AgentHandle {
@@ -139,7 +141,11 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         node_id: config.node_id.clone(),
         docker,
     });
-    let (worker, _worker_task) = Worker::spawn(executors, reporter.clone()).await;
+    let supervised = crate::worker::SupervisedTasks::default();
+    let sampler = Arc::new(crate::metrics::Sampler::default());
+    let (worker, _worker_task) =
+        Worker::spawn_sharing(executors.clone(), reporter.clone(), supervised.clone()).await;
+    let sampling = tokio::spawn(crate::metrics::run(sampler.clone(), executors, supervised));
     let task = tokio::spawn(run(
         config,
         managers.clone(),
@@ -148,6 +154,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         worker.clone(),
         reporter.clone(),
         runtimes,
+        sampler,
     ));
     AgentHandle {
         session_up: up_rx,
@@ -156,6 +163,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         task,
         worker,
         reporter,
+        _sampling: AbortOnDrop(sampling),
     }
 }
 
@@ -167,6 +175,7 @@ async fn run(
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
     runtimes: Arc<Runtimes>,
+    sampler: Arc<crate::metrics::Sampler>,
 ) {
     let mut reconnect = Reconnect::default();
     let mut rng = rand::rngs::StdRng::from_entropy();
@@ -189,6 +198,7 @@ async fn run(
             &worker,
             &reporter,
             &runtimes,
+            &sampler,
             (&mut established, &mut lost_at),
         )
         .await;
@@ -241,6 +251,7 @@ async fn session(
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
+    sampler: &crate::metrics::Sampler,
     (established, lost_at): (&mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, &config.credentials).await?;
@@ -283,7 +294,7 @@ async fn session(
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone(), usage: Vec::new() });
+                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone(), usage: sampler.take() });
                 request.set_timeout(period * 2);
                 let reply = client.heartbeat(request).await?.into_inner();
                 let next = Duration::from_millis(reply.period_ms.max(100));
