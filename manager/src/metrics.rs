@@ -21,7 +21,7 @@ use crate::store::{is_terminal, ClusterState};
 
 /// What an observation averages over: short, so a step in load is seen
 /// within a few heartbeats, long enough to smooth one odd second.
-pub const WINDOW_MS: i64 = 5_000;
+pub const WINDOW_MS: i64 = 3_000;
 /// Summaries in one heartbeat (an agent reports at most its own tasks).
 pub const MAX_USAGE_PER_HEARTBEAT: usize = 10_000;
 /// Tasks the window holds at most: a bound on the leader's memory whatever
