@@ -167,6 +167,8 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     }
 }
 
+// The agent's shared state, handed to each session (see `session`).
+#[allow(clippy::too_many_arguments)]
 async fn run(
     config: AgentConfig,
     managers: Arc<Mutex<Vec<String>>>,

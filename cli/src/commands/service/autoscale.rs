@@ -94,7 +94,7 @@ pub fn apply(
     if !given(flags) {
         return Ok(());
     }
-    let mut policy = match spec.autoscale.clone() {
+    let mut policy = match spec.autoscale {
         Some(policy) => policy,
         None => {
             let (Some(_), Some(_)) = (min, max) else {
