@@ -62,6 +62,22 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Removes what a finished task left on the node.
     async fn remove(&self, task_id: &str);
+
+    /// The cumulative CPU time and current memory of those of `task_ids`
+    /// this runtime runs and can measure (the agent's sampler turns them
+    /// into rates for the autoscaler). Tasks it cannot measure are left out.
+    async fn usage(&self, _task_ids: &[String]) -> Vec<(String, Usage)> {
+        Vec::new()
+    }
+}
+
+/// One reading of a task's load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since the task started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use now, without the inactive page cache.
+    pub memory_bytes: Option<u64>,
 }
 
 /// A task's final state written to disk, so that a restarted agent can still

@@ -14,6 +14,7 @@
 //! - [`executor`]: the executor trait and the process executor.
 //! - [`health`]: health checks' rules, and the prober for process tasks.
 //! - [`reporter`]: task status reports waiting for a manager.
+//! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
 // deny, not forbid: between fork and exec the process executor joins the
@@ -26,6 +27,7 @@ pub mod exec;
 pub mod executor;
 pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod reporter;
 pub mod session;
 pub mod worker;

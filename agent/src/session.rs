@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 use crate::description::describe_with;
 use crate::executor::docker::DockerExecutor;
 use crate::executor::process::{ProcessExecutor, DEFAULT_STOP_GRACE};
-use crate::executor::Executor;
+use crate::executor::{AbortOnDrop, Executor};
 use crate::logs::{Runtimes, Subscriptions};
 use crate::reporter::Reporter;
 use crate::worker::{Worker, WorkerEvent};
@@ -65,6 +65,8 @@ pub struct AgentHandle {
     task: tokio::task::JoinHandle<()>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
+    /// The load sampler, which ends with the agent.
+    _sampling: AbortOnDrop,
 }
 
 impl AgentHandle {
@@ -161,7 +163,11 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         node_id: config.node_id.clone(),
         docker,
     });
-    let (worker, _worker_task) = Worker::spawn(executors, reporter.clone()).await;
+    let supervised = crate::worker::SupervisedTasks::default();
+    let sampler = Arc::new(crate::metrics::Sampler::default());
+    let (worker, _worker_task) =
+        Worker::spawn_sharing(executors.clone(), reporter.clone(), supervised.clone()).await;
+    let sampling = tokio::spawn(crate::metrics::run(sampler.clone(), executors, supervised));
     let known_managers = config.known_managers.clone();
     let task = tokio::spawn(run(
         config,
@@ -171,6 +177,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         worker.clone(),
         reporter.clone(),
         runtimes,
+        sampler,
     ));
     AgentHandle {
         session_up: up_rx,
@@ -181,9 +188,12 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         task,
         worker,
         reporter,
+        _sampling: AbortOnDrop(sampling),
     }
 }
 
+// The agent's shared state, handed to each session (see `session`).
+#[allow(clippy::too_many_arguments)]
 async fn run(
     config: AgentConfig,
     managers: Arc<Mutex<Vec<String>>>,
@@ -192,6 +202,7 @@ async fn run(
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
     runtimes: Arc<Runtimes>,
+    sampler: Arc<crate::metrics::Sampler>,
 ) {
     let mut reconnect = Reconnect::default();
     let mut rng = rand::rngs::StdRng::from_entropy();
@@ -215,6 +226,7 @@ async fn run(
             &worker,
             &reporter,
             &runtimes,
+            &sampler,
             (&mut connected, &mut established, &mut lost_at),
         )
         .await;
@@ -314,6 +326,7 @@ async fn session(
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
+    sampler: &crate::metrics::Sampler,
     (connected, established, lost_at): (&mut bool, &mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, &config.credentials, &config.known_managers).await?;
@@ -354,7 +367,7 @@ async fn session(
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone() });
+                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone(), usage: sampler.take() });
                 request.set_timeout(period * 2);
                 let reply = client.heartbeat(request).await?.into_inner();
                 let next = Duration::from_millis(reply.period_ms.max(100));

@@ -52,7 +52,12 @@ pub struct Worker {
     /// Tasks that reached a terminal state, while they stay assigned: never restarted.
     finished: HashSet<String>,
     assigned: HashSet<String>,
+    /// The supervised tasks' IDs, shared with the load sampler ([`crate::metrics`]).
+    supervised: SupervisedTasks,
 }
+
+/// The IDs of the tasks a worker supervises right now.
+pub type SupervisedTasks = Arc<std::sync::Mutex<HashSet<String>>>;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -78,6 +83,16 @@ impl Worker {
         executors: Vec<Arc<dyn Executor>>,
         reporter: Arc<Reporter>,
     ) -> (mpsc::Sender<WorkerEvent>, tokio::task::JoinHandle<()>) {
+        Self::spawn_sharing(executors, reporter, SupervisedTasks::default()).await
+    }
+
+    /// [`Worker::spawn`], keeping `supervised` up to date with the tasks it
+    /// supervises.
+    pub async fn spawn_sharing(
+        executors: Vec<Arc<dyn Executor>>,
+        reporter: Arc<Reporter>,
+        supervised: SupervisedTasks,
+    ) -> (mpsc::Sender<WorkerEvent>, tokio::task::JoinHandle<()>) {
         let (events, receiver) = mpsc::channel(64);
         let mut worker = Worker {
             executors: executors.iter().map(|e| (e.runtime(), e.clone())).collect(),
@@ -86,6 +101,7 @@ impl Worker {
             running: HashMap::new(),
             finished: HashSet::new(),
             assigned: HashSet::new(),
+            supervised,
         };
         for executor in &executors {
             // Adopt first: a process that dies meanwhile is then reported by
@@ -116,6 +132,10 @@ impl Worker {
                 WorkerEvent::Assignments(tasks) => self.reconcile(tasks).await,
                 WorkerEvent::Finished(task_id) => {
                     self.running.remove(&task_id);
+                    self.supervised
+                        .lock()
+                        .expect("supervised lock")
+                        .remove(&task_id);
                     if self.assigned.contains(&task_id) {
                         self.finished.insert(task_id);
                     } else {
@@ -131,6 +151,7 @@ impl Worker {
                     for (_, supervised) in self.running.drain() {
                         let _ = supervised.handle.await;
                     }
+                    self.supervised.lock().expect("supervised lock").clear();
                     let _ = done.send(());
                     return;
                 }
@@ -223,6 +244,10 @@ impl Worker {
             stopped,
             self.events.clone(),
         ));
+        self.supervised
+            .lock()
+            .expect("supervised lock")
+            .insert(task_id.clone());
         self.running.insert(
             task_id,
             Supervised {

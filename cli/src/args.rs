@@ -215,9 +215,41 @@ pub struct ServiceUpdateArgs {
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
+    pub autoscale: AutoscaleFlags,
+    #[command(flatten)]
     pub wait: WaitFlags,
     /// Service name or ID.
     pub service: String,
+}
+
+/// `--autoscale-*`, shared by `service create` and `service update`: the
+/// leader then sets the replica count within MIN..MAX from the tasks' load.
+#[derive(Debug, Args, Default, Clone)]
+pub struct AutoscaleFlags {
+    /// Autoscale: fewest replicas.
+    #[arg(long, allow_hyphen_values = true)]
+    pub autoscale_min: Option<String>,
+    /// Autoscale: most replicas.
+    #[arg(long, allow_hyphen_values = true)]
+    pub autoscale_max: Option<String>,
+    /// Autoscale: target CPU per task, percent of its CPU reservation or else of one core (e.g. 60%).
+    #[arg(long, allow_hyphen_values = true)]
+    pub autoscale_cpu: Option<String>,
+    /// Autoscale: target memory per task, percent of its memory limit or else reservation (e.g. 80%).
+    #[arg(long, allow_hyphen_values = true)]
+    pub autoscale_memory: Option<String>,
+    /// Autoscale: target requests per second per task (e.g. 200).
+    #[arg(long, allow_hyphen_values = true)]
+    pub autoscale_rps: Option<String>,
+    /// Autoscale: how long load must stay low before tasks are removed (default 5m).
+    #[arg(long)]
+    pub autoscale_scale_down_window: Option<String>,
+    /// Stop autoscaling: the replica count stays where it is.
+    #[arg(long, conflicts_with_all = [
+        "autoscale_min", "autoscale_max", "autoscale_cpu", "autoscale_memory",
+        "autoscale_rps", "autoscale_scale_down_window",
+    ])]
+    pub autoscale_off: bool,
 }
 
 /// Whether a command that changes a service waits for it to converge.
@@ -357,6 +389,8 @@ pub struct ServiceCreateArgs {
     pub endpoint_mode: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
+    #[command(flatten)]
+    pub autoscale: AutoscaleFlags,
     #[command(flatten)]
     pub wait: WaitFlags,
 

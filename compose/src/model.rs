@@ -73,6 +73,8 @@ pub struct ServiceDef {
     pub update_config: Option<UpdateConfig>,
     pub rollback_config: Option<UpdateConfig>,
     pub restart_policy: Option<RestartPolicy>,
+    /// `deploy.x-shoal-autoscale`: shoal's autoscaler steers `replicas`.
+    pub autoscale: Option<Autoscale>,
     pub deploy_labels: BTreeMap<String, String>,
     pub endpoint_mode: Option<EndpointMode>,
     /// The networks the service joins, in file order.
@@ -102,6 +104,21 @@ impl ServiceDef {
             .cloned()
             .collect()
     }
+}
+
+/// `deploy.x-shoal-autoscale:` — the bounds and targets of shoal's
+/// autoscaler (`service create --autoscale-*`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Autoscale {
+    pub min: u64,
+    pub max: u64,
+    /// Percent of the task's CPU reservation, else of one core.
+    pub cpu_percent: Option<f64>,
+    /// Percent of the task's memory limit, else of its reservation.
+    pub memory_percent: Option<f64>,
+    /// Requests per second per task.
+    pub rps: Option<f64>,
+    pub scale_down_window: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

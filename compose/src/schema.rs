@@ -1339,6 +1339,16 @@ fn deploy(
         }
         s.restart_policy = Some(policy);
     }
+    if let Some(n) = o.get("x-shoal-autoscale") {
+        if matches!(s.mode, ServiceMode::Global | ServiceMode::GlobalJob) {
+            return Err(invalid(
+                &n.pos,
+                &p("x-shoal-autoscale"),
+                "a global service cannot be autoscaled: it runs one task per node",
+            ));
+        }
+        s.autoscale = Some(autoscale(w, n, &p("x-shoal-autoscale"))?);
+    }
     if let Some(n) = o.get("endpoint_mode") {
         s.endpoint_mode = Some(one_of(
             n,
@@ -1347,6 +1357,92 @@ fn deploy(
         )?);
     }
     Ok(())
+}
+
+/// `x-shoal-autoscale: {min, max, cpu, memory, rps, scale_down_window}`.
+fn autoscale(w: &mut Walker<'_>, node: &Node, path: &str) -> Result<Autoscale, ComposeError> {
+    let o = w.obj(
+        node,
+        path,
+        &["min", "max", "cpu", "memory", "rps", "scale_down_window"],
+        &[],
+    )?;
+    let p = |key: &str| child(path, key);
+    let required = |key: &str| {
+        o.get(key).ok_or_else(|| {
+            invalid(
+                &node.pos,
+                path,
+                format!("expected `{key}`: autoscaling needs `min` and `max` replicas"),
+            )
+        })
+    };
+    let mut a = Autoscale {
+        min: uint(required("min")?, &p("min"))?,
+        max: uint(required("max")?, &p("max"))?,
+        ..Default::default()
+    };
+    let percent = |n: &Node, path: &str| {
+        n.scalar()
+            .map(|t| t.trim())
+            .map(|t| t.strip_suffix('%').unwrap_or(t).trim())
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| {
+                invalid(
+                    &n.pos,
+                    path,
+                    format!(
+                        "expected a percentage above 0 such as 60%, got {}",
+                        describe(n)
+                    ),
+                )
+            })
+    };
+    if let Some(n) = o.get("cpu") {
+        a.cpu_percent = Some(percent(n, &p("cpu"))?);
+    }
+    if let Some(n) = o.get("memory") {
+        a.memory_percent = Some(percent(n, &p("memory"))?);
+    }
+    if let Some(n) = o.get("rps") {
+        a.rps = Some(
+            n.scalar()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    invalid(
+                        &n.pos,
+                        &p("rps"),
+                        format!(
+                            "expected requests per second per task above 0, got {}",
+                            describe(n)
+                        ),
+                    )
+                })?,
+        );
+    }
+    if let Some(n) = o.get("scale_down_window") {
+        a.scale_down_window = Some(duration(n, &p("scale_down_window"))?);
+    }
+    if a.max == 0 || a.min > a.max {
+        return Err(invalid(
+            &node.pos,
+            path,
+            format!(
+                "invalid range {}..{}: expected 0 <= min <= max and max >= 1",
+                a.min, a.max
+            ),
+        ));
+    }
+    if a.cpu_percent.is_none() && a.memory_percent.is_none() && a.rps.is_none() {
+        return Err(invalid(
+            &node.pos,
+            path,
+            "expected a target: `cpu: 60%`, `memory: 80%` or `rps: 200`",
+        ));
+    }
+    Ok(a)
 }
 
 fn resources(

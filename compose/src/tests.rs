@@ -1003,3 +1003,52 @@ fn render_prints_the_merged_interpolated_document() {
     let again = load_str("s.yml", &out, &HashMap::new()).unwrap();
     assert_eq!(again.services, stack.services);
 }
+
+#[test]
+fn autoscaling_under_deploy() {
+    let text = r#"
+services:
+  web:
+    image: nginx:1.27
+    deploy:
+      replicas: 3
+      x-shoal-autoscale:
+        min: 2
+        max: 10
+        cpu: 60%
+        memory: 80
+        scale_down_window: 30s
+"#;
+    let stack = ok(text);
+    let a = stack.services["web"].autoscale.clone().unwrap();
+    assert_eq!((a.min, a.max), (2, 10));
+    assert_eq!(
+        (a.cpu_percent, a.memory_percent, a.rps),
+        (Some(60.0), Some(80.0), None)
+    );
+    assert_eq!(
+        a.scale_down_window,
+        Some(std::time::Duration::from_secs(30))
+    );
+
+    let with = |body: &str| {
+        err(&format!(
+            "services:\n  web:\n    image: a\n    deploy:\n      x-shoal-autoscale: {body}\n"
+        ))
+    };
+    assert_eq!(
+        with("{max: 3, cpu: 60%}"),
+        "stack.yml:5: services.web.deploy.x-shoal-autoscale: expected `min`: autoscaling needs `min` and `max` replicas"
+    );
+    assert_eq!(
+        with("{min: 4, max: 3, cpu: 60%}"),
+        "stack.yml:5: services.web.deploy.x-shoal-autoscale: invalid range 4..3: expected 0 <= min <= max and max >= 1"
+    );
+    assert_eq!(
+        with("{min: 1, max: 3}"),
+        "stack.yml:5: services.web.deploy.x-shoal-autoscale: expected a target: `cpu: 60%`, `memory: 80%` or `rps: 200`"
+    );
+    assert!(with("{min: 1, max: 3, cpu: lots}")
+        .contains("x-shoal-autoscale.cpu: expected a percentage above 0 such as 60%"));
+    assert!(with("{min: 1, max: 3, cpus: 60%}").contains("did you mean `cpu`?"));
+}

@@ -750,6 +750,7 @@ impl ControlService {
             spec_version: 1,
             update_status: None,
             endpoint: None,
+            autoscale_events: Vec::new(),
         };
         // The VIPs are allocated with the service, so that `create` says
         // at once when a network is full and `inspect` shows them at once.

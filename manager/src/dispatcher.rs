@@ -47,6 +47,8 @@ pub struct Dispatcher {
     config: ManagerConfig,
     // std Mutex: held only for map updates, never across an await.
     sessions: Mutex<HashMap<String, Session>>,
+    /// Task load from heartbeats, for the autoscaler (memory only).
+    load: Mutex<crate::metrics::LoadWindow>,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -58,6 +60,7 @@ impl Dispatcher {
             store,
             config,
             sessions: Mutex::new(HashMap::new()),
+            load: Mutex::new(Default::default()),
         }
     }
 
@@ -86,6 +89,11 @@ impl Dispatcher {
         }
         let leader = crate::raft::current_leader(&self.raft).map(|(_, addr)| addr);
         Err(crate::raft::not_leader(leader.as_deref()))
+    }
+
+    /// Runs `f` on the task load heartbeats brought (see [`crate::metrics`]).
+    pub fn with_load<R>(&self, f: impl FnOnce(&mut crate::metrics::LoadWindow) -> R) -> R {
+        f(&mut self.load.lock().expect("load lock"))
     }
 
     /// Ends the session of `node_id`, if any (its stream closes).
@@ -300,7 +308,7 @@ impl DispatcherRpc for Dispatcher {
         // deposed while partitioned, whose own agent still reaches it over
         // loopback) says who leads instead, and the agent goes there.
         self.require_leader()?;
-        let session_id = request.into_inner().session_id;
+        let HeartbeatRequest { session_id, usage } = request.into_inner();
         {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             match sessions.get_mut(&peer.node_id) {
@@ -312,6 +320,10 @@ impl DispatcherRpc for Dispatcher {
                     )))
                 }
             }
+        }
+        if !usage.is_empty() {
+            // Load stays in this manager's memory: it never goes through Raft.
+            self.with_load(|load| load.record(&peer.node_id, &usage, crate::now_ms()));
         }
         Ok(Response::new(HeartbeatResponse {
             period_ms: self.heartbeat_period().as_millis() as u64,

@@ -17,6 +17,9 @@
 //! - [`control`]: the control API the CLI calls.
 //! - [`spec`]: validation of service specs.
 //! - [`orchestrator`]: the replicated orchestrator (pure reconcile).
+//! - [`autoscale`]: autoscaling decisions (the HPA algorithm, pure).
+//! - [`metrics`]: task load from heartbeats, in the leader's memory.
+//! - [`autoscaler`]: the leader loop that autoscales services.
 //! - [`scheduling`]: the store side of the scheduler crate.
 //! - [`network`]: overlay networks: IPAM, allocation, the per-node view.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
@@ -29,6 +32,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod autoscale;
+pub mod autoscaler;
 pub mod ca_service;
 pub mod control;
 pub mod dispatcher;
@@ -37,6 +42,7 @@ pub mod leader;
 pub mod listener;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod network;
 pub mod orchestrator;
 pub mod peers;

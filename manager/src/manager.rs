@@ -287,6 +287,12 @@ impl Manager {
             keys.clone(),
             raft.clone(),
         ));
+        let autoscaler = tokio::spawn(crate::autoscaler::run(
+            raft.clone(),
+            store.clone(),
+            dispatcher.clone(),
+            config.raft_id,
+        ));
         Ok(Arc::new(Manager {
             config,
             raft,
@@ -297,7 +303,7 @@ impl Manager {
             dispatcher,
             broker,
             keys,
-            background: vec![expiry, loops, batcher, key_follower],
+            background: vec![expiry, loops, batcher, key_follower, autoscaler],
         }))
     }
 

@@ -123,6 +123,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
     if let Some(check) = task.healthcheck.as_ref() {
         shoal_proto::health::parse_test(&check.test).map_err(|e| e.to_string())?;
     }
+    crate::autoscale::policy::validate(spec)?;
     for entry in &task.env {
         if entry.split('=').next().is_none_or(|key| key.is_empty()) {
             return Err(format!(

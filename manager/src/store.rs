@@ -201,6 +201,18 @@ pub enum Command {
         service_id: String,
         virtual_ips: Vec<VirtualIp>,
     },
+    /// The autoscaler changed an autoscaled service's replica count: sets
+    /// `replicas` (keeping the previous spec, so a rollback still goes to the
+    /// operator's last spec) and appends `event` to the service's short
+    /// history. Applies only at `expected_version` and while the service is
+    /// still autoscaled, so a decision about a spec the operator changed
+    /// meanwhile is refused.
+    AutoscaleService {
+        service_id: String,
+        expected_version: u64,
+        replicas: u64,
+        event: shoal_proto::v1::AutoscaleEvent,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -488,6 +500,12 @@ impl ClusterState {
                 service_id,
                 virtual_ips,
             } => self.set_service_vips(&service_id, virtual_ips, events),
+            Command::AutoscaleService {
+                service_id,
+                expected_version,
+                replicas,
+                event,
+            } => self.autoscale_service(&service_id, expected_version, replicas, event, events),
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

@@ -44,7 +44,8 @@ use bollard::errors::Error as EngineError;
 use bollard::models::{ContainerStateStatusEnum, ContainerSummary, ImageConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, KillContainerOptions,
-    ListContainersOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    ListContainersOptions, RemoveContainerOptions, StatsOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -59,6 +60,7 @@ pub use config::{
 use super::process::DEFAULT_STOP_GRACE;
 use super::{
     write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
+    Usage,
 };
 use crate::health::{Health, HealthConfig};
 
@@ -298,6 +300,55 @@ impl Executor for DockerExecutor {
 
     async fn remove(&self, task_id: &str) {
         self.node.remove_task(task_id).await;
+    }
+
+    /// From the engine's stats (one-shot, all containers at once): the
+    /// engine knows its containers' cgroups whatever its cgroup driver and
+    /// version, where the agent would have to guess their paths.
+    async fn usage(&self, task_ids: &[String]) -> Vec<(String, Usage)> {
+        let running = match self.node.containers(None, Some("running")).await {
+            Ok(containers) => containers,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list containers to measure");
+                return Vec::new();
+            }
+        };
+        let wanted: Vec<(String, String)> = running
+            .iter()
+            .filter_map(|c| Some((task_label(c)?, c.id.clone()?)))
+            .filter(|(task, _)| task_ids.contains(task))
+            .collect();
+        let reads = wanted.into_iter().map(|(task_id, container)| async move {
+            let mut stats = self.node.docker.stats(
+                &container,
+                Some(StatsOptions {
+                    stream: false,
+                    one_shot: true,
+                }),
+            );
+            let stats = stats.next().await?.ok()?;
+            let cpu_ns = stats.cpu_stats?.cpu_usage?.total_usage?;
+            let memory = stats.memory_stats.and_then(|m| {
+                let inactive = m.stats.as_ref().and_then(|s| {
+                    s.get("inactive_file")
+                        .or_else(|| s.get("total_inactive_file"))
+                        .copied()
+                });
+                Some(m.usage?.saturating_sub(inactive.unwrap_or(0)))
+            });
+            Some((
+                task_id,
+                Usage {
+                    cpu_ns,
+                    memory_bytes: memory,
+                },
+            ))
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 

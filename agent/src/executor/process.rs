@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use self::cgroup::{Cgroups, Limits};
 use super::{
     write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
+    Usage,
 };
 use crate::exec::{search_path, task_command};
 use crate::health::{self, Health, HealthConfig};
@@ -147,6 +148,22 @@ impl Executor for ProcessExecutor {
             }
         }
         exits
+    }
+
+    async fn usage(&self, task_ids: &[String]) -> Vec<(String, Usage)> {
+        task_ids
+            .iter()
+            .filter_map(|id| {
+                let usage = self.cgroups.usage(id)?;
+                Some((
+                    id.clone(),
+                    Usage {
+                        cpu_ns: usage.cpu_ns,
+                        memory_bytes: usage.memory_bytes,
+                    },
+                ))
+            })
+            .collect()
     }
 
     async fn remove(&self, task_id: &str) {
@@ -341,7 +358,8 @@ impl Controller for ProcessController {
             restore_task_umask(&mut command);
             Ok(command)
         };
-        let cgroup = self.cgroups.create(&task.id, Limits::of(task));
+        // Limits or not, the task gets cgroups: they also measure its load.
+        let cgroup = self.cgroups.create_accounted(&task.id, Limits::of(task));
         let spawned = match command(cgroup.as_ref())?.spawn() {
             // Joining the cgroups may have failed (or the exec itself, which
             // fails the same way again): limits are not worth a failed task.

@@ -8,7 +8,19 @@ use std::time::{Duration, Instant};
 use shoal_proto::v1::{HealthCheck, TaskSpec};
 
 use super::*;
+use crate::executor::process::cgroup::Cgroups;
 use crate::executor::process::ProcessExecutor;
+
+/// A process executor without cgroups: these tests reuse task IDs ("t1")
+/// in parallel, and a task's cgroup is named by its ID, so removing one
+/// test's task would kill another's (every task gets accounting cgroups).
+fn unmeasured(data_dir: &Path) -> ProcessExecutor {
+    ProcessExecutor::with_cgroups(
+        data_dir,
+        "node1",
+        Cgroups::detect_at(&data_dir.join("no-cgroups")),
+    )
+}
 
 /// How long a test waits for a state before failing.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -57,7 +69,7 @@ impl Harness {
     }
 
     async fn start_in(data_dir: tempfile::TempDir) -> Self {
-        let executor = Arc::new(ProcessExecutor::new(data_dir.path(), "node1"));
+        let executor = Arc::new(unmeasured(data_dir.path()));
         let reporter = Arc::new(Reporter::default());
         let (events, _handle) = Worker::spawn(vec![executor], reporter.clone()).await;
         Harness {
@@ -235,7 +247,7 @@ async fn a_stop_while_waiting_for_health_shuts_the_task_down_promptly() {
 async fn an_adopted_task_keeps_its_health_check() {
     let data_dir = tempfile::tempdir().unwrap();
     // A previous agent started the task, healthy.
-    let first = ProcessExecutor::new(data_dir.path(), "node1");
+    let first = unmeasured(data_dir.path());
     let t = task("t1", shell_check("test -f ready", 1, 0));
     let mut ctl = first.controller(&t);
     ctl.prepare().await.unwrap();

@@ -31,7 +31,13 @@ pub fn ls_json(info: &ServiceInfo) -> Value {
             ServiceMode::Replicated => "replicated",
             ServiceMode::Global => "global",
         },
-        "Replicas": format!("{}/{}", info.running_tasks, info.desired_tasks),
+        // An autoscaled service shows its range: "3/3 (2..10)".
+        "Replicas": format!(
+            "{}/{}{}",
+            info.running_tasks,
+            info.desired_tasks,
+            super::service::autoscale::range_suffix(&spec)
+        ),
         "Image": image_of(&spec),
         "Ports": "",
     })

@@ -6,7 +6,9 @@
 //! - [`flags`]: spec fields shared by `create` and `update`.
 //! - [`networks`]: `--network`, `--network-add|rm`, `--endpoint-mode`.
 //! - [`progress`]: waiting for convergence, with Docker's progress lines.
+//! - [`autoscale`]: `--autoscale-*`, and refusing `scale` of an autoscaled service.
 
+pub mod autoscale;
 pub mod flags;
 pub mod networks;
 pub mod progress;
@@ -185,13 +187,22 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
             }
             let mut found = Vec::new();
             for (name, replicas) in parsed {
-                found.push((get(&mut control, &name).await?, name, replicas));
+                let info = get(&mut control, &name).await?;
+                // Refused before anything changes, as a bad name is.
+                let spec = info.service.as_ref().and_then(|s| s.spec.as_ref());
+                if let Some(refusal) = spec.and_then(|s| autoscale::refuse_manual_scale(s, &name)) {
+                    anyhow::bail!(refusal);
+                }
+                found.push((info, name, replicas));
             }
             for (info, name, replicas) in found {
                 let service = info.service.unwrap_or_default();
                 let mut spec = service.spec.clone().unwrap_or_default();
                 if spec.mode() != ServiceMode::Replicated {
                     anyhow::bail!("{name}: scale can only be used with replicated mode");
+                }
+                if let Some(refusal) = autoscale::refuse_manual_scale(&spec, &name) {
+                    anyhow::bail!(refusal);
                 }
                 spec.replicas = replicas;
                 control
@@ -295,6 +306,15 @@ pub fn apply_update(
         .transpose()?;
     let labels = key_values(&args.label_add, "--label-add")?;
     let replicas = args.replicas.as_deref().map(parse_replicas).transpose()?;
+    if replicas.is_some() && !autoscale::given(&args.autoscale) {
+        if let Some(refusal) = autoscale::refuse_manual_scale(&spec, &args.service) {
+            anyhow::bail!(refusal);
+        }
+    }
+    // Parsed before anything else changes; applied last, so that the count
+    // it brings into range is the final one.
+    let mut with_policy = spec.clone();
+    autoscale::apply(&mut with_policy, &args.autoscale, replicas.is_some())?;
     flags::apply(&mut spec, &args.task)?;
     let task = spec.task.get_or_insert_with(Default::default);
     if let Some(image) = &args.image {
@@ -366,6 +386,7 @@ pub fn apply_update(
     if let Some(replicas) = replicas {
         spec.replicas = replicas;
     }
+    autoscale::apply(&mut spec, &args.autoscale, replicas.is_some())?;
     Ok(spec)
 }
 
@@ -462,6 +483,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     };
     flags::apply(&mut spec, &args.task)?;
     networks::apply_create(&mut spec, &args.network, args.endpoint_mode.as_deref())?;
+    autoscale::apply(&mut spec, &args.autoscale, false)?;
     Ok(spec)
 }
 
@@ -616,6 +638,17 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
         if let Some(c) = update_config(spec.rollback_config.as_ref()) {
             value["RollbackConfig"] = c;
         }
+        if let Some(p) = spec.autoscale.as_ref() {
+            value["Autoscale"] = json!({
+                "Min": p.min,
+                "Max": p.max,
+                "CPUPercent": p.cpu_percent,
+                "MemoryPercent": p.memory_percent,
+                "RPS": p.rps,
+                "ScaleDownWindow": p.scale_down_window_ms.unwrap_or(300_000) * 1_000_000,
+                "ScaleUpWindow": p.scale_up_window_ms.unwrap_or(0) * 1_000_000,
+            });
+        }
         value
     };
     let mut value = json!({
@@ -642,6 +675,20 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
             .map(|v| json!({"NetworkID": v.network_id, "Addr": v.addr}))
             .collect::<Vec<_>>(),
     });
+    if !service.autoscale_events.is_empty() {
+        value["AutoscaleEvents"] = service
+            .autoscale_events
+            .iter()
+            .map(|e| {
+                json!({
+                    "Time": output::rfc3339(e.at_ms),
+                    "From": e.from,
+                    "To": e.to,
+                    "Message": e.message,
+                })
+            })
+            .collect();
+    }
     if let Some(status) = service.update_status.as_ref() {
         let mut update = json!({
             "State": shoal_proto::names::update_state(status.state()),

@@ -318,6 +318,7 @@ async fn heartbeat_with(addr: &str, creds: &NodeCredentials) -> Result<tonic::Co
     let answer = DispatcherClient::new(channel)
         .heartbeat(HeartbeatRequest {
             session_id: "none".into(),
+            ..Default::default()
         })
         .await;
     match answer {

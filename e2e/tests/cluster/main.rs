@@ -1,6 +1,7 @@
 //! Multi-node tests: real `shoal daemon` processes on loopback addresses,
 //! driven through the CLI (and, for the mutual-TLS checks, raw gRPC).
 
+mod autoscale;
 mod bad_input;
 mod certs;
 mod cli_flags;

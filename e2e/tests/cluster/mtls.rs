@@ -55,6 +55,7 @@ async fn only_cluster_certificates_of_the_right_role_are_served() {
     let status = DispatcherClient::new(anonymous.clone())
         .heartbeat(HeartbeatRequest {
             session_id: "x".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -82,6 +83,7 @@ async fn only_cluster_certificates_of_the_right_role_are_served() {
     let status = DispatcherClient::new(worker)
         .heartbeat(HeartbeatRequest {
             session_id: "not-a-session".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

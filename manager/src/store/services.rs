@@ -168,6 +168,36 @@ impl ClusterState {
         Ok(())
     }
 
+    pub(super) fn autoscale_service(
+        &mut self,
+        service_id: &str,
+        expected_version: u64,
+        replicas: u64,
+        event: shoal_proto::v1::AutoscaleEvent,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let service = self.service_at_version(service_id, expected_version)?;
+        let Some(spec) = service.spec.as_mut().filter(|s| s.autoscale.is_some()) else {
+            return Err(StoreError::Conflict(format!(
+                "service {service_id} is no longer autoscaled"
+            )));
+        };
+        if spec.replicas != replicas {
+            spec.replicas = replicas;
+            service.spec_version += 1;
+        }
+        let at_ms = event.at_ms;
+        service.autoscale_events.push(event);
+        let excess = service
+            .autoscale_events
+            .len()
+            .saturating_sub(AUTOSCALE_EVENTS_KEPT);
+        service.autoscale_events.drain(..excess);
+        bump(&mut service.meta, at_ms);
+        events.push(StoreEvent::Service(Change::Updated, service.clone()));
+        Ok(())
+    }
+
     pub(super) fn remove_service(
         &mut self,
         service_id: &str,
@@ -194,6 +224,9 @@ impl ClusterState {
         Ok(())
     }
 }
+
+/// Autoscaling events kept per service (`service inspect` shows them).
+pub const AUTOSCALE_EVENTS_KEPT: usize = 10;
 
 fn update_status(state: UpdateState, at_ms: i64, message: &str) -> UpdateStatus {
     UpdateStatus {

@@ -13,6 +13,13 @@
 //! tasks run without limits and the agent warns once, saying why: limits are
 //! best effort, as the placement already reserved what the task asked for.
 //! Removing a task kills whatever is left in its cgroups and removes them.
+//!
+//! Every task also gets cgroups for *accounting* ([`Cgroups::create_accounted`]),
+//! limits or not, so that the agent can read its CPU time and memory for the
+//! autoscaler ([`Cgroups::usage`]): v2 `cpu.stat` `usage_usec` and
+//! `memory.current`; v1 `cpuacct/shoal/<task>/cpuacct.usage` and
+//! `memory/shoal/<task>/memory.usage_in_bytes`. Memory is counted as
+//! `docker stats` does: without the inactive page cache.
 
 use std::ffi::CString;
 use std::io::ErrorKind;
@@ -91,6 +98,8 @@ enum Hierarchy {
     V1 {
         memory: Option<PathBuf>,
         cpu: Option<PathBuf>,
+        /// CPU time accounting (often co-mounted with `cpu`).
+        cpuacct: Option<PathBuf>,
     },
 }
 
@@ -99,6 +108,15 @@ pub struct Cgroups {
     hierarchy: Result<Hierarchy, String>,
     /// Whether "limits are not enforced" was logged already.
     warned: AtomicBool,
+    /// Whether "load is not measured" was logged already.
+    warned_accounting: AtomicBool,
+}
+
+/// A task's cumulative CPU time and its memory in use, read from its cgroups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    pub cpu_ns: u64,
+    pub memory_bytes: Option<u64>,
 }
 
 /// A task's cgroups, created and limited, waiting for its process.
@@ -119,6 +137,7 @@ impl Cgroups {
         Cgroups {
             hierarchy: detect(root),
             warned: AtomicBool::new(false),
+            warned_accounting: AtomicBool::new(false),
         }
     }
 
@@ -128,14 +147,29 @@ impl Cgroups {
         if limits.is_empty() {
             return None;
         }
+        self.create_with(task_id, limits, false)
+    }
+
+    /// [`Cgroups::create`], plus the cgroups that account the task's CPU
+    /// time and memory even when it has no limits. `None` when cgroups
+    /// cannot be used here: the task then runs unmeasured (logged once).
+    pub fn create_accounted(&self, task_id: &str, limits: Limits) -> Option<TaskCgroup> {
+        self.create_with(task_id, limits, true)
+    }
+
+    fn create_with(&self, task_id: &str, limits: Limits, account: bool) -> Option<TaskCgroup> {
         let created = match &self.hierarchy {
-            Ok(hierarchy) => create(hierarchy, task_id, limits),
+            Ok(hierarchy) => create(hierarchy, task_id, limits, account),
             Err(why) => Err(CgroupError::Unsupported(why.clone())),
         };
         match created {
             Ok(cgroup) => Some(cgroup),
             Err(e) => {
-                self.warn(task_id, &e);
+                if limits.is_empty() {
+                    self.warn_accounting(task_id, &e);
+                } else {
+                    self.warn(task_id, &e);
+                }
                 if let Ok(hierarchy) = &self.hierarchy {
                     for dir in task_dirs(hierarchy, task_id) {
                         let _ = std::fs::remove_dir(dir);
@@ -156,6 +190,76 @@ impl Cgroups {
                 task = %task_id,
                 "CPU and memory limits of process tasks are not enforced on this node: {e}"
             );
+        }
+    }
+
+    fn warn_accounting(&self, task_id: &str, e: &dyn std::fmt::Display) {
+        if self.warned_accounting.swap(true, Ordering::Relaxed) {
+            tracing::debug!(task = %task_id, "task load not measured: {e}");
+        } else {
+            tracing::warn!(
+                task = %task_id,
+                "the CPU and memory use of process tasks cannot be measured on this node \
+                 (autoscaling sees no load from them): {e}"
+            );
+        }
+    }
+
+    /// The task's CPU time and memory, from the cgroups
+    /// [`Cgroups::create_accounted`] made; `None` when it has none.
+    pub fn usage(&self, task_id: &str) -> Option<CgroupUsage> {
+        let hierarchy = self.hierarchy.as_ref().ok()?;
+        if task_id.is_empty() || task_id.starts_with('.') || task_id.contains(['/', '\0']) {
+            return None;
+        }
+        let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+        let stat = |text: &str, key: &str| {
+            text.lines().find_map(|line| {
+                let (k, v) = line.split_once(' ')?;
+                (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+            })
+        };
+        match hierarchy {
+            Hierarchy::V2 { root } => {
+                let dir = root.join(PARENT).join(task_id);
+                let cpu_us = stat(&read(dir.join("cpu.stat"))?, "usage_usec")?;
+                let memory = read(dir.join("memory.current"))
+                    .and_then(|m| m.trim().parse::<u64>().ok())
+                    .map(|current| {
+                        let inactive = read(dir.join("memory.stat"))
+                            .and_then(|s| stat(&s, "inactive_file"))
+                            .unwrap_or(0);
+                        current.saturating_sub(inactive)
+                    });
+                Some(CgroupUsage {
+                    cpu_ns: cpu_us.saturating_mul(1_000),
+                    memory_bytes: memory,
+                })
+            }
+            Hierarchy::V1 {
+                memory, cpuacct, ..
+            } => {
+                let dir = cpuacct.as_ref()?.join(PARENT).join(task_id);
+                let cpu_ns = read(dir.join("cpuacct.usage"))?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()?;
+                let memory = memory.as_ref().and_then(|m| {
+                    let dir = m.join(PARENT).join(task_id);
+                    let usage = read(dir.join("memory.usage_in_bytes"))?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()?;
+                    let inactive = read(dir.join("memory.stat"))
+                        .and_then(|s| stat(&s, "total_inactive_file"))
+                        .unwrap_or(0);
+                    Some(usage.saturating_sub(inactive))
+                });
+                Some(CgroupUsage {
+                    cpu_ns,
+                    memory_bytes: memory,
+                })
+            }
         }
     }
 
@@ -237,7 +341,11 @@ fn detect(root: &Path) -> Result<Hierarchy, String> {
             "no cgroup v2 hierarchy with controllers and no v1 memory or cpu hierarchy under {}",
             root.display()
         )),
-        (memory, cpu) => Ok(Hierarchy::V1 { memory, cpu }),
+        (memory, cpu) => Ok(Hierarchy::V1 {
+            memory,
+            cpu,
+            cpuacct: v1("cpuacct", "cpuacct.usage"),
+        }),
     }
 }
 
@@ -245,11 +353,20 @@ fn detect(root: &Path) -> Result<Hierarchy, String> {
 fn task_dirs(hierarchy: &Hierarchy, task_id: &str) -> Vec<PathBuf> {
     match hierarchy {
         Hierarchy::V2 { root } => vec![root.join(PARENT).join(task_id)],
-        Hierarchy::V1 { memory, cpu } => [memory, cpu]
-            .into_iter()
-            .flatten()
-            .map(|h| h.join(PARENT).join(task_id))
-            .collect(),
+        Hierarchy::V1 {
+            memory,
+            cpu,
+            cpuacct,
+        } => {
+            let mut dirs: Vec<PathBuf> = [memory, cpu, cpuacct]
+                .into_iter()
+                .flatten()
+                .map(|h| h.join(PARENT).join(task_id))
+                .collect();
+            // Co-mounted controllers (`cpu,cpuacct`) are one directory.
+            dirs.dedup();
+            dirs
+        }
     }
 }
 
@@ -285,7 +402,12 @@ fn enable(dir: &Path, controllers: &[&str]) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn create(hierarchy: &Hierarchy, task_id: &str, limits: Limits) -> Result<TaskCgroup, CgroupError> {
+fn create(
+    hierarchy: &Hierarchy,
+    task_id: &str,
+    limits: Limits,
+    account: bool,
+) -> Result<TaskCgroup, CgroupError> {
     if task_id.is_empty() || task_id.starts_with('.') || task_id.contains(['/', '\0']) {
         return Err(CgroupError::Unsupported(format!(
             "the task ID {task_id:?} cannot name a cgroup"
@@ -295,7 +417,9 @@ fn create(hierarchy: &Hierarchy, task_id: &str, limits: Limits) -> Result<TaskCg
     match hierarchy {
         Hierarchy::V2 { root } => {
             let mut controllers = Vec::new();
-            controllers.extend(limits.memory_bytes.map(|_| "memory"));
+            // `cpu.stat` exists without the cpu controller; `memory.current`
+            // needs the memory controller.
+            controllers.extend((limits.memory_bytes.is_some() || account).then_some("memory"));
             controllers.extend(limits.nano_cpus.map(|_| "cpu"));
             let parent = root.join(PARENT);
             enable(root, &controllers)?;
@@ -312,7 +436,11 @@ fn create(hierarchy: &Hierarchy, task_id: &str, limits: Limits) -> Result<TaskCg
             }
             joined.push(dir);
         }
-        Hierarchy::V1 { memory, cpu } => {
+        Hierarchy::V1 {
+            memory,
+            cpu,
+            cpuacct,
+        } => {
             let needed = |h: &Option<PathBuf>, name: &str| {
                 h.clone().ok_or_else(|| {
                     CgroupError::Unsupported(format!("no cgroup v1 {name} hierarchy is mounted"))
@@ -337,6 +465,26 @@ fn create(hierarchy: &Hierarchy, task_id: &str, limits: Limits) -> Result<TaskCg
                     dir.join("cpu.cfs_quota_us"),
                     &Limits::cpu_quota_us(nano).to_string(),
                 )?;
+            }
+            if account {
+                let accounting = [(memory, limits.memory_bytes.is_none()), (cpuacct, true)];
+                for (hierarchy, needed) in accounting {
+                    let Some(h) = hierarchy.as_ref().filter(|_| needed) else {
+                        continue;
+                    };
+                    let dir = h.join(PARENT);
+                    make_dir(&dir)?;
+                    let dir = dir.join(task_id);
+                    make_dir(&dir)?;
+                    if !joined.contains(&dir) {
+                        joined.push(dir);
+                    }
+                }
+                if cpuacct.is_none() {
+                    return Err(CgroupError::Unsupported(
+                        "no cgroup v1 cpuacct hierarchy is mounted".into(),
+                    ));
+                }
             }
         }
     }
@@ -434,6 +582,61 @@ mod tests {
         assert!(Cgroups::detect_at(bare.path())
             .create("t1", limits())
             .is_none());
+    }
+
+    #[test]
+    fn every_task_is_accounted_and_its_usage_read_back() {
+        // v1 with a separate cpuacct hierarchy, as on this project's CI host.
+        let root = tempfile::tempdir().unwrap();
+        for (dir, file) in [
+            ("memory", "memory.limit_in_bytes"),
+            ("cpu", "cpu.cfs_quota_us"),
+            ("cpuacct", "cpuacct.usage"),
+        ] {
+            std::fs::create_dir(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join(file), "0").unwrap();
+        }
+        let cgroups = Cgroups::detect_at(root.path());
+        let cgroup = cgroups.create_accounted("t1", Limits::default()).unwrap();
+        assert_eq!(cgroup.procs.len(), 2, "memory and cpuacct, no cpu limit");
+        assert_eq!(cgroups.usage("t1"), None, "nothing written by a kernel yet");
+        let write = |p: &str, v: &str| std::fs::write(root.path().join(p), v).unwrap();
+        write("cpuacct/shoal/t1/cpuacct.usage", "1500000000\n");
+        write("memory/shoal/t1/memory.usage_in_bytes", "10485760\n");
+        write(
+            "memory/shoal/t1/memory.stat",
+            "cache 5\ntotal_inactive_file 2097152\n",
+        );
+        assert_eq!(
+            cgroups.usage("t1"),
+            Some(CgroupUsage {
+                cpu_ns: 1_500_000_000,
+                memory_bytes: Some(8 << 20),
+            })
+        );
+        assert_eq!(cgroups.usage("../t1"), None);
+
+        // v2: one cgroup, memory enabled for `memory.current`.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory").unwrap();
+        std::fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
+        std::fs::create_dir(root.path().join("shoal")).unwrap();
+        std::fs::write(root.path().join("shoal/cgroup.subtree_control"), "").unwrap();
+        let cgroups = Cgroups::detect_at(root.path());
+        let cgroup = cgroups.create_accounted("t1", Limits::default()).unwrap();
+        assert_eq!(cgroup.procs.len(), 1);
+        let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+        assert_eq!(read("shoal/cgroup.subtree_control"), "+memory");
+        let write = |p: &str, v: &str| std::fs::write(root.path().join(p), v).unwrap();
+        write("shoal/t1/cpu.stat", "usage_usec 250000\nuser_usec 1\n");
+        write("shoal/t1/memory.current", "4096\n");
+        assert_eq!(
+            cgroups.usage("t1"),
+            Some(CgroupUsage {
+                cpu_ns: 250_000_000,
+                memory_bytes: Some(4096),
+            })
+        );
     }
 
     #[test]

@@ -409,8 +409,12 @@ pub fn service_spec(
         name,
         labels: service_labels,
         mode: mode as i32,
-        replicas: match def.mode {
-            ServiceMode::Replicated => def.replicas.unwrap_or(1),
+        replicas: match (def.mode, def.autoscale.as_ref()) {
+            // An autoscaled service starts at `replicas` brought within its range.
+            (ServiceMode::Replicated, Some(a)) => {
+                def.replicas.unwrap_or(a.min).max(a.min).min(a.max)
+            }
+            (ServiceMode::Replicated, None) => def.replicas.unwrap_or(1),
             _ => 0,
         },
         task: Some(v1::TaskSpec {
@@ -457,8 +461,22 @@ pub fn service_spec(
                 shoal_compose::EndpointMode::Dnsrr => v1::ResolutionMode::Dnsrr,
             } as i32,
         }),
+        autoscale: def.autoscale.as_ref().map(autoscale),
     };
     Ok((spec, ignored.into_iter().map(str::to_owned).collect()))
+}
+
+/// `x-shoal-autoscale` → the stored policy (what `--autoscale-*` set).
+fn autoscale(a: &shoal_compose::Autoscale) -> v1::AutoscalePolicy {
+    v1::AutoscalePolicy {
+        min: a.min,
+        max: a.max,
+        cpu_percent: a.cpu_percent.unwrap_or(0.0),
+        memory_percent: a.memory_percent.unwrap_or(0.0),
+        rps: a.rps.unwrap_or(0.0),
+        scale_down_window_ms: a.scale_down_window.map(|d| d.as_millis() as u64),
+        ..Default::default()
+    }
 }
 
 /// Whether two specs ask for the same thing: equal once a present-but-empty

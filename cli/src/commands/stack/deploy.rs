@@ -127,6 +127,16 @@ pub fn plan(
             ) {
                 task.force_update = current_task.force_update;
             }
+            // An autoscaled service keeps the count its autoscaler chose
+            // (brought within the file's range): the file's `replicas` is
+            // only where a new service starts.
+            let current_replicas = existing
+                .and_then(|s| s.spec.as_ref())
+                .filter(|s| s.autoscale.is_some())
+                .map(|s| s.replicas);
+            if let (Some(policy), Some(replicas)) = (spec.autoscale.as_ref(), current_replicas) {
+                spec.replicas = replicas.max(policy.min).min(policy.max);
+            }
             layer.actions.push(match existing {
                 None => Action::Create(spec),
                 Some(service)

@@ -373,3 +373,31 @@ fn a_stack_network_with_another_driver_is_refused() {
     let err = stack_networks("s", &stack).unwrap_err().to_string();
     assert!(err.contains("driver \"bridge\" is not supported"), "{err}");
 }
+
+#[test]
+fn autoscaling_becomes_the_policy_and_replicas_start_in_range() {
+    let stack = load(
+        r#"
+services:
+  web:
+    image: nginx:1.27
+    deploy:
+      x-shoal-autoscale: {min: 2, max: 5, cpu: 50%, scale_down_window: 1m}
+  api:
+    image: nginx:1.27
+    deploy:
+      replicas: 9
+      x-shoal-autoscale: {min: 1, max: 4, rps: 200}
+"#,
+    );
+    let (planned, _) = convert("s", &stack).unwrap();
+    let spec = |name: &str| &planned.iter().find(|p| p.spec.name == name).unwrap().spec;
+    let web = spec("s_web");
+    assert_eq!(web.replicas, 2, "starts at min");
+    let policy = web.autoscale.as_ref().unwrap();
+    assert_eq!((policy.min, policy.max, policy.cpu_percent), (2, 5, 50.0));
+    assert_eq!(policy.scale_down_window_ms, Some(60_000));
+    let api = spec("s_api");
+    assert_eq!(api.replicas, 4, "brought within the range");
+    assert_eq!(api.autoscale.as_ref().unwrap().rps, 200.0);
+}
