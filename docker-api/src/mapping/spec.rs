@@ -542,6 +542,21 @@ pub fn service_spec_from_docker(
         }
     }
 
+    // What the Docker API does not show yet (overlay networks attached
+    // with shoal's own CLI, the endpoint mode, the autoscale policy) is kept
+    // from the current spec on update: a `docker service scale` or `update`
+    // must neither drop it nor, by changing the task spec, replace every task.
+    if let Some(base) = base {
+        if let Some(current) = base.task.as_ref() {
+            if task.networks.is_empty() {
+                task.networks = current.networks.clone();
+            }
+        }
+        if spec.endpoint.is_none() {
+            spec.endpoint = base.endpoint;
+        }
+        spec.autoscale = base.autoscale;
+    }
     spec.labels = labels;
     spec.task = Some(task);
     spec.update_config = docker

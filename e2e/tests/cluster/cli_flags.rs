@@ -289,13 +289,13 @@ fn the_typos_of_a_new_user_are_refused_and_change_nothing() {
         ),
         (
             &[
-                "--autoscale-min",
+                "--autoscale-minimum",
                 "1",
                 "--name",
                 "web2",
                 "shoal-test/busybox:1",
             ],
-            "unexpected argument '--autoscale-min' found",
+            "unexpected argument '--autoscale-minimum' found",
         ),
         (
             &[

@@ -83,6 +83,39 @@ fn a_spec_read_and_sent_back_is_unchanged() {
     );
 }
 
+/// Networks, the endpoint mode and the autoscale policy, which the Docker
+/// API does not show yet, survive a `docker service scale`.
+#[test]
+fn what_docker_does_not_show_is_kept_on_update() {
+    let mut spec = full_spec();
+    spec.task.as_mut().unwrap().networks = vec![s::NetworkAttachmentConfig {
+        target: "k5dbu0ctrewq9vpbzwq6ex3mh".into(),
+        aliases: vec!["db".into()],
+    }];
+    spec.endpoint = Some(s::EndpointSpec {
+        mode: s::ResolutionMode::Dnsrr as i32,
+    });
+    spec.autoscale = Some(s::AutoscalePolicy {
+        min: 1,
+        max: 5,
+        cpu_percent: 50.0,
+        ..Default::default()
+    });
+    let mut docker = service_spec_to_docker(&spec);
+    docker.mode = Some(d::ServiceSpecMode {
+        replicated: Some(d::ServiceSpecModeReplicated { replicas: Some(4) }),
+        ..Default::default()
+    });
+    let back = service_spec_from_docker(&docker, Some(&spec)).unwrap().spec;
+    assert_eq!(back.replicas, 4);
+    assert_eq!(
+        back.task, spec.task,
+        "the task spec changed: tasks would be replaced"
+    );
+    assert_eq!(back.endpoint, spec.endpoint);
+    assert_eq!(back.autoscale, spec.autoscale);
+}
+
 #[test]
 fn a_process_service_round_trips() {
     let spec = s::ServiceSpec {
