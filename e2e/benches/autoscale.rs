@@ -15,7 +15,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{cluster, eventually, patience, TestDir};
+use util::{cluster, create_cpu_burner, eventually, patience, TestDir};
 
 fn runs() -> usize {
     std::env::var("SHOAL_BENCH_RUNS")
@@ -45,30 +45,7 @@ fn main() {
     std::fs::copy("/bin/sh", &shell).unwrap();
     let flag = dir.dir.path().join("busy");
     let (manager, _workers, _) = cluster(&dir, 0);
-    let script = format!(
-        "while :; do if [ -e {} ]; then :; else sleep 0.2; fi; done",
-        flag.display()
-    );
-    manager.ok(&[
-        "service",
-        "create",
-        "-q",
-        "--name",
-        "burner",
-        "--autoscale-min",
-        "1",
-        "--autoscale-max",
-        "5",
-        "--autoscale-cpu",
-        "50%",
-        "--autoscale-scale-down-window",
-        "3s",
-        "--runtime",
-        "process",
-        shell.to_str().unwrap(),
-        "-c",
-        &script,
-    ]);
+    create_cpu_burner(&manager, &shell, &flag);
     let (mut decisions, mut running) = (Vec::new(), Vec::new());
     for run in 0..runs() {
         eventually(patience() * 2, "back at 1 replica, idle", || {

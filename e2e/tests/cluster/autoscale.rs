@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{cluster, eventually, patience, processes_of, Daemon, TestDir};
+use crate::util::{
+    cluster, create_cpu_burner, eventually, patience, processes_of, Daemon, TestDir,
+};
 
 /// A copy of the shell under the test's directory: its path marks this
 /// test's task processes (the test directory's drop kills any left over, so
@@ -83,32 +85,7 @@ fn a_process_service_scales_out_under_cpu_load_and_back_when_it_ends() {
     let shell = marker_shell(&dir);
     let flag = dir.dir.path().join("busy");
     let (manager, _workers, _) = cluster(&dir, 0);
-    // Busy while the flag file exists (a builtin-only loop: one core per
-    // task), idle otherwise.
-    let script = format!(
-        "while :; do if [ -e {} ]; then :; else sleep 0.2; fi; done",
-        flag.display()
-    );
-    manager.ok(&[
-        "service",
-        "create",
-        "-q",
-        "--name",
-        "burner",
-        "--autoscale-min",
-        "1",
-        "--autoscale-max",
-        "5",
-        "--autoscale-cpu",
-        "50%",
-        "--autoscale-scale-down-window",
-        "3s",
-        "--runtime",
-        "process",
-        shell.to_str().unwrap(),
-        "-c",
-        &script,
-    ]);
+    create_cpu_burner(&manager, &shell, &flag);
     let ls = manager.ok(&["service", "ls"]);
     assert!(
         ls.contains("1/1 (1..5)"),

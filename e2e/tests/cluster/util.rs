@@ -588,3 +588,34 @@ pub fn privileged(test: &str) -> bool {
     );
     true
 }
+
+/// Creates `burner`, a process service autoscaled 1..5 on CPU (target 50 %,
+/// scale-down window 3 s) whose tasks, run by `shell`, are busy while `flag`
+/// exists (a builtin-only loop: one core per task) and idle otherwise. The
+/// autoscaling suite and its benchmark drive the same service.
+pub fn create_cpu_burner(manager: &Daemon, shell: &Path, flag: &Path) {
+    let script = format!(
+        "while :; do if [ -e {} ]; then :; else sleep 0.2; fi; done",
+        flag.display()
+    );
+    manager.ok(&[
+        "service",
+        "create",
+        "-q",
+        "--name",
+        "burner",
+        "--autoscale-min",
+        "1",
+        "--autoscale-max",
+        "5",
+        "--autoscale-cpu",
+        "50%",
+        "--autoscale-scale-down-window",
+        "3s",
+        "--runtime",
+        "process",
+        shell.to_str().unwrap(),
+        "-c",
+        &script,
+    ]);
+}
