@@ -16,7 +16,8 @@ pub fn describe(hostname: &str) -> NodeDescription {
             nano_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as i64 * 1_000_000_000)
                 .unwrap_or(1_000_000_000),
-            memory_bytes: total_memory_bytes().unwrap_or(0),
+            memory_bytes: advertised_memory_bytes()
+                .unwrap_or_else(|| total_memory_bytes().unwrap_or(0)),
         }),
         runtimes: BUILTIN_RUNTIMES.iter().map(|r| r.to_string()).collect(),
         engine_version: String::new(),
@@ -53,6 +54,19 @@ pub fn describe_with(hostname: &str, runtimes: &crate::logs::Runtimes) -> NodeDe
         description.engine_version = docker.engine_version().to_string();
     }
     description
+}
+
+/// `SHOAL_ADVERTISE_MEMORY_BYTES`: the memory the node offers the scheduler
+/// instead of all it has — room kept for what runs beside shoal, or a small
+/// node faked in tests (the provisioning suite makes a cluster too small for
+/// a service this way). Ignored unless a positive number of bytes.
+fn advertised_memory_bytes() -> Option<i64> {
+    std::env::var("SHOAL_ADVERTISE_MEMORY_BYTES")
+        .ok()?
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|b| *b > 0)
 }
 
 /// MemTotal from /proc/meminfo (Linux), in bytes.

@@ -463,6 +463,8 @@ pub enum SwarmCommand {
         /// Prefix length of the subnets carved from the pools (default 24).
         #[arg(long, value_name = "N")]
         default_addr_pool_mask_length: Option<u32>,
+        #[command(flatten)]
+        provisioning: ProvisioningFlags,
     },
     /// Join a swarm as a node.
     Join {
@@ -504,7 +506,12 @@ pub enum SwarmCommand {
         /// Change manager autolocking (`--autolock` alone means true).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         autolock: Option<bool>,
+        #[command(flatten)]
+        provisioning: ProvisioningFlags,
     },
+    /// Display the swarm's settings and the machine hooks' recent calls
+    /// (JSON; join tokens and keys are never shown).
+    Inspect,
     /// Unlock a locked manager: reads the unlock key from the terminal or stdin.
     Unlock,
     /// Manage the unlock key.
@@ -760,4 +767,50 @@ pub struct NetworkCreateArgs {
     pub label: Vec<String>,
     /// Network name.
     pub name: String,
+}
+
+/// The machine hooks (`swarm init` and `swarm update`): the leader runs
+/// them through `sh -c`, with JSON on stdin.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProvisioningFlags {
+    /// Command run when tasks stay pending for lack of CPU or memory; it
+    /// gets the shortfall and the worker join token as JSON on stdin ("" turns it off).
+    #[arg(long, value_name = "CMD")]
+    pub node_provisioner: Option<String>,
+    /// How long tasks stay pending for lack of resources before the
+    /// provisioner runs (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub node_provisioner_threshold: Option<std::time::Duration>,
+    /// A hook still running after this long is killed (default 10m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub node_provisioner_timeout: Option<std::time::Duration>,
+    /// After a provisioner call, how long the new machine has to join
+    /// before another call (default 3m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub node_provisioner_cooldown: Option<std::time::Duration>,
+    /// Command run for a worker that stayed without tasks for the idle
+    /// window, after draining it; it gets the node (id, hostname, addr) as
+    /// JSON on stdin ("" turns it off).
+    #[arg(long, value_name = "CMD")]
+    pub node_decommissioner: Option<String>,
+    /// How long a worker stays without tasks before it is decommissioned
+    /// (default 10m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub node_idle_window: Option<std::time::Duration>,
+    /// Decommissioning never leaves fewer Ready, active nodes than this
+    /// (managers are never decommissioned).
+    #[arg(long, value_name = "N")]
+    pub node_floor: Option<u64>,
+}
+
+impl ProvisioningFlags {
+    pub fn is_empty(&self) -> bool {
+        self.node_provisioner.is_none()
+            && self.node_provisioner_threshold.is_none()
+            && self.node_provisioner_timeout.is_none()
+            && self.node_provisioner_cooldown.is_none()
+            && self.node_decommissioner.is_none()
+            && self.node_idle_window.is_none()
+            && self.node_floor.is_none()
+    }
 }

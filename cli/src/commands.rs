@@ -10,6 +10,7 @@ pub mod service;
 pub mod stack;
 pub mod swarm;
 pub mod swarm_ca;
+pub mod swarm_inspect;
 
 use crate::args::{Cli, Command};
 use crate::daemon::{self, DaemonConfig};

@@ -85,6 +85,7 @@ async fn init(state: State, body: axum::body::Bytes) -> ApiResult<Json<String>> 
             autolock: false,
             default_addr_pool: request.default_addr_pool.clone().unwrap_or_default(),
             default_addr_pool_mask_length: request.subnet_size.unwrap_or(0),
+            node_provisioning: None,
         })
         .await?
         .into_inner();

@@ -441,6 +441,16 @@ impl Control for ControlService {
         if let Some(secs) = request.node_cert_expiry_secs {
             crate::ca_service::validate_cert_expiry(secs).map_err(Status::invalid_argument)?;
         }
+        let provisioning = self.manager.store().read(|s| {
+            crate::provisioning::settings::merge(
+                s.cluster
+                    .as_ref()
+                    .and_then(|c| c.spec.as_ref())
+                    .and_then(|spec| spec.node_provisioning.clone()),
+                &request,
+            )
+        });
+        let provisioning = provisioning.map_err(Status::invalid_argument)?;
         let autolock = self.manager.store().read(|s| {
             s.cluster.as_ref().map(|c| {
                 crate::raft::encryption::autolock_change(
@@ -465,6 +475,14 @@ impl Control for ControlService {
                 .propose(Command::UpdateClusterSpec {
                     dispatcher_heartbeat_ms: request.dispatcher_heartbeat_ms,
                     task_history_limit: request.task_history_limit,
+                    at_ms: crate::now_ms(),
+                })
+                .await?;
+        }
+        if let Some(spec) = provisioning {
+            self.manager
+                .propose(Command::SetNodeProvisioning {
+                    spec,
                     at_ms: crate::now_ms(),
                 })
                 .await?;

@@ -20,6 +20,8 @@
 //! - [`autoscale`]: autoscaling decisions (the HPA algorithm, pure).
 //! - [`metrics`]: task load from heartbeats, in the leader's memory.
 //! - [`autoscaler`]: the leader loop that autoscales services.
+//! - [`provisioning`]: when to call the operator's machine hooks (pure).
+//! - [`provisioner`]: the leader loop that runs them.
 //! - [`scheduling`]: the store side of the scheduler crate.
 //! - [`network`]: overlay networks: IPAM, allocation, the per-node view.
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
@@ -46,6 +48,8 @@ pub mod metrics;
 pub mod network;
 pub mod orchestrator;
 pub mod peers;
+pub mod provisioner;
+pub mod provisioning;
 pub mod raft;
 pub mod scheduling;
 pub mod spec;

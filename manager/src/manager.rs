@@ -293,6 +293,11 @@ impl Manager {
             dispatcher.clone(),
             config.raft_id,
         ));
+        let provisioner = tokio::spawn(crate::provisioner::run(
+            raft.clone(),
+            store.clone(),
+            config.raft_id,
+        ));
         Ok(Arc::new(Manager {
             config,
             raft,
@@ -303,7 +308,14 @@ impl Manager {
             dispatcher,
             broker,
             keys,
-            background: vec![expiry, loops, batcher, key_follower, autoscaler],
+            background: vec![
+                expiry,
+                loops,
+                batcher,
+                key_follower,
+                autoscaler,
+                provisioner,
+            ],
         }))
     }
 

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 mod networks;
 mod nodes;
+mod provisioning;
 pub mod rotation;
 mod services;
 mod shared;
@@ -212,6 +213,29 @@ pub enum Command {
         expected_version: u64,
         replicas: u64,
         event: shoal_proto::v1::AutoscaleEvent,
+    },
+    /// `swarm update --node-provisioner …`: the hooks' settings, whole (the
+    /// control service merges the flags given into the stored ones).
+    SetNodeProvisioning {
+        spec: shoal_proto::v1::NodeProvisioning,
+        at_ms: i64,
+    },
+    /// The leader is about to run a hook: records the call (refused while
+    /// one of its kind is in flight, so it runs once). A decommission also
+    /// drains its node.
+    StartProvisionerCall {
+        call: shoal_proto::v1::ProvisionerCall,
+        at_ms: i64,
+    },
+    /// A hook's call ended (or was found lost): clears it if it is still the
+    /// one in flight (a second report changes nothing) and appends `event`.
+    /// `reactivate` makes a node drained for a failed decommission active
+    /// again.
+    EndProvisionerCall {
+        call_id: String,
+        kind: String,
+        event: shoal_proto::v1::ProvisioningEvent,
+        reactivate: bool,
     },
 }
 
@@ -506,6 +530,18 @@ impl ClusterState {
                 replicas,
                 event,
             } => self.autoscale_service(&service_id, expected_version, replicas, event, events),
+            Command::SetNodeProvisioning { spec, at_ms } => {
+                self.set_node_provisioning(spec, at_ms, events)
+            }
+            Command::StartProvisionerCall { call, at_ms } => {
+                self.start_provisioner_call(call, at_ms, events)
+            }
+            Command::EndProvisionerCall {
+                call_id,
+                kind,
+                event,
+                reactivate,
+            } => self.end_provisioner_call(&call_id, &kind, event, reactivate, events),
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

@@ -25,7 +25,20 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             autolock,
             default_addr_pool,
             default_addr_pool_mask_length,
+            provisioning,
         } => {
+            let provisioning = (!provisioning.is_empty()).then(|| {
+                let update = provisioning_request(&provisioning);
+                shoal_proto::v1::NodeProvisioning {
+                    provisioner: update.node_provisioner.unwrap_or_default(),
+                    pending_threshold_ms: update.node_provisioner_threshold_ms.unwrap_or(0),
+                    timeout_ms: update.node_provisioner_timeout_ms.unwrap_or(0),
+                    cooldown_ms: update.node_provisioner_cooldown_ms.unwrap_or(0),
+                    decommissioner: update.node_decommissioner.unwrap_or_default(),
+                    idle_window_ms: update.node_idle_window_ms.unwrap_or(0),
+                    min_nodes: update.node_floor.unwrap_or(0),
+                }
+            });
             let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64).unwrap_or(0);
             let response = local
                 .init(InitRequest {
@@ -42,6 +55,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     autolock,
                     default_addr_pool,
                     default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
+                    node_provisioning: provisioning,
                 })
                 .await?
                 .into_inner();
@@ -126,14 +140,16 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             task_history_limit,
             cert_expiry,
             autolock,
+            provisioning,
         } => {
             if dispatcher_heartbeat.is_none()
                 && task_history_limit.is_none()
                 && cert_expiry.is_none()
                 && autolock.is_none()
+                && provisioning.is_empty()
             {
                 anyhow::bail!(
-                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry and/or --autolock"
+                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry, --autolock and/or a --node-provisioner/--node-decommissioner flag"
                 );
             }
             let cluster = ControlClient::new(channel)
@@ -144,6 +160,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     autolock,
                     rotate_unlock_key: false,
                     rotate_root_ca: false,
+                    ..provisioning_request(&provisioning)
                 })
                 .await?
                 .into_inner();
@@ -152,6 +169,16 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                 let key = unlock_key(&mut local, &cluster).await?;
                 print_unlock_instructions(&key);
             }
+        }
+        SwarmCommand::Inspect => {
+            let cluster = ControlClient::new(channel)
+                .get_cluster(GetClusterRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&super::swarm_inspect::json(&cluster))?
+            );
         }
         SwarmCommand::Unlock => {
             let key = read_unlock_key()?;
@@ -190,6 +217,21 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// The hook flags as the update request carries them.
+fn provisioning_request(flags: &crate::args::ProvisioningFlags) -> UpdateClusterRequest {
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+    UpdateClusterRequest {
+        node_provisioner: flags.node_provisioner.clone(),
+        node_provisioner_threshold_ms: ms(flags.node_provisioner_threshold),
+        node_provisioner_timeout_ms: ms(flags.node_provisioner_timeout),
+        node_provisioner_cooldown_ms: ms(flags.node_provisioner_cooldown),
+        node_decommissioner: flags.node_decommissioner.clone(),
+        node_idle_window_ms: ms(flags.node_idle_window),
+        node_floor: flags.node_floor,
+        ..Default::default()
+    }
 }
 
 /// The unlock key from this node's own manager, once its replica has

@@ -311,6 +311,10 @@ impl Node {
             request.default_addr_pool_mask_length,
         )
         .map_err(Status::invalid_argument)?;
+        if let Some(hooks) = &request.node_provisioning {
+            shoal_manager::provisioning::settings::validate(hooks)
+                .map_err(Status::invalid_argument)?;
+        }
         let listen = parse_listen_addr(&request.listen_addr)?;
         let advertise = parse_advertise_addr(&request.advertise_addr, listen)?;
         let listener = bind(&listen.to_string()).await?;
@@ -374,6 +378,7 @@ impl Node {
                 encryption: Some(shoal_proto::v1::EncryptionConfig {
                     auto_lock_managers: unlock_key.is_some(),
                 }),
+                node_provisioning: request.node_provisioning.clone(),
             }),
             root_ca: Some(shoal_proto::v1::RootCa {
                 cert_pem: root.cert_pem.clone(),
@@ -392,6 +397,7 @@ impl Node {
             root_rotation: None,
             default_address_pool: pools.iter().map(|p| p.to_string()).collect(),
             subnet_size: subnet_size as u32,
+            provisioning_status: None,
         };
         let node = shoal_proto::v1::Node {
             id: node_id.clone(),

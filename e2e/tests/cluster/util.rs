@@ -134,7 +134,23 @@ impl TestDir {
         self.daemon_full(name, &[], wrapper)
     }
 
+    /// A daemon started with extra environment variables (kept across
+    /// restarts; its hooks and tasks inherit them).
+    pub fn daemon_with_env(&self, name: &str, env: &[(&str, &str)]) -> Daemon {
+        self.daemon_env(name, &[], &[], env)
+    }
+
     fn daemon_full(&self, name: &str, args: &[&str], wrapper: &[&str]) -> Daemon {
+        self.daemon_env(name, args, wrapper, &[])
+    }
+
+    fn daemon_env(
+        &self,
+        name: &str,
+        args: &[&str],
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut daemon = Daemon {
             name: name.to_string(),
             data_dir: self.dir.path().join(name),
@@ -148,6 +164,10 @@ impl TestDir {
             }),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         daemon.start();
@@ -166,6 +186,8 @@ pub struct Daemon {
     extra_args: Vec<String>,
     /// The program and arguments the daemon is started through, if any.
     wrapper: Vec<String>,
+    /// Extra environment of every start.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -199,6 +221,7 @@ impl Daemon {
             .arg(&self.name)
             .args(&self.extra_args)
             .env("SHOAL_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -157,7 +157,7 @@ impl ClusterState {
         Ok(())
     }
 
-    fn node_mut(&mut self, node_id: &str) -> Result<&mut Node, StoreError> {
+    pub(super) fn node_mut(&mut self, node_id: &str) -> Result<&mut Node, StoreError> {
         self.nodes.get_mut(node_id).ok_or(StoreError::NotFound {
             kind: ObjectKind::Node,
             id: node_id.to_string(),
