@@ -32,6 +32,11 @@ use std::fmt;
 pub use recommend::{Observation, TaskLoad};
 pub use stabilize::History;
 
+/// Said wherever an `--autoscale-rps` target is shown or decided on: no
+/// component counts requests until the ingress mesh exists, so the target is
+/// kept but never acted on (a missing metric never scales).
+pub const RPS_UNMEASURED: &str = "no request metric: needs the ingress mesh";
+
 /// What a service's load is measured by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {

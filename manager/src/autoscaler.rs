@@ -32,6 +32,8 @@ pub struct Round {
     pub service_id: String,
     pub spec_version: u64,
     pub decision: Decision,
+    /// The policy has an rps target, which nothing measures yet.
+    pub rps_unmeasured: bool,
 }
 
 /// The loop's memory between rounds.
@@ -97,6 +99,7 @@ impl Controller {
                 service_id: service.id.clone(),
                 spec_version: service.spec_version,
                 decision,
+                rps_unmeasured: stored.rps > 0.0,
             });
         }
         // A service no longer autoscaled (or removed) starts afresh if it is
@@ -120,6 +123,18 @@ fn updating(service: &Service) -> bool {
     )
 }
 
+impl Round {
+    /// The decision's text, with the unmeasured rps target said rather than
+    /// silently left out.
+    pub fn message(&self) -> String {
+        if self.rps_unmeasured {
+            format!("{}; rps: {}", self.decision, autoscale::RPS_UNMEASURED)
+        } else {
+            self.decision.to_string()
+        }
+    }
+}
+
 /// The write that carries out a changing decision.
 pub fn command(round: &Round, now_ms: i64) -> Command {
     Command::AutoscaleService {
@@ -130,7 +145,7 @@ pub fn command(round: &Round, now_ms: i64) -> Command {
             at_ms: now_ms,
             from: round.decision.from,
             to: round.decision.to,
-            message: round.decision.to_string(),
+            message: round.message(),
         },
     }
 }
@@ -163,10 +178,10 @@ pub async fn run(raft: Raft, store: Arc<SharedStore>, dispatcher: Arc<Dispatcher
                 })
                 .unwrap_or_default();
             if !round.decision.changes() {
-                tracing::debug!(service = %name, "autoscale: {}", round.decision);
+                tracing::debug!(service = %name, "autoscale: {}", round.message());
                 continue;
             }
-            tracing::info!(service = %name, "autoscale: {}", round.decision);
+            tracing::info!(service = %name, "autoscale: {}", round.message());
             if let Err(e) = crate::raft::propose(&raft, command(&round, now)).await {
                 tracing::warn!(service = %name, error = %e, "autoscale: could not scale; deciding again next round");
             }
@@ -307,5 +322,33 @@ mod tests {
         let rounds = controller.round(&s, &window, 12_000);
         assert_eq!(rounds[0].decision.held_by, Some(Hold::Updating));
         assert!(!rounds[0].decision.changes());
+    }
+
+    #[test]
+    fn an_rps_target_is_said_to_be_unmeasured_not_silently_ignored() {
+        let mut controller = Controller::default();
+        let mut window = LoadWindow::default();
+        let mut s = state(1, 1.0, &mut window, 1_000);
+        let policy = s.services.get_mut("svc").unwrap().spec.as_mut().unwrap();
+        policy.autoscale.as_mut().unwrap().rps = 200.0;
+        let rounds = controller.round(&s, &window, 1_000);
+        // CPU still scales; the event says why rps played no part.
+        let Command::AutoscaleService { event, .. } = command(&rounds[0], 1_000) else {
+            panic!("not a scale")
+        };
+        assert_eq!(
+            event.message,
+            "scaled 1 → 2: cpu 100 % of 50 % target; rps: no request metric: needs the ingress mesh"
+        );
+        // Only an rps target: nothing measured, nothing changes, and it says so.
+        let rps_only = s.services.get_mut("svc").unwrap().spec.as_mut().unwrap();
+        rps_only.autoscale.as_mut().unwrap().cpu_percent = 0.0;
+        let mut controller = Controller::default();
+        let rounds = controller.round(&s, &window, 2_000);
+        assert!(!rounds[0].decision.changes());
+        assert_eq!(
+            rounds[0].message(),
+            "kept 1 (recommended 1; no metric has samples yet); rps: no request metric: needs the ingress mesh"
+        );
     }
 }

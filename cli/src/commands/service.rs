@@ -35,6 +35,7 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
     let mut control = ControlClient::new(channel.clone());
     match command {
         ServiceCommand::Create(args) => {
+            autoscale::warn(&args.autoscale);
             let wait = args.wait;
             let spec = spec_from_args(args)?;
             let service = control
@@ -122,6 +123,7 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
             rollback(&mut control, &args.service, args.wait).await?
         }
         ServiceCommand::Update(args) => {
+            autoscale::warn(&args.autoscale);
             let info = get(&mut control, &args.service).await?;
             let service = info.service.unwrap_or_default();
             let mut spec = apply_update(service.spec.clone().unwrap_or_default(), &args)?;
@@ -645,6 +647,8 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                 "CPUPercent": p.cpu_percent,
                 "MemoryPercent": p.memory_percent,
                 "RPS": p.rps,
+                "RPSStatus": (p.rps > 0.0)
+                    .then_some(shoal_manager::autoscale::RPS_UNMEASURED),
                 "ScaleDownWindow": p.scale_down_window_ms.unwrap_or(300_000) * 1_000_000,
                 "ScaleUpWindow": p.scale_up_window_ms.unwrap_or(0) * 1_000_000,
             });

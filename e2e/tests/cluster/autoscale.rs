@@ -190,3 +190,46 @@ fn remove_and_wait(manager: &Daemon, shell: &Path) {
         },
     );
 }
+
+/// `--autoscale-rps` is accepted and kept, and its lack of data is said —
+/// on the command line and in `service inspect` — rather than ignored.
+#[test]
+fn an_rps_target_is_kept_and_said_to_need_the_ingress_mesh() {
+    let dir = TestDir::new();
+    let program = crate::util::marker_program(&dir);
+    let (manager, _workers, _) = cluster(&dir, 0);
+    let run = manager.shoal(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--autoscale-min",
+        "1",
+        "--autoscale-max",
+        "3",
+        "--autoscale-rps",
+        "200",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "3600",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no request metric: needs the ingress mesh"),
+        "{}",
+        run.stderr
+    );
+    let out = manager.ok(&["service", "inspect", "web"]);
+    let value: Value = serde_json::from_str(&out).expect("inspect json");
+    let policy = &value[0]["Spec"]["Autoscale"];
+    assert_eq!(policy["RPS"], 200.0);
+    assert_eq!(
+        policy["RPSStatus"],
+        "no request metric: needs the ingress mesh"
+    );
+    // Nothing measures requests: the count stays where it was.
+    assert_eq!(inspect(&manager, "web").0, 1);
+}

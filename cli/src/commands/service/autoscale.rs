@@ -33,6 +33,18 @@ fn parse_rate(flag: &str, text: &str) -> anyhow::Result<f64> {
     }
 }
 
+/// Says on stderr that an `--autoscale-rps` target cannot act yet (the
+/// service is still created or updated: the target is kept for when the
+/// ingress mesh measures requests).
+pub fn warn(flags: &AutoscaleFlags) {
+    if let Some(rps) = &flags.autoscale_rps {
+        eprintln!(
+            "Warning: --autoscale-rps {rps} is kept, but there is {}: the service does not scale on requests yet (cpu and memory targets still apply)",
+            shoal_manager::autoscale::RPS_UNMEASURED
+        );
+    }
+}
+
 /// Whether any `--autoscale-*` flag was given.
 pub fn given(flags: &AutoscaleFlags) -> bool {
     flags.autoscale_off
