@@ -206,6 +206,26 @@ impl Dispatcher {
     pub async fn run_expiry(self: Arc<Self>) {
         let mut leading_since: Option<Instant> = None;
         loop {
+            // Leadership is noted before any wait: a wake-up for a closed
+            // stream skips the judging below, and a leadership first noted
+            // only when judging would count the sessions opened meanwhile
+            // as from an earlier term (and give them the long grace).
+            if self.is_leader() {
+                leading_since.get_or_insert_with(Instant::now);
+            } else {
+                leading_since = None;
+                // Sessions belong to a leader: a manager that lost the lead
+                // ends them (their streams close), so each agent moves on to
+                // the new leader instead of heartbeating a follower that no
+                // longer records anything for it.
+                let ended = std::mem::take(&mut *self.sessions.lock().expect("sessions lock"));
+                if !ended.live.is_empty() {
+                    tracing::info!(
+                        sessions = ended.live.len(),
+                        "not the leader any more: ending agent sessions"
+                    );
+                }
+            }
             let period = self.heartbeat_period();
             let tick = period / 4;
             let wait = {
@@ -219,23 +239,10 @@ impl Dispatcher {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.closed.notified() => continue,
             }
-            if !self.is_leader() {
-                leading_since = None;
-                // Sessions belong to a leader: a manager that lost the lead
-                // ends them (their streams close), so each agent moves on to
-                // the new leader instead of heartbeating a follower that no
-                // longer records anything for it.
-                let ended = std::mem::take(&mut *self.sessions.lock().expect("sessions lock"));
-                if !ended.live.is_empty() {
-                    tracing::info!(
-                        sessions = ended.live.len(),
-                        "not the leader any more: ending agent sessions"
-                    );
-                }
+            let Some(since) = leading_since.filter(|_| self.is_leader()) else {
                 continue;
-            }
+            };
             let now = Instant::now();
-            let since = *leading_since.get_or_insert(now);
             // Each Ready node with the session start the store holds: a
             // judgement applies only to that session (see
             // `Command::NodeSessionLost`). Read before the sessions, which a
