@@ -562,11 +562,23 @@ impl DispatcherRpc for Dispatcher {
             type Key = (Vec<(String, i32, usize)>, NetworkView);
             let mut last_key: Option<Key> = None;
             loop {
-                let (tasks, network) = store.read(|s| {
-                    (
-                        assigned_tasks(s, &node_id),
-                        crate::network::view::node_view(s, &node_id),
-                    )
+                // The node's own tasks through the store's per-node index:
+                // every session recomputes on every applied change, so
+                // scanning all tasks here cost sessions × tasks per change.
+                let (tasks, network) = store.read_node_tasks(&node_id, |s, ids| {
+                    let tasks = assigned_among(s, ids);
+                    // A node with no task on a network has an empty view;
+                    // only the others need the full computation.
+                    let network = if ids
+                        .iter()
+                        .filter_map(|id| s.tasks.get(id))
+                        .all(|t| t.networks.is_empty())
+                    {
+                        NetworkView::default()
+                    } else {
+                        crate::network::view::node_view(s, &node_id)
+                    };
+                    (tasks, network)
                 });
                 // The attachments count too: a task's addresses are part
                 // of what the agent needs.
@@ -698,18 +710,28 @@ pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state
         .tasks
         .values()
-        .filter(|t| {
-            t.node_id == node_id
-                && ((t.desired_state <= TaskState::Running as i32
-                    // A task to run is delivered once it has its addresses
-                    // (a global task is created placed, before the
-                    // allocator's pass).
-                    && crate::network::fully_attached(t))
-                    || (t.desired_state > TaskState::Running as i32
-                        && !is_terminal(crate::orchestrator::observed(t))))
-        })
+        .filter(|t| t.node_id == node_id && is_assigned(t))
         .cloned()
         .collect()
+}
+
+/// [`assigned_tasks`] of the node whose task IDs are `ids` (the store's
+/// per-node index).
+pub fn assigned_among(state: &ClusterState, ids: &std::collections::BTreeSet<String>) -> Vec<Task> {
+    ids.iter()
+        .filter_map(|id| state.tasks.get(id))
+        .filter(|t| is_assigned(t))
+        .cloned()
+        .collect()
+}
+
+fn is_assigned(t: &Task) -> bool {
+    (t.desired_state <= TaskState::Running as i32
+        // A task to run is delivered once it has its addresses (a global
+        // task is created placed, before the allocator's pass).
+        && crate::network::fully_attached(t))
+        || (t.desired_state > TaskState::Running as i32
+            && !is_terminal(crate::orchestrator::observed(t)))
 }
 
 #[cfg(test)]
