@@ -134,11 +134,6 @@ impl Drop for AgentHandle {
 /// Starts the agent: the worker (adopting tasks a previous agent left
 /// running) and the session loop.
 pub async fn spawn(config: AgentConfig) -> AgentHandle {
-    let (up_tx, up_rx) = watch::channel(false);
-    let managers = Arc::new(Mutex::new(config.managers.clone()));
-    let desired_role = Arc::new(Mutex::new(None));
-    let trust = Arc::new(Mutex::new(None));
-    let reporter = Arc::new(Reporter::default());
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
         &config.data_dir,
         &config.node_id,
@@ -158,6 +153,25 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
             None
         }
     };
+    spawn_with(config, executors, docker).await
+}
+
+/// Starts an agent whose tasks run through `executors` (`docker`, when one
+/// of them is the engine's, also answers `service logs` for containers).
+/// The daemon passes the real runtimes ([`spawn`]); the scale simulator
+/// (`e2e/benches/scale.rs`) passes an executor whose tasks only pretend to
+/// run, so that thousands of agents in one process go through this same
+/// session, worker and reporting code.
+pub async fn spawn_with(
+    config: AgentConfig,
+    executors: Vec<Arc<dyn Executor>>,
+    docker: Option<Arc<DockerExecutor>>,
+) -> AgentHandle {
+    let (up_tx, up_rx) = watch::channel(false);
+    let managers = Arc::new(Mutex::new(config.managers.clone()));
+    let desired_role = Arc::new(Mutex::new(None));
+    let trust = Arc::new(Mutex::new(None));
+    let reporter = Arc::new(Reporter::default());
     let runtimes = Arc::new(Runtimes {
         tasks_dir: config.data_dir.join("tasks"),
         node_id: config.node_id.clone(),

@@ -2,12 +2,13 @@
 //!
 //! An agent opens a session (reporting its description), heartbeats at the
 //! period the dispatcher gives it, and keeps an assignment stream open. The
-//! dispatcher records a node Ready when its session starts and Down when its
-//! heartbeats stop for three periods (six after a leader change, see
-//! [`expired`]). Sessions live in memory on the leader; only the Ready/Down
-//! transitions go through Raft.
+//! dispatcher records a node Ready when its session starts and Down when the
+//! session is lost: at once (after a short reconnect grace) when its
+//! connection closes, or when its heartbeats stop for three periods (six
+//! after a leader change); see [`expired`]. Sessions live in memory on the
+//! leader; only the Ready/Down transitions go through Raft.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use shoal_proto::v1::{
     UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use shoal_security::Role;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -33,12 +34,91 @@ use crate::{auth, ManagerConfig};
 pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
 /// Missed periods before a node is marked Down.
 pub const MISSED_HEARTBEATS: u32 = 3;
+/// Session closes within [`FLAP_WINDOW`] from which a node's closed
+/// connections no longer count and only its heartbeats do.
+pub const FLAP_LIMIT: usize = 3;
+/// See [`FLAP_LIMIT`].
+pub const FLAP_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a node whose session stream ended may take to open a new one
+/// before it is Down: a quarter of the heartbeat period (250 ms by
+/// default). A crashed daemon's kernel closes its connections at once, so
+/// this, not the heartbeat window, bounds how soon its tasks are replaced;
+/// an agent that only reconnects (its manager restarted its stream, a
+/// brief network reset) is back within it and keeps its tasks. It scales
+/// with the period so that an operator who slows heartbeats for a flaky
+/// network slows this too.
+pub fn reconnect_grace(period: Duration) -> Duration {
+    period / 4
+}
 
 struct Session {
     id: String,
     last_heartbeat: Instant,
+    /// When the agent's session stream ended (the connection closed).
+    closed_at: Option<Instant>,
     /// Dropping this ends the agent's session stream.
     _stream: mpsc::Sender<Result<SessionMessage, Status>>,
+    /// Dropping this stops the task that forwards updates into the stream
+    /// (it holds a sender too, so without it the stream would stay open).
+    _stop: oneshot::Sender<()>,
+}
+
+/// The leader's sessions, and when each node's sessions recently closed.
+#[derive(Default)]
+struct Sessions {
+    live: HashMap<String, Session>,
+    closes: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Sessions {
+    /// `node_id`'s session `session_id` ended at `now` (its stream closed).
+    fn closed(&mut self, node_id: &str, session_id: &str, now: Instant) {
+        let Some(session) = self.live.get_mut(node_id).filter(|s| s.id == session_id) else {
+            // A newer session replaced it, or it was ended here.
+            return;
+        };
+        session.closed_at = Some(now);
+        let closes = self.closes.entry(node_id.to_string()).or_default();
+        closes.push_back(now);
+        while closes.len() > FLAP_LIMIT {
+            closes.pop_front();
+        }
+    }
+
+    /// What [`expired`] needs of each session at `now`.
+    fn seen(&self, now: Instant) -> HashMap<&str, Seen> {
+        self.live
+            .iter()
+            .map(|(id, s)| {
+                let closes: Vec<Instant> = self
+                    .closes
+                    .get(id)
+                    .map(|c| c.iter().copied().collect())
+                    .unwrap_or_default();
+                (
+                    id.as_str(),
+                    Seen {
+                        last_heartbeat: s.last_heartbeat,
+                        closed_at: s.closed_at,
+                        flapping: flapping(&closes, now),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Whether closes at `closes` (oldest first) within [`FLAP_WINDOW`] of `now`
+/// reach [`FLAP_LIMIT`]: a node whose connection keeps breaking is judged
+/// by its heartbeats alone, so a flapping link does not move its tasks
+/// every time it drops for a moment longer than the reconnect grace.
+pub fn flapping(closes: &[Instant], now: Instant) -> bool {
+    closes
+        .iter()
+        .filter(|at| now.duration_since(**at) <= FLAP_WINDOW)
+        .count()
+        >= FLAP_LIMIT
 }
 
 pub struct Dispatcher {
@@ -46,7 +126,10 @@ pub struct Dispatcher {
     store: Arc<SharedStore>,
     config: ManagerConfig,
     // std Mutex: held only for map updates, never across an await.
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Arc<Mutex<Sessions>>,
+    /// Woken when a session stream closes, so the expiry loop judges the
+    /// node as soon as its reconnect grace ends instead of at its next tick.
+    closed: Arc<Notify>,
     /// Task load from heartbeats, for the autoscaler (memory only).
     load: Mutex<crate::metrics::LoadWindow>,
 }
@@ -59,7 +142,8 @@ impl Dispatcher {
             raft,
             store,
             config,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Arc::new(Mutex::new(Sessions::default())),
+            closed: Arc::new(Notify::new()),
             load: Mutex::new(Default::default()),
         }
     }
@@ -98,13 +182,17 @@ impl Dispatcher {
 
     /// Ends the session of `node_id`, if any (its stream closes).
     pub fn end_session(&self, node_id: &str) {
-        self.sessions.lock().expect("sessions lock").remove(node_id);
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .live
+            .remove(node_id);
     }
 
     /// Whether `session_id` is `node_id`'s current session.
     pub fn check_session(&self, node_id: &str, session_id: &str) -> Result<(), Status> {
         let sessions = self.sessions.lock().expect("sessions lock");
-        match sessions.get(node_id) {
+        match sessions.live.get(node_id) {
             Some(s) if s.id == session_id => Ok(()),
             _ => Err(Status::not_found(format!(
                 "session {session_id} of node {node_id} is not known to the leader: open a new session"
@@ -112,60 +200,94 @@ impl Dispatcher {
         }
     }
 
-    /// Marks Down every Ready node whose heartbeats stopped. Runs for the
+    /// Marks Down every Ready node whose session is lost. Runs for the
     /// manager's lifetime and acts only while this manager leads; see
     /// [`expired`] for the grace each node gets.
     pub async fn run_expiry(self: Arc<Self>) {
         let mut leading_since: Option<Instant> = None;
         loop {
-            let period = self.heartbeat_period();
-            tokio::time::sleep(period / 4).await;
-            if !self.is_leader() {
+            // Leadership is noted before any wait: a wake-up for a closed
+            // stream skips the judging below, and a leadership first noted
+            // only when judging would count the sessions opened meanwhile
+            // as from an earlier term (and give them the long grace).
+            if self.is_leader() {
+                leading_since.get_or_insert_with(Instant::now);
+            } else {
                 leading_since = None;
                 // Sessions belong to a leader: a manager that lost the lead
                 // ends them (their streams close), so each agent moves on to
                 // the new leader instead of heartbeating a follower that no
                 // longer records anything for it.
                 let ended = std::mem::take(&mut *self.sessions.lock().expect("sessions lock"));
-                if !ended.is_empty() {
+                if !ended.live.is_empty() {
                     tracing::info!(
-                        sessions = ended.len(),
+                        sessions = ended.live.len(),
                         "not the leader any more: ending agent sessions"
                     );
                 }
-                continue;
             }
+            let period = self.heartbeat_period();
+            let tick = period / 4;
+            let wait = {
+                let sessions = self.sessions.lock().expect("sessions lock");
+                let now = Instant::now();
+                next_deadline(&sessions.seen(now), period)
+                    .map(|at| at.saturating_duration_since(now))
+                    .map_or(tick, |d| d.min(tick))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.closed.notified() => continue,
+            }
+            let Some(since) = leading_since.filter(|_| self.is_leader()) else {
+                continue;
+            };
             let now = Instant::now();
-            let since = *leading_since.get_or_insert(now);
-            let ready: Vec<String> = self.store.read(|s| {
+            // Each Ready node with the session start the store holds: a
+            // judgement applies only to that session (see
+            // `Command::NodeSessionLost`). Read before the sessions, which a
+            // new session enters before its start is written.
+            let ready: HashMap<String, i64> = self.store.read(|s| {
                 s.nodes
                     .values()
-                    .filter(|n| {
-                        n.status
-                            .as_ref()
-                            .is_some_and(|st| st.state() == NodeState::Ready)
+                    .filter_map(|n| {
+                        let st = n.status.as_ref()?;
+                        (st.state() == NodeState::Ready)
+                            .then(|| (n.id.clone(), st.session_started_at_ms))
                     })
-                    .map(|n| n.id.clone())
                     .collect()
             });
-            let expired: Vec<String> = {
-                let mut sessions = self.sessions.lock().expect("sessions lock");
-                let heartbeats: HashMap<&str, Instant> = sessions
-                    .iter()
-                    .map(|(id, s)| (id.as_str(), s.last_heartbeat))
-                    .collect();
-                let down = expired(&ready, &heartbeats, since, now, period);
-                // A session whose heartbeats stopped is over.
-                sessions.retain(|_, s| {
+            let lost: Vec<(String, Loss)> = {
+                let mut guard = self.sessions.lock().expect("sessions lock");
+                let sessions = &mut *guard;
+                let ids: Vec<String> = ready.keys().cloned().collect();
+                let lost = expired(&ids, &sessions.seen(now), since, now, period);
+                // A session whose heartbeats stopped, or whose stream closed
+                // and was judged, is over.
+                let grace = reconnect_grace(period);
+                let Sessions { live, closes } = sessions;
+                live.retain(|id, s| {
+                    let flaps: Vec<Instant> = closes
+                        .get(id)
+                        .map(|c| c.iter().copied().collect())
+                        .unwrap_or_default();
                     now.duration_since(s.last_heartbeat) <= period * MISSED_HEARTBEATS
+                        && (flapping(&flaps, now)
+                            || s.closed_at.is_none_or(|at| now.duration_since(at) <= grace))
                 });
-                down
+                closes.retain(|_, c| {
+                    c.back()
+                        .is_some_and(|at| now.duration_since(*at) <= FLAP_WINDOW)
+                });
+                lost
             };
-            for node_id in expired {
-                tracing::info!(node = %node_id, "heartbeat failure: marking node down");
-                let command = Command::NodeDown {
+            for (node_id, loss) in lost {
+                let message = loss.to_string();
+                tracing::info!(node = %node_id, "{message}: marking node down");
+                let command = Command::NodeSessionLost {
                     node_id: node_id.clone(),
-                    message: "heartbeat failure".into(),
+                    message,
+                    session_started_at_ms: ready.get(&node_id).copied().unwrap_or_default(),
                     at_ms: crate::now_ms(),
                 };
                 if let Err(e) = crate::raft::propose(&self.raft, command).await {
@@ -176,41 +298,100 @@ impl Dispatcher {
     }
 }
 
+/// What the expiry loop knows of one node's session with this leader.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub last_heartbeat: Instant,
+    /// When its session stream ended, if it did.
+    pub closed_at: Option<Instant>,
+    /// Its sessions closed often lately (see [`flapping`]).
+    pub flapping: bool,
+}
+
+/// Why a node was judged lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Its connection closed and no new session came within the grace.
+    ConnectionClosed,
+    /// No heartbeat for the heartbeat window (or none since a leader change).
+    Heartbeats,
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Loss::ConnectionClosed => "connection closed",
+            Loss::Heartbeats => "heartbeat failure",
+        })
+    }
+}
+
+/// The earliest moment a closed session's reconnect grace ends, for the
+/// expiry loop to wake at (the heartbeat window is served by its tick).
+pub fn next_deadline(sessions: &HashMap<&str, Seen>, period: Duration) -> Option<Instant> {
+    sessions
+        .values()
+        .filter(|s| !s.flapping)
+        .filter_map(|s| s.closed_at)
+        .min()
+        // Just past the end: `expired` wants the grace strictly exceeded.
+        .map(|at| at + reconnect_grace(period) + Duration::from_millis(1))
+}
+
 /// Missed periods a new leader allows a node before marking it Down, when
 /// the node has no session with it yet (Swarm's 6x after a leader change).
 pub const LEADER_CHANGE_GRACE_HEARTBEATS: u32 = 6;
 
-/// The Ready nodes to mark Down at `now`, for a leader that leads since
-/// `leading_since`. A node heartbeating to this leader is Down after
-/// [`MISSED_HEARTBEATS`] periods of silence. A node without a session here
-/// — every node, right after a leader change — is Down only once this
-/// leader has led for [`LEADER_CHANGE_GRACE_HEARTBEATS`] periods: its agent
-/// first has to notice that the old leader is gone (a heartbeat timeout),
-/// find the new one and open a session, and marking a healthy node Down
-/// stops every task it runs and piles them onto whichever node comes back
-/// first.
+/// The Ready nodes to mark Down at `now`, and why, for a leader that leads
+/// since `leading_since`.
+///
+/// - A node whose session stream with this leader closed (a crashed daemon's
+///   kernel closes its connections at once) is Down once
+///   [`reconnect_grace`] passed without a new session, unless its
+///   connection is [`flapping`]: then only heartbeats count.
+/// - A node heartbeating to this leader is Down after [`MISSED_HEARTBEATS`]
+///   periods of silence: a silent node (cut off, its connection never
+///   closed) waits for this window.
+/// - A node without a session here — every node, right after a leader
+///   change — is Down only once this leader has led for
+///   [`LEADER_CHANGE_GRACE_HEARTBEATS`] periods: its agent first has to
+///   notice that the old leader is gone (a heartbeat timeout), find the new
+///   one and open a session, and marking a healthy node Down stops every
+///   task it runs and piles them onto whichever node comes back first.
 pub fn expired(
     ready: &[String],
-    heartbeats: &HashMap<&str, Instant>,
+    sessions: &HashMap<&str, Seen>,
     leading_since: Instant,
     now: Instant,
     period: Duration,
-) -> Vec<String> {
+) -> Vec<(String, Loss)> {
     let leader_grace = period * LEADER_CHANGE_GRACE_HEARTBEATS;
     let session_grace = period * MISSED_HEARTBEATS;
+    let reconnect = reconnect_grace(period);
     ready
         .iter()
-        .filter(|id| match heartbeats.get(id.as_str()) {
-            // A heartbeat from before this leadership belongs to an earlier
-            // term of this manager (sessions are pruned only while it
-            // leads): it says nothing about the node now, so the node gets
-            // the leader-change grace like one without a session. Counting
-            // it marked healthy nodes Down at once when a manager led again
-            // after a partition (found by the namespace partition suite).
-            Some(last) if *last >= leading_since => now.duration_since(*last) > session_grace,
-            _ => now.duration_since(leading_since) > leader_grace,
+        .filter_map(|id| {
+            let loss = match sessions.get(id.as_str()) {
+                // A heartbeat from before this leadership belongs to an
+                // earlier term of this manager (sessions are pruned only
+                // while it leads): it says nothing about the node now, so
+                // the node gets the leader-change grace like one without a
+                // session. Counting it marked healthy nodes Down at once
+                // when a manager led again after a partition (found by the
+                // namespace partition suite).
+                Some(s) if s.last_heartbeat >= leading_since => match s.closed_at {
+                    Some(at) if !s.flapping && now.duration_since(at) > reconnect => {
+                        Some(Loss::ConnectionClosed)
+                    }
+                    _ if now.duration_since(s.last_heartbeat) > session_grace => {
+                        Some(Loss::Heartbeats)
+                    }
+                    _ => None,
+                },
+                _ => (now.duration_since(leading_since) > leader_grace).then_some(Loss::Heartbeats),
+            };
+            loss.map(|l| (id.clone(), l))
         })
-        .cloned()
         .collect()
 }
 
@@ -241,7 +422,24 @@ impl DispatcherRpc for Dispatcher {
         });
         let description = request.into_inner().description.unwrap_or_default();
         crate::worker_input::check_description(&description)?;
-        crate::raft::propose(
+        let session_id = shoal_security::token::random_base36(16);
+        let (tx, rx) = mpsc::channel(4);
+        let (stop, stopped) = oneshot::channel();
+        // The session enters the map before its start is written: the
+        // expiry loop reads the store first, so once it sees this start it
+        // also sees this session, and never judges it by the one it
+        // replaces (see `Command::NodeSessionLost`).
+        self.sessions.lock().expect("sessions lock").live.insert(
+            peer.node_id.clone(),
+            Session {
+                id: session_id.clone(),
+                last_heartbeat: Instant::now(),
+                closed_at: None,
+                _stream: tx.clone(),
+                _stop: stop,
+            },
+        );
+        let started = crate::raft::propose(
             &self.raft,
             Command::NodeSessionStarted {
                 node_id: peer.node_id.clone(),
@@ -250,9 +448,18 @@ impl DispatcherRpc for Dispatcher {
                 at_ms: crate::now_ms(),
             },
         )
-        .await?;
-        let session_id = shoal_security::token::random_base36(16);
-        let (tx, rx) = mpsc::channel(4);
+        .await;
+        if let Err(e) = started {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            if sessions
+                .live
+                .get(&peer.node_id)
+                .is_some_and(|s| s.id == session_id)
+            {
+                sessions.live.remove(&peer.node_id);
+            }
+            return Err(e.into());
+        }
         let view = SessionView::of(&self.store, &self.raft, &peer.node_id);
         let first = SessionMessage {
             session_id: session_id.clone(),
@@ -262,39 +469,48 @@ impl DispatcherRpc for Dispatcher {
         tx.send(Ok(first)).await.ok();
         // Tell the agent whenever what it was told changes: the role the
         // swarm wants its node in, the managers (a demoted one must not be
-        // accepted as a manager any more), the roots to trust.
+        // accepted as a manager any more), the roots to trust. When the
+        // agent's end of the stream goes away (its connection closed), say
+        // so: the expiry loop then judges the node without waiting for its
+        // heartbeats to stop.
         {
-            let tx = tx.clone();
             let store = self.store.clone();
             let raft = self.raft.clone();
             let node_id = peer.node_id.clone();
+            let sessions = self.sessions.clone();
+            let closed = self.closed.clone();
+            let session_id = session_id.clone();
             let mut last = view;
             let mut changes = store.changes();
+            let mut stopped = stopped;
             tokio::spawn(async move {
-                loop {
+                let agent_gone = loop {
                     tokio::select! {
-                        _ = tx.closed() => break,
-                        changed = changes.changed() => if changed.is_err() { break },
+                        _ = tx.closed() => break true,
+                        // The session was ended here (or replaced).
+                        _ = &mut stopped => break false,
+                        changed = changes.changed() => if changed.is_err() { break false },
                     }
                     let now = SessionView::of(&store, &raft, &node_id);
                     if now != last {
                         let message = now.message(&node_id);
                         last = now;
                         if tx.send(Ok(message)).await.is_err() {
-                            break;
+                            break true;
                         }
                     }
+                };
+                if agent_gone {
+                    tracing::info!(node = %node_id, "session stream closed");
+                    sessions.lock().expect("sessions lock").closed(
+                        &node_id,
+                        &session_id,
+                        Instant::now(),
+                    );
+                    closed.notify_one();
                 }
             });
         }
-        self.sessions.lock().expect("sessions lock").insert(
-            peer.node_id.clone(),
-            Session {
-                id: session_id,
-                last_heartbeat: Instant::now(),
-                _stream: tx,
-            },
-        );
         tracing::info!(node = %peer.node_id, "session started");
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -311,7 +527,7 @@ impl DispatcherRpc for Dispatcher {
         let HeartbeatRequest { session_id, usage } = request.into_inner();
         {
             let mut sessions = self.sessions.lock().expect("sessions lock");
-            match sessions.get_mut(&peer.node_id) {
+            match sessions.live.get_mut(&peer.node_id) {
                 Some(s) if s.id == session_id => s.last_heartbeat = Instant::now(),
                 _ => {
                     return Err(Status::not_found(format!(
@@ -346,11 +562,23 @@ impl DispatcherRpc for Dispatcher {
             type Key = (Vec<(String, i32, usize)>, NetworkView);
             let mut last_key: Option<Key> = None;
             loop {
-                let (tasks, network) = store.read(|s| {
-                    (
-                        assigned_tasks(s, &node_id),
-                        crate::network::view::node_view(s, &node_id),
-                    )
+                // The node's own tasks through the store's per-node index:
+                // every session recomputes on every applied change, so
+                // scanning all tasks here cost sessions × tasks per change.
+                let (tasks, network) = store.read_node_tasks(&node_id, |s, ids| {
+                    let tasks = assigned_among(s, ids);
+                    // A node with no task on a network has an empty view;
+                    // only the others need the full computation.
+                    let network = if ids
+                        .iter()
+                        .filter_map(|id| s.tasks.get(id))
+                        .all(|t| t.networks.is_empty())
+                    {
+                        NetworkView::default()
+                    } else {
+                        crate::network::view::node_view(s, &node_id)
+                    };
+                    (tasks, network)
                 });
                 // The attachments count too: a task's addresses are part
                 // of what the agent needs.
@@ -482,73 +710,29 @@ pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state
         .tasks
         .values()
-        .filter(|t| {
-            t.node_id == node_id
-                && ((t.desired_state <= TaskState::Running as i32
-                    // A task to run is delivered once it has its addresses
-                    // (a global task is created placed, before the
-                    // allocator's pass).
-                    && crate::network::fully_attached(t))
-                    || (t.desired_state > TaskState::Running as i32
-                        && !is_terminal(crate::orchestrator::observed(t))))
-        })
+        .filter(|t| t.node_id == node_id && is_assigned(t))
         .cloned()
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ids(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn after_a_leader_change_nodes_without_a_session_get_six_periods() {
-        let period = Duration::from_secs(1);
-        let t0 = Instant::now();
-        let ready = ids(&["a", "b"]);
-        let none = HashMap::new();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        // Three periods, the old grace: nobody is Down yet.
-        assert!(expired(&ready, &none, t0, at(3_500), period).is_empty());
-        assert!(expired(&ready, &none, t0, at(6_000), period).is_empty());
-        assert_eq!(expired(&ready, &none, t0, at(6_001), period), ready);
-    }
-
-    #[test]
-    fn a_node_heartbeating_to_this_leader_is_down_after_three_silent_periods() {
-        let period = Duration::from_secs(1);
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let ready = ids(&["a", "b"]);
-        // a opened a session at +1 s and last heartbeat at +2 s; b has none.
-        let heartbeats: HashMap<&str, Instant> = [("a", at(2_000))].into_iter().collect();
-        assert!(expired(&ready, &heartbeats, t0, at(5_000), period).is_empty());
-        assert_eq!(
-            expired(&ready, &heartbeats, t0, at(5_001), period),
-            ids(&["a"])
-        );
-        assert_eq!(expired(&ready, &heartbeats, t0, at(6_001), period), ready);
-        // Only Ready nodes are ever marked.
-        assert!(expired(&[], &heartbeats, t0, at(60_000), period).is_empty());
-    }
-
-    #[test]
-    fn heartbeats_from_an_earlier_leadership_do_not_count() {
-        let period = Duration::from_secs(1);
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let ready = ids(&["a", "b"]);
-        // This manager led before (a heartbeat at +0), lost the lead, and
-        // leads again since +20 s: a is judged as having no session yet.
-        let heartbeats: HashMap<&str, Instant> = [("a", at(0))].into_iter().collect();
-        assert!(expired(&ready, &heartbeats, at(20_000), at(20_250), period).is_empty());
-        assert!(expired(&ready, &heartbeats, at(20_000), at(26_000), period).is_empty());
-        assert_eq!(
-            expired(&ready, &heartbeats, at(20_000), at(26_001), period),
-            ready
-        );
-    }
+/// [`assigned_tasks`] of the node whose task IDs are `ids` (the store's
+/// per-node index).
+pub fn assigned_among(state: &ClusterState, ids: &std::collections::BTreeSet<String>) -> Vec<Task> {
+    ids.iter()
+        .filter_map(|id| state.tasks.get(id))
+        .filter(|t| is_assigned(t))
+        .cloned()
+        .collect()
 }
+
+fn is_assigned(t: &Task) -> bool {
+    (t.desired_state <= TaskState::Running as i32
+        // A task to run is delivered once it has its addresses (a global
+        // task is created placed, before the allocator's pass).
+        && crate::network::fully_attached(t))
+        || (t.desired_state > TaskState::Running as i32
+            && !is_terminal(crate::orchestrator::observed(t)))
+}
+
+#[cfg(test)]
+mod tests;

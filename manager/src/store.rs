@@ -237,6 +237,19 @@ pub enum Command {
         event: shoal_proto::v1::ProvisioningEvent,
         reactivate: bool,
     },
+    /// The dispatcher judged a node's session lost (its connection closed,
+    /// or its heartbeats stopped): Down, unless the node opened a newer
+    /// session since the judgement. `session_started_at_ms` is the session
+    /// start the dispatcher saw in the store when it judged; a reconnect
+    /// that landed meanwhile changed it, and the command is then a no-op
+    /// (without it, a node that reconnected just as its grace ran out would
+    /// stay Down with a live session).
+    NodeSessionLost {
+        node_id: String,
+        message: String,
+        session_started_at_ms: i64,
+        at_ms: i64,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -542,6 +555,22 @@ impl ClusterState {
                 event,
                 reactivate,
             } => self.end_provisioner_call(&call_id, &kind, event, reactivate, events),
+            Command::NodeSessionLost {
+                node_id,
+                message,
+                session_started_at_ms,
+                at_ms,
+            } => {
+                let current = self
+                    .nodes
+                    .get(&node_id)
+                    .and_then(|n| n.status.as_ref())
+                    .map(|st| st.session_started_at_ms);
+                if current.is_some_and(|c| c != session_started_at_ms) {
+                    return Ok(());
+                }
+                self.node_down(&node_id, message, at_ms, events)
+            }
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

@@ -374,6 +374,9 @@ fn a_restarted_agent_adopts_its_containers_and_removes_those_of_removed_tasks() 
     let (keep_task, keep_container) = on_worker("keep");
     let (_, gone_container) = on_worker("gone");
 
+    // Restarted within the reconnect grace (a quarter of the heartbeat
+    // period: 5 s here, 250 ms by default), the worker keeps its tasks.
+    manager.ok(&["swarm", "update", "--dispatcher-heartbeat", "20s"]);
     worker.kill();
     manager.ok(&["service", "rm", "gone"]);
     worker.start();

@@ -16,8 +16,10 @@ fn a_task_retired_before_its_node_received_it_does_not_block_its_slot() {
     let (manager, mut workers, _) = cluster(&dir, 1);
     manager.ok(&["node", "update", "--availability", "drain", "manager"]);
     // A long grace keeps the dead worker Ready through the whole sequence,
-    // so the sequence is the same on every run.
-    manager.ok(&["swarm", "update", "--dispatcher-heartbeat", "5s"]);
+    // so the sequence is the same on every run: its connection closes when
+    // it is killed, and a closed connection is judged after a quarter of
+    // the heartbeat period (10 s here).
+    manager.ok(&["swarm", "update", "--dispatcher-heartbeat", "40s"]);
     workers[0].kill();
     manager.ok(&[
         "service",

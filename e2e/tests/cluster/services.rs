@@ -227,7 +227,10 @@ fn daemon_restarts_keep_or_cleanly_stop_their_processes() {
     };
     assert_eq!(ids(&after), ids(&before));
 
-    // A crashed and restarted worker adopts its processes: none duplicated.
+    // A crashed worker restarted within the reconnect grace (a quarter of
+    // the heartbeat period: 5 s here, 250 ms by default, after which its
+    // tasks are replaced) adopts its processes: none duplicated.
+    manager.ok(&["swarm", "update", "--dispatcher-heartbeat", "20s"]);
     workers[1].kill();
     workers[1].start();
     eventually(patience(), "worker2's session", || {

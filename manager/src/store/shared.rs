@@ -3,16 +3,23 @@
 //! moves after each applied batch so level-triggered loops can wake up and
 //! recompute.
 //!
+//! Beside the state it keeps an index of the tasks assigned to each node,
+//! updated from the same events under the same write lock, so that the
+//! dispatcher's per-session assignment sets cost the node's tasks rather
+//! than every task of the cluster (issue 20: with 500 sessions and 10,000
+//! tasks, recomputing every set by scanning all tasks on each applied
+//! change was what kept the simulated cluster from converging).
+//!
 //! It also keeps, for a manager that has just joined and has no state yet,
 //! the managers the swarm listed in its join response (see
 //! [`founding_manager`](SharedStore::founding_manager)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use tokio::sync::{broadcast, watch};
 
-use super::{ClusterState, StoreEvent};
+use super::{Change, ClusterState, StoreEvent};
 
 /// Change events kept for slow watchers; one that lags further is told it
 /// lagged and re-reads the state (loops are level-triggered).
@@ -21,6 +28,9 @@ const EVENT_BUFFER: usize = 4096;
 pub struct SharedStore {
     // std RwLock, not tokio's: nothing awaits while it is held.
     state: RwLock<ClusterState>,
+    /// Written only while `state`'s write lock is held (lock order: state,
+    /// then this), so a reader holding both sees them agree.
+    by_node: RwLock<TaskIndex>,
     events: broadcast::Sender<StoreEvent>,
     applied: watch::Sender<u64>,
     /// Node ID → Raft ID of the managers named at join; consulted only
@@ -37,6 +47,7 @@ impl Default for SharedStore {
 impl SharedStore {
     pub fn new(state: ClusterState) -> Self {
         SharedStore {
+            by_node: RwLock::new(TaskIndex::of(&state)),
             state: RwLock::new(state),
             events: broadcast::channel(EVENT_BUFFER).0,
             applied: watch::channel(0).0,
@@ -65,6 +76,19 @@ impl SharedStore {
         f(&self.state.read().expect("store lock poisoned"))
     }
 
+    /// Reads the current state with the IDs of the tasks assigned to
+    /// `node_id` (any state; the caller filters).
+    pub fn read_node_tasks<R>(
+        &self,
+        node_id: &str,
+        f: impl FnOnce(&ClusterState, &BTreeSet<String>) -> R,
+    ) -> R {
+        let state = self.state.read().expect("store lock poisoned");
+        let index = self.by_node.read().expect("index lock poisoned");
+        let empty = BTreeSet::new();
+        f(&state, index.by_node.get(node_id).unwrap_or(&empty))
+    }
+
     /// Changes the state and publishes `events` (the state machine's only use).
     pub(crate) fn write<R>(
         &self,
@@ -73,7 +97,18 @@ impl SharedStore {
         let mut events = Vec::new();
         let result = {
             let mut state = self.state.write().expect("store lock poisoned");
-            f(&mut state, &mut events)
+            let result = f(&mut state, &mut events);
+            let mut index = self.by_node.write().expect("index lock poisoned");
+            if events.iter().any(|e| matches!(e, StoreEvent::Reset)) {
+                *index = TaskIndex::of(&state);
+            } else {
+                for event in &events {
+                    if let StoreEvent::Task(change, task) = event {
+                        index.apply(*change, &task.id, &task.node_id);
+                    }
+                }
+            }
+            result
         };
         for event in events {
             // No receiver is fine: nobody is watching yet.
@@ -91,5 +126,82 @@ impl SharedStore {
     /// Wakes after each applied batch.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
+    }
+}
+
+/// The tasks assigned to each node, by task ID.
+#[derive(Default)]
+struct TaskIndex {
+    by_node: HashMap<String, BTreeSet<String>>,
+    node_of: HashMap<String, String>,
+}
+
+impl TaskIndex {
+    fn of(state: &ClusterState) -> Self {
+        let mut index = TaskIndex::default();
+        for task in state.tasks.values() {
+            index.apply(Change::Created, &task.id, &task.node_id);
+        }
+        index
+    }
+
+    fn apply(&mut self, change: Change, task_id: &str, node_id: &str) {
+        if let Some(old) = self.node_of.remove(task_id) {
+            if let Some(set) = self.by_node.get_mut(&old) {
+                set.remove(task_id);
+                if set.is_empty() {
+                    self.by_node.remove(&old);
+                }
+            }
+        }
+        if change != Change::Removed && !node_id.is_empty() {
+            self.node_of
+                .insert(task_id.to_string(), node_id.to_string());
+            self.by_node
+                .entry(node_id.to_string())
+                .or_default()
+                .insert(task_id.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+    use shoal_proto::v1::Task;
+
+    #[test]
+    fn the_node_index_follows_assignment_and_removal() {
+        let store = SharedStore::default();
+        let task = |id: &str, node: &str| Task {
+            id: id.into(),
+            node_id: node.into(),
+            ..Default::default()
+        };
+        let ids = |node: &str| store.read_node_tasks(node, |_, ids| ids.clone());
+        store.write(|s, events| {
+            for t in [task("a", ""), task("b", "n1")] {
+                s.tasks.insert(t.id.clone(), t.clone());
+                events.push(StoreEvent::Task(Change::Created, t));
+            }
+        });
+        assert_eq!(ids("n1"), BTreeSet::from(["b".to_string()]));
+        store.write(|s, events| {
+            let t = task("a", "n2");
+            s.tasks.insert(t.id.clone(), t.clone());
+            events.push(StoreEvent::Task(Change::Updated, t));
+            let b = s.tasks.remove("b").unwrap();
+            events.push(StoreEvent::Task(Change::Removed, b));
+        });
+        assert!(ids("n1").is_empty());
+        assert_eq!(ids("n2"), BTreeSet::from(["a".to_string()]));
+        // A replaced state is indexed afresh.
+        store.write(|s, events| {
+            s.tasks.clear();
+            s.tasks.insert("c".into(), task("c", "n1"));
+            events.push(StoreEvent::Reset);
+        });
+        assert!(ids("n2").is_empty());
+        assert_eq!(ids("n1"), BTreeSet::from(["c".to_string()]));
     }
 }

@@ -82,6 +82,38 @@ fn session_marks_ready_and_down_keeps_description() {
 }
 
 #[test]
+fn a_lost_session_is_down_only_if_no_newer_session_started() {
+    let mut state = ClusterState::default();
+    apply(&mut state, Command::CreateNode(node("n1")))
+        .0
+        .unwrap();
+    let started = |at_ms| Command::NodeSessionStarted {
+        node_id: "n1".into(),
+        description: NodeDescription::default(),
+        addr: "127.0.0.2".into(),
+        at_ms,
+    };
+    let lost = |session_started_at_ms| Command::NodeSessionLost {
+        node_id: "n1".into(),
+        message: "connection closed".into(),
+        session_started_at_ms,
+        at_ms: 30,
+    };
+    apply(&mut state, started(10)).0.unwrap();
+    // The node reconnected (session at 20) after the dispatcher judged the
+    // session of 10 lost: it stays Ready, and nothing is announced.
+    apply(&mut state, started(20)).0.unwrap();
+    let (result, events) = apply(&mut state, lost(10));
+    result.unwrap();
+    assert!(events.is_empty());
+    let state_of = |s: &ClusterState| s.nodes["n1"].status.as_ref().unwrap().state();
+    assert_eq!(state_of(&state), NodeState::Ready);
+    // Judging the current session lost marks it Down.
+    apply(&mut state, lost(20)).0.unwrap();
+    assert_eq!(state_of(&state), NodeState::Down);
+}
+
+#[test]
 fn removed_node_is_remembered_and_unknown_node_errors() {
     let mut state = ClusterState::default();
     apply(&mut state, Command::CreateCluster(cluster()))

@@ -1,0 +1,202 @@
+//! Scale benchmark (issue 20): simulated nodes (`tests/cluster/sim.rs`:
+//! real join flow, real mTLS sessions, the agent's own session and worker
+//! code, fake executors) against a real manager daemon. Prints the time for
+//! the nodes to join and be Ready, the convergence of a service of
+//! `SHOAL_SIM_TASKS` replicas, `node ls` / `service ps` latency, the
+//! manager's RSS and Raft snapshot size, and the time to replace the tasks
+//! of a tenth of the nodes killed at once. Asserts nothing but correctness
+//! (every task running once).
+//!
+//! Run with `cargo build --release -p shoal-cli && SHOAL_SIM_NODES=1000
+//! SHOAL_SIM_TASKS=100000 cargo bench -p shoal-e2e --bench scale`.
+
+#[path = "../tests/cluster/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+#[path = "../tests/cluster/sim.rs"]
+#[allow(dead_code)]
+mod sim;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sim::{Behaviour, Ledger};
+use util::{cluster, eventually, Daemon, TestDir};
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mib(daemon: &Daemon) -> f64 {
+    let pid = daemon.pid().expect("manager running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The bytes of the files under `dir` whose name mentions a snapshot.
+fn snapshot_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            total += snapshot_bytes(&path);
+        } else if path.to_string_lossy().contains("snap") {
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+fn main() {
+    let nodes_wanted = size("SHOAL_SIM_NODES", 1_000);
+    let replicas = size("SHOAL_SIM_TASKS", 100_000);
+    let long = Duration::from_secs(size("SHOAL_SIM_PATIENCE_SECS", 900) as u64);
+    let dir = TestDir::new();
+    let (manager, _, addr) = cluster(&dir, 0);
+    manager.ok(&["node", "update", "--availability", "drain", "manager"]);
+    let token = manager.worker_token();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ledger = Arc::new(Ledger::default());
+    let behaviour = Behaviour {
+        start_latency: Duration::from_millis(100),
+        failure_rate: 0.001,
+    };
+    println!("scale: {nodes_wanted} simulated nodes, {replicas} tasks, start latency {:?}, failure rate {}", behaviour.start_latency, behaviour.failure_rate);
+    let rss_idle = rss_mib(&manager);
+
+    let started = Instant::now();
+    let mut nodes = runtime
+        .block_on(sim::join_nodes(
+            &addr,
+            &token,
+            nodes_wanted,
+            32,
+            behaviour,
+            ledger.clone(),
+            &dir.dir.path().join("sim"),
+        ))
+        .unwrap();
+    let joined = started.elapsed();
+    eventually(long, "every simulated node Ready", || {
+        let ready = manager
+            .nodes()
+            .iter()
+            .filter(|n| n["Status"] == "Ready")
+            .count();
+        if ready == nodes_wanted + 1 {
+            Ok(())
+        } else {
+            Err(format!("{ready} Ready"))
+        }
+    });
+    let ready = started.elapsed();
+    println!(
+        "scale: {nodes_wanted} nodes joined (certificates issued) in {:.2} s, all Ready in {:.2} s",
+        joined.as_secs_f64(),
+        ready.as_secs_f64()
+    );
+    let (_, node_ls) = timed(|| manager.ok(&["node", "ls"]));
+    println!(
+        "scale: node ls ({} nodes): {:.3} s; manager RSS {:.0} MiB (idle {:.0} MiB)",
+        nodes_wanted + 1,
+        node_ls.as_secs_f64(),
+        rss_mib(&manager),
+        rss_idle
+    );
+
+    let replicas_arg = replicas.to_string();
+    let started = Instant::now();
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sim",
+        "--replicas",
+        &replicas_arg,
+        "--runtime",
+        "process",
+        "/bin/sleep",
+        "3600",
+    ]);
+    let wait_running = |what: &str| {
+        let mut last = 0;
+        let mut last_print = Instant::now();
+        eventually(long, what, || {
+            let running = ledger.running();
+            let problems = ledger.duplicates();
+            assert!(problems.is_empty(), "{problems:?}");
+            if last_print.elapsed() > Duration::from_secs(10) && running != last {
+                println!(
+                    "  … {running} running after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+                last_print = Instant::now();
+                last = running;
+            }
+            if running == replicas {
+                Ok(())
+            } else {
+                Err(format!("{running} of {replicas} running"))
+            }
+        });
+    };
+    wait_running("every task running");
+    let converged = started.elapsed();
+    println!(
+        "scale: {replicas} tasks from service create to all running: {:.2} s",
+        converged.as_secs_f64()
+    );
+    let (ps, service_ps) = timed(|| manager.ok(&["service", "ps", "sim"]));
+    let (_, node_ls) = timed(|| manager.ok(&["node", "ls"]));
+    println!(
+        "scale: service ps ({} lines): {:.3} s; node ls: {:.3} s; manager RSS {:.0} MiB; Raft snapshot files {:.1} MiB",
+        ps.lines().count(),
+        service_ps.as_secs_f64(),
+        node_ls.as_secs_f64(),
+        rss_mib(&manager),
+        snapshot_bytes(&manager.data_dir) as f64 / (1024.0 * 1024.0)
+    );
+
+    // A tenth of the nodes die at once.
+    let dead: Vec<_> = nodes.drain(..nodes_wanted / 10).collect();
+    let lost: usize = dead
+        .iter()
+        .map(|n| ledger.running_on(&n.node_id).len())
+        .sum();
+    let started = Instant::now();
+    for node in &dead {
+        ledger.kill(&node.node_id);
+    }
+    drop(dead);
+    wait_running("every lost task replaced");
+    println!(
+        "scale: {} nodes killed at once ({lost} tasks lost): all replaced, none twice, in {:.2} s",
+        nodes_wanted / 10,
+        started.elapsed().as_secs_f64()
+    );
+    drop(nodes);
+    drop(runtime);
+}

@@ -1,0 +1,117 @@
+//! The scale simulator at a small size (issue 20): hundreds of simulated
+//! nodes (real join, real mTLS sessions, the agent's own session code, fake
+//! executors) against a real manager daemon. Checks what a user would see:
+//! every node Ready, the service converged with every task running exactly
+//! once, and after a tenth of the nodes die, every lost task replaced once.
+//! The figures at full size come from `e2e/benches/scale.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sim::{self, Behaviour, Ledger};
+use crate::util::*;
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn simulated_nodes_converge_run_every_task_once_and_heal_a_tenth_lost() {
+    let nodes_wanted = size("SHOAL_SIM_NODES", 200);
+    let replicas = size("SHOAL_SIM_TASKS", 2_000);
+    let dir = TestDir::new();
+    let (manager, _, addr) = cluster(&dir, 0);
+    manager.ok(&["node", "update", "--availability", "drain", "manager"]);
+    let token = manager.worker_token();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ledger = Arc::new(Ledger::default());
+    let behaviour = Behaviour {
+        start_latency: Duration::from_millis(20),
+        failure_rate: 0.01,
+    };
+    let sim_dir = dir.dir.path().join("sim");
+    let mut nodes = runtime
+        .block_on(sim::join_nodes(
+            &addr,
+            &token,
+            nodes_wanted,
+            16,
+            behaviour,
+            ledger.clone(),
+            &sim_dir,
+        ))
+        .unwrap();
+    let long = patience() * 6;
+    eventually(long, "every simulated node Ready", || {
+        let ready = manager
+            .nodes()
+            .iter()
+            .filter(|n| n["Status"] == "Ready")
+            .count();
+        if ready == nodes_wanted + 1 {
+            Ok(())
+        } else {
+            Err(format!("{ready} Ready"))
+        }
+    });
+
+    let replicas_arg = replicas.to_string();
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sim",
+        "--replicas",
+        &replicas_arg,
+        "--runtime",
+        "process",
+        "/bin/sleep",
+        "3600",
+    ]);
+    let converged = |what: &str| {
+        eventually(long, what, || {
+            let running = ledger.running();
+            let duplicates = ledger.duplicates();
+            assert!(duplicates.is_empty(), "{duplicates:?}");
+            if running == replicas {
+                Ok(())
+            } else {
+                Err(format!("{running} of {replicas} running"))
+            }
+        });
+        let wanted = format!("{replicas}/{replicas}");
+        eventually(long, "service ls shows every replica", || {
+            let listing = manager.ok(&["service", "ls"]);
+            if listing.contains(&wanted) {
+                Ok(())
+            } else {
+                Err(listing)
+            }
+        });
+    };
+    converged("every task running on the simulated nodes");
+
+    // A tenth of the nodes die at once: their connections close, their
+    // tasks are replaced on the others, each slot once.
+    let dead: Vec<_> = nodes.drain(..nodes_wanted / 10).collect();
+    let lost: usize = dead
+        .iter()
+        .map(|n| ledger.running_on(&n.node_id).len())
+        .sum();
+    assert!(lost > 0, "the killed nodes ran tasks");
+    for node in &dead {
+        ledger.kill(&node.node_id);
+    }
+    drop(dead);
+    converged("every lost task replaced");
+    assert_eq!(sim::sessions_up(&nodes), nodes.len());
+    drop(nodes);
+    drop(runtime);
+}
