@@ -65,6 +65,7 @@ pub struct AgentHandle {
     task: tokio::task::JoinHandle<()>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
+    secrets: Arc<crate::secrets::Secrets>,
     /// The load sampler, which ends with the agent.
     _sampling: AbortOnDrop,
 }
@@ -113,6 +114,8 @@ impl AgentHandle {
                 tracing::warn!("tasks did not stop within {limit:?}");
             }
         }
+        // Whatever a task left in the secrets tmpfs goes, and the tmpfs too.
+        self.secrets.clear();
         // Best effort: the session sends queued reports within a moment.
         let flush_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while !self.reporter.is_empty()
@@ -139,6 +142,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let desired_role = Arc::new(Mutex::new(None));
     let trust = Arc::new(Mutex::new(None));
     let reporter = Arc::new(Reporter::default());
+    let secrets = Arc::new(crate::secrets::Secrets::new(&config.data_dir));
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
         &config.data_dir,
         &config.node_id,
@@ -149,7 +153,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let docker = match DockerExecutor::connect(&config.data_dir, &config.node_id).await {
         Ok(docker) => {
             tracing::info!(engine = %docker.engine_version(), "docker runtime available");
-            let docker = Arc::new(docker);
+            let docker = Arc::new(docker.with_secrets(secrets.clone()));
             executors.push(docker.clone());
             Some(docker)
         }
@@ -162,6 +166,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         tasks_dir: config.data_dir.join("tasks"),
         node_id: config.node_id.clone(),
         docker,
+        secrets: secrets.clone(),
     });
     let supervised = crate::worker::SupervisedTasks::default();
     let sampler = Arc::new(crate::metrics::Sampler::default());
@@ -188,6 +193,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
         task,
         worker,
         reporter,
+        secrets,
         _sampling: AbortOnDrop(sampling),
     }
 }
@@ -386,6 +392,9 @@ async fn session(
                 match message? {
                     Some(set) => {
                         tracing::debug!(tasks = set.tasks.len(), "assignments");
+                        // Before the tasks: a task's grants must be here
+                        // when its controller prepares.
+                        runtimes.secrets.update(set.secrets, set.configs);
                         if worker.send(WorkerEvent::Assignments(set.tasks)).await.is_err() {
                             return Ok(());
                         }

@@ -343,14 +343,14 @@ impl DispatcherRpc for Dispatcher {
         let node_id = peer.node_id.clone();
         tokio::spawn(async move {
             let mut changes = store.changes();
-            type Key = (Vec<(String, i32, usize)>, NetworkView);
+            // Secrets count by ID: their data never changes.
+            type Key = (Vec<(String, i32, usize)>, NetworkView, Vec<String>);
             let mut last_key: Option<Key> = None;
             loop {
-                let (tasks, network) = store.read(|s| {
-                    (
-                        assigned_tasks(s, &node_id),
-                        crate::network::view::node_view(s, &node_id),
-                    )
+                let (tasks, network, (secrets, configs)) = store.read(|s| {
+                    let tasks = assigned_tasks(s, &node_id);
+                    let granted = granted_to(s, &tasks);
+                    (tasks, crate::network::view::node_view(s, &node_id), granted)
                 });
                 // The attachments count too: a task's addresses are part
                 // of what the agent needs.
@@ -360,11 +360,18 @@ impl DispatcherRpc for Dispatcher {
                         .map(|t| (t.id.clone(), t.desired_state, t.networks.len()))
                         .collect(),
                     network.clone(),
+                    secrets
+                        .iter()
+                        .map(|s| s.id.clone())
+                        .chain(configs.iter().map(|c| c.id.clone()))
+                        .collect(),
                 );
                 if last_key.as_ref() != Some(&key) {
                     let message = AssignmentsMessage {
                         tasks,
                         network: Some(network),
+                        secrets,
+                        configs,
                     };
                     if tx.send(Ok(message)).await.is_err() {
                         break;
@@ -494,6 +501,37 @@ pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
         })
         .cloned()
         .collect()
+}
+
+/// The secrets and configs that `tasks` to run are granted (with their
+/// data), each once: what a node receives with its assignments, and all it
+/// ever receives of them. Retired tasks get none: their node is stopping them.
+pub fn granted_to(
+    state: &ClusterState,
+    tasks: &[Task],
+) -> (Vec<shoal_proto::v1::Secret>, Vec<shoal_proto::v1::Config>) {
+    let mut secrets = std::collections::BTreeMap::new();
+    let mut configs = std::collections::BTreeMap::new();
+    for spec in tasks
+        .iter()
+        .filter(|t| t.desired_state <= TaskState::Running as i32)
+        .filter_map(|t| t.spec.as_ref())
+    {
+        for grant in &spec.secrets {
+            if let Some(secret) = state.secrets.get(&grant.secret_id) {
+                secrets.insert(secret.id.clone(), secret.clone());
+            }
+        }
+        for grant in &spec.configs {
+            if let Some(config) = state.configs.get(&grant.config_id) {
+                configs.insert(config.id.clone(), config.clone());
+            }
+        }
+    }
+    (
+        secrets.into_values().collect(),
+        configs.into_values().collect(),
+    )
 }
 
 #[cfg(test)]
