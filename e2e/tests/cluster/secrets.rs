@@ -308,3 +308,115 @@ fn bad_secret_inputs_are_refused_and_change_nothing() {
         .shoal(&["secret", "inspect", "pw"])
         .assert_error("secret pw not found");
 }
+
+/// The production-style stack of the Compose guides, with local images: a
+/// database reading its password through `POSTGRES_PASSWORD_FILE` from a
+/// stack secret, an external secret in the long syntax, and a config.
+#[test]
+fn a_stack_creates_its_secrets_first_and_removes_only_its_own() {
+    if !docker_enabled("a_stack_creates_its_secrets_first_and_removes_only_its_own") {
+        return;
+    }
+    let guard = Containers::new();
+    let dir = TestDir::with_docker();
+    let _tmpfses = Tmpfses(dir.dir.path().to_path_buf());
+    let (manager, _workers, _) = cluster(&dir, 1);
+    guard.track(&manager);
+    let password = unique("postgres-password");
+    let api_key = unique("api-key");
+    let config = unique("max_connections = 20");
+    let files = dir.dir.path().join("stack");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("db_password.txt"), &password).unwrap();
+    std::fs::write(files.join("app.conf"), &config).unwrap();
+    let external = dir.dir.path().join("api_key.txt");
+    std::fs::write(&external, &api_key).unwrap();
+    let compose = format!(
+        r#"services:
+  db:
+    image: {IMAGE}
+    command: ["/busybox", "sh", "-c", "{QUIET_LOOP}"]
+    environment:
+      POSTGRES_USER: user
+      POSTGRES_PASSWORD_FILE: /run/secrets/db_password
+    secrets:
+      - db_password
+      - source: api_key
+        target: api
+        uid: "70"
+        mode: 0400
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
+secrets:
+  db_password:
+    file: ./db_password.txt
+  api_key:
+    external: true
+configs:
+  app_conf:
+    file: ./app.conf
+"#
+    );
+    let file = files.join("stack.yml");
+    std::fs::write(&file, compose).unwrap();
+    let file = file.to_str().unwrap();
+
+    // The external secret must exist first: nothing is created without it.
+    manager
+        .shoal(&["stack", "deploy", "-d", "-c", file, "prod"])
+        .assert_error("api_key");
+    assert!(!manager.ok(&["secret", "ls"]).contains("prod_db_password"));
+    assert!(!manager.ok(&["service", "ls"]).contains("prod_db"));
+
+    manager.ok(&["secret", "create", "api_key", external.to_str().unwrap()]);
+    let deployed = manager.ok(&["stack", "deploy", "-d", "-c", file, "prod"]);
+    assert!(
+        deployed.contains("Creating secret prod_db_password"),
+        "{deployed}"
+    );
+    assert!(
+        deployed.contains("Creating config prod_app_conf"),
+        "{deployed}"
+    );
+    let task = eventually(patience(), "the db task running", || {
+        let tasks = manager.running_tasks("prod_db");
+        tasks
+            .first()
+            .map(|t| t["ID"].as_str().unwrap().to_string())
+            .ok_or(format!("{tasks:?}"))
+    });
+    // What the file declares is what the task sees.
+    assert_eq!(
+        exec(
+            &manager,
+            &task,
+            &["sh", "-c", "cat \"$POSTGRES_PASSWORD_FILE\""]
+        ),
+        password
+    );
+    assert_eq!(exec(&manager, &task, &["cat", "/run/secrets/api"]), api_key);
+    assert_eq!(
+        exec(
+            &manager,
+            &task,
+            &["stat", "-c", "%a %u", "/run/secrets/api"]
+        )
+        .trim(),
+        "400 70"
+    );
+    assert_eq!(exec(&manager, &task, &["cat", "/etc/app.conf"]), config);
+
+    // A redeploy leaves the immutable objects as they are.
+    let again = manager.ok(&["stack", "deploy", "-d", "-c", file, "prod"]);
+    assert!(!again.contains("Creating secret"), "{again}");
+
+    // `stack rm` removes the stack's own, never the external one.
+    manager.ok(&["stack", "rm", "prod"]);
+    let secrets = manager.ok(&["secret", "ls"]);
+    assert!(
+        !secrets.contains("prod_db_password") && secrets.contains("api_key"),
+        "{secrets}"
+    );
+    assert!(!manager.ok(&["config", "ls"]).contains("prod_app_conf"));
+}
