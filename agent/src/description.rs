@@ -22,6 +22,7 @@ pub fn describe(hostname: &str) -> NodeDescription {
         runtimes: BUILTIN_RUNTIMES.iter().map(|r| r.to_string()).collect(),
         engine_version: String::new(),
         overlay: Some(overlay_capability()),
+        secrets: None,
     }
 }
 
@@ -53,6 +54,7 @@ pub fn describe_with(hostname: &str, runtimes: &crate::logs::Runtimes) -> NodeDe
         description.runtimes.push("docker".to_string());
         description.engine_version = docker.engine_version().to_string();
     }
+    description.secrets = Some(runtimes.secrets.capability());
     description
 }
 

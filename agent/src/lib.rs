@@ -13,6 +13,7 @@
 //! - [`worker`]: reconciles assignments against supervised tasks.
 //! - [`executor`]: the executor trait and the process executor.
 //! - [`health`]: health checks' rules, and the prober for process tasks.
+//! - [`secrets`]: granted secrets and configs, in memory and a tmpfs only.
 //! - [`reporter`]: task status reports waiting for a manager.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
@@ -29,6 +30,7 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod reporter;
+pub mod secrets;
 pub mod session;
 pub mod worker;
 

@@ -46,6 +46,9 @@ pub struct Runtimes {
     pub tasks_dir: PathBuf,
     pub node_id: String,
     pub docker: Option<Arc<DockerExecutor>>,
+    /// The node's granted secrets and configs (held with the runtimes: the
+    /// session fills it from each assignment set).
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// The session's subscription stream; pending forever when the manager has

@@ -65,6 +65,7 @@ pub struct AgentHandle {
     task: tokio::task::JoinHandle<()>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
+    secrets: Arc<crate::secrets::Secrets>,
     /// The load sampler, which ends with the agent.
     _sampling: AbortOnDrop,
 }
@@ -113,6 +114,8 @@ impl AgentHandle {
                 tracing::warn!("tasks did not stop within {limit:?}");
             }
         }
+        // Whatever a task left in the secrets tmpfs goes, and the tmpfs too.
+        self.secrets.clear();
         // Best effort: the session sends queued reports within a moment.
         let flush_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while !self.reporter.is_empty()
@@ -134,6 +137,7 @@ impl Drop for AgentHandle {
 /// Starts the agent: the worker (adopting tasks a previous agent left
 /// running) and the session loop.
 pub async fn spawn(config: AgentConfig) -> AgentHandle {
+    let secrets = Arc::new(crate::secrets::Secrets::new(&config.data_dir));
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
         &config.data_dir,
         &config.node_id,
@@ -144,7 +148,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let docker = match DockerExecutor::connect(&config.data_dir, &config.node_id).await {
         Ok(docker) => {
             tracing::info!(engine = %docker.engine_version(), "docker runtime available");
-            let docker = Arc::new(docker);
+            let docker = Arc::new(docker.with_secrets(secrets.clone()));
             executors.push(docker.clone());
             Some(docker)
         }
@@ -153,7 +157,7 @@ pub async fn spawn(config: AgentConfig) -> AgentHandle {
             None
         }
     };
-    spawn_with(config, executors, docker).await
+    spawn_with(config, executors, docker, secrets).await
 }
 
 /// Starts an agent whose tasks run through `executors` (`docker`, when one
@@ -166,6 +170,7 @@ pub async fn spawn_with(
     config: AgentConfig,
     executors: Vec<Arc<dyn Executor>>,
     docker: Option<Arc<DockerExecutor>>,
+    secrets: Arc<crate::secrets::Secrets>,
 ) -> AgentHandle {
     let (up_tx, up_rx) = watch::channel(false);
     let managers = Arc::new(Mutex::new(config.managers.clone()));
@@ -176,6 +181,7 @@ pub async fn spawn_with(
         tasks_dir: config.data_dir.join("tasks"),
         node_id: config.node_id.clone(),
         docker,
+        secrets: secrets.clone(),
     });
     let supervised = crate::worker::SupervisedTasks::default();
     let sampler = Arc::new(crate::metrics::Sampler::default());
@@ -202,6 +208,7 @@ pub async fn spawn_with(
         task,
         worker,
         reporter,
+        secrets,
         _sampling: AbortOnDrop(sampling),
     }
 }
@@ -400,6 +407,9 @@ async fn session(
                 match message? {
                     Some(set) => {
                         tracing::debug!(tasks = set.tasks.len(), "assignments");
+                        // Before the tasks: a task's grants must be here
+                        // when its controller prepares.
+                        runtimes.secrets.update(set.secrets, set.configs);
                         if worker.send(WorkerEvent::Assignments(set.tasks)).await.is_err() {
                             return Ok(());
                         }

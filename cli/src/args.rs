@@ -39,6 +39,12 @@ pub enum Command {
     /// Manage overlay networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage secrets: data only the tasks granted it can read.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Manage configs: files granted to tasks, not secret.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
     /// the quick start's example service runs it.
     ExampleServer {
@@ -209,6 +215,18 @@ pub struct ServiceUpdateArgs {
     /// Detach the service from a network (name or ID).
     #[arg(long, value_name = "NETWORK")]
     pub network_rm: Vec<String>,
+    /// Grant a secret: NAME, or source=NAME,target=FILE,uid=,gid=,mode=.
+    #[arg(long, value_name = "SECRET")]
+    pub secret_add: Vec<String>,
+    /// Revoke a secret (by name).
+    #[arg(long, value_name = "SECRET")]
+    pub secret_rm: Vec<String>,
+    /// Grant a config: NAME, or source=NAME,target=PATH,uid=,gid=,mode=.
+    #[arg(long, value_name = "CONFIG")]
+    pub config_add: Vec<String>,
+    /// Revoke a config (by name).
+    #[arg(long, value_name = "CONFIG")]
+    pub config_rm: Vec<String>,
     /// How the service is found on its networks: vip or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
@@ -384,6 +402,14 @@ pub struct ServiceCreateArgs {
     /// Network to attach to: NAME, or name=NAME,alias=ALIAS (repeatable).
     #[arg(long, value_name = "NETWORK")]
     pub network: Vec<String>,
+    /// Grant a secret: NAME, or source=NAME,target=FILE,uid=,gid=,mode=
+    /// (read at /run/secrets/TARGET; repeatable).
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Vec<String>,
+    /// Grant a config: NAME, or source=NAME,target=PATH,uid=,gid=,mode=
+    /// (read at /NAME unless a target is given; repeatable).
+    #[arg(long, value_name = "CONFIG")]
+    pub config: Vec<String>,
     /// How the service is found on its networks: vip (default) or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
@@ -813,4 +839,75 @@ impl ProvisioningFlags {
             && self.node_idle_window.is_none()
             && self.node_floor.is_none()
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create a secret from a file or from standard input ("-").
+    Create(ObjectCreateArgs),
+    /// List secrets (never their data).
+    #[command(alias = "list")]
+    Ls(ObjectLsArgs),
+    /// Display detailed information on one or more secrets (never their data).
+    Inspect {
+        /// Output format (inspect always prints JSON).
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Secret names or IDs.
+        #[arg(required = true)]
+        secrets: Vec<String>,
+    },
+    /// Remove one or more secrets (refused while a service uses one).
+    #[command(alias = "remove")]
+    Rm {
+        /// Secret names or IDs.
+        #[arg(required = true)]
+        secrets: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Create a config from a file or from standard input ("-").
+    Create(ObjectCreateArgs),
+    /// List configs.
+    #[command(alias = "list")]
+    Ls(ObjectLsArgs),
+    /// Display detailed information on one or more configs, with their data.
+    Inspect {
+        /// Output format (inspect always prints JSON).
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Config names or IDs.
+        #[arg(required = true)]
+        configs: Vec<String>,
+    },
+    /// Remove one or more configs (refused while a service uses one).
+    #[command(alias = "remove")]
+    Rm {
+        /// Config names or IDs.
+        #[arg(required = true)]
+        configs: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ObjectCreateArgs {
+    /// Labels (KEY=VALUE).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// The name.
+    pub name: String,
+    /// File to read the data from, or "-" for standard input.
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ObjectLsArgs {
+    /// Only display IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }

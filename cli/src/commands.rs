@@ -6,6 +6,7 @@ pub mod listing;
 pub mod logs;
 pub mod network;
 pub mod node;
+pub mod secret;
 pub mod service;
 pub mod stack;
 pub mod swarm;
@@ -43,6 +44,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Service(command) => service::run(host, command).await,
         Command::Stack(command) => stack::run(host, command).await,
         Command::Network(command) => network::run(host, command).await,
+        Command::Secret(command) => secret::run_secret(host, command).await,
+        Command::Config(command) => secret::run_config(host, command).await,
         Command::ExampleServer { base_port } => example_server::run(base_port).await,
     }
 }

@@ -30,7 +30,9 @@ use crate::store::{ClusterState, Command};
 use crate::{auth, Manager};
 
 mod networks;
+mod secrets;
 pub use networks::resolve_network;
+pub use secrets::{config_path, resolve_config, resolve_secret, secret_path};
 
 pub struct ControlService {
     manager: Arc<Manager>,
@@ -335,6 +337,7 @@ impl ControlService {
             crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
             self.manager.store().read(|s| {
                 networks::resolve_spec_networks(s, &mut spec)?;
+                secrets::resolve_spec_grants(s, &mut spec)?;
                 // A network added must have room for the VIP; the leader's
                 // allocator then hands it out.
                 let mut changed = s.services.get(&id).cloned().unwrap_or_default();
@@ -734,6 +737,110 @@ impl Control for ControlService {
         }
         self.update_node_here(request).await
     }
+
+    async fn create_secret(
+        &self,
+        request: Request<shoal_proto::v1::CreateSecretRequest>,
+    ) -> Result<Response<shoal_proto::v1::Secret>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.create_secret(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.create_secret_here(request).await
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<shoal_proto::v1::ListSecretsRequest>,
+    ) -> Result<Response<shoal_proto::v1::ListSecretsResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_secrets(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.list_secrets_here(request).await
+    }
+
+    async fn get_secret(
+        &self,
+        request: Request<shoal_proto::v1::GetSecretRequest>,
+    ) -> Result<Response<shoal_proto::v1::Secret>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.get_secret(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.get_secret_here(request).await
+    }
+
+    async fn remove_secret(
+        &self,
+        request: Request<shoal_proto::v1::RemoveSecretRequest>,
+    ) -> Result<Response<shoal_proto::v1::RemoveSecretResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.remove_secret(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.remove_secret_here(request).await
+    }
+
+    async fn create_config(
+        &self,
+        request: Request<shoal_proto::v1::CreateConfigRequest>,
+    ) -> Result<Response<shoal_proto::v1::Config>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.create_config(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.create_config_here(request).await
+    }
+
+    async fn list_configs(
+        &self,
+        request: Request<shoal_proto::v1::ListConfigsRequest>,
+    ) -> Result<Response<shoal_proto::v1::ListConfigsResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_configs(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.list_configs_here(request).await
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<shoal_proto::v1::GetConfigRequest>,
+    ) -> Result<Response<shoal_proto::v1::Config>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.get_config(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.get_config_here(request).await
+    }
+
+    async fn remove_config(
+        &self,
+        request: Request<shoal_proto::v1::RemoveConfigRequest>,
+    ) -> Result<Response<shoal_proto::v1::RemoveConfigResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.remove_config(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.remove_config_here(request).await
+    }
 }
 
 impl ControlService {
@@ -742,9 +849,10 @@ impl ControlService {
             .spec
             .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
         crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
-        self.manager
-            .store()
-            .read(|s| networks::resolve_spec_networks(s, &mut spec))?;
+        self.manager.store().read(|s| {
+            networks::resolve_spec_networks(s, &mut spec)?;
+            secrets::resolve_spec_grants(s, &mut spec)
+        })?;
         if self
             .manager
             .store()

@@ -559,27 +559,30 @@ impl DispatcherRpc for Dispatcher {
         let node_id = peer.node_id.clone();
         tokio::spawn(async move {
             let mut changes = store.changes();
-            type Key = (Vec<(String, i32, usize)>, NetworkView);
+            // Secrets count by ID: their data never changes.
+            type Key = (Vec<(String, i32, usize)>, NetworkView, Vec<String>);
             let mut last_key: Option<Key> = None;
             loop {
                 // The node's own tasks through the store's per-node index:
                 // every session recomputes on every applied change, so
                 // scanning all tasks here cost sessions × tasks per change.
-                let (tasks, network) = store.read_node_tasks(&node_id, |s, ids| {
-                    let tasks = assigned_among(s, ids);
-                    // A node with no task on a network has an empty view;
-                    // only the others need the full computation.
-                    let network = if ids
-                        .iter()
-                        .filter_map(|id| s.tasks.get(id))
-                        .all(|t| t.networks.is_empty())
-                    {
-                        NetworkView::default()
-                    } else {
-                        crate::network::view::node_view(s, &node_id)
-                    };
-                    (tasks, network)
-                });
+                let (tasks, network, (secrets, configs)) =
+                    store.read_node_tasks(&node_id, |s, ids| {
+                        let tasks = assigned_among(s, ids);
+                        // A node with no task on a network has an empty view;
+                        // only the others need the full computation.
+                        let network = if ids
+                            .iter()
+                            .filter_map(|id| s.tasks.get(id))
+                            .all(|t| t.networks.is_empty())
+                        {
+                            NetworkView::default()
+                        } else {
+                            crate::network::view::node_view(s, &node_id)
+                        };
+                        let granted = granted_to(s, &tasks);
+                        (tasks, network, granted)
+                    });
                 // The attachments count too: a task's addresses are part
                 // of what the agent needs.
                 let key: Key = (
@@ -588,11 +591,18 @@ impl DispatcherRpc for Dispatcher {
                         .map(|t| (t.id.clone(), t.desired_state, t.networks.len()))
                         .collect(),
                     network.clone(),
+                    secrets
+                        .iter()
+                        .map(|s| s.id.clone())
+                        .chain(configs.iter().map(|c| c.id.clone()))
+                        .collect(),
                 );
                 if last_key.as_ref() != Some(&key) {
                     let message = AssignmentsMessage {
                         tasks,
                         network: Some(network),
+                        secrets,
+                        configs,
                     };
                     if tx.send(Ok(message)).await.is_err() {
                         break;
@@ -723,6 +733,37 @@ pub fn assigned_among(state: &ClusterState, ids: &std::collections::BTreeSet<Str
         .filter(|t| is_assigned(t))
         .cloned()
         .collect()
+}
+
+/// The secrets and configs that `tasks` to run are granted (with their
+/// data), each once: what a node receives with its assignments, and all it
+/// ever receives of them. Retired tasks get none: their node is stopping them.
+pub fn granted_to(
+    state: &ClusterState,
+    tasks: &[Task],
+) -> (Vec<shoal_proto::v1::Secret>, Vec<shoal_proto::v1::Config>) {
+    let mut secrets = std::collections::BTreeMap::new();
+    let mut configs = std::collections::BTreeMap::new();
+    for spec in tasks
+        .iter()
+        .filter(|t| t.desired_state <= TaskState::Running as i32)
+        .filter_map(|t| t.spec.as_ref())
+    {
+        for grant in &spec.secrets {
+            if let Some(secret) = state.secrets.get(&grant.secret_id) {
+                secrets.insert(secret.id.clone(), secret.clone());
+            }
+        }
+        for grant in &spec.configs {
+            if let Some(config) = state.configs.get(&grant.config_id) {
+                configs.insert(config.id.clone(), config.clone());
+            }
+        }
+    }
+    (
+        secrets.into_values().collect(),
+        configs.into_values().collect(),
+    )
 }
 
 fn is_assigned(t: &Task) -> bool {

@@ -83,6 +83,11 @@ pub fn node_view(n: &Node) -> NodeView {
                     format!("overlay networking not available ({})", o.reason)
                 }
             }),
+        secrets_unavailable: description
+            .secrets
+            .as_ref()
+            .filter(|c| !c.supported)
+            .map(|c| format!("cannot hold secrets off disk ({})", c.reason)),
         resources: Resources {
             nano_cpus: resources.nano_cpus.max(0) as u64,
             memory_bytes: resources.memory_bytes.max(0) as u64,
@@ -116,6 +121,10 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
             placement: placement(t),
             reservations: reservations(t),
             needs_overlay: t.spec.as_ref().is_some_and(|s| !s.networks.is_empty()),
+            needs_secrets: t
+                .spec
+                .as_ref()
+                .is_some_and(|s| !s.secrets.is_empty() || !s.configs.is_empty()),
         })
         .collect();
     if pending.is_empty() {

@@ -17,6 +17,7 @@
 //! # Layout
 //! - `nodes.rs`, `services.rs`, `tasks.rs`, `networks.rs`: apply, per
 //!   object kind (`networks.rs` also holds the address checks).
+//! - [`secrets`]: secrets and configs (immutable, refused while granted).
 //! - [`shared`]: the applied state as the manager reads and watches it.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ mod networks;
 mod nodes;
 mod provisioning;
 pub mod rotation;
+pub mod secrets;
 mod services;
 mod shared;
 mod tasks;
@@ -250,6 +252,14 @@ pub enum Command {
         session_started_at_ms: i64,
         at_ms: i64,
     },
+    /// `secret create`: refused if the name is taken or the data too large.
+    CreateSecret(shoal_proto::v1::Secret),
+    /// `secret rm`: refused while a service's spec grants it.
+    RemoveSecret { secret_id: String },
+    /// `config create`: as secrets.
+    CreateConfig(shoal_proto::v1::Config),
+    /// `config rm`: refused while a service's spec grants it.
+    RemoveConfig { config_id: String },
 }
 
 /// The kinds of stored object, for messages.
@@ -260,6 +270,8 @@ pub enum ObjectKind {
     Service,
     Task,
     Network,
+    Secret,
+    Config,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -270,6 +282,8 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
             ObjectKind::Network => "network",
+            ObjectKind::Secret => "secret",
+            ObjectKind::Config => "config",
         })
     }
 }
@@ -323,6 +337,9 @@ pub enum StoreEvent {
     Service(Change, Service),
     Task(Change, Task),
     Network(Change, Network),
+    /// A secret or config, by ID (events never carry secret data).
+    Secret(Change, String),
+    Config(Change, String),
     /// The whole state was replaced (a snapshot was installed): re-read everything.
     Reset,
 }
@@ -336,6 +353,9 @@ pub struct ClusterState {
     pub tasks: BTreeMap<String, Task>,
     /// Overlay networks by ID.
     pub networks: BTreeMap<String, Network>,
+    /// Secrets and configs by ID.
+    pub secrets: BTreeMap<String, shoal_proto::v1::Secret>,
+    pub configs: BTreeMap<String, shoal_proto::v1::Config>,
 }
 
 pub(crate) fn bump(meta: &mut Option<Meta>, at_ms: i64) {
@@ -571,6 +591,10 @@ impl ClusterState {
                 }
                 self.node_down(&node_id, message, at_ms, events)
             }
+            Command::CreateSecret(secret) => self.create_secret(secret, events),
+            Command::RemoveSecret { secret_id } => self.remove_secret(&secret_id, events),
+            Command::CreateConfig(config) => self.create_config(config, events),
+            Command::RemoveConfig { config_id } => self.remove_config(&config_id, events),
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

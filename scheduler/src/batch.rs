@@ -82,7 +82,8 @@ pub(crate) fn schedule(
 
     let mut cluster = Cluster::new(ordered, placed, &services);
     let pipeline = filter::default_pipeline();
-    let mut static_eligible: HashMap<(&str, bool, &[Constraint]), Vec<Rank>> = HashMap::new();
+    type StaticKey<'a> = (&'a str, bool, bool, &'a [Constraint]);
+    let mut static_eligible: HashMap<StaticKey, Vec<Rank>> = HashMap::new();
     let mut decisions = Decisions::default();
     let mut unplaced: Vec<(&TaskRequest, u32)> = Vec::new();
     for (task, &g) in pending.iter().zip(&group_of_task) {
@@ -91,6 +92,7 @@ pub(crate) fn schedule(
             let key = (
                 group.task.runtime.as_str(),
                 group.task.needs_overlay,
+                group.task.needs_secrets,
                 group.task.placement.constraints.as_slice(),
             );
             let eligible = static_eligible.entry(key).or_insert_with(|| {
@@ -141,12 +143,13 @@ pub(crate) fn schedule(
 struct Requirements<'a>(&'a TaskRequest);
 
 impl Requirements<'_> {
-    fn key(&self) -> (&str, &str, bool, &crate::Placement, &Resources) {
+    fn key(&self) -> (&str, &str, bool, bool, &crate::Placement, &Resources) {
         let t = self.0;
         (
             &t.service_id,
             &t.runtime,
             t.needs_overlay,
+            t.needs_secrets,
             &t.placement,
             &t.reservations,
         )

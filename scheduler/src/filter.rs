@@ -95,6 +95,25 @@ impl Filter for OverlayFilter {
     }
 }
 
+/// A task granted secrets or configs needs a node that keeps them off disk
+/// (a tmpfs its agent can mount); its agent says whether it can.
+pub struct SecretsFilter;
+
+impl SecretsFilter {
+    pub(crate) fn accepts(node: &NodeView, task: &TaskRequest) -> bool {
+        !task.needs_secrets || node.secrets_unavailable.is_none()
+    }
+}
+
+impl Filter for SecretsFilter {
+    fn reject(&self, node: &NodeView, task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
+        if Self::accepts(node, task) {
+            return None;
+        }
+        node.secrets_unavailable.clone()
+    }
+}
+
 /// The node must have the task's reservations left. Before constraints, as
 /// in Swarm's pipeline, so a full node reports itself full.
 pub struct ResourceFilter;
@@ -167,6 +186,7 @@ pub fn default_pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
         Box::new(AvailabilityFilter),
         Box::new(RuntimeFilter),
         Box::new(OverlayFilter),
+        Box::new(SecretsFilter),
         Box::new(ResourceFilter),
         Box::new(ConstraintFilter),
         Box::new(MaxReplicasFilter),
@@ -180,6 +200,7 @@ pub(crate) fn statically_eligible(node: &NodeView, task: &TaskRequest) -> bool {
         && AvailabilityFilter::accepts(node)
         && RuntimeFilter::accepts(node, task)
         && OverlayFilter::accepts(node, task)
+        && SecretsFilter::accepts(node, task)
         && ConstraintFilter::accepts(node, task)
 }
 

@@ -85,6 +85,8 @@ pub struct NodeView {
     pub resources: Resources,
     /// `Some(why)` when the node cannot attach tasks to overlay networks.
     pub overlay_unavailable: Option<String>,
+    /// `Some(why)` when the node cannot hold secrets and configs off disk.
+    pub secrets_unavailable: Option<String>,
 }
 
 impl NodeView {
@@ -109,6 +111,9 @@ pub struct TaskRequest {
     pub reservations: Resources,
     /// The task joins overlay networks: only nodes that can attach it fit.
     pub needs_overlay: bool,
+    /// The task is granted secrets or configs: only nodes that keep them
+    /// in memory fit.
+    pub needs_secrets: bool,
 }
 
 impl TaskRequest {

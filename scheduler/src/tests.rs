@@ -729,3 +729,32 @@ fn tasks_on_networks_skip_nodes_without_overlay_and_say_why() {
         )]
     );
 }
+
+#[test]
+fn tasks_with_secrets_skip_nodes_that_cannot_hold_them_and_say_why() {
+    let capable = node("a");
+    let unprivileged = NodeView {
+        secrets_unavailable: Some("cannot hold secrets off disk (not root)".into()),
+        ..node("b")
+    };
+    let nodes = [capable, unprivileged.clone()];
+    let granted: Vec<TaskRequest> = tasks("db", 4, "process")
+        .into_iter()
+        .map(|t| TaskRequest {
+            needs_secrets: true,
+            ..t
+        })
+        .collect();
+    let decisions = schedule(&nodes, &[], &granted);
+    assert_eq!(nodes_used(&decisions), ["a"]);
+    let decisions = schedule(&nodes, &[], &tasks("plain", 4, "process"));
+    assert_eq!(nodes_used(&decisions), ["a", "b"]);
+    let decisions = schedule(&[unprivileged], &[], &granted[..1]);
+    assert_eq!(
+        decisions.unplaced,
+        [(
+            "db-t0".to_string(),
+            "no suitable node (cannot hold secrets off disk (not root) on 1 node)".to_string()
+        )]
+    );
+}

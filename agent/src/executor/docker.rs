@@ -38,6 +38,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::errors::Error as EngineError;
@@ -63,6 +64,7 @@ use super::{
     Usage,
 };
 use crate::health::{Health, HealthConfig};
+use crate::secrets::Secrets;
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -91,6 +93,9 @@ pub struct ContainerOptions {
     pub nano_cpus: Option<i64>,
     /// Memory limit in bytes (Docker's `Memory`).
     pub memory_bytes: Option<i64>,
+    /// Granted secrets and configs, bound read-only at their targets
+    /// (filled in by `prepare`).
+    pub granted: Vec<crate::secrets::GrantedFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +124,9 @@ struct Node {
     docker: Docker,
     node_id: String,
     exits_dir: PathBuf,
+    /// Where granted secrets and configs are written; none: the executor
+    /// refuses tasks that have grants.
+    secrets: Option<Arc<Secrets>>,
 }
 
 impl DockerExecutor {
@@ -154,9 +162,16 @@ impl DockerExecutor {
                 docker,
                 node_id: node_id.to_string(),
                 exits_dir,
+                secrets: None,
             },
             engine_version,
         })
+    }
+
+    /// Binds granted secrets and configs from `secrets` into containers.
+    pub fn with_secrets(mut self, secrets: Arc<Secrets>) -> Self {
+        self.node.secrets = Some(secrets);
+        self
     }
 
     /// The engine's version, for the node's description (`engine_version`).
@@ -231,6 +246,7 @@ impl Executor for DockerExecutor {
         let options = ContainerOptions {
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             memory_bytes: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
+            granted: Vec::new(),
         };
         Box::new(self.controller_with(task, options))
     }
@@ -391,6 +407,17 @@ impl Controller for DockerController {
         HealthConfig::from_spec(spec.healthcheck.as_ref())
             .map_err(|e| ExecError::Rejected(e.to_string()))?;
         let image = self.node.image_config(&spec.image).await?;
+        if Secrets::has_grants(task) {
+            let secrets = self.node.secrets.clone().ok_or_else(|| {
+                ExecError::Rejected(
+                    "this node keeps no secrets: the task's grants cannot be delivered".into(),
+                )
+            })?;
+            self.options.granted = secrets.materialize(task).map_err(|e| {
+                secrets.release(&task.id);
+                ExecError::Failed(e)
+            })?;
+        }
         // A container left by an earlier attempt at this task (an agent that
         // stopped between create and start) would hold the name.
         self.node.remove_containers(&task.id).await;
@@ -536,6 +563,10 @@ impl Controller for DockerController {
 
     async fn record_exit(&mut self, exit: &RecordedExit) {
         self.node.record_exit(&self.task_id, exit);
+        // The task ended: its secrets go with it.
+        if let Some(secrets) = &self.node.secrets {
+            secrets.release(&self.task_id);
+        }
     }
 
     async fn remove(&mut self) {
@@ -701,6 +732,9 @@ impl Node {
     /// Removes the task's containers (with their anonymous volumes) and its
     /// exit record.
     async fn remove_task(&self, task_id: &str) {
+        if let Some(secrets) = &self.secrets {
+            secrets.release(task_id);
+        }
         self.remove_containers(task_id).await;
         if let Some(path) = self.exit_file(task_id) {
             match std::fs::remove_file(&path) {

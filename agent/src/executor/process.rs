@@ -299,6 +299,12 @@ impl Controller for ProcessController {
             .as_ref()
             .ok_or_else(|| ExecError::Failed("no task spec".into()))?;
         let spec = task.spec.clone().unwrap_or_default();
+        // The managers refuse such specs; an older manager might not.
+        if crate::secrets::Secrets::has_grants(task) {
+            return Err(ExecError::Rejected(
+                "process tasks cannot receive secrets or configs yet: run the service with --runtime docker".into(),
+            ));
+        }
         let program = spec
             .command
             .first()

@@ -5,11 +5,13 @@
 //! # Layout
 //! - [`flags`]: spec fields shared by `create` and `update`.
 //! - [`networks`]: `--network`, `--network-add|rm`, `--endpoint-mode`.
+//! - [`grants`]: `--secret`, `--config` and their `-add|-rm`.
 //! - [`progress`]: waiting for convergence, with Docker's progress lines.
 //! - [`autoscale`]: `--autoscale-*`, and refusing `scale` of an autoscaled service.
 
 pub mod autoscale;
 pub mod flags;
+pub mod grants;
 pub mod networks;
 pub mod progress;
 
@@ -154,6 +156,13 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 &remove,
                 &args.network_add,
                 args.endpoint_mode.as_deref(),
+            )?;
+            grants::apply_update(
+                &mut spec,
+                &args.secret_add,
+                &args.secret_rm,
+                &args.config_add,
+                &args.config_rm,
             )?;
             control
                 .update_service(UpdateServiceRequest {
@@ -485,6 +494,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     };
     flags::apply(&mut spec, &args.task)?;
     networks::apply_create(&mut spec, &args.network, args.endpoint_mode.as_deref())?;
+    grants::apply_create(&mut spec, &args.secret, &args.config)?;
     autoscale::apply(&mut spec, &args.autoscale, false)?;
     Ok(spec)
 }
@@ -613,6 +623,30 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                 },
             },
         });
+        // Docker's shape: references only, never data.
+        let file = |f: Option<&shoal_proto::v1::FileTarget>| {
+            let f = f.cloned().unwrap_or_default();
+            json!({
+                "Name": f.name,
+                "UID": if f.uid.is_empty() { "0".to_string() } else { f.uid },
+                "GID": if f.gid.is_empty() { "0".to_string() } else { f.gid },
+                "Mode": if f.mode == 0 { 0o444 } else { f.mode },
+            })
+        };
+        if !task.secrets.is_empty() {
+            value["TaskTemplate"]["ContainerSpec"]["Secrets"] = task
+                .secrets
+                .iter()
+                .map(|r| json!({"File": file(r.file.as_ref()), "SecretID": r.secret_id, "SecretName": r.secret_name}))
+                .collect();
+        }
+        if !task.configs.is_empty() {
+            value["TaskTemplate"]["ContainerSpec"]["Configs"] = task
+                .configs
+                .iter()
+                .map(|r| json!({"File": file(r.file.as_ref()), "ConfigID": r.config_id, "ConfigName": r.config_name}))
+                .collect();
+        }
         if let Some(check) = task.healthcheck.as_ref() {
             value["TaskTemplate"]["ContainerSpec"]["Healthcheck"] = json!({
                 "Test": check.test,

@@ -133,6 +133,11 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
                         .await?;
                 }
             }
+            // The stacks' own secrets and configs (external ones carry no
+            // namespace label), once no service of theirs grants them.
+            for name in &names {
+                remove_stack_files(&mut control, name).await?;
+            }
             Ok(())
         }
     }
@@ -207,6 +212,50 @@ pub async fn stack_networks(
         .collect();
     networks.sort_by_key(|n| n.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default());
     Ok(networks)
+}
+
+/// Removes the secrets and configs created for stack `name`.
+async fn remove_stack_files(
+    control: &mut ControlClient<Channel>,
+    name: &str,
+) -> anyhow::Result<()> {
+    use shoal_proto::v1::{
+        ListConfigsRequest, ListSecretsRequest, RemoveConfigRequest, RemoveSecretRequest,
+    };
+    let of_stack = |labels: &std::collections::HashMap<String, String>| {
+        labels
+            .get(NAMESPACE_LABEL)
+            .is_some_and(|stack| stack == name)
+    };
+    let secrets = control
+        .list_secrets(ListSecretsRequest {})
+        .await?
+        .into_inner()
+        .secrets;
+    for secret in secrets {
+        let Some(spec) = secret.spec.filter(|s| of_stack(&s.labels)) else {
+            continue;
+        };
+        println!("Removing secret {}", spec.name);
+        control
+            .remove_secret(RemoveSecretRequest { secret: secret.id })
+            .await?;
+    }
+    let configs = control
+        .list_configs(ListConfigsRequest {})
+        .await?
+        .into_inner()
+        .configs;
+    for config in configs {
+        let Some(spec) = config.spec.filter(|s| of_stack(&s.labels)) else {
+            continue;
+        };
+        println!("Removing config {}", spec.name);
+        control
+            .remove_config(RemoveConfigRequest { config: config.id })
+            .await?;
+    }
+    Ok(())
 }
 
 /// The services and networks of stack `name`, which must have at least one.

@@ -303,6 +303,62 @@ impl Control for LocalControl {
     ) -> Result<Response<shoal_proto::v1::RemoveNetworkResponse>, Status> {
         self.control()?.remove_network(request).await
     }
+
+    async fn create_secret(
+        &self,
+        request: Request<shoal_proto::v1::CreateSecretRequest>,
+    ) -> Result<Response<shoal_proto::v1::Secret>, Status> {
+        self.control()?.create_secret(request).await
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<shoal_proto::v1::ListSecretsRequest>,
+    ) -> Result<Response<shoal_proto::v1::ListSecretsResponse>, Status> {
+        self.control()?.list_secrets(request).await
+    }
+
+    async fn get_secret(
+        &self,
+        request: Request<shoal_proto::v1::GetSecretRequest>,
+    ) -> Result<Response<shoal_proto::v1::Secret>, Status> {
+        self.control()?.get_secret(request).await
+    }
+
+    async fn remove_secret(
+        &self,
+        request: Request<shoal_proto::v1::RemoveSecretRequest>,
+    ) -> Result<Response<shoal_proto::v1::RemoveSecretResponse>, Status> {
+        self.control()?.remove_secret(request).await
+    }
+
+    async fn create_config(
+        &self,
+        request: Request<shoal_proto::v1::CreateConfigRequest>,
+    ) -> Result<Response<shoal_proto::v1::Config>, Status> {
+        self.control()?.create_config(request).await
+    }
+
+    async fn list_configs(
+        &self,
+        request: Request<shoal_proto::v1::ListConfigsRequest>,
+    ) -> Result<Response<shoal_proto::v1::ListConfigsResponse>, Status> {
+        self.control()?.list_configs(request).await
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<shoal_proto::v1::GetConfigRequest>,
+    ) -> Result<Response<shoal_proto::v1::Config>, Status> {
+        self.control()?.get_config(request).await
+    }
+
+    async fn remove_config(
+        &self,
+        request: Request<shoal_proto::v1::RemoveConfigRequest>,
+    ) -> Result<Response<shoal_proto::v1::RemoveConfigResponse>, Status> {
+        self.control()?.remove_config(request).await
+    }
 }
 
 /// `service logs` and `service exec` on the local socket: answered by this

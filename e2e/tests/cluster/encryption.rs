@@ -92,9 +92,17 @@ fn raft_key_protection(daemon: &Daemon) -> String {
 }
 
 /// What a search of one manager's data dir found.
-fn secrets_on_disk(manager: &Daemon, ca_pieces: &[Vec<u8>], tokens: &[String]) -> Vec<String> {
+fn secrets_on_disk(
+    manager: &Daemon,
+    ca_pieces: &[Vec<u8>],
+    tokens: &[String],
+    secret: &[u8],
+) -> Vec<String> {
     let mut found = Vec::new();
     for (path, bytes) in files_under(&manager.data_dir) {
+        if contains(&bytes, secret) {
+            found.push(format!("a secret's data in {}", path.display()));
+        }
         // Certificates carry the public point too, in the clear by design:
         // they are the only files the key's pieces may appear in.
         let certificate = path.extension().is_some_and(|e| e == "pem");
@@ -122,6 +130,22 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
     let dir = TestDir::new();
     let program = marker_program(&dir);
     let (mut managers, _) = managers_cluster(&dir, 3, 0);
+    // A secret's data goes through the Raft log like every object; it is
+    // written before the service, whose arrival on every replica below
+    // means the secret's entry arrived too.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let secret = format!("secret-bytes-{}-{nanos:x}", std::process::id());
+    let secret_file = dir.dir.path().join("secret.txt");
+    std::fs::write(&secret_file, &secret).unwrap();
+    managers[0].ok(&[
+        "secret",
+        "create",
+        "db_password",
+        secret_file.to_str().unwrap(),
+    ]);
     managers[0].ok(&[
         "service",
         "create",
@@ -173,7 +197,7 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
         });
     }
     for manager in &managers {
-        let found = secrets_on_disk(manager, &ca_pieces, &tokens);
+        let found = secrets_on_disk(manager, &ca_pieces, &tokens, secret.as_bytes());
         assert!(found.is_empty(), "{}: {found:?}", manager.name);
         assert_eq!(raft_key_protection(manager), "key file");
     }
@@ -224,7 +248,7 @@ fn no_manager_disk_holds_the_ca_key_or_a_join_token_and_autolock_needs_the_key()
         },
     );
     for manager in &managers {
-        let found = secrets_on_disk(manager, &ca_pieces, &tokens);
+        let found = secrets_on_disk(manager, &ca_pieces, &tokens, secret.as_bytes());
         assert!(found.is_empty(), "{}: {found:?}", manager.name);
     }
 

@@ -18,6 +18,7 @@ mod partitions;
 mod placement;
 mod provisioning;
 mod scale;
+mod secrets;
 mod security;
 mod service_input;
 mod services;

@@ -268,6 +268,9 @@ pub async fn join_nodes(
                 behaviour,
                 ledger,
             };
+            // Never used (the fake executor runs no container), but the
+            // agent's session keeps the node's granted secrets in it.
+            let secrets = Arc::new(shoal_agent::secrets::Secrets::new(&data_dir));
             let config = AgentConfig {
                 data_dir,
                 node_id: response.node_id.clone(),
@@ -279,7 +282,8 @@ pub async fn join_nodes(
                 ),
             };
             let agent =
-                shoal_agent::session::spawn_with(config, vec![Arc::new(executor)], None).await;
+                shoal_agent::session::spawn_with(config, vec![Arc::new(executor)], None, secrets)
+                    .await;
             anyhow::Ok(SimNode {
                 node_id: response.node_id,
                 hostname,

@@ -36,6 +36,7 @@ impl ClusterState {
             .map(|e| e.virtual_ips.as_slice())
             .unwrap_or(&[]);
         self.check_vips_free(&service.id, vips)?;
+        self.check_grants(&service)?;
         events.push(StoreEvent::Service(Change::Created, service.clone()));
         self.services.insert(service.id.clone(), service);
         Ok(())
@@ -72,6 +73,11 @@ impl ClusterState {
         at_ms: i64,
         events: &mut Vec<StoreEvent>,
     ) -> CommandResult {
+        // A secret or config removed since the control API resolved it.
+        self.check_grants(&Service {
+            spec: Some(spec.clone()),
+            ..Default::default()
+        })?;
         let service = self.service_at_version(service_id, expected_version)?;
         let current_name = service.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("");
         if current_name != spec.name {

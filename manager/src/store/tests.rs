@@ -391,3 +391,91 @@ fn a_root_rotation_ends_when_the_last_node_holds_a_certificate_of_the_new_root()
         .iter()
         .any(|e| matches!(e, StoreEvent::ClusterUpdated(c) if c.root_rotation.is_none())));
 }
+
+fn secret(id: &str, name: &str, len: usize) -> shoal_proto::v1::Secret {
+    shoal_proto::v1::Secret {
+        id: id.into(),
+        meta: None,
+        spec: Some(shoal_proto::v1::SecretSpec {
+            name: name.into(),
+            data: vec![b'x'; len],
+            ..Default::default()
+        }),
+    }
+}
+
+#[test]
+fn secrets_are_unique_bounded_and_kept_while_granted() {
+    let mut state = ClusterState::default();
+    assert!(
+        apply(&mut state, Command::CreateSecret(secret("s1", "pw", 10)))
+            .0
+            .is_ok()
+    );
+    let (clash, _) = apply(&mut state, Command::CreateSecret(secret("s2", "pw", 10)));
+    assert!(clash.unwrap_err().to_string().contains("already exists"));
+    let (big, _) = apply(
+        &mut state,
+        Command::CreateSecret(secret("s3", "big", secrets::MAX_DATA_BYTES + 1)),
+    );
+    assert!(big.unwrap_err().to_string().contains("500 KB"));
+    assert_eq!(state.secrets.len(), 1);
+
+    let mut granted = service("svc1", "db");
+    granted.spec.as_mut().unwrap().task = Some(shoal_proto::v1::TaskSpec {
+        secrets: vec![shoal_proto::v1::SecretReference {
+            secret_id: "s1".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    assert!(apply(&mut state, Command::CreateService(granted.clone()))
+        .0
+        .is_ok());
+    let (in_use, events) = apply(
+        &mut state,
+        Command::RemoveSecret {
+            secret_id: "s1".into(),
+        },
+    );
+    assert!(in_use
+        .unwrap_err()
+        .to_string()
+        .contains("in use by service db"));
+    assert!(events.is_empty() && state.secrets.contains_key("s1"));
+
+    // A grant of a secret the store does not hold is refused.
+    let mut dangling = granted;
+    dangling.id = "svc2".into();
+    dangling.spec.as_mut().unwrap().name = "other".into();
+    dangling
+        .spec
+        .as_mut()
+        .unwrap()
+        .task
+        .as_mut()
+        .unwrap()
+        .secrets[0]
+        .secret_id = "gone".into();
+    assert!(apply(&mut state, Command::CreateService(dangling))
+        .0
+        .is_err());
+
+    assert!(apply(
+        &mut state,
+        Command::RemoveService {
+            service_id: "svc1".into()
+        }
+    )
+    .0
+    .is_ok());
+    assert!(apply(
+        &mut state,
+        Command::RemoveSecret {
+            secret_id: "s1".into()
+        }
+    )
+    .0
+    .is_ok());
+    assert!(state.secrets.is_empty());
+}

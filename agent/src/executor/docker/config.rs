@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, ContainerState, HealthConfig, HealthStatusEnum, HealthcheckResult,
-    HostConfig, ImageConfig,
+    HostConfig, ImageConfig, Mount, MountType,
 };
 use shoal_proto::v1::Task;
 
@@ -157,12 +157,34 @@ pub fn create_body(
         host_config: Some(HostConfig {
             nano_cpus: options.nano_cpus,
             memory: options.memory_bytes,
+            mounts: granted_mounts(options),
             // No restart policy: restarting is the orchestrator's decision,
             // made by creating a new task.
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// Granted secrets and configs as read-only binds of their tmpfs files (as
+/// Swarm's executor binds them); `None` without grants.
+pub fn granted_mounts(options: &ContainerOptions) -> Option<Vec<Mount>> {
+    if options.granted.is_empty() {
+        return None;
+    }
+    Some(
+        options
+            .granted
+            .iter()
+            .map(|file| Mount {
+                target: Some(file.target.clone()),
+                source: Some(file.host_path.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect(),
+    )
 }
 
 /// The spec's health check as the engine's `Healthcheck`; `None` leaves the
@@ -347,6 +369,7 @@ mod tests {
         let options = ContainerOptions {
             nano_cpus: Some(500_000_000),
             memory_bytes: Some(64 << 20),
+            ..Default::default()
         };
         let plain = create_body(
             &task(&[], &[]),

@@ -187,6 +187,7 @@ async fn name_env_labels_command_and_limits_reach_the_engine() {
     let options = ContainerOptions {
         nano_cpus: Some(250_000_000),
         memory_bytes: Some(32 << 20),
+        ..Default::default()
     };
     let mut ctl = f.executor.controller_with(&task, options);
     ctl.prepare().await.unwrap();

@@ -236,6 +236,64 @@ fn object_name(stack_name: &str, key: &str, name: Option<&String>, external: boo
     }
 }
 
+/// The cluster name of a stack's secret or config `key`.
+fn file_object_name(
+    stack_name: &str,
+    key: &str,
+    defs: &BTreeMap<String, shoal_compose::FileObjectDef>,
+) -> String {
+    let d = defs.get(key);
+    object_name(
+        stack_name,
+        key,
+        d.and_then(|d| d.name.as_ref()),
+        d.is_some_and(|d| d.source == shoal_compose::FileSource::External),
+    )
+}
+
+/// A service's use of a secret or config as the grant's file target; the
+/// default target (the key, as Compose has it) is filled in here because
+/// the cluster name is `STACK_KEY`.
+fn file_target(r: &shoal_compose::FileRef) -> v1::FileTarget {
+    v1::FileTarget {
+        name: r.target.clone().unwrap_or_else(|| r.source.clone()),
+        uid: r.uid.clone().unwrap_or_default(),
+        gid: r.gid.clone().unwrap_or_default(),
+        mode: r.mode.unwrap_or(0),
+    }
+}
+
+/// A secret or config a stack declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackFile {
+    pub key: String,
+    /// The cluster name (`STACK_KEY`, its `name:`, or the key when external).
+    pub name: String,
+    pub secret: bool,
+    pub source: shoal_compose::FileSource,
+    /// Its labels and the stack's namespace label (so `stack rm` finds it).
+    pub labels: HashMap<String, String>,
+}
+
+/// Every top-level secret and config of the stack, secrets first.
+pub fn stack_files(stack_name: &str, stack: &Stack) -> Vec<StackFile> {
+    let mut out = Vec::new();
+    for (secret, defs) in [(true, &stack.secrets), (false, &stack.configs)] {
+        for (key, def) in defs {
+            let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
+            labels.insert(NAMESPACE_LABEL.into(), stack_name.into());
+            out.push(StackFile {
+                key: key.clone(),
+                name: file_object_name(stack_name, key, defs),
+                secret,
+                source: def.source.clone(),
+                labels,
+            });
+        }
+    }
+    out
+}
+
 fn port_text(p: &shoal_compose::Port) -> String {
     let protocol = match p.protocol {
         Protocol::Tcp => "tcp",
@@ -434,6 +492,36 @@ pub fn service_spec(
             restart_policy: def.restart_policy.as_ref().map(restart_policy),
             healthcheck: def.healthcheck.as_ref().map(healthcheck),
             force_update: 0,
+            // Grants by cluster name: the managers resolve them to IDs.
+            secrets: def
+                .secrets
+                .iter()
+                .map(|r| {
+                    let name = file_object_name(stack_name, &r.source, &stack.secrets);
+                    v1::SecretReference {
+                        secret_id: name.clone(),
+                        secret_name: name,
+                        file: Some(file_target(r)),
+                    }
+                })
+                .collect(),
+            configs: def
+                .configs
+                .iter()
+                .map(|r| {
+                    let name = file_object_name(stack_name, &r.source, &stack.configs);
+                    v1::ConfigReference {
+                        config_id: name.clone(),
+                        config_name: name,
+                        // Compose's default config target is /<source>,
+                        // the key, not the cluster name.
+                        file: Some(v1::FileTarget {
+                            name: r.target.clone().unwrap_or_else(|| format!("/{}", r.source)),
+                            ..file_target(r)
+                        }),
+                    }
+                })
+                .collect(),
             // Cluster names; `stack deploy` swaps in the networks' IDs once
             // it has created them.
             networks: def

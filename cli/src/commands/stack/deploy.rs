@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use shoal_compose::Condition;
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
-    CreateNetworkRequest, CreateServiceRequest, GetServiceRequest, ListNetworksRequest,
-    ListTasksRequest, RemoveServiceRequest, Service, ServiceSpec, TaskState, UpdateServiceRequest,
+    ConfigSpec, CreateConfigRequest, CreateNetworkRequest, CreateSecretRequest,
+    CreateServiceRequest, GetServiceRequest, ListConfigsRequest, ListNetworksRequest,
+    ListSecretsRequest, ListTasksRequest, RemoveServiceRequest, SecretSpec, Service, ServiceSpec,
+    TaskState, UpdateServiceRequest,
 };
 use tonic::transport::Channel;
 
@@ -203,7 +205,16 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
         eprintln!("{line}");
     }
 
+    // Secrets' and configs' data is read before anything changes: a
+    // missing file or variable refuses the whole deploy.
+    let files = convert::stack_files(&args.name, &stack);
+    let mut file_data = Vec::new();
+    for file in &files {
+        file_data.push(file_data_of(file, &env)?);
+    }
+
     let mut control = ControlClient::new(crate::client::connect(host).await?);
+    create_files(&mut control, &files, file_data).await?;
     // Networks first, as docker stack deploy: external ones must exist
     // (checked before anything is created), the others are created when
     // missing and left as they are when present.
@@ -293,6 +304,105 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
                 }
                 Action::Unchanged { .. } => {}
             }
+        }
+    }
+    Ok(())
+}
+
+/// The data of a stack's secret or config: `None` for an external one.
+fn file_data_of(
+    file: &convert::StackFile,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let kind = if file.secret { "secret" } else { "config" };
+    let data = match &file.source {
+        shoal_compose::FileSource::External => return Ok(None),
+        shoal_compose::FileSource::File(path) => {
+            crate::commands::secret::read_data(kind, &path.to_string_lossy())
+                .map_err(|e| anyhow::anyhow!("{kind} {:?}: {e}", file.key))?
+        }
+        shoal_compose::FileSource::Environment(var) => env
+            .get(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.clone().into_bytes())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{kind} {:?} comes from environment variable {var}, which is not set: set it and deploy again",
+                    file.key
+                )
+            })?,
+        shoal_compose::FileSource::Content(text) => text.clone().into_bytes(),
+    };
+    Ok(Some(data))
+}
+
+/// Creates the stack's secrets and configs that do not exist yet, as
+/// docker stack deploy does before the services; external ones must exist.
+/// An existing one is left as it is: their data is immutable, so a changed
+/// file needs a new name (rotation).
+async fn create_files(
+    control: &mut ControlClient<Channel>,
+    files: &[convert::StackFile],
+    data: Vec<Option<Vec<u8>>>,
+) -> anyhow::Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let secrets: Vec<String> = control
+        .list_secrets(ListSecretsRequest {})
+        .await?
+        .into_inner()
+        .secrets
+        .into_iter()
+        .filter_map(|s| Some(s.spec?.name))
+        .collect();
+    let configs: Vec<String> = control
+        .list_configs(ListConfigsRequest {})
+        .await?
+        .into_inner()
+        .configs
+        .into_iter()
+        .filter_map(|c| Some(c.spec?.name))
+        .collect();
+    for (file, data) in files.iter().zip(&data) {
+        let (kind, present) = if file.secret {
+            ("secret", secrets.contains(&file.name))
+        } else {
+            ("config", configs.contains(&file.name))
+        };
+        if data.is_none() && !present {
+            anyhow::bail!(
+                "{kind} {:?} is declared as external, but could not be found: create it with `shoal {kind} create {} FILE` before the stack is deployed",
+                file.name,
+                file.name
+            );
+        }
+    }
+    for (file, data) in files.iter().zip(data) {
+        let Some(data) = data else { continue };
+        if file.secret && !secrets.contains(&file.name) {
+            println!("Creating secret {}", file.name);
+            control
+                .create_secret(CreateSecretRequest {
+                    spec: Some(SecretSpec {
+                        name: file.name.clone(),
+                        labels: file.labels.clone(),
+                        data,
+                        driver: String::new(),
+                    }),
+                })
+                .await?;
+        } else if !file.secret && !configs.contains(&file.name) {
+            println!("Creating config {}", file.name);
+            control
+                .create_config(CreateConfigRequest {
+                    spec: Some(ConfigSpec {
+                        name: file.name.clone(),
+                        labels: file.labels.clone(),
+                        data,
+                    }),
+                })
+                .await?;
         }
     }
     Ok(())

@@ -236,6 +236,52 @@ configs:
     );
     assert_eq!(labels[SECRETS_LABEL], "app_pw,ext");
     assert_eq!(labels[CONFIGS_LABEL], "app_conf");
+    // The grants name the cluster objects; default targets are the keys.
+    let task = planned[0].spec.task.as_ref().unwrap();
+    let secrets: Vec<(&str, &str)> = task
+        .secrets
+        .iter()
+        .map(|r| {
+            (
+                r.secret_name.as_str(),
+                r.file.as_ref().unwrap().name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(secrets, [("app_pw", "pw"), ("ext", "ext")]);
+    let configs: Vec<(&str, &str)> = task
+        .configs
+        .iter()
+        .map(|r| {
+            (
+                r.config_name.as_str(),
+                r.file.as_ref().unwrap().name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(configs, [("app_conf", "/conf")]);
+    // What `stack deploy` creates: its own objects, labelled; external ones
+    // only checked.
+    let files = stack_files("app", &stack);
+    let made: Vec<(&str, bool, bool)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.name.as_str(),
+                f.secret,
+                f.source == shoal_compose::FileSource::External,
+            )
+        })
+        .collect();
+    assert_eq!(
+        made,
+        [
+            ("ext", true, true),
+            ("app_pw", true, false),
+            ("app_conf", false, false)
+        ]
+    );
+    assert!(files.iter().all(|f| f.labels[NAMESPACE_LABEL] == "app"));
 }
 
 #[test]
