@@ -314,3 +314,162 @@ fn tasks_reach_each_other_by_address_vip_and_tasks_name_over_tcp_and_udp() {
     });
     hosts_are_clean(&cluster, 3, &every_task);
 }
+
+/// A `shoal-echo` answering `outside` on host `i`'s own (underlay) address,
+/// outside every overlay; killed on drop.
+struct Outside(std::process::Child);
+
+impl Outside {
+    fn start(cluster: &NetCluster, i: u8) -> Self {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &cluster.net.ns(i), ECHO, "serve", "7100"])
+            .env("SHOAL_ECHO_REPLY", "outside")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the outside server");
+        Outside(child)
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn one_task(manager: &Daemon, service: &str) -> String {
+    wait_running(manager, service, 1)[0]["ID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The links shoal made on host `i`, sorted.
+fn shoal_links(cluster: &NetCluster, i: u8) -> Vec<String> {
+    let mut links: Vec<String> = leftovers(cluster, i)
+        .into_iter()
+        .filter(|l| !l.contains(' '))
+        .collect();
+    links.sort();
+    links
+}
+
+/// Done-when 2 (the voting app's shape: vote → redis on frontend, worker
+/// on both, db on backend out of vote's reach, an internal network with no
+/// way out) and the restart half of 3 (a crashed and restarted worker
+/// adopts its tasks' plumbing: still reachable, nothing duplicated).
+#[test]
+fn voting_app_networks_isolate_and_survive_a_worker_restart() {
+    if !privileged("voting_app_networks_isolate_and_survive_a_worker_restart") {
+        return;
+    }
+    let mut cluster = NetCluster::sized(1, 2);
+    let manager = &cluster.managers[0];
+    manager.ok(&["network", "create", "frontend"]);
+    manager.ok(&["network", "create", "backend"]);
+    manager.ok(&["network", "create", "--internal", "private"]);
+    let on = |net: &'static str, host: &'static str| -> Vec<String> {
+        vec![
+            "--network".into(),
+            net.into(),
+            "--constraint".into(),
+            format!("node.hostname=={host}"),
+        ]
+    };
+    let (redis_args, db_args, vote_args, private_args) = (
+        on("frontend", "h3"),
+        on("backend", "h2"),
+        on("frontend", "h3"),
+        on("private", "h2"),
+    );
+    echo_service(manager, "redis", "1", &args(&redis_args));
+    echo_service(manager, "db", "1", &args(&db_args));
+    echo_service(manager, "vote", "1", &args(&vote_args));
+    echo_service(
+        manager,
+        "worker",
+        "1",
+        &[
+            "--network",
+            "frontend",
+            "--network",
+            "backend",
+            "--constraint",
+            "node.hostname==h2",
+        ],
+    );
+    echo_service(manager, "isolated", "1", &args(&private_args));
+    let (redis, db, vote, worker, isolated) = (
+        one_task(manager, "redis"),
+        one_task(manager, "db"),
+        one_task(manager, "vote"),
+        one_task(manager, "worker"),
+        one_task(manager, "isolated"),
+    );
+    let db_addr = addresses(manager, "db")[0].1.clone();
+    let target = |name: &str| format!("{name}:{PORT}");
+    let answered = |client: &str, proto: &str, to: &str| {
+        eventually(patience(), &format!("{to} from {client}"), || {
+            ask(manager, client, proto, to)
+        })
+    };
+
+    assert_eq!(answered(&vote, "tcp", &target("redis")), redis);
+    assert_eq!(answered(&worker, "tcp", &target("redis")), redis);
+    assert_eq!(answered(&worker, "udp", &target("db")), db);
+    // vote shares no network with db: no name for it, no route to it.
+    assert!(lookup(manager, &vote, "db").is_err(), "vote resolved db");
+    let direct = ask(manager, &vote, "tcp", &format!("{db_addr}:{PORT}"));
+    assert!(direct.is_err(), "vote reached db at {db_addr}: {direct:?}");
+
+    // Outside the overlay: reachable from a normal network (through the
+    // node), never from an internal one.
+    let _outside = Outside::start(&cluster, 1);
+    let outside = format!("{}:7100", "10.77.0.1");
+    assert_eq!(answered(&vote, "tcp", &outside), "outside");
+    for proto in ["tcp", "udp"] {
+        let escaped = ask(manager, &isolated, proto, &outside);
+        assert!(
+            escaped.is_err(),
+            "an internal task reached {outside} over {proto}: {escaped:?}"
+        );
+    }
+
+    // A worker daemon crashes and comes back: same tasks, same devices,
+    // still reachable by name and address.
+    let before = shoal_links(&cluster, 2);
+    assert!(!before.is_empty(), "no overlay devices on h2");
+    cluster.workers[0].kill();
+    cluster.workers[0].start();
+    let manager = &cluster.managers[0];
+    eventually(patience(), "the worker's tasks answering again", || {
+        let via_worker = ask(manager, &worker, "tcp", &target("redis"))?;
+        let to_db = ask(manager, &worker, "udp", &target("db"))?;
+        let from_vote = ask(manager, &vote, "tcp", &target("worker"))?;
+        if (via_worker.as_str(), to_db.as_str(), from_vote.as_str())
+            == (redis.as_str(), db.as_str(), worker.as_str())
+        {
+            Ok(())
+        } else {
+            Err(format!("{via_worker} {to_db} {from_vote}"))
+        }
+    });
+    assert_eq!(
+        shoal_links(&cluster, 2),
+        before,
+        "h2's devices changed across the restart"
+    );
+    for (service, id) in [("db", &db), ("worker", &worker), ("isolated", &isolated)] {
+        let running: Vec<String> = manager
+            .running_tasks(service)
+            .iter()
+            .map(|t| t["ID"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(running, vec![id.clone()], "{service} restarted or doubled");
+    }
+}
