@@ -59,8 +59,9 @@ pub enum ServiceCommand {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Read this manager's own replica instead of asking the leader
         /// (diagnostics: compare what each manager has applied).
@@ -75,8 +76,9 @@ pub enum ServiceCommand {
         /// Do not truncate output.
         #[arg(long)]
         no_trunc: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Service names or IDs.
         #[arg(required = true)]
@@ -84,8 +86,9 @@ pub enum ServiceCommand {
     },
     /// Display detailed information on one or more services.
     Inspect {
-        /// Output format (inspect always prints JSON).
-        #[arg(long, value_enum, default_value = "json")]
+        /// Output format: json, or a Go template over Docker's shape
+        /// ('{{.Spec.Name}}', '{{json .}}').
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Service names or IDs.
         #[arg(required = true)]
@@ -545,14 +548,7 @@ pub enum TokenRole {
     Manager,
 }
 
-#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    /// Human-readable table or text.
-    #[default]
-    Table,
-    /// JSON: one object per line for lists, an array for inspect.
-    Json,
-}
+pub use crate::template::Format;
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -562,8 +558,9 @@ pub enum NodeCommand {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
     },
     /// Display detailed information on one or more nodes.
@@ -571,8 +568,9 @@ pub enum NodeCommand {
         /// Print the information in a human-friendly format.
         #[arg(long)]
         pretty: bool,
-        /// Output format (inspect always prints JSON unless --pretty).
-        #[arg(long, value_enum, default_value = "json")]
+        /// Output format: json (unless --pretty), or a Go template over
+        /// Docker's shape ('{{.Description.Hostname}}').
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Node IDs, ID prefixes or hostnames ("self" is this node).
         #[arg(required = true)]
@@ -626,8 +624,9 @@ pub enum AvailabilityArg {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format: table, json, or a Go template ('{{.Name}}',
+    /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+    #[arg(long, default_value_t)]
     pub format: Format,
 }
 
@@ -652,8 +651,9 @@ pub enum StackCommand {
     /// List stacks.
     #[command(alias = "list")]
     Ls {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
     },
     /// List the services in the stack.
@@ -661,8 +661,9 @@ pub enum StackCommand {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Stack name.
         name: String,
@@ -675,8 +676,9 @@ pub enum StackCommand {
         /// Do not truncate output.
         #[arg(long)]
         no_trunc: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Stack name.
         name: String,
@@ -709,15 +711,17 @@ pub enum NetworkCommand {
         /// Do not truncate the output.
         #[arg(long)]
         no_trunc: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
     },
     /// Display detailed information on one or more networks, with who
     /// holds which address.
     Inspect {
-        /// Output format (inspect always prints JSON).
-        #[arg(long, value_enum, default_value = "json")]
+        /// Output format: json, or a Go template over Docker's shape
+        /// ('{{.Spec.Name}}', '{{json .}}').
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Network names or IDs.
         #[arg(required = true)]
