@@ -16,6 +16,7 @@ use crate::client;
 use crate::commands::listing::short;
 use crate::output;
 use crate::template;
+use shoal_docker_api::mapping::objects::network_to_docker;
 
 pub async fn run(host: Option<&str>, command: NetworkCommand) -> anyhow::Result<()> {
     let mut control = ControlClient::new(client::connect(host).await?);
@@ -51,11 +52,17 @@ pub async fn run(host: Option<&str>, command: NetworkCommand) -> anyhow::Result<
                         .into_inner(),
                 );
             }
-            let array: Vec<Value> = found.iter().map(inspect_json).collect();
             if let Format::Template { text, .. } = &format {
-                print!("{}", template::render_each(text, &array)?);
+                // Docker's shape from the Docker API's own mapping.
+                let docker: Vec<Value> = found
+                    .iter()
+                    .filter_map(|info| info.network.as_ref())
+                    .map(|n| serde_json::to_value(network_to_docker(n)))
+                    .collect::<Result<_, _>>()?;
+                print!("{}", template::render_each(text, &docker)?);
                 return Ok(());
             }
+            let array: Vec<Value> = found.iter().map(inspect_json).collect();
             println!("{}", serde_json::to_string_pretty(&array)?);
         }
         NetworkCommand::Rm { networks } => {

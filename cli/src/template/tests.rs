@@ -73,7 +73,7 @@ fn inspected_objects_are_maps() {
     assert_eq!(
         render_each(
             "{{.Spec.Name}} {{.Spec.Labels.a}} {{json .Spec.Labels}}",
-            &[service.clone()]
+            std::slice::from_ref(&service)
         )
         .unwrap(),
         "web b {\"a\":\"b\"}\n"

@@ -278,6 +278,52 @@ fn shoal_format_prints_what_dockers_does_and_images_roll() {
         &["node", "inspect", "self", "--format", "{{json .}}"],
     );
 
+    // Networks: created through the Docker API, shown alike, removed.
+    let made = cli.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.231.7.0/24",
+        "fmtnet",
+    ]);
+    let shown = manager.ok(&["network", "inspect", "fmtnet", "--format", "{{.Id}}"]);
+    assert_eq!(made.trim(), shown.trim());
+    let listed = same_output(
+        &manager,
+        &cli,
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.ID}} {{.Name}} {{.Driver}} {{.Scope}} {{.Internal}}",
+        ],
+    );
+    assert!(listed.contains(" fmtnet overlay swarm false"), "{listed}");
+    let subnet = same_output(
+        &manager,
+        &cli,
+        &[
+            "network",
+            "inspect",
+            "fmtnet",
+            "--format",
+            "{{.Name}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Scope}}",
+        ],
+    );
+    assert_eq!(subnet, "fmtnet 10.231.7.0/24 swarm\n");
+    let refused = cli.run(&["network", "create", "-d", "bridge", "other"]);
+    assert!(
+        refused.status != 0 && refused.stderr.contains("overlay"),
+        "{}",
+        refused.stderr
+    );
+    cli.ok(&["network", "rm", "fmtnet"]);
+    assert!(!manager.ok(&["network", "ls"]).contains("fmtnet"));
+    let gone = cli.run(&["network", "inspect", "fmtnet"]);
+    assert!(gone.status != 0, "{}", gone.stdout);
+
     // A rolling update to another image, waited for by the CLI, seen by shoal.
     let tag = Tag::new(&dir);
     let updated = cli.ok(&["service", "update", "--image", &tag.0, "web"]);
