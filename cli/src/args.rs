@@ -65,8 +65,9 @@ pub enum ServiceCommand {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Read this manager's own replica instead of asking the leader
         /// (diagnostics: compare what each manager has applied).
@@ -81,8 +82,9 @@ pub enum ServiceCommand {
         /// Do not truncate output.
         #[arg(long)]
         no_trunc: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Service names or IDs.
         #[arg(required = true)]
@@ -90,8 +92,9 @@ pub enum ServiceCommand {
     },
     /// Display detailed information on one or more services.
     Inspect {
-        /// Output format (inspect always prints JSON).
-        #[arg(long, value_enum, default_value = "json")]
+        /// Output format: json, or a Go template over Docker's shape
+        /// ('{{.Spec.Name}}', '{{json .}}').
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Service names or IDs.
         #[arg(required = true)]
@@ -578,14 +581,7 @@ pub enum TokenRole {
     Manager,
 }
 
-#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    /// Human-readable table or text.
-    #[default]
-    Table,
-    /// JSON: one object per line for lists, an array for inspect.
-    Json,
-}
+pub use crate::template::Format;
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -595,8 +591,9 @@ pub enum NodeCommand {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
     },
     /// Display detailed information on one or more nodes.
@@ -604,8 +601,9 @@ pub enum NodeCommand {
         /// Print the information in a human-friendly format.
         #[arg(long)]
         pretty: bool,
-        /// Output format (inspect always prints JSON unless --pretty).
-        #[arg(long, value_enum, default_value = "json")]
+        /// Output format: json (unless --pretty), or a Go template over
+        /// Docker's shape ('{{.Description.Hostname}}').
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Node IDs, ID prefixes or hostnames ("self" is this node).
         #[arg(required = true)]
@@ -659,8 +657,9 @@ pub enum AvailabilityArg {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format: table, json, or a Go template ('{{.Name}}',
+    /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+    #[arg(long, default_value_t)]
     pub format: Format,
 }
 
@@ -685,8 +684,9 @@ pub enum StackCommand {
     /// List stacks.
     #[command(alias = "list")]
     Ls {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
     },
     /// List the services in the stack.
@@ -694,8 +694,9 @@ pub enum StackCommand {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Stack name.
         name: String,
@@ -708,8 +709,9 @@ pub enum StackCommand {
         /// Do not truncate output.
         #[arg(long)]
         no_trunc: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
         /// Stack name.
         name: String,
@@ -742,15 +744,17 @@ pub enum NetworkCommand {
         /// Do not truncate the output.
         #[arg(long)]
         no_trunc: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format: table, json, or a Go template ('{{.Name}}',
+        /// '{{json .}}', 'table {{.ID}}\t{{.Name}}').
+        #[arg(long, default_value_t)]
         format: Format,
     },
     /// Display detailed information on one or more networks, with who
     /// holds which address.
     Inspect {
-        /// Output format (inspect always prints JSON).
-        #[arg(long, value_enum, default_value = "json")]
+        /// Output format: json, or a Go template over Docker's shape
+        /// ('{{.Spec.Name}}', '{{json .}}').
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Network names or IDs.
         #[arg(required = true)]

@@ -8,6 +8,7 @@
 //! - [`commands`]: one module per command group (`swarm`, `node`, `info`,
 //!   `service`, `stack`).
 //! - [`output`]: tables, JSON lines and relative times.
+//! - [`template`]: `--format` Go templates, with Docker's `table` and `json`.
 //! - [`usage`]: refused command lines: their `Error:` text and exit code 125.
 //! - [`daemon`]: the node daemon.
 
@@ -18,6 +19,7 @@ pub mod client;
 pub mod commands;
 pub mod daemon;
 pub mod output;
+pub mod template;
 pub mod usage;
 
 /// Runs one parsed command line.

@@ -70,6 +70,31 @@ pub fn ago(ms: i64, now: SystemTime) -> String {
     }
 }
 
+/// How long ago, in Docker's words (go-units' `HumanDuration`): "Less than
+/// a second", "About a minute", "3 hours"; the CLI lower-cases it in task
+/// states ("Running about a minute ago").
+pub fn docker_duration(ms: i64, now: SystemTime) -> String {
+    let then = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let elapsed = now.duration_since(then).unwrap_or_default();
+    let seconds = elapsed.as_secs();
+    let minutes = seconds / 60;
+    // Go rounds hours to the nearest one here.
+    let hours = (elapsed.as_secs_f64() / 3600.0 + 0.5) as u64;
+    match () {
+        _ if seconds < 1 => "Less than a second".into(),
+        _ if seconds == 1 => "1 second".into(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", seconds / 3600 / 24 / 365),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +111,19 @@ mod tests {
         assert_eq!(ago(9_995_000, now), "5 seconds ago");
         assert_eq!(ago(9_940_000, now), "1 minute ago");
         assert_eq!(ago(10_000_000, now), "Less than a second ago");
+    }
+
+    #[test]
+    fn durations_read_like_dockers() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let before = |secs: i64| docker_duration((1_000_000 - secs) * 1000, now);
+        assert_eq!(before(0), "Less than a second");
+        assert_eq!(before(1), "1 second");
+        assert_eq!(before(59), "59 seconds");
+        assert_eq!(before(90), "About a minute");
+        assert_eq!(before(59 * 60), "59 minutes");
+        assert_eq!(before(3600), "About an hour");
+        assert_eq!(before(5 * 3600), "5 hours");
+        assert_eq!(before(3 * 86400), "3 days");
     }
 }

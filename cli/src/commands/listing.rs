@@ -7,10 +7,11 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use shoal_proto::names;
-use shoal_proto::v1::{ServiceInfo, ServiceMode, ServiceSpec, TaskInfo};
+use shoal_proto::v1::{ServiceInfo, ServiceMode, ServiceSpec, TaskInfo, TaskStatus};
 
 use crate::args::Format;
 use crate::output;
+use crate::template;
 
 pub fn image_of(spec: &ServiceSpec) -> String {
     let task = spec.task.clone().unwrap_or_default();
@@ -43,9 +44,37 @@ pub fn ls_json(info: &ServiceInfo) -> Value {
     })
 }
 
+/// Docker's column titles of `service ls`, for `table` templates.
+pub const SERVICE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "ID"),
+    ("Name", "NAME"),
+    ("Mode", "MODE"),
+    ("Replicas", "REPLICAS"),
+    ("Image", "IMAGE"),
+    ("Ports", "PORTS"),
+];
+
+/// Docker's column titles of `service ps`, for `table` templates.
+pub const TASK_HEADERS: &[(&str, &str)] = &[
+    ("ID", "ID"),
+    ("Name", "NAME"),
+    ("Image", "IMAGE"),
+    ("Node", "NODE"),
+    ("DesiredState", "DESIRED STATE"),
+    ("CurrentState", "CURRENT STATE"),
+    ("Error", "ERROR"),
+    ("Ports", "PORTS"),
+];
+
 /// `service ls` and `stack services`.
-pub fn print_services(services: &[ServiceInfo], quiet: bool, format: Format) {
-    if quiet {
+pub fn print_services(services: &[ServiceInfo], quiet: bool, format: Format) -> anyhow::Result<()> {
+    if let Format::Template { text, table } = &format {
+        let rows: Vec<Value> = services.iter().map(ls_json).collect();
+        print!(
+            "{}",
+            template::render_list(text, *table, &rows, SERVICE_HEADERS)?
+        );
+    } else if quiet {
         for s in services {
             println!(
                 "{}",
@@ -69,6 +98,7 @@ pub fn print_services(services: &[ServiceInfo], quiet: bool, format: Format) {
             .collect();
         output::table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
     }
+    Ok(())
 }
 
 pub fn short(id: &str, no_trunc: bool) -> String {
@@ -88,7 +118,12 @@ pub fn capitalized(word: &str) -> String {
 }
 
 /// `service ps` and `stack ps`: slot order, newest task first within a slot.
-pub fn print_tasks(tasks: &[TaskInfo], quiet: bool, no_trunc: bool, format: Format) {
+pub fn print_tasks(
+    tasks: &[TaskInfo],
+    quiet: bool,
+    no_trunc: bool,
+    format: Format,
+) -> anyhow::Result<()> {
     // Slot order, newest task first within a slot; older ones are history.
     let mut by_slot: BTreeMap<(String, u64), Vec<&TaskInfo>> = BTreeMap::new();
     for info in tasks {
@@ -132,20 +167,29 @@ pub fn print_tasks(tasks: &[TaskInfo], quiet: bool, no_trunc: bool, format: Form
                 "Error": status.err,
                 "Ports": "",
             });
-            rows.push((task.id.clone(), value));
+            let context = task_context(&value, &status, now, no_trunc);
+            rows.push((task.id.clone(), value, context));
         }
+    }
+    if let Format::Template { text, table } = &format {
+        let contexts: Vec<Value> = rows.into_iter().map(|(_, _, c)| c).collect();
+        print!(
+            "{}",
+            template::render_list(text, *table, &contexts, TASK_HEADERS)?
+        );
+        return Ok(());
     }
     if quiet {
-        for (id, _) in &rows {
+        for (id, _, _) in &rows {
             println!("{id}");
         }
-        return;
+        return Ok(());
     }
     if format == Format::Json {
-        for (_, value) in &rows {
+        for (_, value, _) in &rows {
             println!("{value}");
         }
-        return;
+        return Ok(());
     }
     let keys = [
         "ID",
@@ -159,7 +203,7 @@ pub fn print_tasks(tasks: &[TaskInfo], quiet: bool, no_trunc: bool, format: Form
     ];
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|(_, v)| {
+        .map(|(_, v, _)| {
             keys.iter()
                 .map(|k| {
                     let text = v[*k].as_str().unwrap_or_default().to_string();
@@ -185,4 +229,26 @@ pub fn print_tasks(tasks: &[TaskInfo], quiet: bool, no_trunc: bool, format: Form
         ],
         &table,
     );
+    Ok(())
+}
+
+/// What a `service ps` template sees: the row, with the two fields Docker
+/// words its own way — CURRENT STATE's age ("Running about a minute ago")
+/// and ERROR quoted and, unless `--no-trunc`, cut at 30 characters.
+fn task_context(row: &Value, status: &TaskStatus, now: SystemTime, no_trunc: bool) -> Value {
+    let mut context = row.clone();
+    context["CurrentState"] = Value::from(format!(
+        "{} {} ago",
+        capitalized(names::task_state(status.state())),
+        output::docker_duration(status.timestamp_ms, now).to_lowercase()
+    ));
+    let mut error = status.err.clone();
+    if !no_trunc && error.chars().count() > 30 {
+        error = error.chars().take(29).collect::<String>() + "…";
+    }
+    if !error.is_empty() {
+        error = format!("\"{error}\"");
+    }
+    context["Error"] = Value::from(error);
+    context
 }

@@ -15,6 +15,8 @@ use crate::args::{Format, NetworkCommand, NetworkCreateArgs};
 use crate::client;
 use crate::commands::listing::short;
 use crate::output;
+use crate::template;
+use shoal_docker_api::mapping::objects::network_to_docker;
 
 pub async fn run(host: Option<&str>, command: NetworkCommand) -> anyhow::Result<()> {
     let mut control = ControlClient::new(client::connect(host).await?);
@@ -38,12 +40,9 @@ pub async fn run(host: Option<&str>, command: NetworkCommand) -> anyhow::Result<
                 .into_inner()
                 .networks;
             networks.sort_by_key(name_of);
-            print_networks(&networks, quiet, no_trunc, format);
+            print_networks(&networks, quiet, no_trunc, format)?;
         }
-        NetworkCommand::Inspect {
-            format: _,
-            networks,
-        } => {
+        NetworkCommand::Inspect { format, networks } => {
             let mut found = Vec::new();
             for network in networks {
                 found.push(
@@ -52,6 +51,16 @@ pub async fn run(host: Option<&str>, command: NetworkCommand) -> anyhow::Result<
                         .await?
                         .into_inner(),
                 );
+            }
+            if let Format::Template { text, .. } = &format {
+                // Docker's shape from the Docker API's own mapping.
+                let docker: Vec<Value> = found
+                    .iter()
+                    .filter_map(|info| info.network.as_ref())
+                    .map(|n| serde_json::to_value(network_to_docker(n)))
+                    .collect::<Result<_, _>>()?;
+                print!("{}", template::render_each(text, &docker)?);
+                return Ok(());
             }
             let array: Vec<Value> = found.iter().map(inspect_json).collect();
             println!("{}", serde_json::to_string_pretty(&array)?);
@@ -134,8 +143,25 @@ fn ls_json(network: &Network, no_trunc: bool) -> Value {
 }
 
 /// `network ls`: Docker's columns; JSON lines with `--format json`.
-pub fn print_networks(networks: &[Network], quiet: bool, no_trunc: bool, format: Format) {
-    if quiet {
+pub fn print_networks(
+    networks: &[Network],
+    quiet: bool,
+    no_trunc: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    if let Format::Template { text, table } = &format {
+        let rows: Vec<Value> = networks.iter().map(|n| ls_context(n, no_trunc)).collect();
+        let headers = [
+            ("ID", "NETWORK ID"),
+            ("Name", "NAME"),
+            ("Driver", "DRIVER"),
+            ("Scope", "SCOPE"),
+            ("IPv6", "IPV6"),
+            ("Internal", "INTERNAL"),
+            ("Labels", "LABELS"),
+        ];
+        print!("{}", template::render_list(text, *table, &rows, &headers)?);
+    } else if quiet {
         for n in networks {
             println!("{}", short(&n.id, no_trunc));
         }
@@ -156,6 +182,25 @@ pub fn print_networks(networks: &[Network], quiet: bool, no_trunc: bool, format:
             .collect();
         output::table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows);
     }
+    Ok(())
+}
+
+/// What a `network ls` template sees: Docker's fields, all text as in
+/// Docker's network context (`IPv6` and `Internal` are "true"/"false",
+/// `Labels` is `k=v,k=v`).
+fn ls_context(network: &Network, no_trunc: bool) -> Value {
+    let spec = network.spec.clone().unwrap_or_default();
+    let labels: BTreeMap<_, _> = spec.labels.into_iter().collect();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    json!({
+        "ID": short(&network.id, no_trunc),
+        "Name": spec.name,
+        "Driver": spec.driver,
+        "Scope": "swarm",
+        "IPv6": "false",
+        "Internal": spec.internal.to_string(),
+        "Labels": labels.join(","),
+    })
 }
 
 /// One element of `network inspect`, in Docker's shape. `Services` lists,

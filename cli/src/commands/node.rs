@@ -14,6 +14,8 @@ use shoal_proto::v1::{
 use crate::args::{AvailabilityArg, Format, NodeCommand};
 use crate::client;
 use crate::output;
+use crate::template;
+use shoal_docker_api::mapping::objects::node_to_docker;
 
 pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()> {
     let channel = client::connect(host).await?;
@@ -31,7 +33,13 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                 .await?
                 .into_inner()
                 .node_id;
-            if quiet {
+            if let Format::Template { text, table } = &format {
+                let rows: Vec<Value> = nodes.iter().map(|n| ls_context(n, &self_id)).collect();
+                print!(
+                    "{}",
+                    template::render_list(text, *table, &rows, NODE_HEADERS)?
+                );
+            } else if quiet {
                 for node in &nodes {
                     println!("{}", node.id);
                 }
@@ -79,7 +87,7 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
         }
         NodeCommand::Inspect {
             pretty,
-            format: _,
+            format,
             nodes,
         } => {
             let self_id = LocalNodeClient::new(channel)
@@ -105,6 +113,14 @@ pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()>
                 for node in &found {
                     print_pretty(node);
                 }
+            } else if let Format::Template { text, .. } = &format {
+                // Docker's shape from the Docker API's own mapping, so a
+                // template reads exactly what `docker node inspect` reads.
+                let docker: Vec<Value> = found
+                    .iter()
+                    .map(|n| serde_json::to_value(node_to_docker(n)))
+                    .collect::<Result<_, _>>()?;
+                print!("{}", template::render_each(text, &docker)?);
             } else {
                 let array: Vec<Value> = found.iter().map(inspect_json).collect();
                 println!("{}", serde_json::to_string_pretty(&array)?);
@@ -197,6 +213,31 @@ fn manager_status(node: &Node) -> String {
                 .unwrap_or_default()
         }
     }
+}
+
+/// Docker's column titles of `node ls`, for `table` templates.
+pub const NODE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "ID"),
+    ("Self", ""),
+    ("Hostname", "HOSTNAME"),
+    ("Status", "STATUS"),
+    ("Availability", "AVAILABILITY"),
+    ("ManagerStatus", "MANAGER STATUS"),
+    ("TLSStatus", "TLS STATUS"),
+    ("EngineVersion", "ENGINE VERSION"),
+];
+
+/// What a `node ls` template sees: Docker's node context. `TLSStatus` is
+/// "Unknown", as the docker CLI says when a node reports no TLS info (shoal
+/// reports none through the Docker API either; certificate trouble is
+/// `node ls`'s own warning line).
+pub fn ls_context(node: &Node, self_id: &str) -> Value {
+    let mut row = ls_json(node, self_id);
+    if let Some(object) = row.as_object_mut() {
+        object.remove("CertificateWarning");
+        object.insert("TLSStatus".into(), Value::from("Unknown"));
+    }
+    row
 }
 
 /// One `node ls --format json` line, with Docker's keys.

@@ -27,7 +27,9 @@ use shoal_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::args::{ServiceCommand, ServiceCreateArgs, ServiceUpdateArgs, WaitFlags};
+use shoal_docker_api::mapping::objects::service_to_docker;
+
+use crate::args::{Format, ServiceCommand, ServiceCreateArgs, ServiceUpdateArgs, WaitFlags};
 use crate::client;
 use crate::commands::listing;
 use crate::output;
@@ -66,7 +68,7 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 .into_inner()
                 .services;
             services.sort_by_key(|s| name_of(s.service.as_ref()));
-            listing::print_services(&services, quiet, format);
+            listing::print_services(&services, quiet, format)?;
         }
         ServiceCommand::Ps {
             quiet,
@@ -87,12 +89,9 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                         .tasks,
                 );
             }
-            listing::print_tasks(&tasks, quiet, no_trunc, format);
+            listing::print_tasks(&tasks, quiet, no_trunc, format)?;
         }
-        ServiceCommand::Inspect {
-            format: _,
-            services,
-        } => {
+        ServiceCommand::Inspect { format, services } => {
             let mut found = Vec::new();
             for service in services {
                 let info = get(&mut control, &service).await?;
@@ -110,6 +109,27 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                     .into_inner()
                     .tasks;
                 found.push((info, tasks));
+            }
+            if let Format::Template { text, .. } = &format {
+                // **Decision:** a template reads Docker's shape as the Docker
+                // API's one mapping makes it (`service_to_docker`, what
+                // `docker service inspect` reads through `--docker-api`), so
+                // `{{.Spec.TaskTemplate.ContainerSpec.Image}}` and `{{json .}}`
+                // print what Docker's would. The default JSON below keeps
+                // shoal's own additions (autoscaling, task addresses), for
+                // which Docker's types have no place.
+                let docker: Vec<Value> = found
+                    .iter()
+                    .filter_map(|(info, _)| {
+                        let service = info.service.as_ref()?;
+                        Some(serde_json::to_value(service_to_docker(
+                            service,
+                            Some((info.running_tasks, info.desired_tasks)),
+                        )))
+                    })
+                    .collect::<Result<_, _>>()?;
+                print!("{}", crate::template::render_each(text, &docker)?);
+                return Ok(());
             }
             let array: Vec<Value> = found
                 .iter()

@@ -60,7 +60,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
                     *stacks.entry(name.to_owned()).or_default() += 1;
                 }
             }
-            list::print_stacks(&stacks, format);
+            list::print_stacks(&stacks, format)?;
             Ok(())
         }
         StackCommand::Services {
@@ -70,7 +70,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
         } => {
             let mut control = ControlClient::new(client::connect(host).await?);
             let (services, _) = existing(&mut control, &name).await?;
-            list::print_services(&services, quiet, format);
+            list::print_services(&services, quiet, format)?;
             Ok(())
         }
         StackCommand::Ps {
@@ -99,7 +99,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
                         .tasks,
                 );
             }
-            list::print_tasks(&tasks, quiet, no_trunc, format);
+            list::print_tasks(&tasks, quiet, no_trunc, format)?;
             Ok(())
         }
         StackCommand::Rm { names } => {

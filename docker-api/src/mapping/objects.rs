@@ -280,3 +280,40 @@ pub fn cluster_info(c: &s::Cluster) -> d::ClusterInfo {
         subnet_size: None,
     }
 }
+
+/// A network as Docker's API shows it: an overlay of swarm scope, its
+/// allocated subnet as the IPAM config.
+pub fn network_to_docker(n: &s::Network) -> d::Network {
+    let spec = n.spec.clone().unwrap_or_default();
+    let ipam = n.ipam.clone().or(spec.ipam.clone()).unwrap_or_default();
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    d::Network {
+        name: Some(spec.name.clone()),
+        id: Some(n.id.clone()),
+        created: Some(timestamp(n.meta.as_ref().map_or(0, |m| m.created_at_ms))),
+        scope: Some("swarm".into()),
+        driver: Some(if spec.driver.is_empty() {
+            "overlay".into()
+        } else {
+            spec.driver.clone()
+        }),
+        enable_ipv4: Some(true),
+        enable_ipv6: Some(false),
+        ipam: Some(d::Ipam {
+            driver: Some("default".into()),
+            config: Some(vec![d::IpamConfig {
+                subnet: nonempty(&ipam.subnet),
+                ip_range: nonempty(&ipam.ip_range),
+                gateway: nonempty(&ipam.gateway),
+                auxiliary_addresses: None,
+            }]),
+            options: None,
+        }),
+        internal: Some(spec.internal),
+        attachable: Some(spec.attachable),
+        ingress: Some(false),
+        options: Some(spec.driver_opts.clone()),
+        labels: Some(spec.labels.clone()),
+        ..Default::default()
+    }
+}

@@ -10,7 +10,20 @@ pub fn timestamp(ms: i64) -> String {
         return "0001-01-01T00:00:00Z".to_string();
     }
     let at = UNIX_EPOCH + Duration::from_millis(ms as u64);
-    humantime::format_rfc3339_nanos(at).to_string()
+    // Go's RFC3339Nano drops trailing zeros of the fraction; writing it the
+    // same way makes what the CLI re-encodes (`{{json .}}`) equal ours.
+    let text = humantime::format_rfc3339_nanos(at).to_string();
+    match text.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((seconds, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                format!("{seconds}Z")
+            } else {
+                format!("{seconds}.{fraction}Z")
+            }
+        }
+        None => text,
+    }
 }
 
 /// Nanoseconds since the epoch, for `since` in log requests.
@@ -40,7 +53,8 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339() {
         assert_eq!(timestamp(0), "0001-01-01T00:00:00Z");
-        assert_eq!(timestamp(1_000), "1970-01-01T00:00:01.000000000Z");
+        assert_eq!(timestamp(1_000), "1970-01-01T00:00:01Z");
+        assert_eq!(timestamp(1_120), "1970-01-01T00:00:01.12Z");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! stack test needs the engine too and runs with `SHOAL_E2E_DOCKER=1`, as
 //! `docker.rs` does.
 
+mod format;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
