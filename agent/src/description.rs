@@ -21,6 +21,7 @@ pub fn describe(hostname: &str) -> NodeDescription {
         runtimes: BUILTIN_RUNTIMES.iter().map(|r| r.to_string()).collect(),
         engine_version: String::new(),
         overlay: Some(overlay_capability()),
+        ingress: Some(crate::ingress::capability()),
     }
 }
 

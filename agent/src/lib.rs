@@ -14,6 +14,7 @@
 //! - [`executor`]: the executor trait and the process executor.
 //! - [`health`]: health checks' rules, and the prober for process tasks.
 //! - [`reporter`]: task status reports waiting for a manager.
+//! - [`ingress`]: how the node serves published ports; the userspace L4 proxy fallback.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
@@ -26,6 +27,7 @@ pub mod description;
 pub mod exec;
 pub mod executor;
 pub mod health;
+pub mod ingress;
 pub mod logs;
 pub mod metrics;
 pub mod reporter;

@@ -212,6 +212,14 @@ pub struct ServiceUpdateArgs {
     /// How the service is found on its networks: vip or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
+    /// Publish a port: [PUBLISHED:]TARGET[/tcp|udp], or
+    /// published=N,target=N,protocol=tcp|udp,mode=ingress|host (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub publish_add: Vec<String>,
+    /// Stop publishing a port: its published number (as `service ls`
+    /// shows it) or target port, PORT[/tcp|udp] (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub publish_rm: Vec<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -387,6 +395,12 @@ pub struct ServiceCreateArgs {
     /// How the service is found on its networks: vip (default) or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
+    /// Publish a port on every node (routing mesh) or, with mode=host, on
+    /// the nodes running a task: [PUBLISHED:]TARGET[/tcp|udp], or
+    /// published=N,target=N,protocol=tcp|udp,mode=ingress|host. Without a
+    /// published number one is allocated from 30000-32767 (repeatable).
+    #[arg(long, short = 'p', value_name = "PORT")]
+    pub publish: Vec<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]

@@ -5,12 +5,14 @@
 //! # Layout
 //! - [`flags`]: spec fields shared by `create` and `update`.
 //! - [`networks`]: `--network`, `--network-add|rm`, `--endpoint-mode`.
+//! - [`ports`]: `--publish`, `--publish-add|rm`, and how ports are shown.
 //! - [`progress`]: waiting for convergence, with Docker's progress lines.
 //! - [`autoscale`]: `--autoscale-*`, and refusing `scale` of an autoscaled service.
 
 pub mod autoscale;
 pub mod flags;
 pub mod networks;
+pub mod ports;
 pub mod progress;
 
 use std::collections::{BTreeMap, HashMap};
@@ -152,6 +154,16 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 &remove,
                 &args.network_add,
                 args.endpoint_mode.as_deref(),
+            )?;
+            ports::apply_update(
+                &mut spec,
+                service
+                    .endpoint
+                    .as_ref()
+                    .map(|e| e.ports.as_slice())
+                    .unwrap_or(&[]),
+                &args.publish_add,
+                &args.publish_rm,
             )?;
             control
                 .update_service(UpdateServiceRequest {
@@ -483,6 +495,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     };
     flags::apply(&mut spec, &args.task)?;
     networks::apply_create(&mut spec, &args.network, args.endpoint_mode.as_deref())?;
+    ports::apply_create(&mut spec, &args.publish)?;
     autoscale::apply(&mut spec, &args.autoscale, false)?;
     Ok(spec)
 }
@@ -609,6 +622,7 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                     shoal_proto::v1::ResolutionMode::Vip => "vip",
                     shoal_proto::v1::ResolutionMode::Dnsrr => "dnsrr",
                 },
+                "Ports": ports::ports_json(spec.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[])),
             },
         });
         if let Some(check) = task.healthcheck.as_ref() {
@@ -668,6 +682,7 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
     }
     value["Endpoint"] = json!({
         "Spec": value["Spec"]["EndpointSpec"].clone(),
+        "Ports": ports::ports_json(service.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[])),
         "VirtualIPs": service
             .endpoint
             .iter()

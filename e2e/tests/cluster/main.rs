@@ -16,6 +16,7 @@ mod netns;
 mod networks;
 mod partitions;
 mod placement;
+mod ports;
 mod security;
 mod service_input;
 mod services;
