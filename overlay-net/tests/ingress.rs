@@ -259,3 +259,60 @@ async fn a_backend_that_leaves_gets_no_new_connection_and_unpublishing_removes_t
     assert!(!listed.contains(ingress::TABLE), "{listed}");
     assert!(tcp_ask(&client, entry).is_err(), "port 8080 still answers");
 }
+
+/// The mesh's cost, printed (never asserted): requests per second and
+/// p50/p99 latency of 8 parallel clients, each request a new TCP
+/// connection answered by one backend on node 2, entering at node 1 (no
+/// replica there) through the mesh, against the same client going to the
+/// task's own address over the same hosts. Run it with
+/// `SHOAL_E2E_PRIVILEGED=1 cargo nextest run -p shoal-overlay-net --test ingress
+/// --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints figures"]
+async fn bench_mesh_against_direct() {
+    if !privileged("bench_mesh_against_direct") {
+        return;
+    }
+    let mut cluster = Cluster::new().await;
+    let (client, _) = cluster.hosts.client(1);
+    let backend = ip("10.255.0.10");
+    cluster.apply(&mesh(&[backend])).await;
+    // The direct path: node 2 routes replies to the client's subnet back
+    // through node 1 (the mesh needs no such route).
+    cluster.hosts.ip(
+        2,
+        &["route", "add", "192.168.11.0/24", "via", "192.168.251.1"],
+    );
+    let run = |to: SocketAddr| {
+        let (threads, per) = (8, 400);
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let client = client.clone();
+                std::thread::spawn(move || {
+                    let mut lat = Vec::with_capacity(per);
+                    for _ in 0..per {
+                        let t = std::time::Instant::now();
+                        tcp_ask(&client, to).expect("a request");
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let secs = start.elapsed().as_secs_f64();
+        lat.sort();
+        let rps = lat.len() as f64 / secs;
+        (rps, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+    };
+    let direct = run(sock(backend, 80));
+    let meshed = run(sock(ip("192.168.11.1"), 8080));
+    println!(
+        "direct: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
+        direct.0, direct.1, direct.2, meshed.0, meshed.1, meshed.2, meshed.0 / direct.0
+    );
+}
