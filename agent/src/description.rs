@@ -25,6 +25,7 @@ pub fn describe(hostname: &str, overlay: OverlayCapability) -> NodeDescription {
         engine_version: String::new(),
         overlay: Some(overlay),
         secrets: None,
+        ingress: Some(crate::ingress::capability()),
     }
 }
 

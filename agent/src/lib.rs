@@ -16,6 +16,7 @@
 //! - [`secrets`]: granted secrets and configs, in memory and a tmpfs only.
 //! - [`reporter`]: task status reports waiting for a manager.
 //! - [`overlay`]: overlay networks on this node (namespaces, plumbing, embedded DNS).
+//! - [`ingress`]: how the node serves published ports; the userspace L4 proxy fallback.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
@@ -29,6 +30,7 @@ pub mod description;
 pub mod exec;
 pub mod executor;
 pub mod health;
+pub mod ingress;
 pub mod logs;
 pub mod metrics;
 pub mod overlay;

@@ -233,6 +233,14 @@ pub struct ServiceUpdateArgs {
     /// How the service is found on its networks: vip or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
+    /// Publish a port: [PUBLISHED:]TARGET[/tcp|udp], or
+    /// published=N,target=N,protocol=tcp|udp,mode=ingress|host (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub publish_add: Vec<String>,
+    /// Stop publishing a port: its published number (as `service ls`
+    /// shows it) or target port, PORT[/tcp|udp] (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub publish_rm: Vec<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -416,6 +424,12 @@ pub struct ServiceCreateArgs {
     /// How the service is found on its networks: vip (default) or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
+    /// Publish a port on every node (routing mesh) or, with mode=host, on
+    /// the nodes running a task: [PUBLISHED:]TARGET[/tcp|udp], or
+    /// published=N,target=N,protocol=tcp|udp,mode=ingress|host. Without a
+    /// published number one is allocated from 30000-32767 (repeatable).
+    #[arg(long, short = 'p', value_name = "PORT")]
+    pub publish: Vec<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -855,7 +869,7 @@ pub enum SecretCommand {
     /// Display detailed information on one or more secrets (never their data).
     Inspect {
         /// Output format (inspect always prints JSON).
-        #[arg(long, value_enum, default_value = "json")]
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Secret names or IDs.
         #[arg(required = true)]
@@ -880,7 +894,7 @@ pub enum ConfigCommand {
     /// Display detailed information on one or more configs, with their data.
     Inspect {
         /// Output format (inspect always prints JSON).
-        #[arg(long, value_enum, default_value = "json")]
+        #[arg(long, default_value = "json")]
         format: Format,
         /// Config names or IDs.
         #[arg(required = true)]
@@ -912,6 +926,6 @@ pub struct ObjectLsArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value_t)]
     pub format: Format,
 }

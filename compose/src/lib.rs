@@ -78,6 +78,8 @@ pub use dotenv::parse_dotenv;
 pub use error::{ComposeError, Location};
 pub use model::*;
 pub use order::startup_order;
+/// Docker's short port syntax, shared with `service create --publish`.
+pub use schema::parse_short_port;
 
 /// Loads a stack from Compose files, later files overriding earlier ones.
 ///

@@ -435,7 +435,7 @@ fn protocol(text: &str) -> Result<Protocol, String> {
 }
 
 /// Short port syntax: `[[IP:](HOST|HOST-RANGE|):](PORT|RANGE)[/PROTO]`.
-pub(crate) fn parse_short_port(spec: &str) -> Result<Vec<Port>, String> {
+pub fn parse_short_port(spec: &str) -> Result<Vec<Port>, String> {
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((rest, p)) => (rest, protocol(p)?),
         None => (spec, Protocol::Tcp),

@@ -342,7 +342,8 @@ impl ControlService {
                 // allocator then hands it out.
                 let mut changed = s.services.get(&id).cloned().unwrap_or_default();
                 changed.spec = Some(spec.clone());
-                networks::plan_vips(s, &changed).map(|_| ())
+                networks::plan_vips(s, &changed)?;
+                networks::check_published_ports(s, &changed).map(|_| ())
             })?;
             Command::UpdateServiceSpec {
                 service_id: id.clone(),
@@ -888,10 +889,14 @@ impl ControlService {
         loop {
             // Plan from nothing: a VIP refused last time must not be kept.
             service.endpoint = None;
-            service.endpoint = self
-                .manager
-                .store()
-                .read(|s| networks::plan_vips(s, &service))?;
+            service.endpoint = self.manager.store().read(|s| {
+                let mut endpoint = networks::plan_vips(s, &service)?;
+                let ports = networks::check_published_ports(s, &service)?;
+                if !ports.is_empty() {
+                    endpoint.get_or_insert_with(Default::default).ports = ports;
+                }
+                Ok::<_, Status>(endpoint)
+            })?;
             match self
                 .manager
                 .propose(Command::CreateService(service.clone()))

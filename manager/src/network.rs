@@ -19,10 +19,12 @@
 //!
 //! # Layout
 //! - [`ipam`]: pure address arithmetic (subnets, pools, free addresses, VNIs).
+//! - [`ports`]: published ports, checked and allocated (ingress: cluster-wide unique).
 //! - [`spec`]: checking a `network create` request against the cluster.
 //! - [`view`]: the per-node network view the dispatcher sends.
 
 pub mod ipam;
+pub mod ports;
 pub mod spec;
 pub mod view;
 

@@ -1,10 +1,11 @@
 //! The adapter between the store and the pure `shoal_scheduler` crate: builds
 //! node views and the pending batch, and turns decisions into commands.
 
+use shoal_proto::v1::PortProtocol;
 use shoal_proto::v1::{Node, NodeAvailability, NodeRole, NodeState, Task, TaskState};
 use shoal_scheduler::{
-    schedule, Availability, Constraint, NodeView, Placed, Placement, Platform, Preference,
-    Resources, Role, TaskRequest,
+    schedule, Availability, Constraint, HostPort, NodeView, Placed, Placement, Platform,
+    Preference, Resources, Role, TaskRequest,
 };
 
 use crate::store::{is_terminal, ClusterState, Command};
@@ -19,6 +20,25 @@ fn reservations(task: &Task) -> Resources {
         nano_cpus: r.map(|r| r.nano_cpus.max(0) as u64).unwrap_or(0),
         memory_bytes: r.map(|r| r.memory_bytes.max(0) as u64).unwrap_or(0),
     }
+}
+
+/// The host-mode ports a task of the service binds on its node. Read from
+/// the service (ports are the service's endpoint, not the task spec), so a
+/// task of an older spec counts with the current ports: during an update
+/// that changes them, a node may be kept free a little longer than needed,
+/// never double-booked.
+fn host_ports(state: &ClusterState, task: &Task) -> Vec<HostPort> {
+    state
+        .services
+        .get(&task.service_id)
+        .map(|s| crate::network::ports::host_ports(crate::network::ports::endpoint_ports(s)))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(port, protocol)| HostPort {
+            port,
+            udp: protocol == PortProtocol::Udp as i32,
+        })
+        .collect()
 }
 
 /// The placement rules of a task. Specs were validated when accepted, so a
@@ -125,6 +145,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                 .spec
                 .as_ref()
                 .is_some_and(|s| !s.secrets.is_empty() || !s.configs.is_empty()),
+            host_ports: host_ports(state, t),
         })
         .collect();
     if pending.is_empty() {
@@ -143,6 +164,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
             service_id: t.service_id.clone(),
             node_id: t.node_id.clone(),
             reservations: reservations(t),
+            host_ports: host_ports(state, t),
         })
         .collect();
     let decisions = schedule(&nodes, &placed, &pending);

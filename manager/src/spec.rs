@@ -86,6 +86,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
                 endpoint.mode
             ));
         }
+        crate::network::ports::validate_ports(&endpoint.ports)?;
     }
     if let Some(placement) = task.placement.as_ref() {
         for constraint in &placement.constraints {

@@ -14,6 +14,7 @@
 //! - [`kernel`]: the netlink requests; [`netns`]: network namespaces.
 //! - [`firewall`]: masquerade, internal isolation, Docker's FORWARD DROP.
 //! - [`vip`]: service VIPs load-balanced in each task's namespace.
+//! - [`ingress`]: the routing mesh for published ports, keeping the client's address.
 //! - [`names`]: the derived names of everything shoal creates.
 //! - [`probe`]: can this node do overlay networking at all.
 //! - [`dns`]: the embedded DNS resolver every task namespace asks.
@@ -21,6 +22,7 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod ingress;
 pub mod kernel;
 pub mod model;
 pub mod names;

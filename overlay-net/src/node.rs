@@ -98,7 +98,7 @@ impl OverlayNode {
 
     /// Runs blocking work (the `nft` binary) in this node's namespace, off
     /// the runtime's worker threads.
-    async fn run_blocking<T, F>(&self, f: F) -> Result<T, OverlayError>
+    pub(crate) async fn run_blocking<T, F>(&self, f: F) -> Result<T, OverlayError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,

@@ -31,14 +31,14 @@
 //! only at the node level.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::constraint::Constraint;
 use crate::filter::{
     self, explain, first_rejection, Filter, MaxReplicasFilter, NodeLoad, ResourceFilter,
 };
-use crate::{Decisions, NodeView, Placed, Preference, Resources, TaskRequest};
+use crate::{Decisions, HostPort, NodeView, Placed, Preference, Resources, TaskRequest};
 
 /// A node's position in ID order: ties between equally loaded nodes go to
 /// the lowest ID, in every group, whatever order the nodes came in.
@@ -143,7 +143,17 @@ pub(crate) fn schedule(
 struct Requirements<'a>(&'a TaskRequest);
 
 impl Requirements<'_> {
-    fn key(&self) -> (&str, &str, bool, bool, &crate::Placement, &Resources) {
+    fn key(
+        &self,
+    ) -> (
+        &str,
+        &str,
+        bool,
+        bool,
+        &crate::Placement,
+        &Resources,
+        &[HostPort],
+    ) {
         let t = self.0;
         (
             &t.service_id,
@@ -152,6 +162,7 @@ impl Requirements<'_> {
             t.needs_secrets,
             &t.placement,
             &t.reservations,
+            &t.host_ports,
         )
     }
 }
@@ -198,6 +209,9 @@ struct Cluster<'a> {
     /// Sparse: a dense service × node table would not fit a batch of
     /// thousands of small services on thousands of nodes.
     same: HashMap<u64, u32, BuildHasherDefault<FxHasher>>,
+    /// Host-mode ports bound per node (few: only services that publish in
+    /// host mode put anything here).
+    host_ports: HashSet<(Rank, HostPort)>,
 }
 
 impl<'a> Cluster<'a> {
@@ -212,6 +226,7 @@ impl<'a> Cluster<'a> {
             available: nodes.iter().map(|n| n.resources).collect(),
             nodes,
             same: HashMap::default(),
+            host_ports: HashSet::new(),
         };
         for p in placed {
             // Tasks on nodes that left the swarm weigh on nothing.
@@ -219,6 +234,9 @@ impl<'a> Cluster<'a> {
                 continue;
             };
             cluster.total[rank as usize] += 1;
+            for port in &p.host_ports {
+                cluster.host_ports.insert((rank, *port));
+            }
             let avail = &mut cluster.available[rank as usize];
             avail.nano_cpus = avail.nano_cpus.saturating_sub(p.reservations.nano_cpus);
             avail.memory_bytes = avail
@@ -239,9 +257,21 @@ impl<'a> Cluster<'a> {
     fn fits(&self, rank: Rank, same: u32, task: &TaskRequest) -> bool {
         MaxReplicasFilter::fits(same.into(), task.placement.max_replicas_per_node)
             && ResourceFilter::fits(&self.available[rank as usize], &task.reservations)
+            && self.host_port_in_use(rank, task).is_none()
     }
 
-    fn commit(&mut self, svc: u32, rank: Rank, reservations: &Resources) {
+    fn host_port_in_use(&self, rank: Rank, task: &TaskRequest) -> Option<HostPort> {
+        task.host_ports
+            .iter()
+            .find(|p| self.host_ports.contains(&(rank, **p)))
+            .copied()
+    }
+
+    fn commit(&mut self, svc: u32, rank: Rank, task: &TaskRequest) {
+        let reservations = &task.reservations;
+        for port in &task.host_ports {
+            self.host_ports.insert((rank, *port));
+        }
         self.total[rank as usize] += 1;
         *self.same.entry(same_key(svc, rank)).or_default() += 1;
         let avail = &mut self.available[rank as usize];
@@ -263,6 +293,7 @@ impl<'a> Cluster<'a> {
             let load = NodeLoad {
                 tasks_of_service: self.same(svc, rank as Rank).into(),
                 available: self.available[rank],
+                host_port_in_use: self.host_port_in_use(rank as Rank, task),
             };
             if let Some(rejection) = first_rejection(pipeline, node, task, &load) {
                 *rejections.entry(rejection).or_default() += 1;
@@ -383,7 +414,7 @@ impl Tree {
                 unreachable!("the walk stops at a leaf")
             };
             if let Some((rank, same, total)) = pop_fitting(leaf, cluster, svc, task) {
-                cluster.commit(svc, rank, &task.reservations);
+                cluster.commit(svc, rank, task);
                 leaf.push(Reverse((same + 1, total + 1, rank)));
                 for i in (0..self.path.len()).rev() {
                     let (parent, count, child) = self.path[i];

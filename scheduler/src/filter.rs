@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Availability, NodeView, Resources, TaskRequest};
+use crate::{Availability, HostPort, NodeView, Resources, TaskRequest};
 
 /// What changes on a node while a batch is placed: how many tasks of the
 /// task's service it runs and what it has left to reserve.
@@ -19,6 +19,8 @@ pub struct NodeLoad {
     pub tasks_of_service: u64,
     /// Reported resources minus the reservations of the tasks on the node.
     pub available: Resources,
+    /// The first of the task's host-mode ports a task on the node binds already.
+    pub host_port_in_use: Option<HostPort>,
 }
 
 /// One step of the placement pipeline.
@@ -177,6 +179,17 @@ impl Filter for MaxReplicasFilter {
     }
 }
 
+/// Two tasks binding the same host-mode port cannot share a node (the
+/// second could not bind it).
+pub struct HostPortFilter;
+
+impl Filter for HostPortFilter {
+    fn reject(&self, _node: &NodeView, _task: &TaskRequest, load: &NodeLoad) -> Option<String> {
+        load.host_port_in_use
+            .map(|p| format!("host-mode port {p} already in use"))
+    }
+}
+
 /// The filters every placement goes through, in order (Swarm's order: ready,
 /// resources, constraints, max replicas; availability is part of Swarm's
 /// ready check and the runtime plays the part of its plugin/platform check).
@@ -190,6 +203,7 @@ pub fn default_pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
         Box::new(ResourceFilter),
         Box::new(ConstraintFilter),
         Box::new(MaxReplicasFilter),
+        Box::new(HostPortFilter),
     ]
 }
 

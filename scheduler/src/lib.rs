@@ -114,6 +114,22 @@ pub struct TaskRequest {
     /// The task is granted secrets or configs: only nodes that keep them
     /// in memory fit.
     pub needs_secrets: bool,
+    /// Host-mode published ports the task binds on its node: no two tasks
+    /// binding the same one share a node.
+    pub host_ports: Vec<HostPort>,
+}
+
+/// A host-mode published port (`--publish mode=host,published=8080,…`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub port: u32,
+    pub udp: bool,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, if self.udp { "udp" } else { "tcp" })
+    }
 }
 
 impl TaskRequest {
@@ -139,6 +155,8 @@ pub struct Placed {
     pub service_id: String,
     pub node_id: String,
     pub reservations: Resources,
+    /// Host-mode ports it binds on its node.
+    pub host_ports: Vec<HostPort>,
 }
 
 impl Placed {

@@ -529,6 +529,7 @@ fn reference(nodes: &[NodeView], placed: &[Placed], pending: &[TaskRequest]) -> 
                 .copied()
                 .unwrap_or(0),
             available: avail[&n.id],
+            host_port_in_use: None,
         };
         filter::first_rejection(&pipeline, n, t, &load)
     };
@@ -757,4 +758,47 @@ fn tasks_with_secrets_skip_nodes_that_cannot_hold_them_and_say_why() {
             "no suitable node (cannot hold secrets off disk (not root) on 1 node)".to_string()
         )]
     );
+}
+
+#[test]
+fn two_tasks_binding_one_host_port_never_share_a_node_and_ps_says_why() {
+    let nodes = [node("a"), node("b")];
+    let port = crate::HostPort {
+        port: 8080,
+        udp: false,
+    };
+    let web: Vec<TaskRequest> = tasks("web", 3, "process")
+        .into_iter()
+        .map(|t| TaskRequest {
+            host_ports: vec![port],
+            ..t
+        })
+        .collect();
+    let d = schedule(&nodes, &[], &web);
+    assert_eq!(nodes_used(&d), ["a", "b"]);
+    assert_eq!(d.assigned.len(), 2);
+    assert_eq!(
+        d.unplaced[0].1,
+        "no suitable node (host-mode port 8080/tcp already in use on 2 nodes)"
+    );
+    // A task of another service already on a holds the port there; UDP 8080 is another port.
+    let placed = vec![Placed {
+        host_ports: vec![port],
+        ..Placed::new("other", "a")
+    }];
+    let d = schedule(&nodes, &placed, &web[..1]);
+    assert_eq!(nodes_used(&d), ["b"]);
+    let udp: Vec<TaskRequest> = web[..1]
+        .iter()
+        .cloned()
+        .map(|t| TaskRequest {
+            host_ports: vec![crate::HostPort {
+                port: 8080,
+                udp: true,
+            }],
+            ..t
+        })
+        .collect();
+    let d = schedule(&nodes[..1], &placed, &udp);
+    assert_eq!(nodes_used(&d), ["a"]);
 }

@@ -40,7 +40,9 @@ pub fn ls_json(info: &ServiceInfo) -> Value {
             super::service::autoscale::range_suffix(&spec)
         ),
         "Image": image_of(&spec),
-        "Ports": "",
+        "Ports": super::service::ports::ports_column(
+            service.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[])
+        ),
     })
 }
 

@@ -290,6 +290,13 @@ pub fn inspect_json(node: &Node) -> Value {
                 .then(|| output::rfc3339(status.session_started_at_ms)),
         },
     });
+    // shoal's addition: how the node serves published ports.
+    if let Some(ingress) = description.ingress.as_ref() {
+        value["Description"]["PublishedPorts"] = json!({
+            "Mode": ingress.mode,
+            "Reason": ingress.reason,
+        });
+    }
     if let Some(m) = node.manager_status.as_ref() {
         value["ManagerStatus"] = json!({
             "Leader": m.leader,
@@ -312,6 +319,9 @@ fn print_pretty(node: &Node) {
     );
     println!(" Availability:\t\t{}", text(&v["Spec"]["Availability"]));
     println!(" Address:\t\t{}", text(&v["Status"]["Addr"]));
+    if let Some(mode) = v["Description"]["PublishedPorts"]["Mode"].as_str() {
+        println!(" Published ports:\t{mode}");
+    }
     if node.role() == NodeRole::Manager {
         println!("Manager Status:");
         println!(" Address:\t\t{}", text(&v["ManagerStatus"]["Addr"]));

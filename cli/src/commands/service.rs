@@ -6,6 +6,7 @@
 //! - [`flags`]: spec fields shared by `create` and `update`.
 //! - [`networks`]: `--network`, `--network-add|rm`, `--endpoint-mode`.
 //! - [`grants`]: `--secret`, `--config` and their `-add|-rm`.
+//! - [`ports`]: `--publish`, `--publish-add|rm`, and how ports are shown.
 //! - [`progress`]: waiting for convergence, with Docker's progress lines.
 //! - [`autoscale`]: `--autoscale-*`, and refusing `scale` of an autoscaled service.
 
@@ -13,6 +14,7 @@ pub mod autoscale;
 pub mod flags;
 pub mod grants;
 pub mod networks;
+pub mod ports;
 pub mod progress;
 
 use std::collections::{BTreeMap, HashMap};
@@ -183,6 +185,16 @@ pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<
                 &args.secret_rm,
                 &args.config_add,
                 &args.config_rm,
+            )?;
+            ports::apply_update(
+                &mut spec,
+                service
+                    .endpoint
+                    .as_ref()
+                    .map(|e| e.ports.as_slice())
+                    .unwrap_or(&[]),
+                &args.publish_add,
+                &args.publish_rm,
             )?;
             control
                 .update_service(UpdateServiceRequest {
@@ -515,6 +527,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     flags::apply(&mut spec, &args.task)?;
     networks::apply_create(&mut spec, &args.network, args.endpoint_mode.as_deref())?;
     grants::apply_create(&mut spec, &args.secret, &args.config)?;
+    ports::apply_create(&mut spec, &args.publish)?;
     autoscale::apply(&mut spec, &args.autoscale, false)?;
     Ok(spec)
 }
@@ -641,6 +654,7 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                     shoal_proto::v1::ResolutionMode::Vip => "vip",
                     shoal_proto::v1::ResolutionMode::Dnsrr => "dnsrr",
                 },
+                "Ports": ports::ports_json(spec.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[])),
             },
         });
         // Docker's shape: references only, never data.
@@ -726,6 +740,7 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
     }
     value["Endpoint"] = json!({
         "Spec": value["Spec"]["EndpointSpec"].clone(),
+        "Ports": ports::ports_json(service.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[])),
         "VirtualIPs": service
             .endpoint
             .iter()

@@ -533,7 +533,7 @@ pub fn service_spec_from_docker(
         v.refuse_if(
             &endpoint.ports,
             "EndpointSpec.Ports (--publish, ports:)",
-            "shoal does not publish ports yet",
+            "the Docker API does not map published ports yet: publish with `shoal service create|update --publish`",
         );
         if endpoint.mode == Some(d::EndpointSpecModeEnum::DNSRR) {
             v.warnings.push(
@@ -553,7 +553,7 @@ pub fn service_spec_from_docker(
             }
         }
         if spec.endpoint.is_none() {
-            spec.endpoint = base.endpoint;
+            spec.endpoint = base.endpoint.clone();
         }
         spec.autoscale = base.autoscale;
     }

@@ -17,6 +17,7 @@ mod networks;
 mod overlay;
 mod partitions;
 mod placement;
+mod ports;
 mod provisioning;
 mod scale;
 mod secrets;

@@ -80,8 +80,52 @@ pub fn plan_vips(state: &ClusterState, service: &Service) -> Result<Option<Endpo
             "network {name} has no free address left for the service's virtual IP: remove services from it, or use a network with a larger subnet (or --endpoint-mode dnsrr)"
         ))),
         (virtual_ips, None) if virtual_ips.is_empty() && service.endpoint.is_none() => Ok(None),
-        (virtual_ips, None) => Ok(Some(Endpoint { virtual_ips })),
+        (virtual_ips, None) => Ok(Some(Endpoint {
+            virtual_ips,
+            ports: network::ports::endpoint_ports(service).to_vec(),
+        })),
     }
+}
+
+/// The published ports a new or changed service would get (the same
+/// function the store applies), or why not: a clash naming the holder, a
+/// bad number, a service only on internal networks.
+pub fn check_published_ports(
+    state: &ClusterState,
+    service: &Service,
+) -> Result<Vec<shoal_proto::v1::PortConfig>, Status> {
+    let wanted = network::ports::spec_ports(service);
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attached: Vec<&Network> = network::spec_networks(service)
+        .iter()
+        .filter_map(|id| state.networks.get(id))
+        .collect();
+    if !attached.is_empty()
+        && attached
+            .iter()
+            .all(|n| n.spec.as_ref().is_some_and(|s| s.internal))
+    {
+        let names: Vec<String> = attached.iter().map(|n| network::network_name(n)).collect();
+        return Err(Status::invalid_argument(format!(
+            "the service publishes ports but is only on internal network(s) {}: an internal network has no way in from outside; attach it to a non-internal network too, or drop --publish",
+            names.join(", ")
+        )));
+    }
+    network::ports::assign_ports(
+        state,
+        &service.id,
+        wanted,
+        network::ports::endpoint_ports(service),
+    )
+    .map_err(|m| {
+        if m.contains("already in use") {
+            Status::already_exists(m)
+        } else {
+            Status::invalid_argument(m)
+        }
+    })
 }
 
 /// Who holds which address on `network` (gateway, VIPs, tasks), in address order.

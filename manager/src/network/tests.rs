@@ -51,7 +51,10 @@ fn service_on(id: &str, networks: &[&str], mode: ResolutionMode) -> Service {
                     .collect(),
                 ..Default::default()
             }),
-            endpoint: Some(EndpointSpec { mode: mode as i32 }),
+            endpoint: Some(EndpointSpec {
+                mode: mode as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         spec_version: 1,
@@ -223,6 +226,7 @@ fn tasks_and_vips_get_unique_addresses_released_when_they_end() {
     let mut web = state.services["web"].clone();
     web.spec.as_mut().unwrap().endpoint = Some(EndpointSpec {
         mode: ResolutionMode::Dnsrr as i32,
+        ..Default::default()
     });
     state.services.insert("web".into(), web);
     run_allocator(&mut state);

@@ -6,6 +6,8 @@
 
 use shoal_proto::v1::{Service, ServiceSpec, TaskState, UpdateState, UpdateStatus};
 
+use crate::network;
+
 use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 
 impl ClusterState {
@@ -37,6 +39,8 @@ impl ClusterState {
             .unwrap_or(&[]);
         self.check_vips_free(&service.id, vips)?;
         self.check_grants(&service)?;
+        let mut service = service;
+        self.allocate_ports(&mut service)?;
         events.push(StoreEvent::Service(Change::Created, service.clone()));
         self.services.insert(service.id.clone(), service);
         Ok(())
@@ -78,7 +82,22 @@ impl ClusterState {
             spec: Some(spec.clone()),
             ..Default::default()
         })?;
+        // The ports first: a clash refuses the whole update.
+        let ports = {
+            let current = self.service_at_version(service_id, expected_version)?;
+            let previous = network::ports::endpoint_ports(current).to_vec();
+            let wanted = spec
+                .endpoint
+                .as_ref()
+                .map(|e| e.ports.as_slice())
+                .unwrap_or(&[]);
+            network::ports::assign_ports(self, service_id, wanted, &previous)
+                .map_err(StoreError::Conflict)?
+        };
         let service = self.service_at_version(service_id, expected_version)?;
+        if network::ports::endpoint_ports(service) != ports.as_slice() {
+            service.endpoint.get_or_insert_with(Default::default).ports = ports;
+        }
         let current_name = service.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("");
         if current_name != spec.name {
             return Err(StoreError::Conflict(format!(
@@ -137,12 +156,18 @@ impl ClusterState {
             .as_ref()
             .map(|s| s.name.clone())
             .unwrap_or_default();
-        let Some(previous) = service.previous_spec.take() else {
+        let Some(previous) = service.previous_spec.clone() else {
             return Err(StoreError::Conflict(format!(
                 "service {name} has no previous spec to roll back to: it was never updated"
             )));
         };
-        service.previous_spec = service.spec.replace(previous);
+        // The previous spec's ports may be taken by now: then the rollback
+        // is refused as a whole, naming the holder.
+        let mut rolled = service.clone();
+        rolled.previous_spec = rolled.spec.replace(previous);
+        self.allocate_ports(&mut rolled)?;
+        let service = self.services.get_mut(service_id).expect("checked above");
+        *service = rolled;
         service.spec_version += 1;
         service.update_status = Some(update_status(UpdateState::RollbackStarted, at_ms, &message));
         bump(&mut service.meta, at_ms);
@@ -201,6 +226,23 @@ impl ClusterState {
         service.autoscale_events.drain(..excess);
         bump(&mut service.meta, at_ms);
         events.push(StoreEvent::Service(Change::Updated, service.clone()));
+        Ok(())
+    }
+
+    /// Sets `service.endpoint.ports` from its spec ([`network::ports`]);
+    /// what the proposer planned is kept where it is still free.
+    fn allocate_ports(&self, service: &mut Service) -> CommandResult {
+        let previous = network::ports::endpoint_ports(service).to_vec();
+        let ports = network::ports::assign_ports(
+            self,
+            &service.id,
+            network::ports::spec_ports(service),
+            &previous,
+        )
+        .map_err(StoreError::Conflict)?;
+        if !ports.is_empty() || service.endpoint.is_some() {
+            service.endpoint.get_or_insert_with(Default::default).ports = ports;
+        }
         Ok(())
     }
 

@@ -118,6 +118,47 @@ impl Hosts {
         name
     }
 
+    /// A client outside the cluster: a namespace joined to host `i` by a
+    /// veth on a subnet of its own, `192.168.(10+i).0/24` (host .1, client
+    /// .2), its default route via the host. Returns its name and address.
+    pub fn client(&mut self, i: u8) -> (String, Ipv4Addr) {
+        let name = self.task_ns(&format!("c{i}"));
+        let (a, b) = (
+            format!("soc{}{i}a", self.tag),
+            format!("soc{}{i}b", self.tag),
+        );
+        must(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        );
+        must("ip", &["link", "set", &a, "netns", self.host(i)]);
+        must("ip", &["link", "set", &b, "netns", &name]);
+        let net = 10 + i;
+        self.ip(
+            i,
+            &["addr", "add", &format!("192.168.{net}.1/24"), "dev", &a],
+        );
+        self.ip(i, &["link", "set", &a, "up"]);
+        let client = Ipv4Addr::new(192, 168, net, 2);
+        for args in [
+            vec!["addr", "add", &format!("{client}/24") as &str, "dev", &b],
+            vec!["link", "set", &b, "up"],
+            vec!["link", "set", "lo", "up"],
+            vec![
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("192.168.{net}.1") as &str,
+            ],
+        ] {
+            let mut all = vec!["-n", name.as_str()];
+            all.extend(args.iter().map(|s| &**s));
+            must("ip", &all);
+        }
+        (name, client)
+    }
+
     /// `ip -n HOST ARGS…` on host `i`; returns stdout.
     #[track_caller]
     pub fn ip(&self, i: u8, args: &[&str]) -> String {
@@ -322,6 +363,73 @@ pub fn tcp_ask(ns: &str, to: SocketAddr) -> Result<String, String> {
                 .read_to_string(&mut answer)
                 .map_err(|e| format!("read from {to}: {e}"))?;
             Ok(answer)
+        })
+        .unwrap()
+}
+
+/// A TCP server inside a namespace that answers each connection with
+/// `NAME PEER`: who answered, and the source address it saw.
+pub fn tcp_peer(ns: &str, addr: SocketAddr, name: &str) {
+    let listener = NetNs::open(ns)
+        .unwrap()
+        .run(move || TcpListener::bind(addr))
+        .unwrap()
+        .expect("binding the peer server");
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let _ = stream.write_all(format!("{name} {peer}").as_bytes());
+        }
+    });
+}
+
+/// A UDP server answering each datagram with `NAME PEER`.
+pub fn udp_peer(ns: &str, addr: SocketAddr, name: &str) {
+    let socket = NetNs::open(ns)
+        .unwrap()
+        .run(move || UdpSocket::bind(addr))
+        .unwrap()
+        .expect("binding the UDP peer server");
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(format!("{name} {}", from.ip()).as_bytes(), from);
+        }
+    });
+}
+
+/// One UDP question from inside `ns` and its answer, retried until `patience` ends.
+pub fn udp_ask(ns: &str, to: SocketAddr, patience: Duration) -> Result<String, String> {
+    NetNs::open(ns)
+        .unwrap()
+        .run(move || -> Result<String, String> {
+            let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+            socket
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let deadline = Instant::now() + patience;
+            let mut last = String::from("no answer");
+            while Instant::now() < deadline {
+                if let Err(e) = socket.send_to(b"who", to) {
+                    last = e.to_string();
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                let mut buf = [0u8; 64];
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) if from == to => {
+                        return Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    }
+                    Ok((_, from)) => last = format!("unexpected datagram from {from}"),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(format!("UDP to {to}: {last}"))
         })
         .unwrap()
 }

@@ -53,7 +53,7 @@ pub fn apply_create(
     let mode = endpoint_mode.map(parse_endpoint_mode).transpose()?;
     spec.task.get_or_insert_with(Default::default).networks = parsed;
     if let Some(mode) = mode {
-        spec.endpoint = Some(EndpointSpec { mode: mode as i32 });
+        spec.endpoint.get_or_insert_with(EndpointSpec::default).mode = mode as i32;
     }
     Ok(())
 }
@@ -75,7 +75,7 @@ pub fn apply_update(
     task.networks.retain(|n| !remove.contains(&n.target));
     task.networks.extend(added);
     if let Some(mode) = mode {
-        spec.endpoint = Some(EndpointSpec { mode: mode as i32 });
+        spec.endpoint.get_or_insert_with(EndpointSpec::default).mode = mode as i32;
     }
     Ok(())
 }

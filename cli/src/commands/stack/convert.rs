@@ -5,7 +5,7 @@
 //! label on the service and on its tasks. What shoal applies goes into the
 //! spec's fields (networks become attachments to `STACK_NET` overlay
 //! networks, created by [`stack_networks`]' plan); what it does not have
-//! yet is either *recorded* in `com.shoal.stack.*` service labels (ports,
+//! yet is either *recorded* in `com.shoal.stack.*` service labels (
 //! volumes, secrets, configs: the things a later release will create from
 //! them) or *reported* beside the loader's own warnings (container
 //! `entrypoint`, `user`, …).
@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use shoal_compose::{
-    Condition, FailureAction, Healthcheck, PortMode, Protocol, RestartCondition, Runtime,
-    ServiceDef, ServiceMode, Stack, UpdateConfig, UpdateOrder,
+    Condition, FailureAction, Healthcheck, RestartCondition, Runtime, ServiceDef, ServiceMode,
+    Stack, UpdateConfig, UpdateOrder,
 };
 use shoal_proto::v1;
 
@@ -23,10 +23,6 @@ use shoal_proto::v1;
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 /// Docker's label holding a container service's image as written.
 pub const IMAGE_LABEL: &str = "com.docker.stack.image";
-/// Published ports (`PUBLISHED:TARGET/PROTOCOL`, `:TARGET/…` when the
-/// cluster is to pick, `…(host)` in host mode), recorded until the routing
-/// mesh exists.
-pub const PORTS_LABEL: &str = "com.shoal.stack.ports";
 /// Volume mounts (`SOURCE:TARGET[:ro]`), recorded.
 pub const VOLUMES_LABEL: &str = "com.shoal.stack.volumes";
 /// Secrets and configs the service uses (stack-scoped names), recorded.
@@ -54,6 +50,8 @@ pub enum ConvertError {
     BuildOnly(String),
     #[error("service {service:?}: deploy.mode {mode} is not supported by shoal yet: use replicated (or global)")]
     Mode { service: String, mode: &'static str },
+    #[error("service {service:?}: ports: {message}")]
+    Port { service: String, message: String },
     #[error("network {network:?}: driver {driver:?} is not supported: shoal's stack networks are overlay networks (use `driver: overlay` or leave it out)")]
     NetworkDriver { network: String, driver: String },
 }
@@ -294,25 +292,6 @@ pub fn stack_files(stack_name: &str, stack: &Stack) -> Vec<StackFile> {
     out
 }
 
-fn port_text(p: &shoal_compose::Port) -> String {
-    let protocol = match p.protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    };
-    let published = p.published.map(|n| n.to_string()).unwrap_or_default();
-    let ip = p
-        .host_ip
-        .as_ref()
-        .map(|ip| format!("{ip}:"))
-        .unwrap_or_default();
-    let mode = match p.mode {
-        PortMode::Ingress => "",
-        PortMode::Host => "(host)",
-    };
-    format!("{ip}{published}:{}/{protocol}{mode}", p.target)
-}
-
 /// One service's spec and the options it uses that shoal ignores.
 pub fn service_spec(
     stack_name: &str,
@@ -379,7 +358,6 @@ pub fn service_spec(
             service_labels.insert(label.to_owned(), values.join(","));
         }
     };
-    record(PORTS_LABEL, def.ports.iter().map(port_text).collect());
     record(
         VOLUMES_LABEL,
         def.volumes
@@ -543,15 +521,33 @@ pub fn service_spec(
         }),
         update_config: def.update_config.as_ref().map(update_config),
         rollback_config: def.rollback_config.as_ref().map(update_config),
-        endpoint: def.endpoint_mode.map(|mode| v1::EndpointSpec {
-            mode: match mode {
-                shoal_compose::EndpointMode::Vip => v1::ResolutionMode::Vip,
-                shoal_compose::EndpointMode::Dnsrr => v1::ResolutionMode::Dnsrr,
-            } as i32,
-        }),
+        endpoint: endpoint(key, def)?,
         autoscale: def.autoscale.as_ref().map(autoscale),
     };
     Ok((spec, ignored.into_iter().map(str::to_owned).collect()))
+}
+
+/// `endpoint_mode` and `ports:` (every one published, as Docker does).
+fn endpoint(key: &str, def: &ServiceDef) -> Result<Option<v1::EndpointSpec>, ConvertError> {
+    let ports = def
+        .ports
+        .iter()
+        .map(crate::commands::service::ports::to_port_config)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| ConvertError::Port {
+            service: key.to_owned(),
+            message,
+        })?;
+    if def.endpoint_mode.is_none() && ports.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(v1::EndpointSpec {
+        mode: match def.endpoint_mode {
+            Some(shoal_compose::EndpointMode::Dnsrr) => v1::ResolutionMode::Dnsrr,
+            _ => v1::ResolutionMode::Vip,
+        } as i32,
+        ports,
+    }))
 }
 
 /// `x-shoal-autoscale` → the stored policy (what `--autoscale-*` set).

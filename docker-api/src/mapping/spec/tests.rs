@@ -94,6 +94,7 @@ fn what_docker_does_not_show_is_kept_on_update() {
     }];
     spec.endpoint = Some(s::EndpointSpec {
         mode: s::ResolutionMode::Dnsrr as i32,
+        ..Default::default()
     });
     spec.autoscale = Some(s::AutoscalePolicy {
         min: 1,

@@ -71,7 +71,10 @@ networks:
     assert_eq!(spec.labels["team"], "web");
     assert_eq!(spec.labels[IMAGE_LABEL], "nginx:1.27");
     assert!(!spec.labels.contains_key("com.shoal.stack.networks"));
-    assert_eq!(spec.labels[PORTS_LABEL], "8080:80/tcp");
+    assert!(!spec.labels.contains_key("com.shoal.stack.ports"));
+    let ports = &spec.endpoint.as_ref().unwrap().ports;
+    assert_eq!(ports.len(), 1);
+    assert_eq!((ports[0].published_port, ports[0].target_port), (8080, 80));
     let task = spec.task.as_ref().unwrap();
     assert_eq!(task.runtime, "docker");
     assert_eq!(task.image, "nginx:1.27");
@@ -446,4 +449,54 @@ services:
     let api = spec("s_api");
     assert_eq!(api.replicas, 4, "brought within the range");
     assert_eq!(api.autoscale.as_ref().unwrap().rps, 200.0);
+}
+
+#[test]
+fn compose_ports_short_and_long_are_published() {
+    let stack = load(
+        r#"
+services:
+  web:
+    image: nginx
+    ports:
+      - "80"
+      - "53:53/udp"
+      - target: 9000
+        published: 9001
+        protocol: tcp
+        mode: host
+"#,
+    );
+    let (planned, _) = convert("s", &stack).unwrap();
+    let ports = &planned[0].spec.endpoint.as_ref().unwrap().ports;
+    let got: Vec<(u32, u32, i32, i32)> = ports
+        .iter()
+        .map(|p| (p.published_port, p.target_port, p.protocol, p.publish_mode))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                0,
+                80,
+                v1::PortProtocol::Tcp as i32,
+                v1::PublishMode::Ingress as i32
+            ),
+            (
+                53,
+                53,
+                v1::PortProtocol::Udp as i32,
+                v1::PublishMode::Ingress as i32
+            ),
+            (
+                9001,
+                9000,
+                v1::PortProtocol::Tcp as i32,
+                v1::PublishMode::Host as i32
+            ),
+        ]
+    );
+    let sctp = load("services:\n  web:\n    image: nginx\n    ports: [\"80:80/sctp\"]\n");
+    let err = convert("s", &sctp).unwrap_err().to_string();
+    assert!(err.contains("sctp is not supported"), "{err}");
 }
