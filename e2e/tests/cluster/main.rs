@@ -14,7 +14,6 @@ mod ha;
 mod mtls;
 mod netns;
 mod networks;
-mod overlay;
 mod partitions;
 mod placement;
 mod ports;
