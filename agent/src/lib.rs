@@ -16,10 +16,13 @@
 //! - [`reporter`]: task status reports waiting for a manager.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
+//! - [`volumes`]: process tasks' volume directories, and the node's volume
+//!   list and removals for the leader.
 
 // deny, not forbid: between fork and exec the process executor joins the
-// task's cgroup (`executor::process::cgroup`) and restores the task's umask
-// (`executor::process`); those two closures are the only unsafe code.
+// task's cgroup (`executor::process::cgroup`), restores the task's umask
+// (`executor::process`) and sets up its mount namespace
+// (`executor::process::mountns`); those closures are the only unsafe code.
 #![deny(unsafe_code)]
 
 pub mod description;
@@ -30,6 +33,7 @@ pub mod logs;
 pub mod metrics;
 pub mod reporter;
 pub mod session;
+pub mod volumes;
 pub mod worker;
 
 pub use session::{spawn, AgentConfig, AgentHandle};

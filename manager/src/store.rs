@@ -213,6 +213,12 @@ pub enum Command {
         replicas: u64,
         event: shoal_proto::v1::AutoscaleEvent,
     },
+    /// `swarm update --bind-mount-prefix`: the host paths bind mounts may
+    /// name from now on (empty: any). Existing services keep running.
+    SetMountPolicy {
+        policy: shoal_proto::v1::MountPolicy,
+        at_ms: i64,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -506,6 +512,16 @@ impl ClusterState {
                 replicas,
                 event,
             } => self.autoscale_service(&service_id, expected_version, replicas, event, events),
+            Command::SetMountPolicy { policy, at_ms } => {
+                let cluster = self.cluster.as_mut().ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Cluster,
+                    id: String::new(),
+                })?;
+                cluster.spec.get_or_insert_with(Default::default).mounts = Some(policy);
+                bump(&mut cluster.meta, at_ms);
+                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
+                Ok(())
+            }
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

@@ -80,9 +80,15 @@ pub(crate) fn schedule(
         previous = Some((task, g));
     }
 
+    let rank_of: HashMap<&str, Rank> = ordered
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| (n.id.as_str(), r as Rank))
+        .collect();
     let mut cluster = Cluster::new(ordered, placed, &services);
     let pipeline = filter::default_pipeline();
-    let mut static_eligible: HashMap<(&str, bool, &[Constraint]), Vec<Rank>> = HashMap::new();
+    let mut static_eligible: HashMap<(&str, bool, bool, &[Constraint]), Vec<Rank>> = HashMap::new();
+
     let mut decisions = Decisions::default();
     let mut unplaced: Vec<(&TaskRequest, u32)> = Vec::new();
     for (task, &g) in pending.iter().zip(&group_of_task) {
@@ -91,6 +97,7 @@ pub(crate) fn schedule(
             let key = (
                 group.task.runtime.as_str(),
                 group.task.needs_overlay,
+                group.task.needs_mounts,
                 group.task.placement.constraints.as_slice(),
             );
             let eligible = static_eligible.entry(key).or_insert_with(|| {
@@ -100,8 +107,20 @@ pub(crate) fn schedule(
             });
             group.state = GroupState::Open(Tree::build(eligible, group.task, group.svc, &cluster));
         }
-        let chosen = match &mut group.state {
-            GroupState::Open(tree) => tree.place(&mut cluster, group.svc, group.task),
+        // The slot's volume node first, when it takes the task. Placing
+        // there outside the tree leaves stale heap entries, which the lazy
+        // re-keying already copes with (counts only grow).
+        let preferred = task
+            .preferred_node
+            .as_deref()
+            .and_then(|id| rank_of.get(id).copied())
+            .filter(|&r| cluster.takes(r, group.svc, task));
+        let chosen = match (preferred, &mut group.state) {
+            (Some(rank), _) => {
+                cluster.commit(group.svc, rank, &task.reservations);
+                Some(rank)
+            }
+            (None, GroupState::Open(tree)) => tree.place(&mut cluster, group.svc, group.task),
             _ => None,
         };
         match chosen {
@@ -141,12 +160,12 @@ pub(crate) fn schedule(
 struct Requirements<'a>(&'a TaskRequest);
 
 impl Requirements<'_> {
-    fn key(&self) -> (&str, &str, bool, &crate::Placement, &Resources) {
+    fn key(&self) -> (&str, &str, (bool, bool), &crate::Placement, &Resources) {
         let t = self.0;
         (
             &t.service_id,
             &t.runtime,
-            t.needs_overlay,
+            (t.needs_overlay, t.needs_mounts),
             &t.placement,
             &t.reservations,
         )
@@ -236,6 +255,13 @@ impl<'a> Cluster<'a> {
     fn fits(&self, rank: Rank, same: u32, task: &TaskRequest) -> bool {
         MaxReplicasFilter::fits(same.into(), task.placement.max_replicas_per_node)
             && ResourceFilter::fits(&self.available[rank as usize], &task.reservations)
+    }
+
+    /// Whether `rank` passes every filter for one more task of `task`'s
+    /// group now.
+    fn takes(&self, rank: Rank, svc: u32, task: &TaskRequest) -> bool {
+        filter::statically_eligible(self.nodes[rank as usize], task)
+            && self.fits(rank, self.same(svc, rank), task)
     }
 
     fn commit(&mut self, svc: u32, rank: Rank, reservations: &Resources) {
