@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage overlay networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage the nodes' volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
     /// the quick start's example service runs it.
     ExampleServer {
@@ -212,6 +215,18 @@ pub struct ServiceUpdateArgs {
     /// How the service is found on its networks: vip or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
+    /// Add or replace a mount (same syntax as `create --mount`).
+    #[arg(long, value_name = "MOUNT")]
+    pub mount_add: Vec<String>,
+    /// Remove the mount at this target path.
+    #[arg(long, value_name = "TARGET")]
+    pub mount_rm: Vec<String>,
+    /// Mount the task's root filesystem read-only (`--read-only=false` undoes it).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// User the task runs as: USER[:GROUP] (empty: the image's or the daemon's).
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -387,6 +402,18 @@ pub struct ServiceCreateArgs {
     /// How the service is found on its networks: vip (default) or dnsrr.
     #[arg(long, value_name = "MODE")]
     pub endpoint_mode: Option<String>,
+    /// Attach a filesystem mount (repeatable): type=volume|bind|tmpfs,
+    /// source=NAME|/HOST/PATH,target=/PATH[,readonly][,volume-driver=D]
+    /// [,volume-opt=K=V][,volume-label=K=V][,tmpfs-size=64m][,tmpfs-mode=1777].
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount the task's root filesystem read-only (`--read-only=false` undoes it).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// User the task runs as: USER[:GROUP], names or IDs (process tasks:
+    /// instead of the daemon's user).
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -504,6 +531,13 @@ pub enum SwarmCommand {
         /// Change manager autolocking (`--autolock` alone means true).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         autolock: Option<bool>,
+        /// Allow bind mounts only from this host path or below it
+        /// (repeatable; replaces the list). Default: any path, as Docker.
+        #[arg(long, value_name = "PATH")]
+        bind_mount_prefix: Vec<String>,
+        /// Allow bind mounts from any host path again.
+        #[arg(long, conflicts_with = "bind_mount_prefix")]
+        bind_mount_any: bool,
     },
     /// Unlock a locked manager: reads the unlock key from the terminal or stdin.
     Unlock,
@@ -760,4 +794,35 @@ pub struct NetworkCreateArgs {
     pub label: Vec<String>,
     /// Network name.
     pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List every node's volumes (the engine's that shoal created, and
+    /// process tasks' directories), as their agents last reported them.
+    #[command(alias = "list")]
+    Ls {
+        /// Only volumes of this node (hostname or ID).
+        #[arg(long)]
+        node: Option<String>,
+        /// Only display volume names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display a volume on each node that has it, as JSON.
+    Inspect {
+        /// Volume names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes from the nodes that have them (refused while a task uses one).
+    #[command(alias = "remove")]
+    Rm {
+        /// Only on this node (hostname or ID).
+        #[arg(long)]
+        node: Option<String>,
+        /// Volume names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }

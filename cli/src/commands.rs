@@ -10,6 +10,7 @@ pub mod service;
 pub mod stack;
 pub mod swarm;
 pub mod swarm_ca;
+pub mod volume;
 
 use crate::args::{Cli, Command};
 use crate::daemon::{self, DaemonConfig};
@@ -42,6 +43,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Service(command) => service::run(host, command).await,
         Command::Stack(command) => stack::run(host, command).await,
         Command::Network(command) => network::run(host, command).await,
+        Command::Volume(command) => volume::run(host, command).await,
         Command::ExampleServer { base_port } => example_server::run(base_port).await,
     }
 }

@@ -126,14 +126,18 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             task_history_limit,
             cert_expiry,
             autolock,
+            bind_mount_prefix,
+            bind_mount_any,
         } => {
+            let set_bind_prefixes = bind_mount_any || !bind_mount_prefix.is_empty();
             if dispatcher_heartbeat.is_none()
                 && task_history_limit.is_none()
                 && cert_expiry.is_none()
                 && autolock.is_none()
+                && !set_bind_prefixes
             {
                 anyhow::bail!(
-                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry and/or --autolock"
+                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry, --autolock, --bind-mount-prefix and/or --bind-mount-any"
                 );
             }
             let cluster = ControlClient::new(channel)
@@ -144,6 +148,8 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     autolock,
                     rotate_unlock_key: false,
                     rotate_root_ca: false,
+                    bind_prefixes: bind_mount_prefix,
+                    set_bind_prefixes,
                 })
                 .await?
                 .into_inner();

@@ -374,6 +374,8 @@ impl Node {
                 encryption: Some(shoal_proto::v1::EncryptionConfig {
                     auto_lock_managers: unlock_key.is_some(),
                 }),
+                // Bind mounts from anywhere, as Docker, until restricted.
+                mounts: None,
             }),
             root_ca: Some(shoal_proto::v1::RootCa {
                 cert_pem: root.cert_pem.clone(),

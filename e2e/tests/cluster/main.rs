@@ -22,3 +22,4 @@ mod services;
 mod stack;
 mod updates;
 mod util;
+mod volumes;

@@ -74,9 +74,14 @@ pub enum MountOp {
         options: String,
     },
     /// A bind remount with these per-mount flags (read-only among them).
+    /// Not `strict`: an inherited mount the kernel will not remount (a
+    /// namespace file, a mount hidden under another) is left as it is,
+    /// rather than failing the task; the root and the task's own read-only
+    /// binds are strict.
     Remount {
         target: PathBuf,
         flags: MsFlags,
+        strict: bool,
     },
 }
 
@@ -117,6 +122,7 @@ pub fn plan(request: &Request, mountinfo: &str) -> Vec<MountOp> {
                 .any(|k| point.starts_with(k) || ours.iter().any(|o| point.starts_with(o)));
             if !kept {
                 ops.push(MountOp::Remount {
+                    strict: point == Path::new("/"),
                     target: point,
                     flags: flags | MsFlags::MS_RDONLY,
                 });
@@ -127,6 +133,7 @@ pub fn plan(request: &Request, mountinfo: &str) -> Vec<MountOp> {
         ops.push(MountOp::Remount {
             target: bind.target.clone(),
             flags: MsFlags::MS_RDONLY,
+            strict: true,
         });
     }
     ops
@@ -236,7 +243,7 @@ enum Prepared {
     SlaveAll,
     Bind(CString, CString),
     Tmpfs(CString, CString),
-    Remount(CString, MsFlags),
+    Remount(CString, MsFlags, bool),
 }
 
 fn c_path(path: &Path) -> Result<CString, String> {
@@ -264,7 +271,11 @@ pub fn prepare(ops: &[MountOp], credentials: Option<Credentials>) -> Result<Inst
                     c_path(target)?,
                     CString::new(options.as_str()).map_err(|e| e.to_string())?,
                 ),
-                MountOp::Remount { target, flags } => Prepared::Remount(c_path(target)?, *flags),
+                MountOp::Remount {
+                    target,
+                    flags,
+                    strict,
+                } => Prepared::Remount(c_path(target)?, *flags, *strict),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -310,13 +321,18 @@ fn run(installed: &Installed) -> std::io::Result<()> {
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(options.as_c_str()),
             )?,
-            Prepared::Remount(target, flags) => mount(
-                none,
-                target.as_c_str(),
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | *flags,
-                none,
-            )?,
+            Prepared::Remount(target, flags, strict) => {
+                let done = mount(
+                    none,
+                    target.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | *flags,
+                    none,
+                );
+                if *strict {
+                    done?
+                }
+            }
         }
     }
     if let Some(credentials) = installed.credentials {
@@ -389,7 +405,9 @@ mod tests {
         let remounts: Vec<(String, MsFlags)> = ops
             .iter()
             .filter_map(|op| match op {
-                MountOp::Remount { target, flags } => Some((target.display().to_string(), *flags)),
+                MountOp::Remount { target, flags, .. } => {
+                    Some((target.display().to_string(), *flags))
+                }
                 _ => None,
             })
             .collect();

@@ -452,6 +452,9 @@ pub fn service_spec(
                     }
                 })
                 .collect(),
+            mounts: Vec::new(),
+            read_only: false,
+            user: String::new(),
         }),
         update_config: def.update_config.as_ref().map(update_config),
         rollback_config: def.rollback_config.as_ref().map(update_config),
