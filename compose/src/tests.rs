@@ -873,17 +873,20 @@ volumes:
             Mount {
                 source: Some("data".into()),
                 target: "/data".into(),
-                read_only: true
+                read_only: true,
+                ..Default::default()
             },
             Mount {
                 source: None,
                 target: "/anon".into(),
-                read_only: false
+                read_only: false,
+                ..Default::default()
             },
             Mount {
                 source: Some("data".into()),
                 target: "/d2".into(),
-                read_only: false
+                read_only: false,
+                ..Default::default()
             },
         ]
     );
