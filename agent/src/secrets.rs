@@ -204,24 +204,9 @@ impl Secrets {
     }
 }
 
-/// Where a secret's file appears in a container: under /run/secrets unless
-/// the target is absolute (the control API's rule, repeated for the node).
-pub fn secret_path(target: &str) -> String {
-    if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!("/run/secrets/{target}")
-    }
-}
-
-/// Where a config's file appears: its target, taken from / when relative.
-pub fn config_path(target: &str) -> String {
-    if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!("/{target}")
-    }
-}
+/// Where a granted file appears in the task: the rule the managers and
+/// agents share.
+pub use shoal_proto::grants::{config_path, secret_path};
 
 fn parse_id(value: &str) -> u32 {
     value.parse().unwrap_or(0)

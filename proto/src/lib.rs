@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod grants;
 pub mod health;
 pub mod names;
 

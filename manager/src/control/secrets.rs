@@ -116,23 +116,9 @@ pub fn resolve_config<'a>(state: &'a ClusterState, reference: &str) -> Result<&'
     )
 }
 
-/// Where a granted file appears in the container: secrets under
-/// /run/secrets unless absolute, configs at an absolute path.
-pub fn secret_path(target: &str) -> String {
-    if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!("/run/secrets/{target}")
-    }
-}
-
-pub fn config_path(target: &str) -> String {
-    if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!("/{target}")
-    }
-}
+/// Where a granted file appears in the task: the rule the managers and
+/// agents share.
+pub use shoal_proto::grants::{config_path, secret_path};
 
 fn check_target(kind: &str, source: &str, target: &str) -> Result<(), Status> {
     if target.split('/').any(|part| part == "..") || target.ends_with('/') {
