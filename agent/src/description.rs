@@ -5,7 +5,9 @@ use shoal_proto::v1::{NodeDescription, OverlayCapability, Platform, Resources};
 /// Runtimes every node has. Others (docker) are detected by their executors.
 pub const BUILTIN_RUNTIMES: &[&str] = &["process"];
 
-pub fn describe(hostname: &str) -> NodeDescription {
+/// `overlay`: what the overlay probe found at start
+/// ([`crate::overlay::Overlay::capability`]).
+pub fn describe(hostname: &str, overlay: OverlayCapability) -> NodeDescription {
     NodeDescription {
         hostname: hostname.to_string(),
         platform: Some(Platform {
@@ -21,36 +23,20 @@ pub fn describe(hostname: &str) -> NodeDescription {
         }),
         runtimes: BUILTIN_RUNTIMES.iter().map(|r| r.to_string()).collect(),
         engine_version: String::new(),
-        overlay: Some(overlay_capability()),
+        overlay: Some(overlay),
         secrets: None,
         ingress: Some(crate::ingress::capability()),
     }
 }
 
-/// Whether this node can attach tasks to overlay networks.
-///
-/// Not probed yet: the node side of overlay networks (`overlay-net`) is
-/// wired into the agent separately, and will detect CAP_NET_ADMIN and the
-/// vxlan module here. Until then a node reports itself capable, unless
-/// `SHOAL_OVERLAY_UNSUPPORTED` (the reason, in words) says otherwise — which
-/// lets the managers' placement rule be tested end to end.
-fn overlay_capability() -> OverlayCapability {
-    match std::env::var("SHOAL_OVERLAY_UNSUPPORTED") {
-        Ok(reason) if !reason.is_empty() => OverlayCapability {
-            supported: false,
-            reason,
-        },
-        _ => OverlayCapability {
-            supported: true,
-            reason: "not probed yet".into(),
-        },
-    }
-}
-
 /// The description with the runtimes found at start (docker, when its
 /// engine answered) beside the built-in ones.
-pub fn describe_with(hostname: &str, runtimes: &crate::logs::Runtimes) -> NodeDescription {
-    let mut description = describe(hostname);
+pub fn describe_with(
+    hostname: &str,
+    runtimes: &crate::logs::Runtimes,
+    overlay: OverlayCapability,
+) -> NodeDescription {
+    let mut description = describe(hostname, overlay);
     if let Some(docker) = runtimes.docker.as_ref() {
         description.runtimes.push("docker".to_string());
         description.engine_version = docker.engine_version().to_string();

@@ -165,6 +165,9 @@ pub(crate) fn task_command(
         let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
         cmd.env(key, value);
     }
+    // On overlay networks: inside the task's network namespace, with its
+    // resolv.conf (a no-op for a task on no network).
+    crate::overlay::enter::enter_task_namespaces(&mut cmd, &task.id, dir);
     cmd
 }
 

@@ -112,6 +112,12 @@ pub trait Controller: Send + 'static {
     async fn health(&mut self) -> Option<watch::Receiver<Health>> {
         None
     }
+    /// The PID whose network namespace is the task's (a container's init),
+    /// for plumbing it onto overlay networks once it runs; `None` when the
+    /// runtime spawns tasks into namespaces it is given (processes).
+    async fn netns_pid(&mut self) -> Option<u32> {
+        None
+    }
     /// Records how the task ended, for a restarted agent.
     async fn record_exit(&mut self, exit: &RecordedExit);
     /// Removes what the task left on the node (its directory, logs).

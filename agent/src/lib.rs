@@ -15,13 +15,15 @@
 //! - [`health`]: health checks' rules, and the prober for process tasks.
 //! - [`secrets`]: granted secrets and configs, in memory and a tmpfs only.
 //! - [`reporter`]: task status reports waiting for a manager.
+//! - [`overlay`]: overlay networks on this node (namespaces, plumbing, embedded DNS).
 //! - [`ingress`]: how the node serves published ports; the userspace L4 proxy fallback.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
 
 // deny, not forbid: between fork and exec the process executor joins the
 // task's cgroup (`executor::process::cgroup`) and restores the task's umask
-// (`executor::process`); those two closures are the only unsafe code.
+// (`executor::process`), and enters a networked task's namespaces
+// (`overlay::enter`); those closures are the only unsafe code.
 #![deny(unsafe_code)]
 
 pub mod description;
@@ -31,6 +33,7 @@ pub mod health;
 pub mod ingress;
 pub mod logs;
 pub mod metrics;
+pub mod overlay;
 pub mod reporter;
 pub mod secrets;
 pub mod session;

@@ -28,6 +28,7 @@ use crate::executor::docker::DockerExecutor;
 use crate::executor::process::{ProcessExecutor, DEFAULT_STOP_GRACE};
 use crate::executor::{AbortOnDrop, Executor};
 use crate::logs::{Runtimes, Subscriptions};
+use crate::overlay::{Overlay, OverlayConfig};
 use crate::reporter::Reporter;
 use crate::worker::{Worker, WorkerEvent};
 
@@ -53,6 +54,9 @@ pub struct AgentConfig {
     pub managers: Vec<String>,
     /// The node IDs accepted as managers; refreshed from each session.
     pub known_managers: KnownManagers,
+    /// The node's advertise address (`IP[:PORT]`): its VTEP on overlay
+    /// networks.
+    pub advertise_addr: String,
 }
 
 /// A running agent.
@@ -66,6 +70,7 @@ pub struct AgentHandle {
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
     secrets: Arc<crate::secrets::Secrets>,
+    overlay: Overlay,
     /// The load sampler, which ends with the agent.
     _sampling: AbortOnDrop,
 }
@@ -126,6 +131,12 @@ impl AgentHandle {
         }
         self.task.abort();
     }
+
+    /// Removes every network namespace, device and rule the overlay made
+    /// (the node left the swarm); after [`AgentHandle::shutdown`].
+    pub async fn cleanup_overlay(&self) {
+        self.overlay.cleanup_all().await;
+    }
 }
 
 impl Drop for AgentHandle {
@@ -183,10 +194,22 @@ pub async fn spawn_with(
         docker,
         secrets: secrets.clone(),
     });
+    // Probed once per start, like the runtimes, and reported with them.
+    let overlay = Overlay::start(OverlayConfig {
+        data_dir: config.data_dir.clone(),
+        node_id: config.node_id.clone(),
+        advertise_addr: config.advertise_addr.clone(),
+    })
+    .await;
     let supervised = crate::worker::SupervisedTasks::default();
     let sampler = Arc::new(crate::metrics::Sampler::default());
-    let (worker, _worker_task) =
-        Worker::spawn_sharing(executors.clone(), reporter.clone(), supervised.clone()).await;
+    let (worker, _worker_task) = Worker::spawn_networked(
+        executors.clone(),
+        reporter.clone(),
+        supervised.clone(),
+        Some(overlay.clone()),
+    )
+    .await;
     let sampling = tokio::spawn(crate::metrics::run(sampler.clone(), executors, supervised));
     let known_managers = config.known_managers.clone();
     let task = tokio::spawn(run(
@@ -197,7 +220,7 @@ pub async fn spawn_with(
         worker.clone(),
         reporter.clone(),
         runtimes,
-        sampler,
+        (sampler, overlay.clone()),
     ));
     AgentHandle {
         session_up: up_rx,
@@ -209,6 +232,7 @@ pub async fn spawn_with(
         worker,
         reporter,
         secrets,
+        overlay,
         _sampling: AbortOnDrop(sampling),
     }
 }
@@ -223,7 +247,7 @@ async fn run(
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
     runtimes: Arc<Runtimes>,
-    sampler: Arc<crate::metrics::Sampler>,
+    (sampler, overlay): (Arc<crate::metrics::Sampler>, Overlay),
 ) {
     let mut reconnect = Reconnect::default();
     let mut rng = rand::rngs::StdRng::from_entropy();
@@ -247,7 +271,7 @@ async fn run(
             &worker,
             &reporter,
             &runtimes,
-            &sampler,
+            (&sampler, &overlay),
             (&mut connected, &mut established, &mut lost_at),
         )
         .await;
@@ -347,7 +371,7 @@ async fn session(
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
     runtimes: &Arc<Runtimes>,
-    sampler: &crate::metrics::Sampler,
+    (sampler, overlay): (&crate::metrics::Sampler, &Overlay),
     (connected, established, lost_at): (&mut bool, &mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, &config.credentials, &config.known_managers).await?;
@@ -355,7 +379,11 @@ async fn session(
     let mut client = DispatcherClient::new(channel.clone());
     let mut stream = client
         .session(SessionRequest {
-            description: Some(describe_with(&config.hostname, runtimes)),
+            description: Some(describe_with(
+                &config.hostname,
+                runtimes,
+                overlay.capability(),
+            )),
         })
         .await?
         .into_inner();
@@ -410,6 +438,9 @@ async fn session(
                         // Before the tasks: a task's grants must be here
                         // when its controller prepares.
                         runtimes.secrets.update(set.secrets, set.configs);
+                        // The view first: a task attached before it starts
+                        // needs the network its attachment names.
+                        overlay.view(set.network.unwrap_or_default()).await;
                         if worker.send(WorkerEvent::Assignments(set.tasks)).await.is_err() {
                             return Ok(());
                         }

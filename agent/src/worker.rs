@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::executor::process::DEFAULT_STOP_GRACE;
 use crate::executor::{Controller, ExecError, Executor, Exit, RecordedExit};
 use crate::health::Health;
+use crate::overlay::{self, Overlay};
 use crate::reporter::Reporter;
 
 /// The STARTING message of a task waiting for its health check to pass.
@@ -54,6 +55,8 @@ pub struct Worker {
     assigned: HashSet<String>,
     /// The supervised tasks' IDs, shared with the load sampler ([`crate::metrics`]).
     supervised: SupervisedTasks,
+    /// Plumbs tasks on overlay networks; `None` in tests without networks.
+    overlay: Option<Overlay>,
 }
 
 /// The IDs of the tasks a worker supervises right now.
@@ -93,6 +96,17 @@ impl Worker {
         reporter: Arc<Reporter>,
         supervised: SupervisedTasks,
     ) -> (mpsc::Sender<WorkerEvent>, tokio::task::JoinHandle<()>) {
+        Self::spawn_networked(executors, reporter, supervised, None).await
+    }
+
+    /// [`Worker::spawn_sharing`], attaching tasks on networks through
+    /// `overlay` before they start and detaching them when they end.
+    pub async fn spawn_networked(
+        executors: Vec<Arc<dyn Executor>>,
+        reporter: Arc<Reporter>,
+        supervised: SupervisedTasks,
+        overlay: Option<Overlay>,
+    ) -> (mpsc::Sender<WorkerEvent>, tokio::task::JoinHandle<()>) {
         let (events, receiver) = mpsc::channel(64);
         let mut worker = Worker {
             executors: executors.iter().map(|e| (e.runtime(), e.clone())).collect(),
@@ -102,6 +116,7 @@ impl Worker {
             finished: HashSet::new(),
             assigned: HashSet::new(),
             supervised,
+            overlay,
         };
         for executor in &executors {
             // Adopt first: a process that dies meanwhile is then reported by
@@ -111,7 +126,7 @@ impl Worker {
                     adopted.task_id,
                     adopted.controller,
                     DEFAULT_STOP_GRACE,
-                    true,
+                    None,
                 );
             }
             for (task_id, exit) in executor.recorded_exits().await {
@@ -121,6 +136,13 @@ impl Worker {
                 worker.reporter.report(&task_id, recorded_status(&exit));
                 worker.finished.insert(task_id);
             }
+        }
+        // The overlay keeps the plumbing of adopted tasks and tears down
+        // what a previous agent made for tasks that ended meanwhile.
+        if let Some(overlay) = worker.overlay.as_ref() {
+            overlay
+                .retain(worker.running.keys().cloned().collect())
+                .await;
         }
         let handle = tokio::spawn(worker.run(receiver));
         (events, handle)
@@ -199,7 +221,7 @@ impl Worker {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_STOP_GRACE);
             let controller = executor.controller(&task);
-            self.supervise(task.id.clone(), controller, grace, false);
+            self.supervise(task.id.clone(), controller, grace, Some(task));
         }
         // Stop what is no longer assigned, or retired.
         for (task_id, supervised) in self.running.iter_mut() {
@@ -227,19 +249,20 @@ impl Worker {
         }
     }
 
+    /// `task`: the assignment to start; `None` for a task adopted running.
     fn supervise(
         &mut self,
         task_id: String,
         controller: Box<dyn Controller>,
         grace: Duration,
-        adopted: bool,
+        task: Option<Task>,
     ) {
         let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(supervise(
             task_id.clone(),
             controller,
             grace,
-            adopted,
+            (task, self.overlay.clone()),
             self.reporter.clone(),
             stopped,
             self.events.clone(),
@@ -279,30 +302,56 @@ async fn supervise(
     task_id: String,
     mut controller: Box<dyn Controller>,
     grace: Duration,
-    adopted: bool,
+    (task, overlay): (Option<Task>, Option<Overlay>),
     reporter: Arc<Reporter>,
     mut stop: oneshot::Receiver<String>,
     events: mpsc::Sender<WorkerEvent>,
 ) {
+    let adopted = task.is_none();
+    let networked = task
+        .filter(overlay::is_networked)
+        .zip(overlay.clone())
+        .map(|(task, overlay)| Networked { task, overlay });
     let outcome = run_task(
         &task_id,
         controller.as_mut(),
         grace,
-        adopted,
+        Start {
+            adopted,
+            networked: networked.as_ref(),
+        },
         &reporter,
         &mut stop,
     )
     .await;
+    // Its interfaces, resolver and namespace go with it (a no-op for a
+    // task on no network).
+    if let Some(overlay) = overlay {
+        overlay.detach(&task_id).await;
+    }
     controller.record_exit(&outcome).await;
     reporter.report(&task_id, recorded_status(&outcome));
     let _ = events.send(WorkerEvent::Finished(task_id)).await;
+}
+
+/// A task on overlay networks and the overlay that plumbs it.
+struct Networked {
+    task: Task,
+    overlay: Overlay,
+}
+
+/// How [`run_task`] starts a task.
+struct Start<'a> {
+    /// Found running: only watched.
+    adopted: bool,
+    networked: Option<&'a Networked>,
 }
 
 async fn run_task(
     task_id: &str,
     controller: &mut dyn Controller,
     grace: Duration,
-    adopted: bool,
+    Start { adopted, networked }: Start<'_>,
     reporter: &Reporter,
     stop: &mut oneshot::Receiver<String>,
 ) -> RecordedExit {
@@ -332,8 +381,30 @@ async fn run_task(
             };
         }
         reporter.report(task_id, status(TaskState::Starting, "starting"));
+        let runtime = networked
+            .and_then(|n| n.task.spec.as_ref())
+            .map(|s| s.runtime.as_str());
+        // A process is spawned inside its namespace, which must be plumbed
+        // first; a container brings its own, plumbed once it runs.
+        if let (Some(networked), Some("process")) = (networked, runtime) {
+            if let Err(e) = networked.overlay.attach(&networked.task, None).await {
+                return failed(ExecError::Failed(format!("overlay network: {e}")));
+            }
+        }
         if let Err(e) = controller.start().await {
             return failed(e);
+        }
+        if let (Some(networked), Some(runtime)) = (networked, runtime) {
+            if runtime != "process" {
+                let attached = match controller.netns_pid().await {
+                    Some(pid) => networked.overlay.attach(&networked.task, Some(pid)).await,
+                    None => Err("the task has no process to plumb".to_string()),
+                };
+                if let Err(e) = attached {
+                    controller.shutdown(grace).await;
+                    return failed(ExecError::Failed(format!("overlay network: {e}")));
+                }
+            }
         }
     }
     // With a health check, a task is running once the check first passes

@@ -511,6 +511,15 @@ impl Controller for DockerController {
         self.node.wait_exit(&id).await
     }
 
+    async fn netns_pid(&mut self) -> Option<u32> {
+        let id = self.container_id.as_deref()?;
+        let state = self.node.state(id).await.ok()??;
+        state
+            .pid
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid > 0)
+    }
+
     async fn health(&mut self) -> Option<watch::Receiver<Health>> {
         let id = self.container_id.clone()?;
         // The container's own configuration: the spec's check merged with the

@@ -235,6 +235,7 @@ impl Node {
             credentials,
             managers: record.managers.clone(),
             known_managers: KnownManagers::new(record.manager_ids.iter().cloned()),
+            advertise_addr: record.advertise_addr.clone(),
         })
         .await
     }
@@ -1098,6 +1099,7 @@ impl Node {
         }
         let current = active.take().expect("checked above");
         current.agent.shutdown("the node left the swarm").await;
+        current.agent.cleanup_overlay().await;
         if let Some(manager) = current.manager {
             *self.manager.write().expect("manager lock") = None;
             manager.stop().await;

@@ -14,6 +14,7 @@ mod ha;
 mod mtls;
 mod netns;
 mod networks;
+mod overlay;
 mod partitions;
 mod placement;
 mod ports;

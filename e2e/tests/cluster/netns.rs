@@ -132,6 +132,25 @@ impl Net {
         format!("shoal-{}-h{i}", self.tag)
     }
 
+    /// Runs a command inside host `i` and returns its standard output.
+    #[track_caller]
+    pub fn output(&self, i: u8, args: &[&str]) -> String {
+        let ns = self.ns(i);
+        let mut all = vec!["netns", "exec", &ns];
+        all.extend(args);
+        let out = Command::new("ip")
+            .args(&all)
+            .output()
+            .expect("ip netns exec");
+        assert!(
+            out.status.success(),
+            "`ip {}` failed: {}",
+            all.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs a command inside host `i`.
     #[track_caller]
     fn exec(&self, i: u8, args: &[&str]) {
@@ -229,6 +248,11 @@ pub struct NetCluster {
 
 impl NetCluster {
     pub fn new() -> Self {
+        Self::sized(3, 2)
+    }
+
+    /// `managers` managers (hosts 1..) and `workers` workers after them.
+    pub fn sized(manager_hosts: u8, worker_hosts: u8) -> Self {
         let dir = TestDir::new();
         let mut net = Net::new();
         let first_addr = net.add_host(1);
@@ -246,7 +270,7 @@ impl NetCluster {
         let worker_token = first.worker_token();
         let join = format!("{first_addr}:2377");
         let mut managers = vec![first];
-        for i in 2..=3 {
+        for i in 2..=manager_hosts {
             let addr = net.add_host(i);
             let manager = net.daemon(&dir, i, &format!("h{i}"));
             manager.ok(&[
@@ -261,7 +285,7 @@ impl NetCluster {
             managers.push(manager);
         }
         let mut workers = Vec::new();
-        for i in 4..=5 {
+        for i in manager_hosts + 1..=manager_hosts + worker_hosts {
             let addr = net.add_host(i);
             let worker = net.daemon(&dir, i, &format!("h{i}"));
             worker.join(&worker_token, &join, &addr);
@@ -282,7 +306,9 @@ impl NetCluster {
                     .iter()
                     .filter(|n| n["ManagerStatus"] == "Leader")
                     .count();
-                if nodes.len() == 5 && nodes.iter().all(|n| n["Status"] == "Ready") && leaders == 1
+                if nodes.len() == usize::from(manager_hosts + worker_hosts)
+                    && nodes.iter().all(|n| n["Status"] == "Ready")
+                    && leaders == 1
                 {
                     Ok(())
                 } else {

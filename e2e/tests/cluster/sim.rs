@@ -273,6 +273,8 @@ pub async fn join_nodes(
             let secrets = Arc::new(shoal_agent::secrets::Secrets::new(&data_dir));
             let config = AgentConfig {
                 data_dir,
+                // None: a simulated node carries no overlay traffic.
+                advertise_addr: String::new(),
                 node_id: response.node_id.clone(),
                 hostname: hostname.clone(),
                 credentials: SharedCredentials::new(credentials),

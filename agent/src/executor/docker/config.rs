@@ -160,7 +160,7 @@ pub fn create_body(
             mounts: granted_mounts(options),
             // No restart policy: restarting is the orchestrator's decision,
             // made by creating a new task.
-            ..Default::default()
+            ..overlay_host_config(task)
         }),
         ..Default::default()
     }
@@ -185,6 +185,25 @@ pub fn granted_mounts(options: &ContainerOptions) -> Option<Vec<Mount>> {
             })
             .collect(),
     )
+}
+
+/// A task on overlay networks starts on the engine's `none` network (only
+/// `lo`), which the agent then plumbs through the container's PID, and asks
+/// its embedded resolver. **Decision: the engine's DNS options, not a
+/// bind-mounted file.** With `none` the engine still writes the container's
+/// `/etc/resolv.conf`, from `Dns`/`DnsOptions` when given (keeping the node's
+/// search domains), so `nameserver 127.0.0.11` and `ndots:0` need no file of
+/// shoal's on the node and no mount beside the task's own.
+pub fn overlay_host_config(task: &Task) -> HostConfig {
+    if task.networks.is_empty() {
+        return HostConfig::default();
+    }
+    HostConfig {
+        network_mode: Some("none".to_string()),
+        dns: Some(vec![shoal_overlay_net::dns::RESOLVER_ADDR.to_string()]),
+        dns_options: Some(vec!["ndots:0".to_string()]),
+        ..Default::default()
+    }
 }
 
 /// The spec's health check as the engine's `Healthcheck`; `None` leaves the

@@ -1,0 +1,540 @@
+//! The node's overlay networks, as the agent runs them: the glue between the
+//! managers' pushed view and `shoal-overlay-net`.
+//!
+//! One actor owns the node's [`OverlayNode`], the latest view and the local
+//! tasks on networks. Every change — a new view, a task attached before it
+//! starts, a task that ended — re-runs `OverlayNode::reconcile` with the
+//! whole picture (level-triggered, idempotent); a failed reconcile is logged
+//! and retried every [`RETRY`] until it succeeds. It never decides an
+//! address: the managers did.
+//!
+//! - A **process task** on networks gets a named network namespace
+//!   ([`netns_name`], derived from its ID) created and plumbed *before* it is
+//!   spawned, so its network is there when it starts; [`enter`] spawns it
+//!   inside. A **container** starts on the engine's `none` network and is
+//!   plumbed through its PID once it runs.
+//! - Each attached task gets an embedded DNS resolver: sockets bound to
+//!   127.0.0.11:53 inside its namespace, served from the daemon's runtime
+//!   with the one shared view (a `watch`), so a new view is seen by the next
+//!   query.
+//! - What was attached is recorded under `<data dir>/overlay/` (ID,
+//!   namespace, networks), so a restarted daemon adopts the namespaces,
+//!   devices and resolvers of tasks that still run — the kernel objects are
+//!   found by their derived names — and tears down those of tasks that do
+//!   not. Nothing is reconciled before the first view arrives: an empty view
+//!   would remove a restarted node's working plumbing.
+//! - `swarm leave` removes everything ([`Overlay::cleanup_all`]).
+//!
+//! # Layout
+//! - [`view`]: the wire view to overlay-net's model (pure).
+//! - [`enter`]: spawning a process inside its task's namespaces.
+
+pub mod enter;
+pub mod view;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_overlay_net::dns::{self, BoundSockets, ServeConfig};
+use shoal_overlay_net::model::{LocalTask, NodeView, TaskNetns};
+use shoal_overlay_net::netns::{NetNs, NetNsError};
+use shoal_overlay_net::OverlayNode;
+use shoal_proto::v1::{NetworkView, OverlayCapability, Task};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::executor::AbortOnDrop;
+
+/// Pause between attempts when a reconcile failed.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// Where the node's resolvers are read from (upstreams, search domains).
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The named network namespace of a process task: derived from its ID, so a
+/// restarted daemon finds it again.
+pub fn netns_name(task_id: &str) -> String {
+    format!("shoal-task-{task_id}")
+}
+
+/// The `resolv.conf` generated for a process task, in its directory.
+pub fn resolv_conf_path(task_dir: &Path) -> PathBuf {
+    task_dir.join("resolv.conf")
+}
+
+/// Whether a task is on any overlay network.
+pub fn is_networked(task: &Task) -> bool {
+    !task.networks.is_empty()
+}
+
+/// What a node's overlay needs to know about the node.
+#[derive(Debug, Clone)]
+pub struct OverlayConfig {
+    pub data_dir: PathBuf,
+    pub node_id: String,
+    /// The node's advertise address (`IP[:PORT]`): its VTEP.
+    pub advertise_addr: String,
+}
+
+/// A handle on the node's overlay actor. Cheap to clone.
+#[derive(Clone)]
+pub struct Overlay {
+    commands: mpsc::Sender<Command>,
+    capability: OverlayCapability,
+}
+
+enum Command {
+    View(Box<NetworkView>),
+    Attach {
+        task: Box<Task>,
+        pid: Option<u32>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Detach {
+        task_id: String,
+        done: oneshot::Sender<()>,
+    },
+    Retain {
+        live: HashSet<String>,
+    },
+    Cleanup {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What is recorded of an attached task (the restart's memory).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    task_id: String,
+    /// The container's PID; `None`: the task's named namespace.
+    pid: Option<u32>,
+    networks: Vec<String>,
+}
+
+struct Attached {
+    record: Record,
+    /// Where its namespace is reached: the container's PID, the task's
+    /// named namespace, or, for a process task adopted by a daemon that
+    /// cannot see the name's mount, its process's PID (see
+    /// [`enter::task_netns_file`]).
+    netns: TaskNetns,
+    /// Serving DNS in the task's namespace; ends when dropped.
+    resolver: Option<AbortOnDrop>,
+}
+
+impl Overlay {
+    /// Probes whether this node can do overlay networking and starts the
+    /// actor. `SHOAL_OVERLAY_UNSUPPORTED=REASON` forces "unsupported" (the
+    /// e2e suite's way to test placement on an incapable node).
+    pub async fn start(config: OverlayConfig) -> Overlay {
+        let forced = std::env::var("SHOAL_OVERLAY_UNSUPPORTED")
+            .ok()
+            .filter(|r| !r.is_empty());
+        let support = match forced {
+            Some(reason) => Err(reason),
+            // No VTEP to put in a VXLAN device: nothing to probe (the scale
+            // simulator's nodes, thousands in one process, have none).
+            None if config.advertise_addr.is_empty() => {
+                Err("the node has no advertise address to carry overlay traffic".to_string())
+            }
+            None => shoal_overlay_net::overlay_support()
+                .await
+                .map_err(|r| r.to_string()),
+        };
+        let node = match support.clone().and_then(|()| {
+            OverlayNode::host().map_err(|e| format!("cannot open the node's netlink socket: {e}"))
+        }) {
+            Ok(node) => {
+                tracing::info!("overlay networking available");
+                Some(node)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "overlay networking not available on this node");
+                None
+            }
+        };
+        let capability = match &node {
+            Some(_) => OverlayCapability {
+                supported: true,
+                reason: String::new(),
+            },
+            None => OverlayCapability {
+                supported: false,
+                reason: support
+                    .err()
+                    .unwrap_or_else(|| "netlink unavailable".into()),
+            },
+        };
+        let (commands, receiver) = mpsc::channel(64);
+        let vtep = view::vtep_of(&config.advertise_addr);
+        let (views, _) = watch::channel(Arc::new(NodeView::default()));
+        let mut actor = Actor {
+            dir: config.data_dir.join("overlay"),
+            tasks_dir: config.data_dir.join("tasks"),
+            node_id: config.node_id,
+            vtep,
+            node,
+            view: None,
+            views,
+            tasks: BTreeMap::new(),
+            failing: false,
+        };
+        actor.load_records();
+        tokio::spawn(actor.run(receiver));
+        Overlay {
+            commands,
+            capability,
+        }
+    }
+
+    /// What the node reports in `NodeDescription.overlay`.
+    pub fn capability(&self) -> OverlayCapability {
+        self.capability.clone()
+    }
+
+    /// The managers pushed a new view (with the assignments).
+    pub async fn view(&self, view: NetworkView) {
+        let _ = self.commands.send(Command::View(Box::new(view))).await;
+    }
+
+    /// Plumbs a task before it starts (a process: `pid` `None`, its named
+    /// namespace is created) or once it runs (a container: its init's PID).
+    /// Returns once its interfaces and resolver are up, or why not.
+    pub async fn attach(&self, task: &Task, pid: Option<u32>) -> Result<(), String> {
+        let (done, answer) = oneshot::channel();
+        let sent = self
+            .commands
+            .send(Command::Attach {
+                task: Box::new(task.clone()),
+                pid,
+                done,
+            })
+            .await;
+        if sent.is_err() {
+            return Err("the overlay stopped".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the overlay stopped".into()))
+    }
+
+    /// A task ended: its interfaces, resolver and namespace go. Unknown
+    /// tasks (on no network) are ignored.
+    pub async fn detach(&self, task_id: &str) {
+        let (done, finished) = oneshot::channel();
+        let command = Command::Detach {
+            task_id: task_id.to_string(),
+            done,
+        };
+        if self.commands.send(command).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// After a restart: the tasks still running (adopted). Recorded tasks
+    /// not among them ended while the daemon was away and are torn down.
+    pub async fn retain(&self, live: HashSet<String>) {
+        let _ = self.commands.send(Command::Retain { live }).await;
+    }
+
+    /// The node leaves the swarm: every namespace, device and rule shoal
+    /// made goes.
+    pub async fn cleanup_all(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Cleanup { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+struct Actor {
+    /// `<data dir>/overlay`: the records.
+    dir: PathBuf,
+    tasks_dir: PathBuf,
+    node_id: String,
+    vtep: Option<IpAddr>,
+    /// `None` when the node cannot do overlay networking.
+    node: Option<OverlayNode>,
+    /// The latest view; `None` until the first one arrives.
+    view: Option<NodeView>,
+    views: watch::Sender<Arc<NodeView>>,
+    tasks: BTreeMap<String, Attached>,
+    /// The last reconcile failed: retry.
+    failing: bool,
+}
+
+impl Actor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let retry = async {
+                if self.failing {
+                    tokio::time::sleep(RETRY).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let command = tokio::select! {
+                command = commands.recv() => command,
+                () = retry => {
+                    let _ = self.reconcile().await;
+                    continue;
+                }
+            };
+            let Some(command) = command else { return };
+            match command {
+                Command::View(wire) => {
+                    let view = view::node_view(&self.node_id, self.vtep, &wire);
+                    if self.view.as_ref() != Some(&view) {
+                        self.views.send_replace(Arc::new(view.clone()));
+                        self.view = Some(view);
+                        let _ = self.reconcile().await;
+                    }
+                }
+                Command::Attach { task, pid, done } => {
+                    let _ = done.send(self.attach(&task, pid).await);
+                }
+                Command::Detach { task_id, done } => {
+                    if self.tasks.contains_key(&task_id) {
+                        self.detach(&task_id).await;
+                    }
+                    let _ = done.send(());
+                }
+                Command::Retain { live } => {
+                    let gone: Vec<String> = self
+                        .tasks
+                        .keys()
+                        .filter(|id| !live.contains(*id))
+                        .cloned()
+                        .collect();
+                    for task_id in gone {
+                        tracing::info!(task = %task_id, "removing the overlay plumbing of a task that ended while the agent was away");
+                        self.detach(&task_id).await;
+                    }
+                }
+                Command::Cleanup { done } => {
+                    self.cleanup().await;
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    fn locals(&self) -> Vec<LocalTask> {
+        self.tasks
+            .values()
+            .map(|a| LocalTask {
+                task_id: a.record.task_id.clone(),
+                netns: a.netns.clone(),
+                networks: a.record.networks.clone(),
+            })
+            .collect()
+    }
+
+    /// Applies the whole picture; then gives every attached task that has
+    /// none a resolver (its loopback is up only once it is plumbed).
+    async fn reconcile(&mut self) -> Result<(), String> {
+        let (Some(node), Some(view)) = (self.node.as_ref(), self.view.as_ref()) else {
+            self.failing = false;
+            return Ok(());
+        };
+        let locals = self.locals();
+        match node.reconcile(view, &locals).await {
+            Ok(report) => {
+                self.failing = false;
+                if !report.applied.is_empty() {
+                    tracing::debug!(actions = report.applied.len(), "overlay reconciled");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = RETRY.as_secs(), "overlay reconcile failed");
+                self.failing = true;
+                return Err(e.to_string());
+            }
+        }
+        let upstreams = host_upstreams();
+        for attached in self.tasks.values_mut() {
+            if attached.resolver.is_some() {
+                continue;
+            }
+            let resolver = start_resolver(
+                &attached.record,
+                &attached.netns,
+                self.views.subscribe(),
+                upstreams.clone(),
+            )
+            .await;
+            match resolver {
+                Ok(resolver) => attached.resolver = Some(resolver),
+                Err(e) => {
+                    tracing::warn!(task = %attached.record.task_id, error = %e, "cannot start the task's DNS resolver");
+                    self.failing = true;
+                    return Err(format!("the embedded DNS resolver: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn attach(&mut self, task: &Task, pid: Option<u32>) -> Result<(), String> {
+        if self.node.is_none() {
+            return Err("this node cannot do overlay networking".into());
+        }
+        if self.view.is_none() {
+            return Err("no network view from the managers yet".into());
+        }
+        let record = Record {
+            task_id: task.id.clone(),
+            pid,
+            networks: task.networks.iter().map(|n| n.network_id.clone()).collect(),
+        };
+        if pid.is_none() {
+            let name = netns_name(&task.id);
+            match NetNs::create(&name) {
+                Ok(_) | Err(NetNsError::Exists(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            let conf = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+            let path = resolv_conf_path(&self.tasks_dir.join(&task.id));
+            crate::executor::write_atomically(&path, dns::resolv_conf(&conf).as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        self.write_record(&record)
+            .map_err(|e| format!("cannot record the attachment: {e}"))?;
+        let netns = match pid {
+            Some(pid) => TaskNetns::Pid(pid),
+            None => TaskNetns::Named(netns_name(&task.id)),
+        };
+        self.tasks.insert(
+            task.id.clone(),
+            Attached {
+                record,
+                netns,
+                resolver: None,
+            },
+        );
+        match self.reconcile().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.detach(&task.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reconciles without the task, then deletes its namespace and record.
+    async fn detach(&mut self, task_id: &str) {
+        let Some(attached) = self.tasks.remove(task_id) else {
+            return;
+        };
+        drop(attached.resolver);
+        let _ = self.reconcile().await;
+        if attached.record.pid.is_none() {
+            if let Err(e) = NetNs::delete(&netns_name(task_id)) {
+                tracing::warn!(task = %task_id, error = %e, "cannot delete the task's network namespace");
+            }
+        }
+        let _ = std::fs::remove_file(self.record_path(task_id));
+    }
+
+    async fn cleanup(&mut self) {
+        let ids: Vec<String> = self.tasks.keys().cloned().collect();
+        self.view = None;
+        for task_id in ids {
+            self.detach(&task_id).await;
+        }
+        if let Some(node) = self.node.as_ref() {
+            if let Err(e) = node.cleanup_all().await {
+                tracing::warn!(error = %e, "overlay cleanup failed");
+            }
+        }
+        self.failing = false;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    fn record_path(&self, task_id: &str) -> PathBuf {
+        self.dir.join(format!("{task_id}.json"))
+    }
+
+    fn write_record(&self, record: &Record) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        crate::executor::write_atomically(&self.record_path(&record.task_id), &bytes)
+    }
+
+    /// The tasks a previous daemon attached: adopted until
+    /// [`Overlay::retain`] says which still run.
+    fn load_records(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(record) = std::fs::read(entry.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            else {
+                continue;
+            };
+            let netns = match record.pid {
+                Some(pid) => TaskNetns::Pid(pid),
+                None => {
+                    let name = netns_name(&record.task_id);
+                    let usable = NetNs::open(&name).is_ok_and(|ns| ns.run(|| ()).is_ok());
+                    let pid = enter::task_pid(&self.tasks_dir.join(&record.task_id));
+                    match (usable, pid) {
+                        (false, Some(pid)) => TaskNetns::Pid(pid),
+                        _ => TaskNetns::Named(name),
+                    }
+                }
+            };
+            tracing::info!(task = %record.task_id, ?netns, "adopting a task's overlay plumbing");
+            self.tasks.insert(
+                record.task_id.clone(),
+                Attached {
+                    record,
+                    netns,
+                    resolver: None,
+                },
+            );
+        }
+    }
+}
+
+/// The node's own resolvers, for names outside the overlay.
+fn host_upstreams() -> Vec<SocketAddr> {
+    let conf = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    dns::upstreams_from_resolv_conf(&conf)
+}
+
+/// Binds 127.0.0.11:53 (UDP and TCP) inside the task's namespace and serves
+/// it on the daemon's runtime.
+async fn start_resolver(
+    record: &Record,
+    netns: &TaskNetns,
+    view: dns::ViewReceiver,
+    upstreams: Vec<SocketAddr>,
+) -> Result<AbortOnDrop, String> {
+    let ns = match netns {
+        TaskNetns::Pid(pid) => NetNs::open_pid(*pid),
+        TaskNetns::Named(name) => NetNs::open(name),
+    }
+    .map_err(|e| e.to_string())?;
+    let addr = SocketAddr::from((dns::RESOLVER_ADDR, dns::RESOLVER_PORT));
+    let sockets = ns
+        .run_async(move || BoundSockets::bind(addr))
+        .await
+        .and_then(|bound| bound)
+        .map_err(|e| format!("binding {addr} in {}: {e}", ns.path().display()))?;
+    let (udp, tcp) = sockets.into_tokio().map_err(|e| e.to_string())?;
+    let config = ServeConfig::new(record.networks.clone(), upstreams);
+    let task_id = record.task_id.clone();
+    Ok(AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = dns::serve(udp, tcp, view, config).await {
+            tracing::warn!(task = %task_id, error = %e, "the task's DNS resolver stopped");
+        }
+    })))
+}
