@@ -1,6 +1,6 @@
 //! What a node reports about itself when its session starts.
 
-use shoal_proto::v1::{NodeDescription, OverlayCapability, Platform, Resources};
+use shoal_proto::v1::{MountCapability, NodeDescription, OverlayCapability, Platform, Resources};
 
 /// Runtimes every node has. Others (docker) are detected by their executors.
 pub const BUILTIN_RUNTIMES: &[&str] = &["process"];
@@ -26,6 +26,34 @@ pub fn describe(hostname: &str, overlay: OverlayCapability) -> NodeDescription {
         overlay: Some(overlay),
         secrets: None,
         ingress: Some(crate::ingress::capability()),
+        mounts: Some(mount_capability()),
+    }
+}
+
+/// Whether process tasks can have mounts here: a private mount namespace,
+/// bind and tmpfs mounts and setuid need root. `SHOAL_MOUNTS_UNSUPPORTED`
+/// (the reason, in words) turns it off, so that the managers' placement
+/// rule can be tested end to end on a machine where the daemon is root.
+fn mount_capability() -> MountCapability {
+    if let Ok(reason) = std::env::var("SHOAL_MOUNTS_UNSUPPORTED") {
+        if !reason.is_empty() {
+            return MountCapability {
+                supported: false,
+                reason,
+            };
+        }
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        MountCapability {
+            supported: true,
+            reason: String::new(),
+        }
+    } else {
+        MountCapability {
+            supported: false,
+            reason: format!("the daemon runs as uid {uid}, not root"),
+        }
     }
 }
 

@@ -156,6 +156,21 @@ pub(crate) fn task_command(
     dir: &Path,
     program: &str,
 ) -> tokio::process::Command {
+    let mut cmd = task_env_command(task, node_id, dir, program);
+    // On overlay networks: inside the task's network namespace, with its
+    // resolv.conf (a no-op for a task on no network).
+    crate::overlay::enter::enter_task_namespaces(&mut cmd, &task.id, dir);
+    cmd
+}
+
+/// [`task_command`] without entering the task's namespaces: for the process
+/// executor, which enters them itself when the task has mounts.
+pub(crate) fn task_env_command(
+    task: &Task,
+    node_id: &str,
+    dir: &Path,
+    program: &str,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
     cmd.current_dir(dir)
         .env_clear()
@@ -165,9 +180,6 @@ pub(crate) fn task_command(
         let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
         cmd.env(key, value);
     }
-    // On overlay networks: inside the task's network namespace, with its
-    // resolv.conf (a no-op for a task on no network).
-    crate::overlay::enter::enter_task_namespaces(&mut cmd, &task.id, dir);
     cmd
 }
 

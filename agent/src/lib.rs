@@ -19,10 +19,13 @@
 //! - [`ingress`]: how the node serves published ports; the userspace L4 proxy fallback.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
 //! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
+//! - [`volumes`]: process tasks' volume directories, and the node's volume
+//!   list and removals for the leader.
 
 // deny, not forbid: between fork and exec the process executor joins the
-// task's cgroup (`executor::process::cgroup`) and restores the task's umask
-// (`executor::process`), and enters a networked task's namespaces
+// task's cgroup (`executor::process::cgroup`), restores the task's umask
+// (`executor::process`), sets up its mount namespace
+// (`executor::process::mountns`) and enters a networked task's namespaces
 // (`overlay::enter`); those closures are the only unsafe code.
 #![deny(unsafe_code)]
 
@@ -37,6 +40,7 @@ pub mod overlay;
 pub mod reporter;
 pub mod secrets;
 pub mod session;
+pub mod volumes;
 pub mod worker;
 
 pub use session::{spawn, AgentConfig, AgentHandle};

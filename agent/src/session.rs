@@ -413,12 +413,31 @@ async fn session(
     send_reports(&mut client, &session_id, reporter).await?;
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut volumes = crate::volumes::ReportClock::default();
+    let mut removals: Vec<shoal_proto::v1::VolumeRemoval> = Vec::new();
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let mut request = tonic::Request::new(HeartbeatRequest { session_id: session_id.clone(), usage: sampler.take() });
+                // The volume list every few seconds (and at once after a
+                // removal), not every heartbeat: it costs an engine call.
+                let report = if volumes.due(&removals) {
+                    Some(shoal_proto::v1::NodeVolumesReport {
+                        volumes: crate::volumes::inventory(runtimes).await,
+                    })
+                } else {
+                    None
+                };
+                let mut request = tonic::Request::new(HeartbeatRequest {
+                    session_id: session_id.clone(),
+                    usage: sampler.take(),
+                    volumes: report,
+                    volume_removals: std::mem::take(&mut removals),
+                });
                 request.set_timeout(period * 2);
                 let reply = client.heartbeat(request).await?.into_inner();
+                for name in &reply.remove_volumes {
+                    removals.push(crate::volumes::remove(runtimes, name).await);
+                }
                 let next = Duration::from_millis(reply.period_ms.max(100));
                 if next != period {
                     period = next;

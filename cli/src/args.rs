@@ -45,6 +45,9 @@ pub enum Command {
     /// Manage configs: files granted to tasks, not secret.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the nodes' volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
     /// the quick start's example service runs it.
     ExampleServer {
@@ -241,6 +244,18 @@ pub struct ServiceUpdateArgs {
     /// shows it) or target port, PORT[/tcp|udp] (repeatable).
     #[arg(long, value_name = "PORT")]
     pub publish_rm: Vec<String>,
+    /// Add or replace a mount (same syntax as `create --mount`).
+    #[arg(long, value_name = "MOUNT")]
+    pub mount_add: Vec<String>,
+    /// Remove the mount at this target path.
+    #[arg(long, value_name = "TARGET")]
+    pub mount_rm: Vec<String>,
+    /// Mount the task's root filesystem read-only (`--read-only=false` undoes it).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// User the task runs as: USER[:GROUP] (empty: the image's or the daemon's).
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -430,6 +445,18 @@ pub struct ServiceCreateArgs {
     /// published number one is allocated from 30000-32767 (repeatable).
     #[arg(long, short = 'p', value_name = "PORT")]
     pub publish: Vec<String>,
+    /// Attach a filesystem mount (repeatable): type=volume|bind|tmpfs,
+    /// source=NAME|/HOST/PATH,target=/PATH[,readonly][,volume-driver=D]
+    /// [,volume-opt=K=V][,volume-label=K=V][,tmpfs-size=64m][,tmpfs-mode=1777].
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount the task's root filesystem read-only (`--read-only=false` undoes it).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// User the task runs as: USER[:GROUP], names or IDs (process tasks:
+    /// instead of the daemon's user).
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -551,6 +578,13 @@ pub enum SwarmCommand {
         autolock: Option<bool>,
         #[command(flatten)]
         provisioning: ProvisioningFlags,
+        /// Allow bind mounts only from this host path or below it
+        /// (repeatable; replaces the list). Default: any path, as Docker.
+        #[arg(long, value_name = "PATH")]
+        bind_mount_prefix: Vec<String>,
+        /// Allow bind mounts from any host path again.
+        #[arg(long, conflicts_with = "bind_mount_prefix")]
+        bind_mount_any: bool,
     },
     /// Display the swarm's settings and the machine hooks' recent calls
     /// (JSON; join tokens and keys are never shown).
@@ -928,4 +962,34 @@ pub struct ObjectLsArgs {
     /// Output format.
     #[arg(long, default_value_t)]
     pub format: Format,
+}
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List every node's volumes (the engine's that shoal created, and
+    /// process tasks' directories), as their agents last reported them.
+    #[command(alias = "list")]
+    Ls {
+        /// Only volumes of this node (hostname or ID).
+        #[arg(long)]
+        node: Option<String>,
+        /// Only display volume names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display a volume on each node that has it, as JSON.
+    Inspect {
+        /// Volume names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes from the nodes that have them (refused while a task uses one).
+    #[command(alias = "remove")]
+    Rm {
+        /// Only on this node (hostname or ID).
+        #[arg(long)]
+        node: Option<String>,
+        /// Volume names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }

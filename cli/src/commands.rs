@@ -12,6 +12,7 @@ pub mod stack;
 pub mod swarm;
 pub mod swarm_ca;
 pub mod swarm_inspect;
+pub mod volume;
 
 use crate::args::{Cli, Command};
 use crate::daemon::{self, DaemonConfig};
@@ -46,6 +47,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Network(command) => network::run(host, command).await,
         Command::Secret(command) => secret::run_secret(host, command).await,
         Command::Config(command) => secret::run_config(host, command).await,
+        Command::Volume(command) => volume::run(host, command).await,
         Command::ExampleServer { base_port } => example_server::run(base_port).await,
     }
 }

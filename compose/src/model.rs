@@ -81,9 +81,11 @@ pub struct ServiceDef {
     pub networks: Vec<NetworkRef>,
     pub secrets: Vec<FileRef>,
     pub configs: Vec<FileRef>,
-    /// Named and anonymous volume mounts (bind mounts are ignored with a
-    /// warning).
+    /// `volumes:` (named, anonymous, binds and tmpfs, in file order)
+    /// followed by `tmpfs:`'s paths.
     pub volumes: Vec<Mount>,
+    /// `read_only:`: the task's root filesystem is read-only.
+    pub read_only: bool,
     pub stop_grace_period: Option<Duration>,
     pub stop_signal: Option<String>,
     pub depends_on: BTreeMap<String, Condition>,
@@ -251,12 +253,27 @@ pub struct FileRef {
     pub mode: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mount {
-    /// A top-level volume's name; `None` for an anonymous volume.
+    /// What is mounted: a volume (the default), a bind or a tmpfs.
+    pub kind: MountKind,
+    /// Volumes: a top-level volume's key (`None`: an anonymous volume);
+    /// binds: the host path as written; tmpfs: `None`.
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    /// Tmpfs: `tmpfs.size` in bytes and `tmpfs.mode`.
+    pub tmpfs_size: Option<i64>,
+    pub tmpfs_mode: Option<u32>,
+}
+
+/// The kinds of mount shoal applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MountKind {
+    #[default]
+    Volume,
+    Bind,
+    Tmpfs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -31,6 +31,8 @@ const SERVICE_KEYS: &[&str] = &[
     "secrets",
     "configs",
     "volumes",
+    "tmpfs",
+    "read_only",
     "stop_grace_period",
     "stop_signal",
     "depends_on",
@@ -98,7 +100,6 @@ const SERVICE_IGNORED: &[&str] = &[
     "profiles",
     "provider",
     "pull_policy",
-    "read_only",
     "restart",
     "runtime",
     "scale",
@@ -107,7 +108,6 @@ const SERVICE_IGNORED: &[&str] = &[
     "stdin_open",
     "storage_opt",
     "sysctls",
-    "tmpfs",
     "tty",
     "ulimits",
     "use_api_socket",
@@ -1018,6 +1018,33 @@ fn service_def(
     if let Some(n) = o.get("volumes") {
         s.volumes = mounts(w, n, &p("volumes"), refs)?;
     }
+    if let Some(n) = o.get("tmpfs") {
+        let path = p("tmpfs");
+        let targets = match &n.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, t)| string(t, &index(&path, i)))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => vec![string(n, &path)?],
+        };
+        for target in targets {
+            // `/run:size=64m` style options are Docker's too; shoal takes
+            // the path.
+            let target = target.split(':').next().unwrap_or_default().to_owned();
+            s.volumes.push(Mount {
+                kind: MountKind::Tmpfs,
+                source: None,
+                target,
+                read_only: false,
+                tmpfs_size: None,
+                tmpfs_mode: None,
+            });
+        }
+    }
+    if let Some(n) = o.get("read_only") {
+        s.read_only = boolean(n, &p("read_only"))?;
+    }
     if let Some(n) = o.get("stop_grace_period") {
         s.stop_grace_period = Some(duration(n, &p("stop_grace_period"))?);
     }
@@ -1711,18 +1738,55 @@ fn mounts(
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let ip = index(path, i);
+        let mut tmpfs_size = None;
+        let mut tmpfs_mode = None;
         let (kind, source, target, read_only) = match &item.value {
             Value::Map(_) => {
                 let o = w.obj(
                     item,
                     &ip,
-                    &["type", "source", "target", "read_only", "volume"],
-                    &["bind", "tmpfs", "consistency", "image"],
+                    &[
+                        "type",
+                        "source",
+                        "target",
+                        "read_only",
+                        "volume",
+                        "bind",
+                        "tmpfs",
+                    ],
+                    &["consistency", "image"],
                 )?;
                 let kind = match o.get("type") {
                     Some(t) => string(t, &child(&ip, "type"))?,
                     None => "volume".to_owned(),
                 };
+                if let Some(t) = o.get("tmpfs") {
+                    let tp = child(&ip, "tmpfs");
+                    let options = w.obj(t, &tp, &["size", "mode"], &[])?;
+                    if let Some(size) = options.get("size") {
+                        let text = string(size, &child(&tp, "size"))?;
+                        tmpfs_size =
+                            Some(crate::units::parse_memory(&text).map_err(|e| {
+                                invalid(&size.pos, &child(&tp, "size"), e.to_string())
+                            })?);
+                    }
+                    if let Some(mode) = options.get("mode") {
+                        let text = string(mode, &child(&tp, "mode"))?;
+                        // YAML reads 1777 as a decimal number: its digits are
+                        // the octal mode, as Docker reads them.
+                        tmpfs_mode = Some(
+                            u32::from_str_radix(text.trim_start_matches("0o"), 8).map_err(
+                                |_| {
+                                    invalid(
+                                        &mode.pos,
+                                        &child(&tp, "mode"),
+                                        format!("expected octal permissions, got {text:?}"),
+                                    )
+                                },
+                            )?,
+                        );
+                    }
+                }
                 let target = o
                     .get("target")
                     .ok_or_else(|| invalid(&item.pos, &ip, "expected a `target` path"))?;
@@ -1768,6 +1832,14 @@ fn mounts(
         if target.is_empty() {
             return Err(invalid(&item.pos, &ip, "expected a non-empty target path"));
         }
+        let mount = |kind, source| Mount {
+            kind,
+            source,
+            target: target.clone(),
+            read_only,
+            tmpfs_size,
+            tmpfs_mode,
+        };
         match kind.as_str() {
             "volume" => {
                 if let Some(name) = &source {
@@ -1775,13 +1847,11 @@ fn mounts(
                         return Err(undefined("volume", name, &item.pos, &ip, "volumes"));
                     }
                 }
-                out.push(Mount {
-                    source,
-                    target,
-                    read_only,
-                });
+                out.push(mount(MountKind::Volume, source));
             }
-            "bind" | "tmpfs" | "npipe" | "cluster" | "image" => w.warn("volumes", &ip, &item.pos),
+            "bind" => out.push(mount(MountKind::Bind, source)),
+            "tmpfs" => out.push(mount(MountKind::Tmpfs, None)),
+            "npipe" | "cluster" | "image" => w.warn("volumes", &ip, &item.pos),
             other => {
                 return Err(invalid(
                     &item.pos,

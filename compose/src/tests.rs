@@ -873,17 +873,26 @@ volumes:
             Mount {
                 source: Some("data".into()),
                 target: "/data".into(),
-                read_only: true
+                read_only: true,
+                ..Default::default()
             },
             Mount {
                 source: None,
                 target: "/anon".into(),
-                read_only: false
+                read_only: false,
+                ..Default::default()
             },
             Mount {
                 source: Some("data".into()),
                 target: "/d2".into(),
-                read_only: false
+                read_only: false,
+                ..Default::default()
+            },
+            Mount {
+                kind: MountKind::Tmpfs,
+                source: None,
+                target: "/tmp".into(),
+                ..Default::default()
             },
         ]
     );
@@ -897,10 +906,8 @@ volumes:
         FileSource::Content("hello".into())
     );
     assert_eq!(stack.volumes["data"].labels["backup"], "yes");
-    assert_eq!(
-        unsupported_options_line(&stack.warnings).as_deref(),
-        Some("Ignoring unsupported options: volumes")
-    );
+    // Every mount kind is applied now: nothing ignored.
+    assert_eq!(unsupported_options_line(&stack.warnings), None);
 
     assert_eq!(
         err("services: {}\nsecrets:\n  pw: {name: x}\n"),
@@ -935,7 +942,7 @@ networks:
     assert_eq!(
         unsupported_options_line(&stack.warnings).as_deref(),
         // `ipam` is applied now (network subnets); its `options` are not.
-        Some("Ignoring unsupported options: build, cap_add, container_name, devices, pids, privileged, restart, security_opt, volumes")
+        Some("Ignoring unsupported options: build, cap_add, container_name, devices, pids, privileged, restart, security_opt")
     );
     let restart: Vec<String> = stack
         .warnings

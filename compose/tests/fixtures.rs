@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use shoal_compose::{
-    load, render, unsupported_options_line, Condition, Port, PortMode, Protocol, Runtime, Stack,
+    load, render, unsupported_options_line, Condition, MountKind, Port, PortMode, Protocol,
+    Runtime, Stack,
 };
 
 fn fixture(name: &str) -> Stack {
@@ -58,8 +59,10 @@ fn django_web_db() {
         ["python3", "manage.py", "runserver", "0.0.0.0:8000"]
     );
     assert_eq!(web.ports, [tcp(8000, 8000)]);
-    // The `.:/app` bind mount is dropped with a warning.
-    assert!(web.volumes.is_empty());
+    // The `.:/app` bind mount is kept, as a bind.
+    assert_eq!(web.volumes.len(), 1);
+    assert_eq!(web.volumes[0].kind, MountKind::Bind);
+    assert_eq!(web.volumes[0].target, "/app");
     assert_eq!(
         web.depends_on,
         [("db".to_owned(), Condition::ServiceStarted)].into()
@@ -72,10 +75,10 @@ fn django_web_db() {
 
     assert_eq!(
         unsupported_options_line(&stack.warnings).as_deref(),
-        Some("Ignoring unsupported options: build, volumes")
+        Some("Ignoring unsupported options: build")
     );
     let paths: Vec<&str> = stack.warnings.iter().map(|w| w.path.as_str()).collect();
-    assert_eq!(paths, ["services.web.build", "services.web.volumes[0]"]);
+    assert_eq!(paths, ["services.web.build"]);
     assert!(stack.warnings[0]
         .to_string()
         .contains("django-web-db.yml:6: services.web.build"));
@@ -112,10 +115,13 @@ fn web_app_db_networks() {
     assert_eq!(web.image.as_deref(), Some("nginx:latest"));
     assert_eq!(web.ports, [tcp(80, 80), tcp(443, 443)]);
     assert_eq!(networks_of(&stack, "web"), ["frontend", "backend"]);
-    // The config-file bind mount is dropped; the named volume stays.
-    assert_eq!(web.volumes.len(), 1);
-    assert_eq!(web.volumes[0].source.as_deref(), Some("static-files"));
-    assert_eq!(web.volumes[0].target, "/usr/share/nginx/html");
+    // The config-file bind mount (read-only) and the named volume.
+    assert_eq!(web.volumes.len(), 2);
+    assert_eq!(web.volumes[0].kind, MountKind::Bind);
+    assert_eq!(web.volumes[0].target, "/etc/nginx/conf.d/default.conf");
+    assert!(web.volumes[0].read_only);
+    assert_eq!(web.volumes[1].source.as_deref(), Some("static-files"));
+    assert_eq!(web.volumes[1].target, "/usr/share/nginx/html");
 
     let app = &stack.services["app"];
     assert_eq!(app.image.as_deref(), Some("node:16-alpine"));
@@ -152,9 +158,10 @@ fn web_app_db_networks() {
 
     assert_eq!(
         unsupported_options_line(&stack.warnings).as_deref(),
-        Some("Ignoring unsupported options: restart, volumes")
+        Some("Ignoring unsupported options: restart")
     );
-    assert_eq!(stack.warnings.len(), 4, "{:?}", stack.warnings);
+    // One `restart` per service; the bind mount is applied, not warned about.
+    assert_eq!(stack.warnings.len(), 3, "{:?}", stack.warnings);
     assert_eq!(
         shoal_compose::startup_order(&stack).unwrap(),
         [

@@ -23,6 +23,9 @@ use shoal_proto::v1::{
     RemoveServiceRequest, RemoveServiceResponse, RotateJoinTokenRequest, Service, ServiceInfo,
     TaskInfo, TaskState, UpdateClusterRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
+use shoal_proto::v1::{
+    ListVolumesRequest, ListVolumesResponse, RemoveVolumeRequest, RemoveVolumeResponse,
+};
 use shoal_security::{JoinToken, Role};
 use tonic::{Request, Response, Status};
 
@@ -31,6 +34,7 @@ use crate::{auth, Manager};
 
 mod networks;
 mod secrets;
+mod volumes;
 pub use networks::resolve_network;
 pub use secrets::{config_path, resolve_config, resolve_secret, secret_path};
 
@@ -335,6 +339,7 @@ impl ControlService {
                 .spec
                 .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
             crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+            self.check_mounts(&spec)?;
             self.manager.store().read(|s| {
                 networks::resolve_spec_networks(s, &mut spec)?;
                 secrets::resolve_spec_grants(s, &mut spec)?;
@@ -455,6 +460,10 @@ impl Control for ControlService {
             )
         });
         let provisioning = provisioning.map_err(Status::invalid_argument)?;
+        if request.set_bind_prefixes {
+            crate::spec::mounts::validate_bind_prefixes(&request.bind_prefixes)
+                .map_err(Status::invalid_argument)?;
+        }
         let autolock = self.manager.store().read(|s| {
             s.cluster.as_ref().map(|c| {
                 crate::raft::encryption::autolock_change(
@@ -496,6 +505,16 @@ impl Control for ControlService {
                 .propose(Command::SetAutolock {
                     enabled,
                     unlock_key,
+                    at_ms: crate::now_ms(),
+                })
+                .await?;
+        }
+        if request.set_bind_prefixes {
+            self.manager
+                .propose(Command::SetMountPolicy {
+                    policy: shoal_proto::v1::MountPolicy {
+                        bind_prefixes: request.bind_prefixes.clone(),
+                    },
                     at_ms: crate::now_ms(),
                 })
                 .await?;
@@ -842,6 +861,33 @@ impl Control for ControlService {
         }
         self.remove_config_here(request).await
     }
+
+    async fn list_volumes(
+        &self,
+        request: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
+        self.authorize(&request)?;
+        // The inventory is in the leader's memory: even a read goes there.
+        if !self.manager.is_leader() && self.route(&request, false, true).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.list_volumes(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.list_volumes_here(request).await
+    }
+
+    async fn remove_volume(
+        &self,
+        request: Request<RemoveVolumeRequest>,
+    ) -> Result<Response<RemoveVolumeResponse>, Status> {
+        self.authorize(&request)?;
+        if self.route(&request, false, false).await? {
+            let call: Call<_, _> =
+                |mut leader, request| Box::pin(async move { leader.remove_volume(request).await });
+            return self.forward(request.into_inner(), call, None).await;
+        }
+        self.remove_volume_here(request).await
+    }
 }
 
 impl ControlService {
@@ -850,6 +896,7 @@ impl ControlService {
             .spec
             .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
         crate::spec::validate_service_spec(&spec).map_err(Status::invalid_argument)?;
+        self.check_mounts(&spec)?;
         self.manager.store().read(|s| {
             networks::resolve_spec_networks(s, &mut spec)?;
             secrets::resolve_spec_grants(s, &mut spec)

@@ -132,6 +132,8 @@ pub struct Dispatcher {
     closed: Arc<Notify>,
     /// Task load from heartbeats, for the autoscaler (memory only).
     load: Mutex<crate::metrics::LoadWindow>,
+    /// Nodes' volumes from heartbeats, and removals asked (memory only).
+    volumes: Mutex<crate::volumes::VolumeInventory>,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -145,6 +147,7 @@ impl Dispatcher {
             sessions: Arc::new(Mutex::new(Sessions::default())),
             closed: Arc::new(Notify::new()),
             load: Mutex::new(Default::default()),
+            volumes: Mutex::new(Default::default()),
         }
     }
 
@@ -178,6 +181,12 @@ impl Dispatcher {
     /// Runs `f` on the task load heartbeats brought (see [`crate::metrics`]).
     pub fn with_load<R>(&self, f: impl FnOnce(&mut crate::metrics::LoadWindow) -> R) -> R {
         f(&mut self.load.lock().expect("load lock"))
+    }
+
+    /// Runs `f` on the nodes' volumes as heartbeats reported them (see
+    /// [`crate::volumes`]).
+    pub fn with_volumes<R>(&self, f: impl FnOnce(&mut crate::volumes::VolumeInventory) -> R) -> R {
+        f(&mut self.volumes.lock().expect("volumes lock"))
     }
 
     /// Ends the session of `node_id`, if any (its stream closes).
@@ -524,7 +533,12 @@ impl DispatcherRpc for Dispatcher {
         // deposed while partitioned, whose own agent still reaches it over
         // loopback) says who leads instead, and the agent goes there.
         self.require_leader()?;
-        let HeartbeatRequest { session_id, usage } = request.into_inner();
+        let HeartbeatRequest {
+            session_id,
+            usage,
+            volumes,
+            volume_removals,
+        } = request.into_inner();
         {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             match sessions.live.get_mut(&peer.node_id) {
@@ -541,8 +555,19 @@ impl DispatcherRpc for Dispatcher {
             // Load stays in this manager's memory: it never goes through Raft.
             self.with_load(|load| load.record(&peer.node_id, &usage, crate::now_ms()));
         }
+        let remove_volumes = self.with_volumes(|inventory| {
+            let now = crate::now_ms();
+            if let Some(report) = volumes {
+                inventory.report(&peer.node_id, report.volumes, now);
+            }
+            if !volume_removals.is_empty() {
+                inventory.answered(&peer.node_id, volume_removals, now);
+            }
+            inventory.removals_for(&peer.node_id)
+        });
         Ok(Response::new(HeartbeatResponse {
             period_ms: self.heartbeat_period().as_millis() as u64,
+            remove_volumes,
         }))
     }
 

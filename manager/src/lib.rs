@@ -27,6 +27,7 @@
 //! - [`leader`]: the leader-only loops that run orchestrator and scheduler.
 //! - [`logs`]: service logs and exec (the log broker agents publish through).
 //! - [`peers`]: which peer managers answered recently (quorum checks).
+//! - [`volumes`]: nodes' volumes from heartbeats, in the leader's memory.
 //! - [`worker_input`]: bounds on what a node writes into Raft about itself.
 //! - [`error`]: errors and their mapping to gRPC statuses.
 //! - [`manager`]: wiring: open, bootstrap, serve, propose.
@@ -54,6 +55,7 @@ pub mod raft;
 pub mod scheduling;
 pub mod spec;
 pub mod store;
+pub mod volumes;
 pub mod worker_input;
 
 pub use error::ManagerError;

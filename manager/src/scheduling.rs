@@ -1,8 +1,10 @@
 //! The adapter between the store and the pure `shoal_scheduler` crate: builds
 //! node views and the pending batch, and turns decisions into commands.
 
+use std::collections::HashMap;
+
 use shoal_proto::v1::PortProtocol;
-use shoal_proto::v1::{Node, NodeAvailability, NodeRole, NodeState, Task, TaskState};
+use shoal_proto::v1::{MountType, Node, NodeAvailability, NodeRole, NodeState, Task, TaskState};
 use shoal_scheduler::{
     schedule, Availability, Constraint, HostPort, NodeView, Placed, Placement, Platform,
     Preference, Resources, Role, TaskRequest,
@@ -108,6 +110,15 @@ pub fn node_view(n: &Node) -> NodeView {
             .as_ref()
             .filter(|c| !c.supported)
             .map(|c| format!("cannot hold secrets off disk ({})", c.reason)),
+        // An agent that does not report it predates mounts: tasks that
+        // need them would fail there.
+        mounts_unavailable: match description.mounts.as_ref() {
+            Some(m) if m.supported => None,
+            Some(m) if !m.reason.is_empty() => {
+                Some(format!("process mounts not available ({})", m.reason))
+            }
+            _ => Some("process mounts not available (the agent does not support them)".into()),
+        },
         resources: Resources {
             nano_cpus: resources.nano_cpus.max(0) as u64,
             memory_bytes: resources.memory_bytes.max(0) as u64,
@@ -115,9 +126,48 @@ pub fn node_view(n: &Node) -> NodeView {
     }
 }
 
+/// Whether a task keeps data on its node: a named volume of the local
+/// driver (the engine's or a process volume directory).
+fn has_local_volume(task: &Task) -> bool {
+    task.spec.as_ref().is_some_and(|s| {
+        s.mounts.iter().any(|m| {
+            m.r#type == MountType::Volume as i32
+                && !m.source.is_empty()
+                && crate::spec::mounts::driver_of(m) == "local"
+        })
+    })
+}
+
+/// A process task that needs a private mount namespace on its node.
+fn needs_mounts(task: &Task) -> bool {
+    task.spec.as_ref().is_some_and(|s| {
+        s.runtime == "process" && (!s.mounts.is_empty() || s.read_only || !s.user.is_empty())
+    })
+}
+
+/// For each (service, slot) whose tasks have a local volume, the node of
+/// its latest placed task: where the slot's data is.
+fn volume_nodes(state: &ClusterState) -> HashMap<(&str, u64), &str> {
+    let mut latest: HashMap<(&str, u64), (i64, &str)> = HashMap::new();
+    for t in state.tasks.values() {
+        if t.node_id.is_empty() || t.slot == 0 || !has_local_volume(t) {
+            continue;
+        }
+        let created = t.meta.as_ref().map(|m| m.created_at_ms).unwrap_or_default();
+        let entry = latest
+            .entry((t.service_id.as_str(), t.slot))
+            .or_insert((created, t.node_id.as_str()));
+        if created > entry.0 {
+            *entry = (created, t.node_id.as_str());
+        }
+    }
+    latest.into_iter().map(|(k, (_, n))| (k, n)).collect()
+}
+
 /// The commands that place every pending task that fits somewhere, and record
 /// why the others do not (only when the reason changed, so this settles).
 pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
+    let volume_nodes = volume_nodes(state);
     let pending: Vec<TaskRequest> = state
         .tasks
         .values()
@@ -146,6 +196,11 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                 .as_ref()
                 .is_some_and(|s| !s.secrets.is_empty() || !s.configs.is_empty()),
             host_ports: host_ports(state, t),
+            needs_mounts: needs_mounts(t),
+            preferred_node: has_local_volume(t)
+                .then(|| volume_nodes.get(&(t.service_id.as_str(), t.slot)))
+                .flatten()
+                .map(|n| n.to_string()),
         })
         .collect();
     if pending.is_empty() {

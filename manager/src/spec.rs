@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`reference`]: image references and process programs.
+//! - [`mounts`]: mounts, read-only root, user, and the bind-mount policy.
 
+pub mod mounts;
 pub mod reference;
 
 use shoal_proto::v1::{ServiceMode, ServiceSpec};
@@ -125,6 +127,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
         shoal_proto::health::parse_test(&check.test).map_err(|e| e.to_string())?;
     }
     crate::autoscale::policy::validate(spec)?;
+    mounts::validate_task_mounts(task)?;
     for entry in &task.env {
         if entry.split('=').next().is_none_or(|key| key.is_empty()) {
             return Err(format!(

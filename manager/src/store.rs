@@ -260,6 +260,12 @@ pub enum Command {
     CreateConfig(shoal_proto::v1::Config),
     /// `config rm`: refused while a service's spec grants it.
     RemoveConfig { config_id: String },
+    /// `swarm update --bind-mount-prefix`: the host paths bind mounts may
+    /// name from now on (empty: any). Existing services keep running.
+    SetMountPolicy {
+        policy: shoal_proto::v1::MountPolicy,
+        at_ms: i64,
+    },
 }
 
 /// The kinds of stored object, for messages.
@@ -595,6 +601,16 @@ impl ClusterState {
             Command::RemoveSecret { secret_id } => self.remove_secret(&secret_id, events),
             Command::CreateConfig(config) => self.create_config(config, events),
             Command::RemoveConfig { config_id } => self.remove_config(&config_id, events),
+            Command::SetMountPolicy { policy, at_ms } => {
+                let cluster = self.cluster.as_mut().ok_or(StoreError::NotFound {
+                    kind: ObjectKind::Cluster,
+                    id: String::new(),
+                })?;
+                cluster.spec.get_or_insert_with(Default::default).mounts = Some(policy);
+                bump(&mut cluster.meta, at_ms);
+                events.push(StoreEvent::ClusterUpdated(cluster.clone()));
+                Ok(())
+            }
             Command::RestoreState(state) => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict(

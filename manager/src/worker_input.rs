@@ -81,6 +81,13 @@ pub fn check_description(description: &NodeDescription) -> Result<(), WorkerInpu
     for runtime in &description.runtimes {
         check_field("runtime", runtime, MAX_FIELD_BYTES)?;
     }
+    if let Some(mounts) = &description.mounts {
+        check_field(
+            "mount capability reason",
+            &mounts.reason,
+            MAX_STATUS_TEXT_BYTES,
+        )?;
+    }
     Ok(())
 }
 

@@ -80,9 +80,14 @@ pub(crate) fn schedule(
         previous = Some((task, g));
     }
 
+    let rank_of: HashMap<&str, Rank> = ordered
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| (n.id.as_str(), r as Rank))
+        .collect();
     let mut cluster = Cluster::new(ordered, placed, &services);
     let pipeline = filter::default_pipeline();
-    type StaticKey<'a> = (&'a str, bool, bool, &'a [Constraint]);
+    type StaticKey<'a> = (&'a str, bool, bool, bool, &'a [Constraint]);
     let mut static_eligible: HashMap<StaticKey, Vec<Rank>> = HashMap::new();
     let mut decisions = Decisions::default();
     let mut unplaced: Vec<(&TaskRequest, u32)> = Vec::new();
@@ -93,6 +98,7 @@ pub(crate) fn schedule(
                 group.task.runtime.as_str(),
                 group.task.needs_overlay,
                 group.task.needs_secrets,
+                group.task.needs_mounts,
                 group.task.placement.constraints.as_slice(),
             );
             let eligible = static_eligible.entry(key).or_insert_with(|| {
@@ -102,8 +108,20 @@ pub(crate) fn schedule(
             });
             group.state = GroupState::Open(Tree::build(eligible, group.task, group.svc, &cluster));
         }
-        let chosen = match &mut group.state {
-            GroupState::Open(tree) => tree.place(&mut cluster, group.svc, group.task),
+        // The slot's volume node first, when it takes the task. Placing
+        // there outside the tree leaves stale heap entries, which the lazy
+        // re-keying already copes with (counts only grow).
+        let preferred = task
+            .preferred_node
+            .as_deref()
+            .and_then(|id| rank_of.get(id).copied())
+            .filter(|&r| cluster.takes(r, group.svc, task));
+        let chosen = match (preferred, &mut group.state) {
+            (Some(rank), _) => {
+                cluster.commit(group.svc, rank, task);
+                Some(rank)
+            }
+            (None, GroupState::Open(tree)) => tree.place(&mut cluster, group.svc, group.task),
             _ => None,
         };
         match chosen {
@@ -142,24 +160,24 @@ pub(crate) fn schedule(
 /// here are interchangeable for placement.
 struct Requirements<'a>(&'a TaskRequest);
 
+/// Service, runtime, (overlay, secrets, mounts), placement, reservations
+/// and host ports: what makes two tasks interchangeable for placement.
+type RequirementsKey<'a> = (
+    &'a str,
+    &'a str,
+    (bool, bool, bool),
+    &'a crate::Placement,
+    &'a Resources,
+    &'a [HostPort],
+);
+
 impl Requirements<'_> {
-    fn key(
-        &self,
-    ) -> (
-        &str,
-        &str,
-        bool,
-        bool,
-        &crate::Placement,
-        &Resources,
-        &[HostPort],
-    ) {
+    fn key(&self) -> RequirementsKey<'_> {
         let t = self.0;
         (
             &t.service_id,
             &t.runtime,
-            t.needs_overlay,
-            t.needs_secrets,
+            (t.needs_overlay, t.needs_secrets, t.needs_mounts),
             &t.placement,
             &t.reservations,
             &t.host_ports,
@@ -265,6 +283,13 @@ impl<'a> Cluster<'a> {
             .iter()
             .find(|p| self.host_ports.contains(&(rank, **p)))
             .copied()
+    }
+
+    /// Whether `rank` passes every filter for one more task of `task`'s
+    /// group now.
+    fn takes(&self, rank: Rank, svc: u32, task: &TaskRequest) -> bool {
+        filter::statically_eligible(self.nodes[rank as usize], task)
+            && self.fits(rank, self.same(svc, rank), task)
     }
 
     fn commit(&mut self, svc: u32, rank: Rank, task: &TaskRequest) {

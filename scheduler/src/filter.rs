@@ -116,6 +116,25 @@ impl Filter for SecretsFilter {
     }
 }
 
+/// A process task with mounts needs a node that can make it a private
+/// mount namespace (its agent says whether it can, and why not).
+pub struct MountFilter;
+
+impl MountFilter {
+    pub(crate) fn accepts(node: &NodeView, task: &TaskRequest) -> bool {
+        !task.needs_mounts || node.mounts_unavailable.is_none()
+    }
+}
+
+impl Filter for MountFilter {
+    fn reject(&self, node: &NodeView, task: &TaskRequest, _load: &NodeLoad) -> Option<String> {
+        if Self::accepts(node, task) {
+            return None;
+        }
+        node.mounts_unavailable.clone()
+    }
+}
+
 /// The node must have the task's reservations left. Before constraints, as
 /// in Swarm's pipeline, so a full node reports itself full.
 pub struct ResourceFilter;
@@ -200,6 +219,7 @@ pub fn default_pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
         Box::new(RuntimeFilter),
         Box::new(OverlayFilter),
         Box::new(SecretsFilter),
+        Box::new(MountFilter),
         Box::new(ResourceFilter),
         Box::new(ConstraintFilter),
         Box::new(MaxReplicasFilter),
@@ -215,6 +235,7 @@ pub(crate) fn statically_eligible(node: &NodeView, task: &TaskRequest) -> bool {
         && RuntimeFilter::accepts(node, task)
         && OverlayFilter::accepts(node, task)
         && SecretsFilter::accepts(node, task)
+        && MountFilter::accepts(node, task)
         && ConstraintFilter::accepts(node, task)
 }
 

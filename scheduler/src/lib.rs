@@ -8,7 +8,8 @@
 //! Placement is Swarm's model. A filter pipeline ([`filter`]) — ready,
 //! availability, runtime, overlay networking, resource reservations, constraints ([`constraint`]),
 //! max replicas per node — keeps the nodes that can take a task, each filter
-//! able to say why it rejects one. Among those, spread preferences
+//! able to say why it rejects one. A task whose slot left data in a node's
+//! named volume prefers that node when it passes them all. Among the others, spread preferences
 //! ([`placement`]) choose the label value with the fewest tasks of the
 //! service (level by level), then the node with the fewest tasks of the
 //! service wins, then the one with the fewest tasks overall, then the lowest
@@ -87,6 +88,9 @@ pub struct NodeView {
     pub overlay_unavailable: Option<String>,
     /// `Some(why)` when the node cannot hold secrets and configs off disk.
     pub secrets_unavailable: Option<String>,
+    /// `Some(why)` when the node cannot give process tasks their own
+    /// mounts (volumes, tmpfs, read-only root, another user).
+    pub mounts_unavailable: Option<String>,
 }
 
 impl NodeView {
@@ -117,6 +121,12 @@ pub struct TaskRequest {
     /// Host-mode published ports the task binds on its node: no two tasks
     /// binding the same one share a node.
     pub host_ports: Vec<HostPort>,
+    /// A process task with mounts: only nodes that can mount for it fit.
+    pub needs_mounts: bool,
+    /// The node its slot's previous task ran on, when that task had a
+    /// node-local named volume: chosen when it passes every filter, so the
+    /// replacement finds its data.
+    pub preferred_node: Option<String>,
 }
 
 /// A host-mode published port (`--publish mode=host,published=8080,…`).

@@ -761,6 +761,29 @@ fn tasks_with_secrets_skip_nodes_that_cannot_hold_them_and_say_why() {
 }
 
 #[test]
+fn tasks_with_mounts_skip_nodes_that_cannot_mount_and_say_why() {
+    let capable = node("a");
+    let not_root = NodeView {
+        mounts_unavailable: Some("process mounts not available (not root)".into()),
+        ..node("b")
+    };
+    let with_mounts: Vec<TaskRequest> = tasks("db", 3, "process")
+        .into_iter()
+        .map(|t| TaskRequest {
+            needs_mounts: true,
+            ..t
+        })
+        .collect();
+    let decisions = schedule(&[capable, not_root.clone()], &[], &with_mounts);
+    assert_eq!(nodes_used(&decisions), ["a"]);
+    let decisions = schedule(&[not_root], &[], &with_mounts[..1]);
+    assert_eq!(
+        decisions.unplaced[0].1,
+        "no suitable node (process mounts not available (not root) on 1 node)"
+    );
+}
+
+#[test]
 fn two_tasks_binding_one_host_port_never_share_a_node_and_ps_says_why() {
     let nodes = [node("a"), node("b")];
     let port = crate::HostPort {
@@ -801,4 +824,26 @@ fn two_tasks_binding_one_host_port_never_share_a_node_and_ps_says_why() {
         .collect();
     let d = schedule(&nodes[..1], &placed, &udp);
     assert_eq!(nodes_used(&d), ["a"]);
+}
+
+#[test]
+fn a_slot_with_a_volume_goes_back_to_its_node_when_it_fits() {
+    let nodes = [node("a"), node("b"), node("c")];
+    // "c" would win on spreading (a and b each run a task of the service).
+    let placed = [Placed::new("db", "a"), Placed::new("db", "b")];
+    let mut task = tasks("db", 1, "process").remove(0);
+    task.preferred_node = Some("a".into());
+    let decisions = schedule(&nodes, &placed, std::slice::from_ref(&task));
+    assert_eq!(decisions.assigned, [(task.id.clone(), "a".to_string())]);
+    // A preferred node that cannot take it (drained) is passed over.
+    let drained = [
+        NodeView {
+            availability: Availability::Drain,
+            ..node("a")
+        },
+        node("b"),
+        node("c"),
+    ];
+    let decisions = schedule(&drained, &placed, std::slice::from_ref(&task));
+    assert_eq!(decisions.assigned, [(task.id.clone(), "c".to_string())]);
 }

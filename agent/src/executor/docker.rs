@@ -192,6 +192,83 @@ impl DockerExecutor {
         }
     }
 
+    /// The engine volumes shoal created for this node (those carrying its
+    /// node label), with the tasks whose containers mount them.
+    pub async fn volumes(&self) -> Vec<shoal_proto::v1::Volume> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!(
+                "{}={}",
+                config::LABEL_VOLUME_NODE,
+                self.node.node_id
+            )],
+        )]);
+        let listed = match self
+            .node
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(listed) => listed.volumes.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %engine_message(&e), "cannot list the engine's volumes");
+                return Vec::new();
+            }
+        };
+        let mut users: HashMap<String, Vec<String>> = HashMap::new();
+        if let Ok(containers) = self.node.containers(None, Some("running")).await {
+            for container in containers {
+                let Some(task_id) = task_label(&container) else {
+                    continue;
+                };
+                for mount in container.mounts.unwrap_or_default() {
+                    if let Some(name) = mount.name {
+                        users.entry(name).or_default().push(task_id.clone());
+                    }
+                }
+            }
+        }
+        let mut volumes: Vec<shoal_proto::v1::Volume> = listed
+            .into_iter()
+            .map(|v| shoal_proto::v1::Volume {
+                task_ids: users.remove(&v.name).unwrap_or_default(),
+                name: v.name,
+                driver: v.driver,
+                runtime: "docker".into(),
+                labels: v.labels,
+                mountpoint: v.mountpoint,
+            })
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        volumes
+    }
+
+    /// Removes the engine volume `name` if shoal created it for this node;
+    /// `Ok(false)` when there is none. The engine refuses one in use.
+    pub async fn remove_volume(&self, name: &str) -> Result<bool, String> {
+        let volume = match self.node.docker.inspect_volume(name).await {
+            Ok(volume) => volume,
+            Err(e) if status(&e) == Some(404) => return Ok(false),
+            Err(e) => {
+                return Err(format!(
+                    "cannot inspect volume {name}: {}",
+                    engine_message(&e)
+                ))
+            }
+        };
+        if volume.labels.get(config::LABEL_VOLUME_NODE) != Some(&self.node.node_id) {
+            return Ok(false);
+        }
+        self.node
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map(|()| true)
+            .map_err(|e| format!("cannot remove volume {name}: {}", engine_message(&e)))
+    }
+
     /// Controllers for this node's running containers (what [`Executor::adopt`]
     /// returns), skipping those whose exit is already recorded.
     pub async fn adopt_containers(&self) -> Vec<DockerController> {
@@ -407,6 +484,7 @@ impl Controller for DockerController {
         HealthConfig::from_spec(spec.healthcheck.as_ref())
             .map_err(|e| ExecError::Rejected(e.to_string()))?;
         let image = self.node.image_config(&spec.image).await?;
+        self.node.ensure_volumes(task).await?;
         if Secrets::has_grants(task) {
             let secrets = self.node.secrets.clone().ok_or_else(|| {
                 ExecError::Rejected(
@@ -620,6 +698,47 @@ impl Node {
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates the task's named volumes that the engine does not have yet,
+    /// labelled (stack, node); refuses a volume of that name that exists
+    /// with another driver: it is another volume, and the task must not
+    /// quietly write into it.
+    async fn ensure_volumes(&self, task: &Task) -> Result<(), ExecError> {
+        for mount in config::named_volumes(task) {
+            let driver = config::volume_driver(mount);
+            match self.docker.inspect_volume(&mount.source).await {
+                Ok(existing) if existing.driver != driver => {
+                    return Err(ExecError::Rejected(format!(
+                        "volume {:?} already exists on this node with driver {}, not {driver}: \
+                         use another volume name, or remove it (shoal volume rm {})",
+                        mount.source, existing.driver, mount.source
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) if status(&e) == Some(404) => {
+                    self.docker
+                        .create_volume(config::volume_request(task, mount, &self.node_id))
+                        .await
+                        .map_err(|e| {
+                            ExecError::Rejected(format!(
+                                "cannot create volume {:?} (driver {driver}): {}",
+                                mount.source,
+                                engine_message(&e)
+                            ))
+                        })?;
+                    tracing::info!(task = %task.id, volume = %mount.source, "created a volume");
+                }
+                Err(e) => {
+                    return Err(ExecError::Failed(format!(
+                        "cannot inspect volume {:?}: {}",
+                        mount.source,
+                        engine_message(&e)
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The image's configuration, pulling the image when the node lacks it.

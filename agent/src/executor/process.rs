@@ -17,10 +17,16 @@
 //! group; [`crate::health`] holds the rules. CPU and memory limits are
 //! enforced through cgroups where the node allows it ([`cgroup`]).
 //!
+//! Mounts (named volumes, binds, tmpfs), a read-only root and another user
+//! are given to a task in a mount namespace of its own ([`mountns`]); its
+//! named volumes are the node's directories ([`crate::volumes`]).
+//!
 //! # Layout
 //! - [`cgroup`]: a task's cgroups and limits.
+//! - [`mountns`]: a task's private mount namespace: the plan and its executor.
 
 pub mod cgroup;
+pub mod mountns;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,7 +43,7 @@ use super::{
     write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
     Usage,
 };
-use crate::exec::{search_path, task_command};
+use crate::exec::{search_path, task_command, task_env_command};
 use crate::health::{self, Health, HealthConfig};
 
 /// Stop grace period when the spec gives none, as Docker's.
@@ -51,6 +57,7 @@ pub struct ProcessExecutor {
     tasks_dir: PathBuf,
     node_id: String,
     cgroups: Arc<Cgroups>,
+    volumes: crate::volumes::ProcessVolumes,
 }
 
 impl ProcessExecutor {
@@ -66,6 +73,7 @@ impl ProcessExecutor {
             tasks_dir: data_dir.join("tasks"),
             node_id: node_id.to_string(),
             cgroups: Arc::new(cgroups),
+            volumes: crate::volumes::ProcessVolumes::new(data_dir),
         }
     }
 
@@ -80,6 +88,8 @@ impl ProcessExecutor {
             task,
             node_id: self.node_id.clone(),
             cgroups: self.cgroups.clone(),
+            volumes: self.volumes.clone(),
+            mounts: None,
             child: None,
             pid,
             started: None,
@@ -236,6 +246,11 @@ struct ProcessController {
     task: Option<Task>,
     node_id: String,
     cgroups: Arc<Cgroups>,
+    volumes: crate::volumes::ProcessVolumes,
+    /// The task's mount namespace, made ready by `prepare` (volumes made,
+    /// targets created, user resolved); `None` when the task has no mounts,
+    /// read-only root or user.
+    mounts: Option<PlannedMounts>,
     child: Option<Child>,
     pid: Option<ProcessId>,
     /// When this agent started the task; the health check's start period
@@ -291,6 +306,164 @@ fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+impl ProcessController {
+    /// Makes the task's volumes, checks its binds, creates missing targets
+    /// and plans its mount namespace; `None` when it needs none.
+    fn mount_namespace(&self, task: &Task) -> Result<Option<PlannedMounts>, ExecError> {
+        let spec = task.spec.clone().unwrap_or_default();
+        if spec.mounts.is_empty() && !spec.read_only && spec.user.is_empty() {
+            return Ok(None);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(ExecError::Rejected(
+                "mounts, a read-only root and --user need the node's daemon to run as root".into(),
+            ));
+        }
+        let credentials = if spec.user.is_empty() {
+            None
+        } else {
+            Some(mountns::resolve_user(&spec.user).map_err(ExecError::Rejected)?)
+        };
+        let mut request = mountns::Request {
+            read_only_root: spec.read_only,
+            ..Default::default()
+        };
+        for mount in &spec.mounts {
+            let target = PathBuf::from(&mount.target);
+            match shoal_proto::v1::MountType::try_from(mount.r#type) {
+                Ok(shoal_proto::v1::MountType::Volume) => {
+                    let source = self
+                        .volumes
+                        .ensure(task, mount, credentials.map(|c| (c.uid, c.gid)))
+                        .map_err(ExecError::Failed)?;
+                    make_target(&target, true)?;
+                    request.binds.push(mountns::Bind {
+                        source,
+                        target,
+                        readonly: mount.readonly,
+                    });
+                }
+                Ok(shoal_proto::v1::MountType::Bind) => {
+                    let source = PathBuf::from(&mount.source);
+                    let Ok(meta) = std::fs::metadata(&source) else {
+                        return Err(ExecError::Rejected(format!(
+                            "invalid mount config for type \"bind\": bind source path {} does not exist on this node",
+                            source.display()
+                        )));
+                    };
+                    make_target(&target, meta.is_dir())?;
+                    request.binds.push(mountns::Bind {
+                        source,
+                        target,
+                        readonly: mount.readonly,
+                    });
+                }
+                Ok(shoal_proto::v1::MountType::Tmpfs) => {
+                    make_target(&target, true)?;
+                    request.tmpfs.push(mountns::Tmpfs {
+                        target,
+                        size_bytes: mount.tmpfs_size,
+                        mode: mount.tmpfs_mode,
+                    });
+                }
+                Err(_) => {
+                    return Err(ExecError::Rejected(format!(
+                        "unknown mount type {} for target {}",
+                        mount.r#type, mount.target
+                    )))
+                }
+            }
+        }
+        let planned = PlannedMounts {
+            request,
+            credentials,
+        };
+        // Checked now (a path the child cannot take), installed at start.
+        planned.install(None)?;
+        Ok(Some(planned))
+    }
+}
+
+/// What `prepare` made ready for a task's mount namespace.
+struct PlannedMounts {
+    request: mountns::Request,
+    credentials: Option<mountns::Credentials>,
+}
+
+impl PlannedMounts {
+    /// The namespace's operations ready for the child. `resolv_conf`: the
+    /// task's generated resolv.conf (the overlay writes it when it attaches
+    /// the task, after `prepare`), bound first so that the task's own mounts
+    /// win over it: one namespace holds the task's resolver and its mounts.
+    fn install(&self, resolv_conf: Option<PathBuf>) -> Result<mountns::Installed, ExecError> {
+        let mut request = self.request.clone();
+        if let Some(source) = resolv_conf {
+            request.binds.insert(
+                0,
+                mountns::Bind {
+                    source,
+                    target: PathBuf::from(crate::overlay::enter::ETC_RESOLV_CONF),
+                    readonly: false,
+                },
+            );
+        }
+        let ops = if request.is_empty() {
+            Vec::new()
+        } else {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+                .map_err(|e| ExecError::Failed(format!("cannot read the node's mounts: {e}")))?;
+            mountns::plan(&request, &mountinfo)
+        };
+        mountns::prepare(&ops, self.credentials).map_err(ExecError::Rejected)
+    }
+}
+
+/// A mount target that does not exist on the node is made (a directory, or
+/// an empty file for a file bind), as the engine makes it in a container:
+/// on a process task's node it stays in the host's tree, empty.
+fn make_target(target: &Path, dir: bool) -> Result<(), ExecError> {
+    if target.exists() {
+        return Ok(());
+    }
+    let made = if dir {
+        std::fs::create_dir_all(target)
+    } else {
+        target
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(target).map(|_| ()))
+    };
+    made.map_err(|e| {
+        ExecError::Failed(format!(
+            "cannot create the mount target {} on this node: {e}",
+            target.display()
+        ))
+    })
+}
+
+/// For each volume name, the live tasks under `tasks_dir` that mount it:
+/// those with a running process (checked by PID and start time).
+pub fn volume_users(tasks_dir: &Path) -> std::collections::HashMap<String, Vec<String>> {
+    let mut users: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (task_id, dir) in task_dirs(tasks_dir) {
+        if dir.join("exit.json").exists()
+            || !read_pid_file(&dir.join("pid")).is_some_and(|p| p.is_alive())
+        {
+            continue;
+        }
+        let Some(task) = std::fs::read(dir.join(TASK_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Task>(&b).ok())
+        else {
+            continue;
+        };
+        for name in crate::volumes::volume_names(&task) {
+            users.entry(name).or_default().push(task_id.clone());
+        }
+    }
+    users
+}
+
 #[tonic::async_trait]
 impl Controller for ProcessController {
     async fn prepare(&mut self) -> Result<(), ExecError> {
@@ -325,6 +498,7 @@ impl Controller for ProcessController {
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| ExecError::Failed(format!("cannot create {}: {e}", self.dir.display())))?;
+        self.mounts = self.mount_namespace(task)?;
         let task_file = self.dir.join(TASK_FILE);
         serde_json::to_vec(task)
             .map_err(std::io::Error::other)
@@ -346,8 +520,23 @@ impl Controller for ProcessController {
                 .open(self.dir.join(name))
                 .map_err(|e| ExecError::Failed(format!("cannot open the {name} log: {e}")))
         };
+        // With mounts, the task's resolv.conf joins their namespace (one
+        // `unshare`); without, entering its namespaces binds it.
+        let mounts = match &self.mounts {
+            Some(planned) => Some(Arc::new(
+                planned.install(crate::overlay::enter::task_resolv_conf(&task.id, &self.dir))?,
+            )),
+            None => None,
+        };
         let command = |cgroup: Option<&cgroup::TaskCgroup>| -> Result<_, ExecError> {
-            let mut command = task_command(task, &self.node_id, &self.dir, &spec.command[0]);
+            let mut command = if mounts.is_some() {
+                let mut command =
+                    task_env_command(task, &self.node_id, &self.dir, &spec.command[0]);
+                crate::overlay::enter::enter_task_netns(&mut command, &task.id, &self.dir);
+                command
+            } else {
+                task_command(task, &self.node_id, &self.dir, &spec.command[0])
+            };
             command
                 .args(&spec.command[1..])
                 .args(&spec.args)
@@ -362,6 +551,10 @@ impl Controller for ProcessController {
                 cgroup.join_before_exec(&mut command);
             }
             restore_task_umask(&mut command);
+            // Last: it ends by switching to the task's user.
+            if let Some(mounts) = &mounts {
+                mountns::install(&mut command, mounts.clone());
+            }
             Ok(command)
         };
         // Limits or not, the task gets cgroups: they also measure its load.

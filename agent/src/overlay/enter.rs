@@ -15,13 +15,13 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
 /// Where the task's resolver configuration is bound.
-const ETC_RESOLV_CONF: &str = "/etc/resolv.conf";
+pub(crate) const ETC_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Makes `command` start inside task `task_id`'s namespaces when it has
 /// them: its network namespace exists only if the task is on a network and
@@ -32,13 +32,36 @@ pub(crate) fn enter_task_namespaces(
     task_id: &str,
     task_dir: &Path,
 ) {
+    enter(command, task_id, task_dir, true);
+}
+
+/// Only the task's network namespace: for a process task with a mount
+/// namespace of its own (`executor::process::mountns`), whose plan binds
+/// [`task_resolv_conf`] beside its volumes, so that the task gets one
+/// mount namespace holding both rather than one nested in another.
+pub(crate) fn enter_task_netns(
+    command: &mut tokio::process::Command,
+    task_id: &str,
+    task_dir: &Path,
+) {
+    enter(command, task_id, task_dir, false);
+}
+
+/// The generated resolv.conf to bind over `/etc/resolv.conf`, when the task
+/// is in a network namespace and the overlay wrote one for it.
+pub(crate) fn task_resolv_conf(task_id: &str, task_dir: &Path) -> Option<PathBuf> {
+    task_netns_file(task_id, task_dir)?;
+    let resolv = super::resolv_conf_path(task_dir);
+    resolv.exists().then_some(resolv)
+}
+
+fn enter(command: &mut tokio::process::Command, task_id: &str, task_dir: &Path, resolv: bool) {
     let Some(netns) = task_netns_file(task_id, task_dir) else {
         return;
     };
-    let resolv = super::resolv_conf_path(task_dir);
-    let source = resolv
-        .exists()
-        .then(|| CString::new(resolv.as_os_str().as_bytes()).ok())
+    let resolv_path = super::resolv_conf_path(task_dir);
+    let source = (resolv && resolv_path.exists())
+        .then(|| CString::new(resolv_path.as_os_str().as_bytes()).ok())
         .flatten();
     let target = CString::new(ETC_RESOLV_CONF).expect("no NUL in a constant");
     let root = CString::new("/").expect("no NUL in a constant");

@@ -13,6 +13,7 @@
 pub mod autoscale;
 pub mod flags;
 pub mod grants;
+pub mod mounts;
 pub mod networks;
 pub mod ports;
 pub mod progress;
@@ -359,6 +360,13 @@ pub fn apply_update(
     let mut with_policy = spec.clone();
     autoscale::apply(&mut with_policy, &args.autoscale, replicas.is_some())?;
     flags::apply(&mut spec, &args.task)?;
+    mounts::apply_update(
+        &mut spec,
+        &args.mount_rm,
+        &args.mount_add,
+        args.read_only,
+        args.user.as_deref(),
+    )?;
     let task = spec.task.get_or_insert_with(Default::default);
     if let Some(image) = &args.image {
         if task.runtime == "process" {
@@ -528,6 +536,7 @@ pub fn spec_from_args(args: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     networks::apply_create(&mut spec, &args.network, args.endpoint_mode.as_deref())?;
     grants::apply_create(&mut spec, &args.secret, &args.config)?;
     ports::apply_create(&mut spec, &args.publish)?;
+    mounts::apply_create(&mut spec, &args.mount, args.read_only, args.user.as_deref())?;
     autoscale::apply(&mut spec, &args.autoscale, false)?;
     Ok(spec)
 }
@@ -643,6 +652,9 @@ pub fn inspect_json(info: &ServiceInfo) -> Value {
                     "MaxReplicas": placement.max_replicas_per_node,
                 },
                 "ForceUpdate": task.force_update,
+                "Mounts": mounts::inspect(&task.mounts),
+                "ReadOnly": task.read_only,
+                "User": task.user,
                 "Networks": task.networks.iter().map(|n| json!({
                     "Target": n.target,
                     "Aliases": n.aliases,

@@ -141,15 +141,19 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             cert_expiry,
             autolock,
             provisioning,
+            bind_mount_prefix,
+            bind_mount_any,
         } => {
+            let set_bind_prefixes = bind_mount_any || !bind_mount_prefix.is_empty();
             if dispatcher_heartbeat.is_none()
                 && task_history_limit.is_none()
                 && cert_expiry.is_none()
                 && autolock.is_none()
                 && provisioning.is_empty()
+                && !set_bind_prefixes
             {
                 anyhow::bail!(
-                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry, --autolock and/or a --node-provisioner/--node-decommissioner flag"
+                    "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry, --autolock, --bind-mount-prefix, --bind-mount-any and/or a --node-provisioner/--node-decommissioner flag"
                 );
             }
             let cluster = ControlClient::new(channel)
@@ -160,6 +164,8 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     autolock,
                     rotate_unlock_key: false,
                     rotate_root_ca: false,
+                    bind_prefixes: bind_mount_prefix,
+                    set_bind_prefixes,
                     ..provisioning_request(&provisioning)
                 })
                 .await?

@@ -359,6 +359,20 @@ impl Control for LocalControl {
     ) -> Result<Response<shoal_proto::v1::RemoveConfigResponse>, Status> {
         self.control()?.remove_config(request).await
     }
+
+    async fn list_volumes(
+        &self,
+        request: Request<shoal_proto::v1::ListVolumesRequest>,
+    ) -> Result<Response<shoal_proto::v1::ListVolumesResponse>, Status> {
+        self.control()?.list_volumes(request).await
+    }
+
+    async fn remove_volume(
+        &self,
+        request: Request<shoal_proto::v1::RemoveVolumeRequest>,
+    ) -> Result<Response<shoal_proto::v1::RemoveVolumeResponse>, Status> {
+        self.control()?.remove_volume(request).await
+    }
 }
 
 /// `service logs` and `service exec` on the local socket: answered by this

@@ -380,6 +380,8 @@ impl Node {
                     auto_lock_managers: unlock_key.is_some(),
                 }),
                 node_provisioning: request.node_provisioning.clone(),
+                // Bind mounts from anywhere, as Docker, until restricted.
+                mounts: None,
             }),
             root_ca: Some(shoal_proto::v1::RootCa {
                 cert_pem: root.cert_pem.clone(),

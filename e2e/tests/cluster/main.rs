@@ -28,3 +28,4 @@ mod sim;
 mod stack;
 mod updates;
 mod util;
+mod volumes;

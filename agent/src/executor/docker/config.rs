@@ -19,9 +19,10 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, ContainerState, HealthConfig, HealthStatusEnum, HealthcheckResult,
-    HostConfig, ImageConfig, Mount, MountType,
+    HostConfig, ImageConfig, Mount as EngineMount, MountTmpfsOptions, MountType as EngineMountType,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig, VolumeCreateRequest,
 };
-use shoal_proto::v1::Task;
+use shoal_proto::v1::{Mount, MountType, Task};
 
 use super::ContainerOptions;
 use crate::health::{unhealthy_reason, Health, Outcome};
@@ -35,6 +36,13 @@ pub const LABEL_SERVICE_NAME: &str = "com.shoal.service.name";
 /// removes containers carrying its own node ID.
 pub const LABEL_NODE_ID: &str = "com.shoal.node.id";
 pub const LABEL_TASK_SLOT: &str = "com.shoal.task.slot";
+
+/// The stack a task's service belongs to (set by `stack deploy`, as
+/// Docker's): a volume created for the task carries it too.
+pub const LABEL_STACK_NAMESPACE: &str = "com.docker.stack.namespace";
+/// On volumes shoal created (the value is the node's ID): what `volume ls`
+/// and `stack rm --volumes` look for among the engine's volumes.
+pub const LABEL_VOLUME_NODE: &str = "com.shoal.volume.node";
 
 /// Docker's own default stop signal, used when the image names none.
 const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
@@ -154,10 +162,20 @@ pub fn create_body(
         // So that a `docker stop` from outside gives the same grace.
         stop_timeout: Some(i64::from(grace_seconds(grace))),
         healthcheck: healthcheck(task),
+        user: (!spec.user.is_empty()).then(|| spec.user.clone()),
         host_config: Some(HostConfig {
+            // The task's own mounts, then its granted secret and config
+            // files (read-only binds of the agent's tmpfs).
+            mounts: Some(
+                mounts(task)
+                    .into_iter()
+                    .chain(granted_mounts(options).unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|m| !m.is_empty()),
+            readonly_rootfs: spec.read_only.then_some(true),
             nano_cpus: options.nano_cpus,
             memory: options.memory_bytes,
-            mounts: granted_mounts(options),
             // No restart policy: restarting is the orchestrator's decision,
             // made by creating a new task.
             ..overlay_host_config(task)
@@ -168,7 +186,7 @@ pub fn create_body(
 
 /// Granted secrets and configs as read-only binds of their tmpfs files (as
 /// Swarm's executor binds them); `None` without grants.
-pub fn granted_mounts(options: &ContainerOptions) -> Option<Vec<Mount>> {
+pub fn granted_mounts(options: &ContainerOptions) -> Option<Vec<EngineMount>> {
     if options.granted.is_empty() {
         return None;
     }
@@ -176,10 +194,10 @@ pub fn granted_mounts(options: &ContainerOptions) -> Option<Vec<Mount>> {
         options
             .granted
             .iter()
-            .map(|file| Mount {
+            .map(|file| EngineMount {
                 target: Some(file.target.clone()),
                 source: Some(file.host_path.to_string_lossy().into_owned()),
-                typ: Some(MountType::BIND),
+                typ: Some(EngineMountType::BIND),
                 read_only: Some(true),
                 ..Default::default()
             })
@@ -202,6 +220,93 @@ pub fn overlay_host_config(task: &Task) -> HostConfig {
         network_mode: Some("none".to_string()),
         dns: Some(vec![shoal_overlay_net::dns::RESOLVER_ADDR.to_string()]),
         dns_options: Some(vec!["ndots:0".to_string()]),
+        ..Default::default()
+    }
+}
+
+/// The task's mounts as the engine's: binds pass through, named volumes
+/// are the engine's volumes (created beforehand by the executor, with
+/// [`volume_request`]), tmpfs mounts get their size and mode.
+pub fn mounts(task: &Task) -> Vec<EngineMount> {
+    let Some(spec) = task.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.mounts
+        .iter()
+        .map(|m| {
+            let kind = MountType::try_from(m.r#type).unwrap_or(MountType::Volume);
+            EngineMount {
+                target: Some(m.target.clone()),
+                source: (!m.source.is_empty()).then(|| m.source.clone()),
+                typ: Some(match kind {
+                    MountType::Volume => EngineMountType::VOLUME,
+                    MountType::Bind => EngineMountType::BIND,
+                    MountType::Tmpfs => EngineMountType::TMPFS,
+                }),
+                read_only: m.readonly.then_some(true),
+                volume_options: (kind == MountType::Volume).then(|| MountVolumeOptions {
+                    labels: Some(m.volume_labels.clone()).filter(|l| !l.is_empty()),
+                    driver_config: (!m.volume_driver.is_empty() || !m.volume_opts.is_empty()).then(
+                        || MountVolumeOptionsDriverConfig {
+                            name: Some(volume_driver(m).to_string()),
+                            options: Some(m.volume_opts.clone()).filter(|o| !o.is_empty()),
+                        },
+                    ),
+                    ..Default::default()
+                }),
+                tmpfs_options: (kind == MountType::Tmpfs && (m.tmpfs_size > 0 || m.tmpfs_mode > 0))
+                    .then(|| MountTmpfsOptions {
+                        size_bytes: (m.tmpfs_size > 0).then_some(m.tmpfs_size),
+                        mode: (m.tmpfs_mode > 0).then_some(i64::from(m.tmpfs_mode)),
+                        ..Default::default()
+                    }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// The driver a volume mount names, "local" when none.
+pub fn volume_driver(mount: &Mount) -> &str {
+    if mount.volume_driver.is_empty() {
+        "local"
+    } else {
+        &mount.volume_driver
+    }
+}
+
+/// The named volume mounts of a task (anonymous ones are the engine's to
+/// create and remove with the container).
+pub fn named_volumes(task: &Task) -> Vec<&Mount> {
+    task.spec
+        .as_ref()
+        .map(|s| {
+            s.mounts
+                .iter()
+                .filter(|m| m.r#type == MountType::Volume as i32 && !m.source.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The engine volume a task's named volume mount creates on first use:
+/// its driver and options, the mount's labels, the task's stack and
+/// shoal's node label. The volume outlives the task (Docker's rule).
+pub fn volume_request(task: &Task, mount: &Mount, node_id: &str) -> VolumeCreateRequest {
+    let mut labels = mount.volume_labels.clone();
+    if let Some(stack) = task
+        .spec
+        .as_ref()
+        .and_then(|s| s.labels.get(LABEL_STACK_NAMESPACE))
+    {
+        labels.insert(LABEL_STACK_NAMESPACE.to_string(), stack.clone());
+    }
+    labels.insert(LABEL_VOLUME_NODE.to_string(), node_id.to_string());
+    VolumeCreateRequest {
+        name: Some(mount.source.clone()),
+        driver: Some(volume_driver(mount).to_string()),
+        driver_opts: Some(mount.volume_opts.clone()).filter(|o| !o.is_empty()),
+        labels: Some(labels),
         ..Default::default()
     }
 }

@@ -406,7 +406,6 @@ pub fn service_spec(
         (!def.expose.is_empty(), "expose"),
         (def.stop_signal.is_some(), "stop_signal"),
         (def.working_dir.is_some(), "working_dir"),
-        (def.user.is_some(), "user"),
         (def.hostname.is_some(), "hostname"),
         (!def.dns.is_empty(), "dns"),
         (
@@ -518,6 +517,13 @@ pub fn service_spec(
                     }
                 })
                 .collect(),
+            mounts: def
+                .volumes
+                .iter()
+                .map(|m| compose_mount(stack, stack_name, m))
+                .collect(),
+            read_only: def.read_only,
+            user: def.user.clone().unwrap_or_default(),
         }),
         update_config: def.update_config.as_ref().map(update_config),
         rollback_config: def.rollback_config.as_ref().map(update_config),
@@ -548,6 +554,48 @@ fn endpoint(key: &str, def: &ServiceDef) -> Result<Option<v1::EndpointSpec>, Con
         } as i32,
         ports,
     }))
+}
+
+/// A Compose mount as the task's: named volumes get their stack-scoped
+/// name (`STACK_vol`, or `name:`/the key when external) and the top-level
+/// definition's driver, options and labels.
+fn compose_mount(
+    stack: &shoal_compose::Stack,
+    stack_name: &str,
+    m: &shoal_compose::Mount,
+) -> v1::Mount {
+    let mut out = v1::Mount {
+        target: m.target.clone(),
+        readonly: m.read_only,
+        tmpfs_size: m.tmpfs_size.unwrap_or(0),
+        tmpfs_mode: m.tmpfs_mode.unwrap_or(0),
+        ..Default::default()
+    };
+    match m.kind {
+        shoal_compose::MountKind::Volume => {
+            out.r#type = v1::MountType::Volume as i32;
+            if let Some(key) = &m.source {
+                let def = stack.volumes.get(key);
+                out.source = object_name(
+                    stack_name,
+                    key,
+                    def.and_then(|d| d.name.as_ref()),
+                    def.is_some_and(|d| d.external),
+                );
+                if let Some(def) = def {
+                    out.volume_driver = def.driver.clone().unwrap_or_default();
+                    out.volume_opts = def.driver_opts.clone().into_iter().collect();
+                    out.volume_labels = def.labels.clone().into_iter().collect();
+                }
+            }
+        }
+        shoal_compose::MountKind::Bind => {
+            out.r#type = v1::MountType::Bind as i32;
+            out.source = m.source.clone().unwrap_or_default();
+        }
+        shoal_compose::MountKind::Tmpfs => out.r#type = v1::MountType::Tmpfs as i32,
+    }
+    out
 }
 
 /// `x-shoal-autoscale` → the stored policy (what `--autoscale-*` set).

@@ -300,11 +300,10 @@ services:
     stop_signal: SIGQUIT
 "#,
     );
-    let (_, ignored) = convert("s", &stack).unwrap();
-    assert_eq!(
-        ignored,
-        ["entrypoint", "stop_signal", "user", "working_dir"]
-    );
+    let (spec, ignored) = convert("s", &stack).unwrap();
+    assert_eq!(ignored, ["entrypoint", "stop_signal", "working_dir"]);
+    // `user` now has its place: the task's user.
+    assert_eq!(spec[0].spec.task.as_ref().unwrap().user, "1000");
 }
 
 #[test]
