@@ -142,29 +142,38 @@ impl Overlay {
                 .await
                 .map_err(|r| r.to_string()),
         };
-        let node = match support.clone().and_then(|()| {
-            OverlayNode::host().map_err(|e| format!("cannot open the node's netlink socket: {e}"))
-        }) {
+        let node = match support {
+            Ok(()) => match OverlayNode::host() {
+                // Several daemons sharing one network namespace (a loopback
+                // test cluster: 127.0.0.2 and .3 beside lo's 127.0.0.1)
+                // cannot each own a VTEP. Say so now, so the scheduler keeps
+                // network tasks off this node with the reason, rather than
+                // failing every task's plumbing later.
+                Ok(node) => match vtep_problem(&node, &config.advertise_addr).await {
+                    Some(reason) => Err(reason),
+                    None => Ok(node),
+                },
+                Err(e) => Err(format!("cannot open the node's netlink socket: {e}")),
+            },
+            Err(reason) => Err(reason),
+        };
+        let (node, capability) = match node {
             Ok(node) => {
                 tracing::info!("overlay networking available");
-                Some(node)
+                let capability = OverlayCapability {
+                    supported: true,
+                    reason: String::new(),
+                };
+                (Some(node), capability)
             }
             Err(reason) => {
                 tracing::warn!(%reason, "overlay networking not available on this node");
-                None
+                let capability = OverlayCapability {
+                    supported: false,
+                    reason,
+                };
+                (None, capability)
             }
-        };
-        let capability = match &node {
-            Some(_) => OverlayCapability {
-                supported: true,
-                reason: String::new(),
-            },
-            None => OverlayCapability {
-                supported: false,
-                reason: support
-                    .err()
-                    .unwrap_or_else(|| "netlink unavailable".into()),
-            },
         };
         let (commands, receiver) = mpsc::channel(64);
         let vtep = view::vtep_of(&config.advertise_addr);
@@ -512,6 +521,27 @@ fn host_upstreams() -> Vec<SocketAddr> {
 
 /// Binds 127.0.0.11:53 (UDP and TCP) inside the task's namespace and serves
 /// it on the daemon's runtime.
+/// Why this node's advertise address cannot be its VTEP, if it cannot: it
+/// must be an address of one of the node's own interfaces, because VXLAN
+/// packets leave from it and peers send theirs to it.
+async fn vtep_problem(node: &OverlayNode, advertise_addr: &str) -> Option<String> {
+    let Some(vtep) = view::vtep_of(advertise_addr) else {
+        return Some(format!(
+            "the advertise address {advertise_addr:?} is not an IP address a VTEP can use"
+        ));
+    };
+    if vtep.is_loopback() {
+        // lo would take the VXLAN device (a lone manager on 127.0.0.1), but
+        // no peer can reach it there, and every daemon of every loopback
+        // cluster on the machine would share one namespace's devices, which
+        // are named by VNI alone.
+        return Some(format!(
+            "the advertise address {vtep} is a loopback address, which no other node can reach: advertise an address of one of the node's interfaces (each node on its own host, VM or network namespace)"
+        ));
+    }
+    node.underlay_mtu(vtep).await.err().map(|e| e.to_string())
+}
+
 async fn start_resolver(
     record: &Record,
     netns: &TaskNetns,

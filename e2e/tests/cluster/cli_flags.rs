@@ -46,14 +46,17 @@ fn fixture() -> Fixture {
     let compose = dir.dir.path().join("stack.yml");
     std::fs::write(
         &compose,
-        format!(
+        crate::stack::on_host_network(&format!(
             "services:\n  app:\n    x-shoal-runtime: process\n    command: [\"{}\", \"3600\"]\n",
             program.display()
-        ),
+        )),
     )
     .unwrap();
     let compose = compose.to_str().unwrap().to_string();
     manager.ok(&["stack", "deploy", "-d", "-c", &compose, "st"]);
+    // A network for the `network` subcommands to name (the stack's services
+    // are on the host network, so it has none of its own).
+    manager.ok(&["network", "create", "st_net"]);
     eventually(patience(), "web and st_app running", || {
         let running = ["web", "st_app"].map(|s| manager.running_tasks(s).len());
         if running == [1, 1] {
@@ -126,7 +129,7 @@ fn plausible(fx: &Fixture, path: &[String], arg: &clap::Arg) -> String {
     match arg.get_id().as_str() {
         "services" | "service" | "target" => "web".into(),
         "nodes" | "node" => "manager".into(),
-        "networks" | "network" => "st_default".into(),
+        "networks" | "network" => "st_net".into(),
         "task" => task(),
         "scales" => "web=2".into(),
         "manager_addr" => fx.addr.clone(),

@@ -3,7 +3,9 @@
 //! and reused, never twice across a leader kill), refused bad input that
 //! changes nothing, placement on overlay-capable nodes only, and stacks
 //! creating and removing their networks. The node side (devices, DNS) is
-//! not exercised here: tasks run as plain processes.
+//! not exercised here: tasks run as plain processes. Tests whose tasks run
+//! on a network use one network namespace per node (`NetCluster`, root
+//! only): daemons sharing a namespace cannot each own a VXLAN endpoint.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -11,8 +13,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::netns::{Net, NetCluster};
 use crate::util::{
-    cluster, eventually, leader_name, managers_cluster, marker_program, patience, Daemon, TestDir,
+    cluster, eventually, leader_name, marker_program, patience, privileged, Daemon, TestDir,
 };
 
 fn inspect(manager: &Daemon, what: &str, name: &str) -> Value {
@@ -203,9 +206,13 @@ fn networks_are_created_listed_inspected_and_removed() {
 
 #[test]
 fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
-    let dir = TestDir::new();
-    let program = marker_program(&dir);
-    let (manager, _workers, _) = cluster(&dir, 2);
+    if !privileged("networks::tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused")
+    {
+        return;
+    }
+    let cluster = NetCluster::sized(1, 2);
+    let program = marker_program(&cluster.dir);
+    let manager = &cluster.managers[0];
     // A /28: 14 host addresses, the gateway and the VIP leave 12 for tasks.
     manager.ok(&["network", "create", "--subnet", "10.50.0.0/28", "appnet"]);
     process_service(&manager, &program, "web", "3", &["--network", "appnet"]);
@@ -305,9 +312,12 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
 
 #[test]
 fn addresses_are_never_handed_out_twice_across_a_leader_kill() {
-    let dir = TestDir::new();
-    let program = marker_program(&dir);
-    let (mut managers, _workers) = managers_cluster(&dir, 3, 1);
+    if !privileged("networks::addresses_are_never_handed_out_twice_across_a_leader_kill") {
+        return;
+    }
+    let mut cluster = NetCluster::sized(3, 1);
+    let program = marker_program(&cluster.dir);
+    let managers = &mut cluster.managers;
     managers[0].ok(&["network", "create", "--subnet", "10.51.0.0/24", "appnet"]);
     process_service(&managers[0], &program, "web", "6", &["--network", "appnet"]);
     wait_running(&managers[0], "web", 6);
@@ -359,15 +369,21 @@ fn addresses_are_never_handed_out_twice_across_a_leader_kill() {
 
 #[test]
 fn bad_network_input_is_refused_and_changes_nothing() {
+    if !privileged("networks::bad_network_input_is_refused_and_changes_nothing") {
+        return;
+    }
     let dir = TestDir::new();
     let program = marker_program(&dir);
-    let manager = dir.daemon("manager");
+    let mut net = Net::new();
+    let addr = net.add_host(1);
+    let listen = format!("{addr}:2377");
+    let manager = net.daemon(&dir, 1, "manager");
     // A small default pool: two /24s.
     manager.ok(&[
         "swarm",
         "init",
         "--listen-addr",
-        "127.0.0.1:0",
+        &listen,
         "--default-addr-pool",
         "10.77.100.0/23",
         "--default-addr-pool-mask-length",
@@ -572,15 +588,29 @@ fn bad_network_input_is_refused_and_changes_nothing() {
 
 #[test]
 fn tasks_on_networks_avoid_nodes_without_overlay_and_say_why() {
+    if !privileged("networks::tasks_on_networks_avoid_nodes_without_overlay_and_say_why") {
+        return;
+    }
     let dir = TestDir::new();
     let program = marker_program(&dir);
+    let mut net = Net::new();
+    let manager_ip = net.add_host(1);
+    let worker_ip = net.add_host(2);
     let manager = dir.daemon_in(
         "manager",
-        &["env", "SHOAL_OVERLAY_UNSUPPORTED=no CAP_NET_ADMIN"],
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &net.ns(1),
+            "env",
+            "SHOAL_OVERLAY_UNSUPPORTED=no CAP_NET_ADMIN",
+        ],
     );
-    let addr = manager.init();
-    let worker = dir.daemon("worker1");
-    worker.join(&manager.worker_token(), &addr, "127.0.0.2");
+    let addr = format!("{manager_ip}:2377");
+    manager.ok(&["swarm", "init", "--listen-addr", &addr]);
+    let worker = net.daemon(&dir, 2, "worker1");
+    worker.join(&manager.worker_token(), &addr, &worker_ip);
     eventually(patience(), "both nodes Ready", || {
         let nodes = manager.nodes();
         if nodes.len() == 2 && nodes.iter().all(|n| n["Status"] == "Ready") {
@@ -635,9 +665,12 @@ fn tasks_on_networks_avoid_nodes_without_overlay_and_say_why() {
 
 #[test]
 fn the_voting_app_stack_creates_its_networks_and_removes_them() {
-    let dir = TestDir::new();
-    let program = marker_program(&dir);
-    let (manager, _workers, _) = cluster(&dir, 1);
+    if !privileged("networks::the_voting_app_stack_creates_its_networks_and_removes_them") {
+        return;
+    }
+    let cluster = NetCluster::sized(1, 1);
+    let program = marker_program(&cluster.dir);
+    let manager = &cluster.managers[0];
     // The real-world file as published, with every image swapped for a
     // process task (no images here).
     let published = std::fs::read_to_string(concat!(
@@ -662,7 +695,7 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
         6,
         "every service swapped"
     );
-    let file = dir.dir.path().join("docker-stack.yml");
+    let file = cluster.dir.dir.path().join("docker-stack.yml");
     std::fs::write(&file, text).unwrap();
     let base = file.to_str().unwrap();
     let config = manager.shoal(&["stack", "config", "-c", base]);

@@ -359,7 +359,7 @@ configs:
 "#
     );
     let file = files.join("stack.yml");
-    std::fs::write(&file, compose).unwrap();
+    std::fs::write(&file, crate::stack::on_host_network(&compose)).unwrap();
     let file = file.to_str().unwrap();
 
     // The external secret must exist first: nothing is created without it.

@@ -16,6 +16,32 @@ fn write(dir: &TestDir, name: &str, text: &str) -> PathBuf {
 
 /// web (3), api (2, with a health check) and worker (1) running `program`;
 /// web and worker depend on api. `web_greeting` varies web's environment.
+/// `compose` with every service on Docker's predefined `host` network
+/// (`external: true, name: host`). Loopback clusters run their daemons in
+/// one network namespace, where no worker can own a VXLAN endpoint, so a
+/// stack's default overlay network would keep every task pending; these
+/// suites test what a deploy does, and the overlay suites (on one namespace
+/// per node) test the stacks' networks.
+pub fn on_host_network(compose: &str) -> String {
+    let mut out = String::new();
+    let mut in_services = false;
+    for line in compose.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_services = line.trim_end() == "services:";
+            continue;
+        }
+        let is_service_key =
+            line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':');
+        if in_services && is_service_key {
+            out.push_str("    networks: [outside]\n");
+        }
+    }
+    out.push_str("networks:\n  outside:\n    external: true\n    name: host\n");
+    out
+}
+
 fn stack_file(program: &Path, web_greeting: &str, with_worker: bool) -> String {
     let program = program.display();
     let mut text = format!(
@@ -59,7 +85,7 @@ services:
 "#
         ));
     }
-    text
+    on_host_network(&text)
 }
 
 fn inspect(manager: &Daemon, service: &str) -> Value {
@@ -225,8 +251,8 @@ fn a_stack_deploys_updates_only_what_changed_prunes_and_is_removed() {
         [
             "Removing service app_api",
             "Removing service app_web",
-            // Services without `networks:` joined the stack's default network.
-            "Removing network app_default"
+            // No `app_default`: the services are on the host network (see
+            // `on_host_network`); the overlay suites remove stack networks.
         ]
     );
     assert_eq!(manager.ok(&["service", "ls", "-q"]).trim(), "");
@@ -340,7 +366,7 @@ fn service_healthy_waits_for_the_dependencys_health_check() {
     let file = write(
         &dir,
         "stack.yml",
-        &format!(
+        &on_host_network(&format!(
             r#"
 services:
   api:
@@ -360,7 +386,7 @@ services:
 "#,
             program = program.display(),
             ready = ready.display(),
-        ),
+        )),
     );
     let mut deploy = manager.spawn_shoal(&["stack", "deploy", "-c", file.to_str().unwrap(), "app"]);
     // api's tasks start but stay unhealthy (Starting): web must not exist yet.

@@ -54,6 +54,22 @@ pub enum ConvertError {
     Port { service: String, message: String },
     #[error("network {network:?}: driver {driver:?} is not supported: shoal's stack networks are overlay networks (use `driver: overlay` or leave it out)")]
     NetworkDriver { network: String, driver: String },
+    #[error("service {service:?}: the host network cannot be combined with other networks: a task on the node's own network has no overlay endpoint; attach it to `host` alone, or drop `host`")]
+    HostAndOthers { service: String },
+}
+
+/// Docker's predefined network that means "the node's own network stack",
+/// declared in Compose as `external: true` with `name: host`. A service on
+/// it gets no overlay attachment at all: its tasks run in the node's network
+/// namespace, as before networks existed and as Swarm does.
+pub const HOST_NETWORK: &str = "host";
+
+/// Is the Compose network `key` the node's own network?
+fn is_host_network(stack: &Stack, key: &str) -> bool {
+    stack
+        .networks
+        .get(key)
+        .is_some_and(|d| d.external && d.name.as_deref().unwrap_or(key) == HOST_NETWORK)
 }
 
 /// A network the stack's services use: created unless external.
@@ -78,6 +94,9 @@ pub fn stack_networks(stack_name: &str, stack: &Stack) -> Result<Vec<StackNetwor
         .collect();
     let mut out = Vec::new();
     for key in used {
+        if is_host_network(stack, key) {
+            continue;
+        }
         let def = stack.networks.get(key).cloned().unwrap_or_default();
         let driver = def.driver.clone().unwrap_or_default();
         if !def.external && !driver.is_empty() && driver != "overlay" {
@@ -306,6 +325,16 @@ pub fn service_spec(
             full: name,
         });
     }
+    let on_host = def
+        .networks
+        .iter()
+        .filter(|n| is_host_network(stack, &n.name))
+        .count();
+    if on_host > 0 && def.networks.len() > on_host {
+        return Err(ConvertError::HostAndOthers {
+            service: key.to_owned(),
+        });
+    }
     let mut ignored: Vec<&str> = Vec::new();
     let mode = match def.mode {
         ServiceMode::Replicated => v1::ServiceMode::Replicated,
@@ -504,6 +533,7 @@ pub fn service_spec(
             networks: def
                 .networks
                 .iter()
+                .filter(|n| !is_host_network(stack, &n.name))
                 .map(|n| {
                     let network = stack.networks.get(&n.name);
                     v1::NetworkAttachmentConfig {

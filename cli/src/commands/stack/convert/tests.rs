@@ -422,6 +422,35 @@ fn a_stack_network_with_another_driver_is_refused() {
     assert!(err.contains("driver \"bridge\" is not supported"), "{err}");
 }
 
+/// Docker's `external: true, name: host` idiom: the service runs on the
+/// node's own network, so it gets no attachment and no network is created.
+#[test]
+fn the_host_network_means_no_overlay_and_cannot_be_combined() {
+    let stack = load(
+        "services:\n  web:\n    image: nginx\n    networks: [outside]\n  api:\n    image: nginx\nnetworks:\n  outside:\n    external: true\n    name: host\n",
+    );
+    let (planned, _) = convert("s", &stack).unwrap();
+    let web = planned.iter().find(|p| p.key == "web").unwrap();
+    assert!(web.spec.task.as_ref().unwrap().networks.is_empty());
+    let api = planned.iter().find(|p| p.key == "api").unwrap();
+    assert_eq!(
+        api.spec.task.as_ref().unwrap().networks[0].target,
+        "s_default"
+    );
+    let names: Vec<String> = stack_networks("s", &stack)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.spec.name)
+        .collect();
+    assert_eq!(names, ["s_default"]);
+
+    let mixed = load(
+        "services:\n  web:\n    image: nginx\n    networks: [outside, back]\nnetworks:\n  outside:\n    external: true\n    name: host\n  back: {}\n",
+    );
+    let err = convert("s", &mixed).unwrap_err().to_string();
+    assert!(err.contains("host network cannot be combined"), "{err}");
+}
+
 #[test]
 fn autoscaling_becomes_the_policy_and_replicas_start_in_range() {
     let stack = load(
