@@ -1,0 +1,2 @@
+here=$(dirname "$0")
+sh "$here/nobrnf.sh" && sh "$here/notrack.sh"
