@@ -11,6 +11,27 @@ use std::time::Duration;
 use crate::sim::{self, Behaviour, Ledger};
 use crate::util::*;
 
+/// The tasks the store wants running that no live simulated node runs:
+/// their state and node, as `service ps` shows them.
+fn missing(manager: &Daemon, ledger: &Ledger) -> String {
+    let running = ledger.running_ids();
+    let mut lines = Vec::new();
+    for task in manager.tasks("sim") {
+        let id = task["ID"].as_str().unwrap_or_default();
+        if task["DesiredState"] == "Running" && !running.contains(id) {
+            lines.push(format!(
+                "{id} {} on {} ({})",
+                task["CurrentState"], task["Node"], task["Error"]
+            ));
+        }
+    }
+    format!(
+        "{} tasks wanted but not running:\n{}",
+        lines.len(),
+        lines.join("\n")
+    )
+}
+
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()
@@ -84,15 +105,24 @@ fn simulated_nodes_converge_run_every_task_once_and_heal_a_tenth_lost() {
         "3600",
     ]);
     let converged = |what: &str| {
+        let mut progress = (0, std::time::Instant::now());
+        let mut explained = false;
         eventually(long, what, || {
             let running = ledger.running();
             let duplicates = ledger.duplicates();
             assert!(duplicates.is_empty(), "{duplicates:?}");
             if running == replicas {
-                Ok(())
-            } else {
-                Err(format!("{running} of {replicas} running"))
+                return Ok(());
             }
+            if running != progress.0 {
+                progress = (running, std::time::Instant::now());
+            } else if !explained && progress.1.elapsed() > Duration::from_secs(20) {
+                // Stalled: say which tasks the store wants running that no
+                // simulated node runs, in which state, on which node.
+                explained = true;
+                eprintln!("{}", missing(&manager, &ledger));
+            }
+            Err(format!("{running} of {replicas} running"))
         });
         let wanted = format!("{replicas}/{replicas}");
         eventually(long, "service ls shows every replica", || {

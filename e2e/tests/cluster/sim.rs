@@ -75,6 +75,17 @@ impl Ledger {
             .count()
     }
 
+    /// The IDs of the tasks running on nodes that are alive.
+    pub fn running_ids(&self) -> HashSet<String> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .running
+            .iter()
+            .filter(|(_, (node, _, _))| !inner.dead.contains(node))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The running tasks on `node`.
     pub fn running_on(&self, node: &str) -> Vec<String> {
         let inner = self.inner.lock().unwrap();
