@@ -61,7 +61,7 @@ fn mount_capability() -> MountCapability {
 /// engine answered) beside the built-in ones.
 pub fn describe_with(
     hostname: &str,
-    runtimes: &crate::logs::Runtimes,
+    runtimes: &crate::executor::runtimes::NodeRuntimes,
     overlay: OverlayCapability,
 ) -> NodeDescription {
     let mut description = describe(hostname, overlay);

@@ -5,9 +5,11 @@
 //! - containers: `docker exec` ([`crate::executor::docker::streams`]);
 //! - processes: the command runs as the task does — in its directory, with a
 //!   clean environment of `PATH`, `HOME` (the task directory), the service's
-//!   variables and the `SHOAL_*` ones (built by the same function as a
-//!   container's) — but in its own process group, killed if the caller goes
-//!   away. No stdin, no TTY.
+//!   variables and the `SHOAL_*` ones ([`crate::task_env`], as the process
+//!   executor starts it) — but in its own process group, killed if the
+//!   caller goes away. No stdin, no TTY.
+//!
+//! A leaf: it uses the executors ([`NodeRuntimes`]); nothing below it uses it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -20,15 +22,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::executor::docker::config;
-use crate::logs::Runtimes;
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::executor::runtimes::NodeRuntimes;
+use crate::task_env::task_command;
 
 pub(crate) async fn publish_exec(
     channel: Channel,
     subscription: Subscription,
-    runtimes: Arc<Runtimes>,
+    runtimes: Arc<NodeRuntimes>,
 ) {
     let (outputs, mut received) = mpsc::channel::<ExecOutput>(64);
     let runner = {
@@ -89,7 +89,7 @@ pub(crate) async fn publish_exec(
 async fn run(
     task: &Task,
     command: Vec<String>,
-    runtimes: &Runtimes,
+    runtimes: &NodeRuntimes,
     out: &mpsc::Sender<ExecOutput>,
 ) -> Result<i32, String> {
     let runtime = task.spec.as_ref().map(|s| s.runtime.as_str()).unwrap_or("");
@@ -142,51 +142,6 @@ pub async fn exec_process(
         .code()
         .or(status.signal().map(|s| 128 + s))
         .unwrap_or(-1))
-}
-
-/// `program` set up to run as the task's own processes run: in its directory
-/// `dir`, with a clean environment of `PATH`, `HOME` (the task directory), the
-/// service's variables and the `SHOAL_*` ones. The process executor starts
-/// tasks and health checks with it, and `service exec` runs commands with it,
-/// so that all three see the same environment. The caller adds arguments and
-/// standard streams.
-pub(crate) fn task_command(
-    task: &Task,
-    node_id: &str,
-    dir: &Path,
-    program: &str,
-) -> tokio::process::Command {
-    let mut cmd = task_env_command(task, node_id, dir, program);
-    // On overlay networks: inside the task's network namespace, with its
-    // resolv.conf (a no-op for a task on no network).
-    crate::overlay::enter::enter_task_namespaces(&mut cmd, &task.id, dir);
-    cmd
-}
-
-/// [`task_command`] without entering the task's namespaces: for the process
-/// executor, which enters them itself when the task has mounts.
-pub(crate) fn task_env_command(
-    task: &Task,
-    node_id: &str,
-    dir: &Path,
-    program: &str,
-) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", search_path())
-        .env("HOME", dir);
-    for entry in config::env(task, node_id) {
-        let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
-        cmd.env(key, value);
-    }
-    cmd
-}
-
-/// The `PATH` tasks get and their programs are looked up in: the agent's
-/// own, or the usual system directories when it has none.
-pub(crate) fn search_path() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string())
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, stream: LogStream, out: &mpsc::Sender<ExecOutput>) {

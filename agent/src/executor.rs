@@ -6,9 +6,17 @@
 //! # Layout
 //! - [`process`]: tasks as plain processes in their own process group.
 //! - [`docker`]: tasks as containers through the Docker Engine API.
+//! - [`runtimes`]: the node's runtimes as one ([`runtimes::NodeRuntimes`]),
+//!   for what answers for the whole node (logs, exec, volumes, description).
+//!
+//! This module holds what every runtime shares: the traits, how a task
+//! ended, and its stop grace ([`stop_grace`]). What a task's environment is
+//! lives in [`crate::task_env`]; the worker, `service logs` and `service
+//! exec` sit above this layer and nothing here uses them.
 
 pub mod docker;
 pub mod process;
+pub mod runtimes;
 
 use std::time::Duration;
 
@@ -16,6 +24,20 @@ use shoal_proto::v1::Task;
 use tokio::sync::watch;
 
 use crate::health::Health;
+
+/// Stop grace period when the spec gives none, as Docker's.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a task gets between SIGTERM and SIGKILL: its spec's grace
+/// period, else [`DEFAULT_STOP_GRACE`].
+pub fn stop_grace(task: &Task) -> Duration {
+    task.spec
+        .as_ref()
+        .map(|s| s.stop_grace_period_ms)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_STOP_GRACE)
+}
 
 /// How a task's main process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +51,7 @@ pub enum Exit {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ExecError {
+pub enum ExecutorError {
     /// The task cannot run here at all (bad command, missing executable).
     #[error("{0}")]
     Rejected(String),
@@ -97,9 +119,9 @@ pub struct RecordedExit {
 #[tonic::async_trait]
 pub trait Controller: Send + 'static {
     /// Checks and sets up everything the task needs before it starts.
-    async fn prepare(&mut self) -> Result<(), ExecError>;
+    async fn prepare(&mut self) -> Result<(), ExecutorError>;
     /// Starts the task.
-    async fn start(&mut self) -> Result<(), ExecError>;
+    async fn start(&mut self) -> Result<(), ExecutorError>;
     /// Resolves when the task ends on its own. Cancel-safe.
     async fn wait(&mut self) -> Exit;
     /// Stops the task: SIGTERM, then SIGKILL after `grace`.

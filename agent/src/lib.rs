@@ -11,14 +11,20 @@
 //! - [`description`]: what the node reports about itself (hostname, platform, resources).
 //! - [`session`]: the session loop with the managers.
 //! - [`worker`]: reconciles assignments against supervised tasks.
-//! - [`executor`]: the executor trait and the process executor.
+//! - [`executor`]: the executor traits, the process and docker executors,
+//!   stop grace, and [`executor::runtimes::NodeRuntimes`] (the node's
+//!   runtimes as one).
+//! - [`task_env`]: a task's environment, `PATH` and spawn command, shared by
+//!   the executors and `service exec`.
 //! - [`health`]: health checks' rules, and the prober for process tasks.
 //! - [`secrets`]: granted secrets and configs, in memory and a tmpfs only.
 //! - [`reporter`]: task status reports waiting for a manager.
 //! - [`overlay`]: overlay networks on this node (namespaces, plumbing, embedded DNS).
 //! - [`ingress`]: how the node serves published ports; the userspace L4 proxy fallback.
 //! - [`metrics`]: samples the tasks' CPU and memory for the heartbeats (autoscaling).
-//! - [`logs`], [`exec`]: `service logs` and `service exec`, answered over the log broker.
+//! - [`subscriptions`]: the log broker's subscription stream, answered by
+//!   [`logs`] and [`exec`] (`service logs` and `service exec`), leaves over
+//!   the executors.
 //! - [`volumes`]: process tasks' volume directories, and the node's volume
 //!   list and removals for the leader.
 
@@ -40,6 +46,8 @@ pub mod overlay;
 pub mod reporter;
 pub mod secrets;
 pub mod session;
+pub mod subscriptions;
+pub mod task_env;
 pub mod volumes;
 pub mod worker;
 

@@ -1,11 +1,7 @@
-//! The agent's side of the log broker: the subscription stream it opens for
-//! each session, and the logs of its tasks published back to the leader.
-//!
-//! The manager cannot call the agent (agents only dial out), so `service
-//! logs` and `service exec` arrive as subscriptions on a stream the agent
-//! opened; each is answered by a client-streaming publish call tagged with the
-//! subscription's ID. When the manager answers that call early, the caller
-//! went away: the agent stops reading (see `manager::logs`).
+//! `service logs`, the agent's side: the logs of its tasks published back
+//! to the leader for one subscription ([`crate::subscriptions`] receives
+//! them). When the manager answers the publish call early, the caller went
+//! away: the agent stops reading (see `manager::logs`).
 //!
 //! Where output comes from is the runtime's business:
 //! - process tasks: `<data dir>/tasks/<task id>/stdout.log` and `stderr.log`,
@@ -18,7 +14,8 @@
 //! - containers: the engine's logs API, with the engine's own timestamps
 //!   ([`crate::executor::docker::streams`]).
 //!
-//! Commands run by `service exec` are [`crate::exec`]'s.
+//! A leaf: it reads the runtimes through [`NodeRuntimes`]; nothing below it
+//! uses it. Commands run by `service exec` are [`crate::exec`]'s.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -26,82 +23,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use shoal_proto::v1::log_broker_client::LogBrokerClient;
-use shoal_proto::v1::{
-    LogMessage, LogOptions, LogStream, PublishLogsMessage, Subscription, SubscriptionsRequest, Task,
-};
+use shoal_proto::v1::{LogMessage, LogOptions, LogStream, PublishLogsMessage, Subscription, Task};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::executor::docker::DockerExecutor;
+use crate::executor::runtimes::NodeRuntimes;
 
 /// How often a followed process log is read for new lines.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Lines per publish message at most.
 const BATCH: usize = 256;
 
-/// What answering subscriptions needs: where tasks live and the runtimes.
-pub struct Runtimes {
-    pub tasks_dir: PathBuf,
-    pub node_id: String,
-    pub docker: Option<Arc<DockerExecutor>>,
-    /// The node's granted secrets and configs (held with the runtimes: the
-    /// session fills it from each assignment set).
-    pub secrets: Arc<crate::secrets::Secrets>,
-}
-
-/// The session's subscription stream; pending forever when the manager has
-/// none (an older manager) or it ended, so that the session loop can always
-/// wait on it.
-pub struct Subscriptions {
-    stream: Option<tonic::Streaming<Subscription>>,
-}
-
-impl Subscriptions {
-    pub async fn open(channel: Channel, session_id: &str) -> Self {
-        let request = SubscriptionsRequest {
-            session_id: session_id.to_string(),
-        };
-        match LogBrokerClient::new(channel).subscriptions(request).await {
-            Ok(response) => Subscriptions {
-                stream: Some(response.into_inner()),
-            },
-            Err(status) => {
-                tracing::warn!(
-                    "the manager takes no log or exec subscriptions: {}",
-                    status.message()
-                );
-                Subscriptions { stream: None }
-            }
-        }
-    }
-
-    pub async fn next(&mut self) -> Subscription {
-        loop {
-            match self.stream.as_mut() {
-                Some(stream) => match stream.message().await {
-                    Ok(Some(subscription)) => return subscription,
-                    Ok(None) | Err(_) => self.stream = None,
-                },
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-}
-
-/// Answers one subscription in the background.
-pub fn spawn(channel: Channel, subscription: Subscription, runtimes: Arc<Runtimes>) {
-    tokio::spawn(async move {
-        if subscription.exec_command.is_empty() {
-            publish_logs(channel, subscription, runtimes).await
-        } else {
-            crate::exec::publish_exec(channel, subscription, runtimes).await
-        }
-    });
-}
-
-async fn publish_logs(channel: Channel, subscription: Subscription, runtimes: Arc<Runtimes>) {
+pub(crate) async fn publish_logs(
+    channel: Channel,
+    subscription: Subscription,
+    runtimes: Arc<NodeRuntimes>,
+) {
     let options = subscription.logs.unwrap_or_default();
     let single = subscription.tasks.len() == 1;
     let (lines, mut received) = mpsc::channel::<LogMessage>(BATCH);
@@ -167,7 +106,7 @@ async fn publish_logs(channel: Channel, subscription: Subscription, runtimes: Ar
 async fn task_logs(
     task: &Task,
     options: &LogOptions,
-    runtimes: &Runtimes,
+    runtimes: &NodeRuntimes,
     single: bool,
     out: &mpsc::Sender<LogMessage>,
 ) {

@@ -34,7 +34,7 @@ pub mod view;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,16 +52,9 @@ pub const RETRY: Duration = Duration::from_secs(2);
 /// Where the node's resolvers are read from (upstreams, search domains).
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// The named network namespace of a process task: derived from its ID, so a
-/// restarted daemon finds it again.
-pub fn netns_name(task_id: &str) -> String {
-    format!("shoal-task-{task_id}")
-}
-
-/// The `resolv.conf` generated for a process task, in its directory.
-pub fn resolv_conf_path(task_dir: &Path) -> PathBuf {
-    task_dir.join("resolv.conf")
-}
+// Where a task's namespace and resolver file are: `enter`'s, which spawns
+// into them and is below this module.
+pub use enter::{netns_name, resolv_conf_path};
 
 /// Whether a task is on any overlay network.
 pub fn is_networked(task: &Task) -> bool {

@@ -25,11 +25,12 @@ use tonic::transport::Channel;
 
 use crate::description::describe_with;
 use crate::executor::docker::DockerExecutor;
-use crate::executor::process::{ProcessExecutor, DEFAULT_STOP_GRACE};
-use crate::executor::{AbortOnDrop, Executor};
-use crate::logs::{Runtimes, Subscriptions};
+use crate::executor::process::ProcessExecutor;
+use crate::executor::runtimes::NodeRuntimes;
+use crate::executor::{AbortOnDrop, Executor, DEFAULT_STOP_GRACE};
 use crate::overlay::{Overlay, OverlayConfig};
 use crate::reporter::Reporter;
+use crate::subscriptions::Subscriptions;
 use crate::worker::{Worker, WorkerEvent};
 
 mod reconnect;
@@ -188,7 +189,7 @@ pub async fn spawn_with(
     let desired_role = Arc::new(Mutex::new(None));
     let trust = Arc::new(Mutex::new(None));
     let reporter = Arc::new(Reporter::default());
-    let runtimes = Arc::new(Runtimes {
+    let runtimes = Arc::new(NodeRuntimes {
         tasks_dir: config.data_dir.join("tasks"),
         node_id: config.node_id.clone(),
         docker,
@@ -246,7 +247,7 @@ async fn run(
     up: watch::Sender<bool>,
     worker: mpsc::Sender<WorkerEvent>,
     reporter: Arc<Reporter>,
-    runtimes: Arc<Runtimes>,
+    runtimes: Arc<NodeRuntimes>,
     (sampler, overlay): (Arc<crate::metrics::Sampler>, Overlay),
 ) {
     let mut reconnect = Reconnect::default();
@@ -370,7 +371,7 @@ async fn session(
     up: &watch::Sender<bool>,
     worker: &mpsc::Sender<WorkerEvent>,
     reporter: &Reporter,
-    runtimes: &Arc<Runtimes>,
+    runtimes: &Arc<NodeRuntimes>,
     (sampler, overlay): (&crate::metrics::Sampler, &Overlay),
     (connected, established, lost_at): (&mut bool, &mut bool, &mut Option<tokio::time::Instant>),
 ) -> Result<(), tonic::Status> {
@@ -422,7 +423,7 @@ async fn session(
                 // removal), not every heartbeat: it costs an engine call.
                 let report = if volumes.due(&removals) {
                     Some(shoal_proto::v1::NodeVolumesReport {
-                        volumes: crate::volumes::inventory(runtimes).await,
+                        volumes: runtimes.volumes().await,
                     })
                 } else {
                     None
@@ -436,7 +437,7 @@ async fn session(
                 request.set_timeout(period * 2);
                 let reply = client.heartbeat(request).await?.into_inner();
                 for name in &reply.remove_volumes {
-                    removals.push(crate::volumes::remove(runtimes, name).await);
+                    removals.push(runtimes.remove_volume(name).await);
                 }
                 let next = Duration::from_millis(reply.period_ms.max(100));
                 if next != period {
@@ -469,7 +470,7 @@ async fn session(
             }
             _ = reporter.queued() => send_reports(&mut client, &session_id, reporter).await?,
             subscription = subscriptions.next() => {
-                crate::logs::spawn(channel.clone(), subscription, runtimes.clone());
+                crate::subscriptions::spawn(channel.clone(), subscription, runtimes.clone());
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The node's volumes: process tasks' named volumes (directories under
-//! `<data dir>/volumes/`, created on first use and kept after the task), and
-//! the list the agent reports with its heartbeats — those directories and
-//! the engine volumes shoal created on this node — and removals the leader
-//! asks for (`volume rm`, `stack rm --volumes`).
+//! `<data dir>/volumes/`, created on first use and kept after the task). The
+//! list the agent reports with its heartbeats — those directories and the
+//! engine volumes shoal created on this node — and removals the leader asks
+//! for (`volume rm`, `stack rm --volumes`) are answered across runtimes by
+//! [`crate::executor::runtimes::NodeRuntimes`], from what this module keeps.
 //!
 //! A process volume is `<data dir>/volumes/<name>/` (0700: no other local
 //! user can reach the data through the host's tree) holding `volume.json`
@@ -102,10 +103,7 @@ impl ProcessVolumes {
         }
         let meta = Meta {
             labels,
-            created_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default(),
+            created_at_ms: shoal_proto::clock::now_ms(),
         };
         let bytes = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
         crate::executor::write_atomically(&dir.join(META_FILE), &bytes)
@@ -193,50 +191,6 @@ pub fn volume_names(task: &Task) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// What the node reports: its process volumes and its engine volumes.
-pub async fn inventory(runtimes: &crate::logs::Runtimes) -> Vec<Volume> {
-    let data_dir = runtimes.tasks_dir.parent().unwrap_or(&runtimes.tasks_dir);
-    let users = crate::executor::process::volume_users(&runtimes.tasks_dir);
-    let mut volumes = ProcessVolumes::new(data_dir).list(&users);
-    if let Some(docker) = runtimes.docker.as_ref() {
-        volumes.extend(docker.volumes().await);
-    }
-    volumes
-}
-
-/// Removes `name` from this node (its process volume, its engine volume, or
-/// both), answering as the leader expects.
-pub async fn remove(runtimes: &crate::logs::Runtimes, name: &str) -> VolumeRemoval {
-    let data_dir = runtimes.tasks_dir.parent().unwrap_or(&runtimes.tasks_dir);
-    let users = crate::executor::process::volume_users(&runtimes.tasks_dir);
-    let mut found = false;
-    let mut errors = Vec::new();
-    match ProcessVolumes::new(data_dir).remove(name, &users) {
-        Ok(removed) => found |= removed,
-        Err(e) => {
-            found = true;
-            errors.push(e)
-        }
-    }
-    if let Some(docker) = runtimes.docker.as_ref() {
-        match docker.remove_volume(name).await {
-            Ok(removed) => found |= removed,
-            Err(e) => {
-                found = true;
-                errors.push(e)
-            }
-        }
-    }
-    if !found {
-        errors.push(format!("no such volume: {name}"));
-    }
-    VolumeRemoval {
-        node_id: runtimes.node_id.clone(),
-        name: name.to_string(),
-        error: errors.join("; "),
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,15 @@
 //! tasks it supervises: a new assignment gets a supervisor that drives the
 //! task's controller and reports its states; a task that left the set, or
 //! stays in it retired (desired state beyond Running), is stopped, and a
-//! retired task it never started is reported shut down at once. Until the first assignment set arrives, tasks found running from a
-//! previous agent keep running: the data plane does not wait for a manager.
+//! retired task it never started is reported shut down at once. Until the
+//! first assignment set arrives, tasks found running from a previous agent
+//! keep running: the data plane does not wait for a manager.
+//!
+//! Deciding is apart from doing: [`decide`] (in `worker/decide.rs`) turns an
+//! assignment set, what the worker observes and `now` into a [`Decision`]
+//! (start, end unstarted, stop, forget), unit-tested without tasks; this
+//! module applies it, supervises tasks and reads the clock
+//! ([`shoal_proto::clock::now_ms`]) for the reports it sends.
 //!
 //! A task with a health check stays STARTING until the check first passes,
 //! then is RUNNING; once the check says it is unhealthy (before or after it
@@ -16,14 +23,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_proto::v1::{Task, TaskState, TaskStatus};
+use shoal_proto::clock::now_ms;
+use shoal_proto::v1::{Task, TaskState};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::executor::process::DEFAULT_STOP_GRACE;
-use crate::executor::{Controller, ExecError, Executor, Exit, RecordedExit};
+use crate::executor::DEFAULT_STOP_GRACE;
+use crate::executor::{Controller, Executor, ExecutorError, Exit, RecordedExit};
 use crate::health::Health;
 use crate::overlay::{self, Overlay};
 use crate::reporter::Reporter;
+
+mod decide;
+pub use decide::{decide, forget_on_exit, recorded_status, status, Decision, Observed};
 
 /// The STARTING message of a task waiting for its health check to pass.
 pub const MESSAGE_WAITING_FOR_HEALTH: &str = "starting: waiting for the health check";
@@ -61,23 +72,6 @@ pub struct Worker {
 
 /// The IDs of the tasks a worker supervises right now.
 pub type SupervisedTasks = Arc<std::sync::Mutex<HashSet<String>>>;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-fn status(state: TaskState, message: &str) -> TaskStatus {
-    TaskStatus {
-        state: state as i32,
-        timestamp_ms: now_ms(),
-        message: message.to_string(),
-        err: String::new(),
-        exit_code: 0,
-    }
-}
 
 impl Worker {
     /// Starts the worker: adopts what a previous agent left running, queues
@@ -133,7 +127,9 @@ impl Worker {
                 if worker.running.contains_key(&task_id) {
                     continue;
                 }
-                worker.reporter.report(&task_id, recorded_status(&exit));
+                worker
+                    .reporter
+                    .report(&task_id, recorded_status(&exit, now_ms()));
                 worker.finished.insert(task_id);
             }
         }
@@ -158,10 +154,10 @@ impl Worker {
                         .lock()
                         .expect("supervised lock")
                         .remove(&task_id);
-                    if self.assigned.contains(&task_id) {
-                        self.finished.insert(task_id);
-                    } else {
+                    if forget_on_exit(&task_id, &self.assigned) {
                         self.remove(&task_id).await;
+                    } else {
+                        self.finished.insert(task_id);
                     }
                 }
                 WorkerEvent::Shutdown { reason, done } => {
@@ -181,63 +177,32 @@ impl Worker {
         }
     }
 
+    /// Decides what the assignment set means ([`decide`]) and does it.
     async fn reconcile(&mut self, tasks: Vec<Task>) {
-        self.assigned = tasks.iter().map(|t| t.id.clone()).collect();
-        // The set also carries retired tasks (desired beyond Running) until
-        // this node reports them ended: they are stopped, never started.
-        let run: HashSet<String> = tasks
-            .iter()
-            .filter(|t| t.desired_state <= TaskState::Running as i32)
-            .map(|t| t.id.clone())
-            .collect();
-        for task in tasks {
-            if self.running.contains_key(&task.id) || self.finished.contains(&task.id) {
-                continue;
-            }
-            if !run.contains(&task.id) {
-                // Retired before it ever started here (perhaps while this
-                // agent was down): it ends without starting, and the report
-                // lets the managers refill its slot.
-                self.reporter.report(
-                    &task.id,
-                    status(TaskState::Shutdown, "shut down before it started"),
-                );
-                self.finished.insert(task.id.clone());
-                continue;
-            }
+        let observed = Observed {
+            supervised: self.running.keys().map(String::as_str).collect(),
+            finished: self.finished.iter().map(String::as_str).collect(),
+            runtimes: self.executors.keys().copied().collect(),
+        };
+        let decision = decide(tasks, &observed, now_ms());
+        self.assigned = decision.assigned;
+        for (task_id, status) in decision.end_unstarted {
+            self.reporter.report(&task_id, status);
+            self.finished.insert(task_id);
+        }
+        for (task, grace) in decision.start {
             let runtime = task.spec.as_ref().map(|s| s.runtime.as_str()).unwrap_or("");
-            let Some(executor) = self.executors.get(runtime).cloned() else {
-                let mut rejected = status(TaskState::Rejected, "rejected");
-                rejected.err = format!("this node has no {runtime:?} runtime");
-                self.reporter.report(&task.id, rejected);
-                self.finished.insert(task.id.clone());
-                continue;
-            };
-            let grace = task
-                .spec
-                .as_ref()
-                .map(|s| s.stop_grace_period_ms)
-                .filter(|ms| *ms > 0)
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_STOP_GRACE);
+            let executor = self.executors[runtime].clone();
             let controller = executor.controller(&task);
             self.supervise(task.id.clone(), controller, grace, Some(task));
         }
-        // Stop what is no longer assigned, or retired.
-        for (task_id, supervised) in self.running.iter_mut() {
-            if !run.contains(task_id) {
-                if let Some(stop) = supervised.stop.take() {
-                    let _ = stop.send("shutdown".to_string());
-                }
+        for task_id in decision.stop {
+            let stop = self.running.get_mut(&task_id).and_then(|s| s.stop.take());
+            if let Some(stop) = stop {
+                let _ = stop.send("shutdown".to_string());
             }
         }
-        let forgotten: Vec<String> = self
-            .finished
-            .iter()
-            .filter(|id| !self.assigned.contains(*id))
-            .cloned()
-            .collect();
-        for task_id in forgotten {
+        for task_id in decision.forget {
             self.finished.remove(&task_id);
             self.remove(&task_id).await;
         }
@@ -281,22 +246,6 @@ impl Worker {
     }
 }
 
-fn recorded_status(exit: &RecordedExit) -> TaskStatus {
-    let (state, err) = match (exit.shutdown, exit.exit_code) {
-        (true, _) => (TaskState::Shutdown, String::new()),
-        (false, _) if exit.unhealthy => (TaskState::Failed, exit.message.clone()),
-        (false, Some(0)) => (TaskState::Complete, String::new()),
-        (false, _) => (TaskState::Failed, exit.message.clone()),
-    };
-    TaskStatus {
-        state: state as i32,
-        timestamp_ms: now_ms(),
-        message: exit.message.clone(),
-        err,
-        exit_code: exit.exit_code.unwrap_or(-1),
-    }
-}
-
 /// Drives one task from assignment to a terminal state.
 async fn supervise(
     task_id: String,
@@ -330,7 +279,7 @@ async fn supervise(
         overlay.detach(&task_id).await;
     }
     controller.record_exit(&outcome).await;
-    reporter.report(&task_id, recorded_status(&outcome));
+    reporter.report(&task_id, recorded_status(&outcome, now_ms()));
     let _ = events.send(WorkerEvent::Finished(task_id)).await;
 }
 
@@ -355,18 +304,18 @@ async fn run_task(
     reporter: &Reporter,
     stop: &mut oneshot::Receiver<String>,
 ) -> RecordedExit {
-    let failed = |e: ExecError| RecordedExit {
+    let failed = |e: ExecutorError| RecordedExit {
         shutdown: false,
         unhealthy: false,
         exit_code: None,
         message: e.to_string(),
     };
     if !adopted {
-        reporter.report(task_id, status(TaskState::Accepted, "accepted"));
-        reporter.report(task_id, status(TaskState::Preparing, "preparing"));
+        reporter.report(task_id, status(TaskState::Accepted, "accepted", now_ms()));
+        reporter.report(task_id, status(TaskState::Preparing, "preparing", now_ms()));
         if let Err(e) = controller.prepare().await {
-            if let ExecError::Rejected(message) = &e {
-                let mut rejected = status(TaskState::Rejected, "rejected");
+            if let ExecutorError::Rejected(message) = &e {
+                let mut rejected = status(TaskState::Rejected, "rejected", now_ms());
                 rejected.err = message.clone();
                 reporter.report(task_id, rejected);
             }
@@ -380,7 +329,7 @@ async fn run_task(
                 message: reason,
             };
         }
-        reporter.report(task_id, status(TaskState::Starting, "starting"));
+        reporter.report(task_id, status(TaskState::Starting, "starting", now_ms()));
         let runtime = networked
             .and_then(|n| n.task.spec.as_ref())
             .map(|s| s.runtime.as_str());
@@ -388,7 +337,7 @@ async fn run_task(
         // first; a container brings its own, plumbed once it runs.
         if let (Some(networked), Some("process")) = (networked, runtime) {
             if let Err(e) = networked.overlay.attach(&networked.task, None).await {
-                return failed(ExecError::Failed(format!("overlay network: {e}")));
+                return failed(ExecutorError::Failed(format!("overlay network: {e}")));
             }
         }
         if let Err(e) = controller.start().await {
@@ -402,7 +351,7 @@ async fn run_task(
                 };
                 if let Err(e) = attached {
                     controller.shutdown(grace).await;
-                    return failed(ExecError::Failed(format!("overlay network: {e}")));
+                    return failed(ExecutorError::Failed(format!("overlay network: {e}")));
                 }
             }
         }
@@ -414,10 +363,10 @@ async fn run_task(
     if waiting {
         reporter.report(
             task_id,
-            status(TaskState::Starting, MESSAGE_WAITING_FOR_HEALTH),
+            status(TaskState::Starting, MESSAGE_WAITING_FOR_HEALTH, now_ms()),
         );
     } else {
-        reporter.report(task_id, status(TaskState::Running, "started"));
+        reporter.report(task_id, status(TaskState::Running, "started", now_ms()));
     }
     loop {
         let event = tokio::select! {
@@ -448,14 +397,17 @@ async fn run_task(
             }
             Event::Health(Some(Health::Healthy)) if waiting => {
                 waiting = false;
-                reporter.report(task_id, status(TaskState::Running, "started (healthy)"));
+                reporter.report(
+                    task_id,
+                    status(TaskState::Running, "started (healthy)", now_ms()),
+                );
             }
             Event::Health(None) if waiting => {
                 // The controller's check broke off: better running unchecked
                 // than starting forever.
                 tracing::warn!(task = %task_id, "the health check ended before it passed");
                 waiting = false;
-                reporter.report(task_id, status(TaskState::Running, "started"));
+                reporter.report(task_id, status(TaskState::Running, "started", now_ms()));
             }
             // Starting again, or healthy again: nothing to report.
             Event::Health(_) => {}

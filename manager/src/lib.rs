@@ -61,13 +61,9 @@ pub mod worker_input;
 pub use error::ManagerError;
 pub use manager::{Manager, ManagerConfig, RaftTiming};
 
-/// Milliseconds since the Unix epoch: the proposer's clock, carried in commands.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+/// Milliseconds since the Unix epoch: the proposer's clock, carried in
+/// commands (the workspace's one clock helper, shared with the agent).
+pub use shoal_proto::clock::now_ms;
 
 /// A random object ID in Docker's form: 25 lowercase base-36 characters.
 pub fn new_id() -> String {

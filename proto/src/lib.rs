@@ -11,10 +11,12 @@
 //! - `raft.proto`: Raft RPCs between managers.
 //! - `logs.proto`: service logs and exec (CLI side, and the log broker agents serve through).
 //! - [`names`]: operator-facing names of enum values.
+//! - [`clock`]: the wall clock as the objects carry it (`now_ms`).
 //! - [`health`]: reading a health check's test (Docker's forms).
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod grants;
 pub mod health;
 pub mod names;

@@ -54,14 +54,13 @@ use shoal_proto::v1::Task;
 use tokio::sync::watch;
 
 pub use config::{
-    container_name, health, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_TASK_ID,
-    LABEL_TASK_SLOT,
+    container_name, health, ContainerOptions, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME,
+    LABEL_TASK_ID, LABEL_TASK_SLOT,
 };
 
-use super::process::DEFAULT_STOP_GRACE;
 use super::{
-    write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
-    Usage,
+    stop_grace, write_atomically, AbortOnDrop, Adopted, Controller, Executor, ExecutorError, Exit,
+    RecordedExit, Usage,
 };
 use crate::health::{Health, HealthConfig};
 use crate::secrets::Secrets;
@@ -84,19 +83,6 @@ const WAIT_RETRY: Duration = Duration::from_secs(1);
 /// polling inspect is simpler than following its event stream, and a status
 /// changes at most once per check interval.
 const HEALTH_POLL: Duration = Duration::from_millis(500);
-
-/// Limits for a task's container. TaskSpec has no resource fields yet: the
-/// worker passes the default (no limits) until it does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContainerOptions {
-    /// CPU limit in billionths of a CPU (Docker's `NanoCpus`).
-    pub nano_cpus: Option<i64>,
-    /// Memory limit in bytes (Docker's `Memory`).
-    pub memory_bytes: Option<i64>,
-    /// Granted secrets and configs, bound read-only at their targets
-    /// (filled in by `prepare`).
-    pub granted: Vec<crate::secrets::GrantedFile>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -471,38 +457,35 @@ impl DockerController {
 
 #[tonic::async_trait]
 impl Controller for DockerController {
-    async fn prepare(&mut self) -> Result<(), ExecError> {
+    async fn prepare(&mut self) -> Result<(), ExecutorError> {
         let task = self
             .task
             .as_ref()
-            .ok_or_else(|| ExecError::Failed("no task spec".into()))?;
+            .ok_or_else(|| ExecutorError::Failed("no task spec".into()))?;
         let spec = task.spec.clone().unwrap_or_default();
         if spec.image.trim().is_empty() {
-            return Err(ExecError::Rejected("the task has no image".into()));
+            return Err(ExecutorError::Rejected("the task has no image".into()));
         }
         // The engine would take a bad test and fail every probe.
         HealthConfig::from_spec(spec.healthcheck.as_ref())
-            .map_err(|e| ExecError::Rejected(e.to_string()))?;
+            .map_err(|e| ExecutorError::Rejected(e.to_string()))?;
         let image = self.node.image_config(&spec.image).await?;
         self.node.ensure_volumes(task).await?;
         if Secrets::has_grants(task) {
             let secrets = self.node.secrets.clone().ok_or_else(|| {
-                ExecError::Rejected(
+                ExecutorError::Rejected(
                     "this node keeps no secrets: the task's grants cannot be delivered".into(),
                 )
             })?;
             self.options.granted = secrets.materialize(task).map_err(|e| {
                 secrets.release(&task.id);
-                ExecError::Failed(e)
+                ExecutorError::Failed(e)
             })?;
         }
         // A container left by an earlier attempt at this task (an agent that
         // stopped between create and start) would hold the name.
         self.node.remove_containers(&task.id).await;
-        let grace = Some(spec.stop_grace_period_ms)
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_STOP_GRACE);
+        let grace = stop_grace(task);
         let body = config::create_body(
             task,
             &self.node.node_id,
@@ -527,9 +510,9 @@ impl Controller for DockerController {
                 // The engine refusing this config (400) is the task's fault;
                 // anything else may well pass on a retry.
                 if status(&e) == Some(400) {
-                    ExecError::Rejected(message)
+                    ExecutorError::Rejected(message)
                 } else {
-                    ExecError::Failed(message)
+                    ExecutorError::Failed(message)
                 }
             })?;
         for warning in created.warnings {
@@ -539,16 +522,16 @@ impl Controller for DockerController {
         Ok(())
     }
 
-    async fn start(&mut self) -> Result<(), ExecError> {
+    async fn start(&mut self) -> Result<(), ExecutorError> {
         let id = self
             .container_id
             .as_deref()
-            .ok_or_else(|| ExecError::Failed("start before prepare: no container".into()))?;
+            .ok_or_else(|| ExecutorError::Failed("start before prepare: no container".into()))?;
         self.node
             .docker
             .start_container(id, None)
             .await
-            .map_err(|e| ExecError::Failed(engine_message(&e)))
+            .map_err(|e| ExecutorError::Failed(engine_message(&e)))
     }
 
     async fn wait(&mut self) -> Exit {
@@ -704,12 +687,12 @@ impl Node {
     /// labelled (stack, node); refuses a volume of that name that exists
     /// with another driver: it is another volume, and the task must not
     /// quietly write into it.
-    async fn ensure_volumes(&self, task: &Task) -> Result<(), ExecError> {
+    async fn ensure_volumes(&self, task: &Task) -> Result<(), ExecutorError> {
         for mount in config::named_volumes(task) {
             let driver = config::volume_driver(mount);
             match self.docker.inspect_volume(&mount.source).await {
                 Ok(existing) if existing.driver != driver => {
-                    return Err(ExecError::Rejected(format!(
+                    return Err(ExecutorError::Rejected(format!(
                         "volume {:?} already exists on this node with driver {}, not {driver}: \
                          use another volume name, or remove it (shoal volume rm {})",
                         mount.source, existing.driver, mount.source
@@ -721,7 +704,7 @@ impl Node {
                         .create_volume(config::volume_request(task, mount, &self.node_id))
                         .await
                         .map_err(|e| {
-                            ExecError::Rejected(format!(
+                            ExecutorError::Rejected(format!(
                                 "cannot create volume {:?} (driver {driver}): {}",
                                 mount.source,
                                 engine_message(&e)
@@ -730,7 +713,7 @@ impl Node {
                     tracing::info!(task = %task.id, volume = %mount.source, "created a volume");
                 }
                 Err(e) => {
-                    return Err(ExecError::Failed(format!(
+                    return Err(ExecutorError::Failed(format!(
                         "cannot inspect volume {:?}: {}",
                         mount.source,
                         engine_message(&e)
@@ -745,12 +728,12 @@ impl Node {
     /// A failed pull rejects the task, in the engine's words, as Swarm does:
     /// the task cannot run on this node as it is, and the orchestrator's
     /// replacement task tries the pull again.
-    async fn image_config(&self, image: &str) -> Result<Option<ImageConfig>, ExecError> {
+    async fn image_config(&self, image: &str) -> Result<Option<ImageConfig>, ExecutorError> {
         let missing = match self.docker.inspect_image(image).await {
             Ok(inspect) => return Ok(inspect.config),
             Err(e) if status(&e) == Some(404) => engine_message(&e),
             Err(e) => {
-                return Err(ExecError::Failed(format!(
+                return Err(ExecutorError::Failed(format!(
                     "cannot inspect image {image}: {}",
                     engine_message(&e)
                 )))
@@ -769,7 +752,7 @@ impl Node {
         );
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
-                return Err(ExecError::Rejected(format!(
+                return Err(ExecutorError::Rejected(format!(
                     "{missing}; pulling it failed: {}",
                     engine_message(&e)
                 )));
@@ -777,7 +760,7 @@ impl Node {
         }
         match self.docker.inspect_image(image).await {
             Ok(inspect) => Ok(inspect.config),
-            Err(e) => Err(ExecError::Rejected(format!(
+            Err(e) => Err(ExecutorError::Rejected(format!(
                 "{}; the pull reported no error",
                 engine_message(&e)
             ))),

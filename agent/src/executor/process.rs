@@ -13,7 +13,7 @@
 //! check) and `exit.json` once the task ended.
 //!
 //! A task's health check runs beside it, as the task runs (same environment
-//! and directory, see [`crate::exec::task_command`]), in its own process
+//! and directory, see [`crate::task_env::task_command`]), in its own process
 //! group; [`crate::health`] holds the rules. CPU and memory limits are
 //! enforced through cgroups where the node allows it ([`cgroup`]).
 //!
@@ -40,14 +40,12 @@ use tokio::sync::watch;
 
 use self::cgroup::{Cgroups, Limits};
 use super::{
-    write_atomically, AbortOnDrop, Adopted, Controller, ExecError, Executor, Exit, RecordedExit,
-    Usage,
+    write_atomically, AbortOnDrop, Adopted, Controller, Executor, ExecutorError, Exit,
+    RecordedExit, Usage,
 };
-use crate::exec::{search_path, task_command, task_env_command};
 use crate::health::{self, Health, HealthConfig};
+use crate::task_env::{search_path, task_command, task_env_command};
 
-/// Stop grace period when the spec gives none, as Docker's.
-pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often an adopted process (not our child) is checked for life.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 /// The task as assigned, in its directory.
@@ -309,20 +307,20 @@ fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
 impl ProcessController {
     /// Makes the task's volumes, checks its binds, creates missing targets
     /// and plans its mount namespace; `None` when it needs none.
-    fn mount_namespace(&self, task: &Task) -> Result<Option<PlannedMounts>, ExecError> {
+    fn mount_namespace(&self, task: &Task) -> Result<Option<PlannedMounts>, ExecutorError> {
         let spec = task.spec.clone().unwrap_or_default();
         if spec.mounts.is_empty() && !spec.read_only && spec.user.is_empty() {
             return Ok(None);
         }
         if !nix::unistd::geteuid().is_root() {
-            return Err(ExecError::Rejected(
+            return Err(ExecutorError::Rejected(
                 "mounts, a read-only root and --user need the node's daemon to run as root".into(),
             ));
         }
         let credentials = if spec.user.is_empty() {
             None
         } else {
-            Some(mountns::resolve_user(&spec.user).map_err(ExecError::Rejected)?)
+            Some(mountns::resolve_user(&spec.user).map_err(ExecutorError::Rejected)?)
         };
         let mut request = mountns::Request {
             read_only_root: spec.read_only,
@@ -335,7 +333,7 @@ impl ProcessController {
                     let source = self
                         .volumes
                         .ensure(task, mount, credentials.map(|c| (c.uid, c.gid)))
-                        .map_err(ExecError::Failed)?;
+                        .map_err(ExecutorError::Failed)?;
                     make_target(&target, true)?;
                     request.binds.push(mountns::Bind {
                         source,
@@ -346,7 +344,7 @@ impl ProcessController {
                 Ok(shoal_proto::v1::MountType::Bind) => {
                     let source = PathBuf::from(&mount.source);
                     let Ok(meta) = std::fs::metadata(&source) else {
-                        return Err(ExecError::Rejected(format!(
+                        return Err(ExecutorError::Rejected(format!(
                             "invalid mount config for type \"bind\": bind source path {} does not exist on this node",
                             source.display()
                         )));
@@ -367,7 +365,7 @@ impl ProcessController {
                     });
                 }
                 Err(_) => {
-                    return Err(ExecError::Rejected(format!(
+                    return Err(ExecutorError::Rejected(format!(
                         "unknown mount type {} for target {}",
                         mount.r#type, mount.target
                     )))
@@ -395,7 +393,7 @@ impl PlannedMounts {
     /// task's generated resolv.conf (the overlay writes it when it attaches
     /// the task, after `prepare`), bound first so that the task's own mounts
     /// win over it: one namespace holds the task's resolver and its mounts.
-    fn install(&self, resolv_conf: Option<PathBuf>) -> Result<mountns::Installed, ExecError> {
+    fn install(&self, resolv_conf: Option<PathBuf>) -> Result<mountns::Installed, ExecutorError> {
         let mut request = self.request.clone();
         if let Some(source) = resolv_conf {
             request.binds.insert(
@@ -410,18 +408,19 @@ impl PlannedMounts {
         let ops = if request.is_empty() {
             Vec::new()
         } else {
-            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-                .map_err(|e| ExecError::Failed(format!("cannot read the node's mounts: {e}")))?;
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+                ExecutorError::Failed(format!("cannot read the node's mounts: {e}"))
+            })?;
             mountns::plan(&request, &mountinfo)
         };
-        mountns::prepare(&ops, self.credentials).map_err(ExecError::Rejected)
+        mountns::prepare(&ops, self.credentials).map_err(ExecutorError::Rejected)
     }
 }
 
 /// A mount target that does not exist on the node is made (a directory, or
 /// an empty file for a file bind), as the engine makes it in a container:
 /// on a process task's node it stays in the host's tree, empty.
-fn make_target(target: &Path, dir: bool) -> Result<(), ExecError> {
+fn make_target(target: &Path, dir: bool) -> Result<(), ExecutorError> {
     if target.exists() {
         return Ok(());
     }
@@ -434,7 +433,7 @@ fn make_target(target: &Path, dir: bool) -> Result<(), ExecError> {
             .and_then(|()| std::fs::File::create(target).map(|_| ()))
     };
     made.map_err(|e| {
-        ExecError::Failed(format!(
+        ExecutorError::Failed(format!(
             "cannot create the mount target {} on this node: {e}",
             target.display()
         ))
@@ -466,25 +465,25 @@ pub fn volume_users(tasks_dir: &Path) -> std::collections::HashMap<String, Vec<S
 
 #[tonic::async_trait]
 impl Controller for ProcessController {
-    async fn prepare(&mut self) -> Result<(), ExecError> {
+    async fn prepare(&mut self) -> Result<(), ExecutorError> {
         let task = self
             .task
             .as_ref()
-            .ok_or_else(|| ExecError::Failed("no task spec".into()))?;
+            .ok_or_else(|| ExecutorError::Failed("no task spec".into()))?;
         let spec = task.spec.clone().unwrap_or_default();
         // The managers refuse such specs; an older manager might not.
         if crate::secrets::Secrets::has_grants(task) {
-            return Err(ExecError::Rejected(
+            return Err(ExecutorError::Rejected(
                 "process tasks cannot receive secrets or configs yet: run the service with --runtime docker".into(),
             ));
         }
         let program = spec
             .command
             .first()
-            .ok_or_else(|| ExecError::Rejected("the task has no command".into()))?;
+            .ok_or_else(|| ExecutorError::Rejected("the task has no command".into()))?;
         let path = search_path();
         if resolve_program(program, &path).is_none() {
-            return Err(ExecError::Rejected(format!(
+            return Err(ExecutorError::Rejected(format!(
                 "executable file not found: {program:?} is not a file{}",
                 if program.contains('/') {
                     ""
@@ -494,31 +493,33 @@ impl Controller for ProcessController {
             )));
         }
         HealthConfig::from_spec(spec.healthcheck.as_ref())
-            .map_err(|e| ExecError::Rejected(e.to_string()))?;
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|e| ExecError::Failed(format!("cannot create {}: {e}", self.dir.display())))?;
+            .map_err(|e| ExecutorError::Rejected(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| {
+            ExecutorError::Failed(format!("cannot create {}: {e}", self.dir.display()))
+        })?;
         self.mounts = self.mount_namespace(task)?;
         let task_file = self.dir.join(TASK_FILE);
         serde_json::to_vec(task)
             .map_err(std::io::Error::other)
             .and_then(|bytes| write_atomically(&task_file, &bytes))
-            .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", task_file.display())))?;
+            .map_err(|e| {
+                ExecutorError::Failed(format!("cannot write {}: {e}", task_file.display()))
+            })?;
         Ok(())
     }
 
-    async fn start(&mut self) -> Result<(), ExecError> {
+    async fn start(&mut self) -> Result<(), ExecutorError> {
         let task = self
             .task
             .as_ref()
-            .ok_or_else(|| ExecError::Failed("no task spec".into()))?;
+            .ok_or_else(|| ExecutorError::Failed("no task spec".into()))?;
         let spec = task.spec.clone().unwrap_or_default();
         let open_log = |name: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(self.dir.join(name))
-                .map_err(|e| ExecError::Failed(format!("cannot open the {name} log: {e}")))
+                .map_err(|e| ExecutorError::Failed(format!("cannot open the {name} log: {e}")))
         };
         // With mounts, the task's resolv.conf joins their namespace (one
         // `unshare`); without, entering its namespaces binds it.
@@ -528,7 +529,7 @@ impl Controller for ProcessController {
             )),
             None => None,
         };
-        let command = |cgroup: Option<&cgroup::TaskCgroup>| -> Result<_, ExecError> {
+        let command = |cgroup: Option<&cgroup::TaskCgroup>| -> Result<_, ExecutorError> {
             let mut command = if mounts.is_some() {
                 let mut command =
                     task_env_command(task, &self.node_id, &self.dir, &spec.command[0]);
@@ -571,8 +572,9 @@ impl Controller for ProcessController {
             }
             spawned => spawned,
         };
-        let child = spawned
-            .map_err(|e| ExecError::Failed(format!("cannot start {:?}: {e}", spec.command[0])))?;
+        let child = spawned.map_err(|e| {
+            ExecutorError::Failed(format!("cannot start {:?}: {e}", spec.command[0]))
+        })?;
         let raw = child.id().map(|p| p as i32).unwrap_or_default();
         let pid = ProcessId::of(raw).unwrap_or(ProcessId {
             pid: raw,
@@ -583,7 +585,7 @@ impl Controller for ProcessController {
             &pid_file,
             format!("{} {}\n", pid.pid, pid.start_time).as_bytes(),
         )
-        .map_err(|e| ExecError::Failed(format!("cannot write {}: {e}", pid_file.display())))?;
+        .map_err(|e| ExecutorError::Failed(format!("cannot write {}: {e}", pid_file.display())))?;
         self.pid = Some(pid);
         self.child = Some(child);
         self.started = Some(tokio::time::Instant::now());

@@ -2,9 +2,9 @@
 //! inside the task's own namespaces.
 //!
 //! A process task on a network runs in its named network namespace
-//! ([`super::netns_name`]), set with `setns` between fork and exec. It also
+//! ([`netns_name`]), set with `setns` between fork and exec. It also
 //! gets a private mount namespace in which the generated `resolv.conf`
-//! (`nameserver 127.0.0.11`, see [`super::resolv_conf_path`]) is bind-mounted
+//! (`nameserver 127.0.0.11`, see [`resolv_conf_path`]) is bind-mounted
 //! over `/etc/resolv.conf`, so that its lookups go to its own embedded
 //! resolver while the rest of the node's files stay as they are. Both are
 //! plain syscalls in the child, no helper process: the private mount
@@ -19,6 +19,17 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+
+/// The named network namespace of a process task: derived from its ID, so a
+/// restarted daemon finds it again.
+pub fn netns_name(task_id: &str) -> String {
+    format!("shoal-task-{task_id}")
+}
+
+/// The `resolv.conf` generated for a process task, in its directory.
+pub fn resolv_conf_path(task_dir: &Path) -> PathBuf {
+    task_dir.join("resolv.conf")
+}
 
 /// Where the task's resolver configuration is bound.
 pub(crate) const ETC_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -51,7 +62,7 @@ pub(crate) fn enter_task_netns(
 /// is in a network namespace and the overlay wrote one for it.
 pub(crate) fn task_resolv_conf(task_id: &str, task_dir: &Path) -> Option<PathBuf> {
     task_netns_file(task_id, task_dir)?;
-    let resolv = super::resolv_conf_path(task_dir);
+    let resolv = resolv_conf_path(task_dir);
     resolv.exists().then_some(resolv)
 }
 
@@ -59,7 +70,7 @@ fn enter(command: &mut tokio::process::Command, task_id: &str, task_dir: &Path, 
     let Some(netns) = task_netns_file(task_id, task_dir) else {
         return;
     };
-    let resolv_path = super::resolv_conf_path(task_dir);
+    let resolv_path = resolv_conf_path(task_dir);
     let source = (resolv && resolv_path.exists())
         .then(|| CString::new(resolv_path.as_os_str().as_bytes()).ok())
         .flatten();
@@ -95,7 +106,7 @@ fn enter(command: &mut tokio::process::Command, task_id: &str, task_dir: &Path, 
 /// mount behind the name lives in the mount namespace the task inherited,
 /// and this daemon sees only the empty file it is mounted on.
 pub(crate) fn task_netns_file(task_id: &str, task_dir: &Path) -> Option<File> {
-    let path = shoal_overlay_net::netns::named_path(&super::netns_name(task_id));
+    let path = shoal_overlay_net::netns::named_path(&netns_name(task_id));
     if !path.exists() {
         return None;
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_proto::v1::{HealthCheck, TaskSpec};
+use shoal_proto::v1::{HealthCheck, TaskSpec, TaskStatus};
 
 use super::*;
 use crate::executor::process::cgroup::Cgroups;
@@ -271,24 +271,30 @@ async fn an_adopted_task_keeps_its_health_check() {
 
 #[test]
 fn an_unhealthy_task_that_exits_cleanly_when_stopped_still_failed() {
-    let status = recorded_status(&RecordedExit {
-        shutdown: false,
-        unhealthy: true,
-        exit_code: Some(0),
-        message: "task: unhealthy: health check failed: exit code 1".into(),
-    });
+    let status = recorded_status(
+        &RecordedExit {
+            shutdown: false,
+            unhealthy: true,
+            exit_code: Some(0),
+            message: "task: unhealthy: health check failed: exit code 1".into(),
+        },
+        0,
+    );
     assert_eq!(status.state(), TaskState::Failed);
     assert_eq!(
         status.err,
         "task: unhealthy: health check failed: exit code 1"
     );
     // Without the health verdict, exit 0 is a clean completion.
-    let clean = recorded_status(&RecordedExit {
-        shutdown: false,
-        unhealthy: false,
-        exit_code: Some(0),
-        message: "finished".into(),
-    });
+    let clean = recorded_status(
+        &RecordedExit {
+            shutdown: false,
+            unhealthy: false,
+            exit_code: Some(0),
+            message: "finished".into(),
+        },
+        0,
+    );
     assert_eq!(clean.state(), TaskState::Complete);
 }
 

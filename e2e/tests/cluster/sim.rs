@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shoal_agent::executor::{Adopted, Controller, ExecError, Executor, Exit, RecordedExit};
+use shoal_agent::executor::{Adopted, Controller, Executor, ExecutorError, Exit, RecordedExit};
 use shoal_agent::{AgentConfig, AgentHandle};
 use shoal_proto::v1::ca_client::CaClient;
 use shoal_proto::v1::{GetRootCaCertificateRequest, IssueNodeCertificateRequest, Task};
@@ -179,14 +179,14 @@ impl Executor for FakeExecutor {
 
 #[tonic::async_trait]
 impl Controller for FakeController {
-    async fn prepare(&mut self) -> Result<(), ExecError> {
+    async fn prepare(&mut self) -> Result<(), ExecutorError> {
         Ok(())
     }
 
-    async fn start(&mut self) -> Result<(), ExecError> {
+    async fn start(&mut self) -> Result<(), ExecutorError> {
         tokio::time::sleep(self.behaviour.start_latency).await;
         if fails(&self.task.id, self.behaviour.failure_rate) {
-            return Err(ExecError::Failed("simulated start failure".into()));
+            return Err(ExecutorError::Failed("simulated start failure".into()));
         }
         self.ledger.started(&self.task, &self.node);
         self.started = true;

@@ -24,8 +24,21 @@ use bollard::models::{
 };
 use shoal_proto::v1::{Mount, MountType, Task};
 
-use super::ContainerOptions;
 use crate::health::{unhealthy_reason, Health, Outcome};
+use crate::task_env::env;
+
+/// Limits for a task's container. TaskSpec has no resource fields yet: the
+/// worker passes the default (no limits) until it does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// CPU limit in billionths of a CPU (Docker's `NanoCpus`).
+    pub nano_cpus: Option<i64>,
+    /// Memory limit in bytes (Docker's `Memory`).
+    pub memory_bytes: Option<i64>,
+    /// Granted secrets and configs, bound read-only at their targets
+    /// (filled in by `prepare`).
+    pub granted: Vec<crate::secrets::GrantedFile>,
+}
 
 /// Label holding the task's ID: how a restarted agent and `remove(task_id)`
 /// find a task's container.
@@ -89,33 +102,6 @@ pub fn labels(task: &Task, node_id: &str) -> HashMap<String, String> {
         (LABEL_TASK_SLOT.to_string(), task.slot.to_string()),
     ]);
     labels
-}
-
-/// The task's environment plus the `SHOAL_*` variables the process executor
-/// sets too, so a task sees the same names whatever its runtime. Ours replace
-/// a task entry of the same name rather than follow it: with duplicates, which
-/// one a program sees depends on its libc.
-pub fn env(task: &Task, node_id: &str) -> Vec<String> {
-    let ours = [
-        ("SHOAL_TASK_ID", task.id.clone()),
-        ("SHOAL_TASK_SLOT", task.slot.to_string()),
-        (
-            "SHOAL_TASK_NAME",
-            format!("{}.{}.{}", task.service_name, task.slot, task.id),
-        ),
-        ("SHOAL_SERVICE_NAME", task.service_name.clone()),
-        ("SHOAL_NODE_ID", node_id.to_string()),
-    ];
-    let spec_env = task.spec.as_ref().map(|s| s.env.as_slice()).unwrap_or(&[]);
-    spec_env
-        .iter()
-        .filter(|entry| {
-            let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
-            !ours.iter().any(|(name, _)| *name == key)
-        })
-        .cloned()
-        .chain(ours.iter().map(|(k, v)| format!("{k}={v}")))
-        .collect()
 }
 
 /// The container's CMD (see the module docs); `None` keeps the image's.

@@ -298,7 +298,7 @@ async fn a_missing_image_rejects_the_task_in_the_engines_words() {
     task.spec.as_mut().unwrap().image = image.clone();
     let mut ctl = f.executor.controller(&task);
     match ctl.prepare().await {
-        Err(ExecError::Rejected(message)) => {
+        Err(ExecutorError::Rejected(message)) => {
             eprintln!("prepare said: {message}");
             assert!(
                 message.contains(&format!("No such image: {image}")),

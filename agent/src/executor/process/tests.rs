@@ -52,7 +52,9 @@ async fn a_missing_executable_is_rejected_before_anything_runs() {
     let executor = ProcessExecutor::new(dir.path(), "node1");
     let mut ctl = executor.controller(&task("t1", &["no-such-program-xyz"]));
     match ctl.prepare().await {
-        Err(ExecError::Rejected(message)) => assert!(message.contains("executable file not found")),
+        Err(ExecutorError::Rejected(message)) => {
+            assert!(message.contains("executable file not found"))
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -145,7 +147,7 @@ async fn a_bad_health_check_rejects_the_task_and_a_good_one_is_kept_for_adoption
         ..Default::default()
     });
     match executor.controller(&bad).prepare().await {
-        Err(ExecError::Rejected(message)) => {
+        Err(ExecutorError::Rejected(message)) => {
             assert!(message.contains("invalid health check"), "{message}")
         }
         other => panic!("{other:?}"),
