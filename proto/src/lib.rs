@@ -12,12 +12,15 @@
 //! - `logs.proto`: service logs and exec (CLI side, and the log broker agents serve through).
 //! - [`names`]: operator-facing names of enum values.
 //! - [`health`]: reading a health check's test (Docker's forms).
+//! - [`syntax`]: the one parser of each operator syntax (durations, byte
+//!   sizes, CPUs, command strings, service and stack names).
 
 #![forbid(unsafe_code)]
 
 pub mod grants;
 pub mod health;
 pub mod names;
+pub mod syntax;
 
 /// gRPC metadata on "not the leader" answers carrying the leader's address,
 /// so that agents, joining managers and forwarding managers go straight there.
