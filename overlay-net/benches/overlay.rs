@@ -8,6 +8,10 @@
 //! Each measurement is bounded in time (throughput) or count (latency), and
 //! every address is inside namespaces the bench creates.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 #[path = "../tests/hosts/mod.rs"]
 mod hosts;
 
