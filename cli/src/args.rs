@@ -511,16 +511,16 @@ pub enum SwarmCommand {
         #[arg(long)]
         force_new_cluster: bool,
         /// Raft heartbeat interval (e.g. 100ms).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = shoal_proto::syntax::parse_duration)]
         raft_heartbeat: Option<std::time::Duration>,
         /// Minimum Raft election timeout (e.g. 300ms); the maximum is 1.5 times it.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = shoal_proto::syntax::parse_duration)]
         raft_election_timeout: Option<std::time::Duration>,
         /// Raft log entries between snapshots.
         #[arg(long)]
         snapshot_interval: Option<u64>,
         /// How often agents heartbeat (a node is Down after three missed).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = shoal_proto::syntax::parse_duration)]
         dispatcher_heartbeat: Option<std::time::Duration>,
         /// Enable manager autolocking: a restarted manager needs the unlock
         /// key (`swarm unlock`) before it serves.
@@ -564,14 +564,14 @@ pub enum SwarmCommand {
     /// Update the swarm's settings.
     Update {
         /// How often agents heartbeat (a node is Down after three missed), e.g. 1s.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = shoal_proto::syntax::parse_duration)]
         dispatcher_heartbeat: Option<std::time::Duration>,
         /// Dead tasks kept per slot for `service ps`.
         #[arg(long)]
         task_history_limit: Option<u64>,
         /// Lifetime of node certificates, e.g. 2160h (at least 1h); nodes
         /// renew at 50–80 % of it.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = shoal_proto::syntax::parse_duration)]
         cert_expiry: Option<std::time::Duration>,
         /// Change manager autolocking (`--autolock` alone means true).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
@@ -857,14 +857,14 @@ pub struct ProvisioningFlags {
     pub node_provisioner: Option<String>,
     /// How long tasks stay pending for lack of resources before the
     /// provisioner runs (default 30s).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = shoal_proto::syntax::parse_duration)]
     pub node_provisioner_threshold: Option<std::time::Duration>,
     /// A hook still running after this long is killed (default 10m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = shoal_proto::syntax::parse_duration)]
     pub node_provisioner_timeout: Option<std::time::Duration>,
     /// After a provisioner call, how long the new machine has to join
     /// before another call (default 3m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = shoal_proto::syntax::parse_duration)]
     pub node_provisioner_cooldown: Option<std::time::Duration>,
     /// Command run for a worker that stayed without tasks for the idle
     /// window, after draining it; it gets the node (id, hostname, addr) as
@@ -873,7 +873,7 @@ pub struct ProvisioningFlags {
     pub node_decommissioner: Option<String>,
     /// How long a worker stays without tasks before it is decommissioned
     /// (default 10m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = shoal_proto::syntax::parse_duration)]
     pub node_idle_window: Option<std::time::Duration>,
     /// Decommissioning never leaves fewer Ready, active nodes than this
     /// (managers are never decommissioned).

@@ -1,5 +1,7 @@
 //! `shoal`: parse the command line, run it, print errors as `Error: …`.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

@@ -52,7 +52,8 @@
 //! - `dotenv`: the `.env` / `env_file` format ([`parse_dotenv`]).
 //! - `merge`: merging several files' trees.
 //! - `schema`: tree → [`Stack`], with validation and warnings.
-//! - [`units`]: durations, byte sizes, CPU counts, command splitting.
+//! - value syntaxes (durations, byte sizes, CPU counts, command splitting)
+//!   come from [`shoal_proto::syntax`], shared with the CLI's flags.
 //! - `order`: [`startup_order`] from `depends_on`.
 
 #![forbid(unsafe_code)]
@@ -65,7 +66,6 @@ mod merge;
 pub mod model;
 mod order;
 mod schema;
-pub mod units;
 mod yaml;
 
 #[cfg(test)]

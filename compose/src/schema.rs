@@ -12,8 +12,8 @@ use std::path::Path;
 
 use crate::error::{ComposeError, Location};
 use crate::model::*;
-use crate::units;
 use crate::yaml::{Key, Node, Pos, Value};
+use shoal_proto::syntax;
 
 /// Service keys shoal applies.
 const SERVICE_KEYS: &[&str] = &[
@@ -285,7 +285,7 @@ fn boolean(node: &Node, path: &str) -> Result<bool, ComposeError> {
 
 fn duration(node: &Node, path: &str) -> Result<std::time::Duration, ComposeError> {
     let text = string(node, path)?;
-    units::parse_duration(&text).map_err(|e| invalid(&node.pos, path, e))
+    syntax::parse_duration(&text).map_err(|e| invalid(&node.pos, path, e))
 }
 
 fn one_of<T: Copy>(node: &Node, path: &str, choices: &[(&str, T)]) -> Result<T, ComposeError> {
@@ -327,7 +327,7 @@ fn string_list(node: &Node, path: &str, single_ok: bool) -> Result<Vec<String>, 
 fn command(node: &Node, path: &str) -> Result<Vec<String>, ComposeError> {
     match &node.value {
         Value::Scalar { text, .. } => {
-            units::split_command(text).map_err(|e| invalid(&node.pos, path, e))
+            syntax::split_command(text).map_err(|e| invalid(&node.pos, path, e))
         }
         Value::Seq(_) => string_list(node, path, false),
         _ => Err(invalid(
@@ -1482,12 +1482,12 @@ fn resources(
     let mut r = Resources::default();
     if let Some(n) = o.get("cpus") {
         let cp = child(path, "cpus");
-        r.nano_cpus = units::parse_cpus(&string(n, &cp)?).map_err(|e| invalid(&n.pos, &cp, e))?;
+        r.nano_cpus = syntax::parse_cpus(&string(n, &cp)?).map_err(|e| invalid(&n.pos, &cp, e))?;
     }
     if let Some(n) = o.get("memory") {
         let mp = child(path, "memory");
         r.memory_bytes =
-            units::parse_memory(&string(n, &mp)?).map_err(|e| invalid(&n.pos, &mp, e))?;
+            syntax::parse_byte_size(&string(n, &mp)?).map_err(|e| invalid(&n.pos, &mp, e))?;
     }
     Ok(r)
 }
@@ -1766,7 +1766,7 @@ fn mounts(
                     if let Some(size) = options.get("size") {
                         let text = string(size, &child(&tp, "size"))?;
                         tmpfs_size =
-                            Some(crate::units::parse_memory(&text).map_err(|e| {
+                            Some(syntax::parse_byte_size(&text).map_err(|e| {
                                 invalid(&size.pos, &child(&tp, "size"), e.to_string())
                             })?);
                     }

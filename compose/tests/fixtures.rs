@@ -2,6 +2,10 @@
 //! API, with the services, replicas, ports, networks and the exact
 //! "Ignoring unsupported options" line each should produce.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

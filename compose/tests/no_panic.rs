@@ -2,6 +2,10 @@
 //! edits and deleted lines — the loader returns a stack or an error, never
 //! panics, and a stack it returns renders and reloads.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;

@@ -3,6 +3,10 @@
 //! there. (The e2e suite drives it with the real docker CLI against a live
 //! cluster; this covers the listener and routing without one.)
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use shoal_docker_api::{Backend, Config, Listen, Listener};

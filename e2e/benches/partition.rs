@@ -20,9 +20,11 @@
 //!
 //! Run with `cargo build --release -p shoal-cli && cargo bench -p shoal-e2e --bench partition`.
 
-#[path = "../tests/cluster/util.rs"]
-#[allow(dead_code)]
-mod util;
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
+use shoal_e2e::util;
 
 #[path = "../tests/cluster/netns.rs"]
 #[allow(dead_code)]

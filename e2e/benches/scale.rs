@@ -10,9 +10,11 @@
 //! Run with `cargo build --release -p shoal-cli && SHOAL_SIM_NODES=1000
 //! SHOAL_SIM_TASKS=100000 cargo bench -p shoal-e2e --bench scale`.
 
-#[path = "../tests/cluster/util.rs"]
-#[allow(dead_code)]
-mod util;
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
+use shoal_e2e::util;
 
 #[path = "../tests/cluster/sim.rs"]
 #[allow(dead_code)]

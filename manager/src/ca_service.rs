@@ -205,10 +205,7 @@ impl Ca for CaService {
         let (cert_pem, root_digest) =
             sign_node_certificate(&cluster, &request.csr_pem, &node_id, role)?;
         let now = crate::now_ms();
-        let node_role = match role {
-            Role::Manager => NodeRole::Manager,
-            Role::Worker => NodeRole::Worker,
-        };
+        let node_role = NodeRole::from(role);
         let node = Node {
             id: node_id.clone(),
             meta: Some(Meta {
@@ -356,10 +353,7 @@ impl Ca for CaService {
                  run `shoal swarm leave` on it and join again"
             ))
         })?;
-        let role = match node.role() {
-            NodeRole::Manager => Role::Manager,
-            NodeRole::Worker => Role::Worker,
-        };
+        let role = Role::from(node.role());
         let (cert_pem, root_digest) =
             sign_node_certificate(&cluster, &request.get_ref().csr_pem, &node.id, role)?;
         self.record_certificate(&node.id, &cert_pem, &root_digest)

@@ -138,31 +138,8 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Service names as Docker accepts them: 1-63 letters, digits, '-' and '_',
-/// starting and ending with a letter or digit (they become DNS names).
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid service name {name:?}: use 1-63 letters, digits, '-' and '_', \
-             starting and ending with a letter or digit"
-        ))
-    }
-}
+/// Service names as Docker accepts them (the rule the CLI checks too).
+pub use shoal_proto::syntax::validate_service_name as validate_name;
 
 #[cfg(test)]
 mod tests {

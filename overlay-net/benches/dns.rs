@@ -8,6 +8,10 @@
 //! Prints one line per client count; the resolver and the clients share
 //! the machine's cores, so the figure is a floor for the resolver alone.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

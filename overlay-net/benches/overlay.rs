@@ -14,6 +14,10 @@
 //! the plumbing (see `benches/overlay-settings/`), to try a kernel setting
 //! before it becomes the crate's.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 #[path = "../tests/hosts/mod.rs"]
 mod hosts;
 

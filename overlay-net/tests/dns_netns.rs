@@ -10,6 +10,10 @@
 //! `unshare(CLONE_NEWNET)` on a short-lived thread and have no name, so
 //! nothing is left behind: each goes when its last socket closes.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;

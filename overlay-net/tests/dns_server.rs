@@ -2,6 +2,10 @@
 //! TCP, ephemeral ports on 127.0.0.1), with a fake upstream resolver started
 //! by each test on loopback too. Nothing here leaves 127.0.0.0/8.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -3,6 +3,10 @@
 //! task namespaces (root only, gated by `SHOAL_E2E_PRIVILEGED=1`; see
 //! `hosts` for the harness).
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 mod hosts;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,10 @@
 //! between them, tasks in namespaces of their own (root only, gated by
 //! `SHOAL_E2E_PRIVILEGED=1`; see `hosts` for the harness).
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 mod hosts;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

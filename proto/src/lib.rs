@@ -13,6 +13,8 @@
 //! - [`names`]: operator-facing names of enum values.
 //! - [`clock`]: the wall clock as the objects carry it (`now_ms`).
 //! - [`health`]: reading a health check's test (Docker's forms).
+//! - [`syntax`]: the one parser of each operator syntax (durations, byte
+//!   sizes, CPUs, command strings, service and stack names).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod grants;
 pub mod health;
 pub mod names;
+pub mod syntax;
 
 /// gRPC metadata on "not the leader" answers carrying the leader's address,
 /// so that agents, joining managers and forwarding managers go straight there.

@@ -2,6 +2,10 @@
 //! (STYLE.md 17). Run with
 //! `cargo bench -p shoal-scheduler --bench placement`.
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

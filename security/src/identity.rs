@@ -2,15 +2,39 @@
 //! proves: node ID (CN), role (OU) and cluster ID (O).
 
 use rcgen::{CertificateParams, DnType, KeyPair};
+use shoal_proto::v1::NodeRole;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::SecurityError;
 
-/// A node's role as written in its certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A node's role: the workspace's one role type off the wire, as written in
+/// its certificate (OU) and in the daemon's `state.json` (`"manager"`,
+/// `"worker"`). The wire keeps proto's `NodeRole`; the conversions below are
+/// the one place the two meet. (The scheduler keeps its own: it depends on
+/// no other crate, by design.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Manager,
     Worker,
+}
+
+impl From<NodeRole> for Role {
+    fn from(role: NodeRole) -> Role {
+        match role {
+            NodeRole::Manager => Role::Manager,
+            NodeRole::Worker => Role::Worker,
+        }
+    }
+}
+
+impl From<Role> for NodeRole {
+    fn from(role: Role) -> NodeRole {
+        match role {
+            Role::Manager => NodeRole::Manager,
+            Role::Worker => NodeRole::Worker,
+        }
+    }
 }
 
 impl Role {

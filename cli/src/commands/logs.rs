@@ -148,7 +148,9 @@ fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<i64> {
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0)
     };
-    if let Ok(duration) = humantime::parse_duration(text) {
+    // As Docker's `GetTimestamp`: a bare "0" is Unix time 0, not "now".
+    let duration = (text != "0").then(|| shoal_proto::syntax::parse_duration(text));
+    if let Some(Ok(duration)) = duration {
         return Ok(nanos(
             now.checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH),
         ));
@@ -180,6 +182,8 @@ mod tests {
             10 * 1_000_000_000
         );
         assert_eq!(parse_since("12.5", now).unwrap(), 12_500_000_000);
+        assert_eq!(parse_since("1m30s", now).unwrap(), 9_910 * 1_000_000_000);
+        assert_eq!(parse_since("0", now).unwrap(), 0);
         assert!(parse_since("yesterday", now).is_err());
     }
 

@@ -443,9 +443,8 @@ pub fn apply_update(
 
 /// Splits a flag's value into words as a POSIX shell would.
 fn split_words(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
-    shlex::split(text).ok_or_else(|| {
-        anyhow::anyhow!("invalid {flag} {text:?}: unbalanced quotes or a trailing backslash")
-    })
+    shoal_proto::syntax::split_command(text)
+        .map_err(|e| anyhow::anyhow!("invalid {flag} {text:?}: {e}"))
 }
 
 /// `--replicas` and `scale` values: whole numbers, 0 or more.

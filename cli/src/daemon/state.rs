@@ -7,12 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Manager,
-    Worker,
-}
+/// The role in `state.json` ("manager" / "worker"): the certificate's role type.
+pub use shoal_security::Role;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeState {

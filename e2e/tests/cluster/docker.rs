@@ -172,7 +172,7 @@ fn create(manager: &Daemon, args: &[&str]) {
 
 #[test]
 fn replicas_are_labelled_containers_and_scale_to_zero_and_rm_remove_them() {
-    if !docker_enabled("replicas_are_labelled_containers") {
+    if !docker_enabled("replicas_are_labelled_containers_and_scale_to_zero_and_rm_remove_them") {
         return;
     }
     let guard = Containers::new();
@@ -314,7 +314,8 @@ fn containers_killed_or_removed_from_outside_are_replaced() {
 
 #[test]
 fn a_restarted_agent_adopts_its_containers_and_removes_those_of_removed_tasks() {
-    if !docker_enabled("a_restarted_agent_adopts_its_containers") {
+    if !docker_enabled("a_restarted_agent_adopts_its_containers_and_removes_those_of_removed_tasks")
+    {
         return;
     }
     let guard = Containers::new();
@@ -401,7 +402,9 @@ fn a_restarted_agent_adopts_its_containers_and_removes_those_of_removed_tasks() 
 
 #[test]
 fn a_missing_image_shows_the_engine_error_and_retries_within_the_history_limit() {
-    if !docker_enabled("a_missing_image_shows_the_engine_error") {
+    if !docker_enabled(
+        "a_missing_image_shows_the_engine_error_and_retries_within_the_history_limit",
+    ) {
         return;
     }
     let guard = Containers::new();
@@ -561,12 +564,39 @@ fn logs_and_exec_for_process_and_container_tasks() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        // Wait for what is already logged to arrive on the stream (the
+        // observed event), then for a whole non-following `logs` call: that
+        // one ends once it has everything, while `-f` must still be open.
+        let stdout = follow.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let wanted = format!("{out}1");
+        let deadline = Instant::now() + patience();
+        let mut text = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                    if line.contains(&wanted) {
+                        break;
+                    }
+                }
+                Err(e) => panic!("-f never printed {wanted:?} ({e}); it printed: {text}"),
+            }
+        }
+        manager.ok(&["service", "logs", service]);
         assert!(follow.try_wait().unwrap().is_none(), "-f keeps following");
         follow.kill().unwrap();
-        let output = follow.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(text.contains(&format!("{out}1")), "{text}");
+        follow.wait().unwrap();
 
         // Exec in each task (one of them on the worker).
         for task in manager.running_tasks(service) {
@@ -827,7 +857,7 @@ fn a_container_health_check_holds_its_tasks_starting_until_it_passes() {
 
 #[test]
 fn a_container_failing_its_health_check_fails_and_is_replaced_never_running() {
-    if !docker_enabled("a_container_failing_its_health_check_fails_and_is_replaced") {
+    if !docker_enabled("a_container_failing_its_health_check_fails_and_is_replaced_never_running") {
         return;
     }
     let guard = Containers::new();

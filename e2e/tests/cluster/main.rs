@@ -1,6 +1,10 @@
 //! Multi-node tests: real `shoal daemon` processes on loopback addresses,
 //! driven through the CLI (and, for the mutual-TLS checks, raw gRPC).
 
+// A test crate: its helpers unwrap like its tests (the workspace denies
+// unwrap_used in everything else).
+#![allow(clippy::unwrap_used)]
+
 mod autoscale;
 mod bad_input;
 mod certs;

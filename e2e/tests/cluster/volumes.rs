@@ -235,7 +235,7 @@ fn docker_out(args: &[&str]) -> String {
 
 #[test]
 fn a_container_volume_outlives_its_task_and_a_driver_clash_is_refused() {
-    if !docker_enabled("a_container_volume_outlives_its_task") {
+    if !docker_enabled("a_container_volume_outlives_its_task_and_a_driver_clash_is_refused") {
         return;
     }
     let volume = tag("cvol");

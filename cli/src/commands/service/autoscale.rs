@@ -98,8 +98,7 @@ pub fn apply(
         .autoscale_scale_down_window
         .as_deref()
         .map(|v| {
-            shoal_compose::units::parse_duration(v)
-                .map(|d| d.as_millis() as u64)
+            shoal_proto::syntax::parse_duration_ms(v)
                 .map_err(|e| anyhow::anyhow!("invalid --autoscale-scale-down-window {v:?}: {e}"))
         })
         .transpose()?;

@@ -4,6 +4,7 @@
 //! field; a flag not given leaves the field as it is, so `update` changes only
 //! what was asked and `create` (applied to an empty spec) gets the defaults.
 
+use shoal_proto::syntax;
 use shoal_proto::v1::{
     HealthCheck, RestartCondition, ServiceSpec, UpdateConfig, UpdateFailureAction, UpdateOrder,
 };
@@ -23,17 +24,15 @@ fn parsed<T, E: std::fmt::Display>(
 }
 
 fn duration_ms(flag: &str, value: &Option<String>) -> anyhow::Result<Option<u64>> {
-    parsed(flag, value, |v| {
-        shoal_compose::units::parse_duration(v).map(|d| d.as_millis() as u64)
-    })
+    parsed(flag, value, syntax::parse_duration_ms)
 }
 
 fn cpus(flag: &str, value: &Option<String>) -> anyhow::Result<Option<i64>> {
-    parsed(flag, value, shoal_compose::units::parse_cpus)
+    parsed(flag, value, syntax::parse_cpus)
 }
 
 fn memory(flag: &str, value: &Option<String>) -> anyhow::Result<Option<i64>> {
-    parsed(flag, value, shoal_compose::units::parse_memory)
+    parsed(flag, value, syntax::parse_byte_size)
 }
 
 /// Sets every field of `spec` that a flag in `flags` names. Parses every

@@ -59,7 +59,7 @@ pub fn parse_mount(flag: &str, text: &str) -> anyhow::Result<Mount> {
             "volume-nocopy" => {}
             "tmpfs-size" => {
                 let v = value_of(key)?;
-                mount.tmpfs_size = shoal_compose::units::parse_memory(v)
+                mount.tmpfs_size = shoal_proto::syntax::parse_byte_size(v)
                     .map_err(|e| anyhow::anyhow!("invalid {flag} {text:?}: tmpfs-size {v:?}: {e}"))?;
             }
             "tmpfs-mode" => {

@@ -140,16 +140,7 @@ pub fn stack_networks(stack_name: &str, stack: &Stack) -> Result<Vec<StackNetwor
 
 /// Checks a stack name the way the names it produces will be checked.
 pub fn check_stack_name(name: &str) -> Result<(), ConvertError> {
-    let ok = !name.is_empty()
-        && name.len() <= 61
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if shoal_proto::syntax::is_valid_stack_name(name) {
         Ok(())
     } else {
         Err(ConvertError::StackName(name.to_owned()))
@@ -157,9 +148,7 @@ pub fn check_stack_name(name: &str) -> Result<(), ConvertError> {
 }
 
 /// `STACK_SERVICE`, Docker's scoping of a stack's objects.
-pub fn scoped(stack: &str, name: &str) -> String {
-    format!("{stack}_{name}")
-}
+pub use shoal_proto::syntax::scoped;
 
 /// Every service of `stack` as a spec, in file (name) order, plus the
 /// option names shoal ignores beyond the loader's warnings (sorted,
@@ -319,7 +308,7 @@ pub fn service_spec(
     stack: &Stack,
 ) -> Result<(v1::ServiceSpec, Vec<String>), ConvertError> {
     let name = scoped(stack_name, key);
-    if name.len() > 63 {
+    if name.len() > shoal_proto::syntax::MAX_SERVICE_NAME {
         return Err(ConvertError::NameTooLong {
             service: key.to_owned(),
             full: name,
