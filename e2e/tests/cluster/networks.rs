@@ -215,12 +215,12 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
     let manager = &cluster.managers[0];
     // A /28: 14 host addresses, the gateway and the VIP leave 12 for tasks.
     manager.ok(&["network", "create", "--subnet", "10.50.0.0/28", "appnet"]);
-    process_service(&manager, &program, "web", "3", &["--network", "appnet"]);
-    wait_running(&manager, "web", 3);
+    process_service(manager, &program, "web", "3", &["--network", "appnet"]);
+    wait_running(manager, "web", 3);
 
-    let vip = vip(&manager, "web").expect("a VIP in inspect");
+    let vip = vip(manager, "web").expect("a VIP in inspect");
     assert_eq!(vip, Ipv4Addr::new(10, 50, 0, 2), "the first free address");
-    let addrs = task_addresses(&manager, "web");
+    let addrs = task_addresses(manager, "web");
     assert_eq!(addrs.len(), 3);
     let unique: BTreeSet<_> = addrs.iter().collect();
     assert_eq!(unique.len(), 3, "{addrs:?}");
@@ -231,10 +231,10 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
         );
     }
     // The network names every holder: gateway, VIP and the three tasks.
-    let held = assert_no_duplicates(&manager, "appnet");
+    let held = assert_no_duplicates(manager, "appnet");
     let kinds: Vec<&str> = held.iter().map(|h| h.1.as_str()).collect();
     assert_eq!(kinds, ["gateway", "vip", "task", "task", "task"]);
-    let inspected = inspect(&manager, "network", "appnet");
+    let inspected = inspect(manager, "network", "appnet");
     assert_eq!(inspected["Services"]["web"]["VIP"], "10.50.0.2/28");
     assert_eq!(
         inspected["Services"]["web"]["Tasks"]
@@ -246,7 +246,7 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
 
     // Fill the subnet: 12 tasks; a 13th waits, saying why.
     manager.ok(&["service", "scale", "-d", "web=13"]);
-    wait_running(&manager, "web", 12);
+    wait_running(manager, "web", 12);
     let pending = eventually(patience(), "the 13th task pending with a reason", || {
         let tasks = manager.tasks("web");
         tasks
@@ -264,14 +264,14 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
         pending.contains("network appnet (10.50.0.0/28)"),
         "{pending}"
     );
-    let all: BTreeSet<Ipv4Addr> = task_addresses(&manager, "web").into_iter().collect();
+    let all: BTreeSet<Ipv4Addr> = task_addresses(manager, "web").into_iter().collect();
     assert_eq!(all, (3..=14).map(|d| Ipv4Addr::new(10, 50, 0, d)).collect());
-    assert_no_duplicates(&manager, "appnet");
+    assert_no_duplicates(manager, "appnet");
 
     // Scale down: the stopped tasks' addresses are released ...
     manager.ok(&["service", "scale", "-d", "web=2"]);
     let kept = eventually(patience(), "only 2 tasks holding addresses", || {
-        let held: Vec<_> = holders(&manager, "appnet")
+        let held: Vec<_> = holders(manager, "appnet")
             .into_iter()
             .filter(|h| h.1 == "task")
             .collect();
@@ -283,8 +283,8 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
     });
     // ... and handed out again, lowest first, when it scales up.
     manager.ok(&["service", "scale", "-d", "web=5"]);
-    wait_running(&manager, "web", 5);
-    let now: BTreeSet<Ipv4Addr> = task_addresses(&manager, "web").into_iter().collect();
+    wait_running(manager, "web", 5);
+    let now: BTreeSet<Ipv4Addr> = task_addresses(manager, "web").into_iter().collect();
     assert!(kept.is_subset(&now), "running tasks keep their addresses");
     let expected_new: BTreeSet<Ipv4Addr> = (3..=14)
         .map(|d| Ipv4Addr::new(10, 50, 0, d))
@@ -295,12 +295,12 @@ fn tasks_get_unique_addresses_and_the_service_a_vip_released_and_reused() {
         now.difference(&kept).copied().collect::<BTreeSet<_>>(),
         expected_new
     );
-    assert_no_duplicates(&manager, "appnet");
+    assert_no_duplicates(manager, "appnet");
 
     // Removing the service releases its VIP as well.
     manager.ok(&["service", "rm", "web"]);
     eventually(patience(), "appnet holding only its gateway", || {
-        let held = holders(&manager, "appnet");
+        let held = holders(manager, "appnet");
         if held.len() == 1 && held[0].1 == "gateway" {
             Ok(())
         } else {
@@ -717,7 +717,7 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
             deploy.stdout
         );
     }
-    let names: Vec<String> = networks_json(&manager)
+    let names: Vec<String> = networks_json(manager)
         .iter()
         .map(|n| n["Name"].as_str().unwrap().to_string())
         .collect();
@@ -725,21 +725,21 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
         names,
         ["voting_backend", "voting_default", "voting_frontend"]
     );
-    let frontend = inspect(&manager, "network", "voting_frontend");
+    let frontend = inspect(manager, "network", "voting_frontend");
     assert_eq!(frontend["Labels"]["com.docker.stack.namespace"], "voting");
     assert_eq!(frontend["Driver"], "overlay");
 
     // Each service is on the networks the file gives it (visualizer on
     // default), with a VIP on each.
     let on = |service: &str| -> BTreeSet<String> {
-        let value = inspect(&manager, "service", service);
+        let value = inspect(manager, "service", service);
         value["Endpoint"]["VirtualIPs"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| {
                 let id = v["NetworkID"].as_str().unwrap();
-                inspect(&manager, "network", id)["Name"]
+                inspect(manager, "network", id)["Name"]
                     .as_str()
                     .unwrap()
                     .to_string()
@@ -754,9 +754,9 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
         set(&["voting_backend", "voting_frontend"])
     );
     assert_eq!(on("voting_visualizer"), set(&["voting_default"]));
-    wait_running(&manager, "voting_worker", 1);
-    wait_running(&manager, "voting_vote", 2);
-    let worker = inspect(&manager, "service", "voting_worker");
+    wait_running(manager, "voting_worker", 1);
+    wait_running(manager, "voting_vote", 2);
+    let worker = inspect(manager, "service", "voting_worker");
     assert_eq!(
         worker["TaskAddresses"].as_array().unwrap().len(),
         2,
@@ -772,7 +772,7 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
     for network in ["voting_backend", "voting_default", "voting_frontend"] {
         assert!(rm.contains(&format!("Removing network {network}")), "{rm}");
     }
-    assert!(networks_json(&manager).is_empty());
+    assert!(networks_json(manager).is_empty());
     manager
         .shoal(&["stack", "rm", "voting"])
         .assert_error("nothing found in stack: voting");
