@@ -30,7 +30,8 @@
 //! - [`volumes`]: nodes' volumes from heartbeats, in the leader's memory.
 //! - [`worker_input`]: bounds on what a node writes into Raft about itself.
 //! - [`error`]: errors and their mapping to gRPC statuses.
-//! - [`manager`]: wiring: open, bootstrap, serve, propose.
+//! - [`proposer`]: every write: batched, refused at once without quorum.
+//! - [`manager`]: wiring: open, bootstrap, serve.
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod network;
 pub mod orchestrator;
 pub mod peers;
 pub mod provisioner;
+pub mod proposer;
 pub mod provisioning;
 pub mod raft;
 pub mod scheduling;
