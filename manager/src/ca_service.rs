@@ -83,7 +83,7 @@ impl CaService {
                     .map(|ca| ca.cert_pem)
                     .filter(|pem| !pem.is_empty())
             })
-            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))
+            .ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))
     }
 
     /// What every certificate answer carries besides the certificate.
@@ -174,7 +174,7 @@ impl Ca for CaService {
             .manager
             .store()
             .read(|s| s.cluster.clone())
-            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+            .ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))?;
         let tokens = cluster.join_tokens.clone().unwrap_or_default();
         let matches = |stored: &str| JoinToken::parse(stored).is_ok_and(|t| t.matches(&presented));
         // Both comparisons always run, so timing does not tell which role matched.
@@ -265,8 +265,7 @@ impl Ca for CaService {
             .read(|s| (s.nodes.get(&peer.node_id).cloned(), s.cluster.clone()));
         let node =
             node.ok_or_else(|| Status::not_found(format!("No such node: {}", peer.node_id)))?;
-        let cluster =
-            cluster.ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let cluster = cluster.ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))?;
         let desired = node
             .spec
             .as_ref()
@@ -348,8 +347,7 @@ impl Ca for CaService {
                 s.is_removed(&node_id),
             )
         });
-        let cluster =
-            cluster.ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let cluster = cluster.ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))?;
         let node = node.filter(|_| !removed).ok_or_else(|| {
             Status::permission_denied(format!(
                 "node {node_id} is not part of this swarm (it was removed): \

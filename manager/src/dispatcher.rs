@@ -456,15 +456,15 @@ impl DispatcherRpc for Dispatcher {
                 _stop: stop,
             },
         );
-        let started = self.proposer.propose(
-            Command::NodeSessionStarted {
+        let started = self
+            .proposer
+            .propose(Command::NodeSessionStarted {
                 node_id: peer.node_id.clone(),
                 description,
                 addr,
                 at_ms: crate::now_ms(),
-            },
-        )
-        .await;
+            })
+            .await;
         if let Err(e) = started {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             if sessions
@@ -665,13 +665,12 @@ impl DispatcherRpc for Dispatcher {
             .collect();
         let updates = crate::worker_input::bound_statuses(updates)?;
         if !updates.is_empty() {
-            self.proposer.propose(
-                Command::UpdateTaskStatuses {
+            self.proposer
+                .propose(Command::UpdateTaskStatuses {
                     node_id: peer.node_id,
                     updates,
-                },
-            )
-            .await?;
+                })
+                .await?;
         }
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }

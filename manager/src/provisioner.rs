@@ -24,8 +24,8 @@ use std::time::Duration;
 use serde_json::json;
 use shoal_proto::v1::{NodeRole, ProvisionerCall, ProvisioningEvent};
 
-use crate::provisioning::{self, Action, IdleNodes, Settings, Shortfall, DECOMMISSION};
 use crate::proposer::Proposer;
+use crate::provisioning::{self, Action, IdleNodes, Settings, Shortfall, DECOMMISSION};
 use crate::raft::types::Raft;
 use crate::store::{ClusterState, Command, SharedStore};
 
@@ -65,7 +65,15 @@ pub async fn run(raft: Raft, proposer: Proposer, store: Arc<SharedStore>, raft_i
             (settings, provision, decommission, shortfall)
         });
         for action in [provision, decommission].into_iter().flatten() {
-            act(&proposer, &store, &settings, action, shortfall.as_ref(), now).await;
+            act(
+                &proposer,
+                &store,
+                &settings,
+                action,
+                shortfall.as_ref(),
+                now,
+            )
+            .await;
         }
     }
 }
@@ -92,13 +100,12 @@ async fn act(
             else {
                 return;
             };
-            if let Err(e) = proposer.propose(
-                Command::StartProvisionerCall {
+            if let Err(e) = proposer
+                .propose(Command::StartProvisionerCall {
                     call: call.clone(),
                     at_ms: now,
-                },
-            )
-            .await
+                })
+                .await
             {
                 tracing::warn!(kind = %call.kind, error = %e, "provisioning: could not record the call; not run");
                 return;
