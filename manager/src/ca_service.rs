@@ -10,8 +10,7 @@ use std::time::Duration;
 use shoal_proto::v1::ca_server::Ca;
 use shoal_proto::v1::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
-    IssueNodeCertificateResponse, ManagerMember, ManagerStatus, Meta, Node, NodeAvailability,
-    NodeCertificate, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    IssueNodeCertificateResponse, ManagerMember, ManagerStatus, NodeCertificate, NodeRole,
     PromoteNodeRequest, RenewNodeCertificateRequest,
 };
 use shoal_security::{JoinToken, Role, RootCa};
@@ -209,36 +208,19 @@ impl Ca for CaService {
             Role::Manager => NodeRole::Manager,
             Role::Worker => NodeRole::Worker,
         };
-        let node = Node {
-            id: node_id.clone(),
-            meta: Some(Meta {
-                version: 1,
-                created_at_ms: now,
-                updated_at_ms: now,
-            }),
-            spec: Some(NodeSpec {
-                desired_role: node_role as i32,
-                availability: NodeAvailability::Active as i32,
-                labels: Default::default(),
-            }),
-            role: node_role as i32,
-            description: Some(NodeDescription {
-                hostname: request.hostname,
-                ..Default::default()
-            }),
-            status: Some(NodeStatus {
-                state: NodeState::Unknown as i32,
-                message: "joined; waiting for its first session".into(),
-                addr: host_of(&request.advertise_addr),
-                ..Default::default()
-            }),
-            manager_status: (role == Role::Manager).then(|| ManagerStatus {
+        let node = crate::bootstrap::new_node(
+            crate::bootstrap::NewNode {
+                node_id: &node_id,
+                hostname: &request.hostname,
+                role: node_role,
+                advertise_addr: &request.advertise_addr,
                 raft_id: request.raft_id,
-                addr: request.advertise_addr.clone(),
-                ..Default::default()
-            }),
-            certificate: certificate_record(&cert_pem, &root_digest),
-        };
+                cert_pem: &cert_pem,
+                root_digest: &root_digest,
+                message: "joined; waiting for its first session",
+            },
+            now,
+        );
         self.manager.propose(Command::CreateNode(node)).await?;
         tracing::info!(node = %node_id, role = role.as_ou(), "issued a node certificate");
         Ok(Response::new(

@@ -12,6 +12,7 @@
 //! - [`listener`]: the TCP front door: bounded handshakes, calls without a
 //!   certificate refused before their body is read.
 //! - [`auth`]: which certificate roles may call which API.
+//! - [`bootstrap`]: a new cluster's first objects, with the manager's defaults (pure).
 //! - [`ca_service`]: root CA distribution and certificate issuance against join tokens.
 //! - [`dispatcher`]: agent sessions, heartbeats, node Ready/Down.
 //! - [`control`]: the control API the CLI calls.
@@ -38,6 +39,7 @@
 pub mod auth;
 pub mod autoscale;
 pub mod autoscaler;
+pub mod bootstrap;
 pub mod ca_service;
 pub mod control;
 pub mod dispatcher;
