@@ -4,13 +4,16 @@
 //!
 //! # Layout
 //! - [`state`]: the node's membership record on disk (`state.json`).
-//! - [`node`]: the running node: init, join, leave, resume, stop.
+//! - [`membership`]: this node's swarm membership and what runs for it:
+//!   init, join, leave, promotion and demotion, resume, stop.
+//! - [`addresses`]: listen, advertise and manager addresses.
 //! - [`local_api`]: the unix-socket server (local node API and control API).
 //! - [`private`]: umask, data dir and socket permissions.
 //! - [`renewal`]: renews this node's certificate before it expires.
 
+pub mod addresses;
 pub mod local_api;
-pub mod node;
+pub mod membership;
 pub mod private;
 pub mod renewal;
 pub mod state;
@@ -45,7 +48,7 @@ pub async fn run(
         Some(listen) => Some(docker_api(&config, listen).await?),
         None => None,
     };
-    let node = Arc::new(node::Node::new(config.clone()));
+    let node = Arc::new(membership::Membership::new(config.clone()));
     node.resume()
         .await
         .context("cannot resume this node's swarm membership from its data dir")?;

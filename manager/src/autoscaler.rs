@@ -20,6 +20,7 @@ use shoal_proto::v1::{AutoscaleEvent, Service, ServiceMode, UpdateState};
 
 use crate::autoscale::{self, Decision, History, Hold};
 use crate::dispatcher::Dispatcher;
+use crate::proposer::Proposer;
 use crate::raft::types::Raft;
 use crate::store::{ClusterState, Command, SharedStore};
 
@@ -151,7 +152,13 @@ pub fn command(round: &Round, now_ms: i64) -> Command {
 }
 
 /// Runs for the manager's lifetime; acts only while this manager leads.
-pub async fn run(raft: Raft, store: Arc<SharedStore>, dispatcher: Arc<Dispatcher>, raft_id: u64) {
+pub async fn run(
+    raft: Raft,
+    proposer: Proposer,
+    store: Arc<SharedStore>,
+    dispatcher: Arc<Dispatcher>,
+    raft_id: u64,
+) {
     let mut controller = Controller::default();
     let mut ticker = tokio::time::interval(PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,7 +189,7 @@ pub async fn run(raft: Raft, store: Arc<SharedStore>, dispatcher: Arc<Dispatcher
                 continue;
             }
             tracing::info!(service = %name, "autoscale: {}", round.message());
-            if let Err(e) = crate::raft::propose(&raft, command(&round, now)).await {
+            if let Err(e) = proposer.propose(command(&round, now)).await {
                 tracing::warn!(service = %name, error = %e, "autoscale: could not scale; deciding again next round");
             }
         }

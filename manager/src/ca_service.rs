@@ -10,8 +10,7 @@ use std::time::Duration;
 use shoal_proto::v1::ca_server::Ca;
 use shoal_proto::v1::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
-    IssueNodeCertificateResponse, ManagerMember, ManagerStatus, Meta, Node, NodeAvailability,
-    NodeCertificate, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    IssueNodeCertificateResponse, ManagerMember, ManagerStatus, NodeCertificate, NodeRole,
     PromoteNodeRequest, RenewNodeCertificateRequest,
 };
 use shoal_security::{JoinToken, Role, RootCa};
@@ -83,7 +82,7 @@ impl CaService {
                     .map(|ca| ca.cert_pem)
                     .filter(|pem| !pem.is_empty())
             })
-            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))
+            .ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))
     }
 
     /// What every certificate answer carries besides the certificate.
@@ -174,7 +173,7 @@ impl Ca for CaService {
             .manager
             .store()
             .read(|s| s.cluster.clone())
-            .ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+            .ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))?;
         let tokens = cluster.join_tokens.clone().unwrap_or_default();
         let matches = |stored: &str| JoinToken::parse(stored).is_ok_and(|t| t.matches(&presented));
         // Both comparisons always run, so timing does not tell which role matched.
@@ -206,36 +205,19 @@ impl Ca for CaService {
             sign_node_certificate(&cluster, &request.csr_pem, &node_id, role)?;
         let now = crate::now_ms();
         let node_role = NodeRole::from(role);
-        let node = Node {
-            id: node_id.clone(),
-            meta: Some(Meta {
-                version: 1,
-                created_at_ms: now,
-                updated_at_ms: now,
-            }),
-            spec: Some(NodeSpec {
-                desired_role: node_role as i32,
-                availability: NodeAvailability::Active as i32,
-                labels: Default::default(),
-            }),
-            role: node_role as i32,
-            description: Some(NodeDescription {
-                hostname: request.hostname,
-                ..Default::default()
-            }),
-            status: Some(NodeStatus {
-                state: NodeState::Unknown as i32,
-                message: "joined; waiting for its first session".into(),
-                addr: host_of(&request.advertise_addr),
-                ..Default::default()
-            }),
-            manager_status: (role == Role::Manager).then(|| ManagerStatus {
+        let node = crate::bootstrap::new_node(
+            crate::bootstrap::NewNode {
+                node_id: &node_id,
+                hostname: &request.hostname,
+                role: node_role,
+                advertise_addr: &request.advertise_addr,
                 raft_id: request.raft_id,
-                addr: request.advertise_addr.clone(),
-                ..Default::default()
-            }),
-            certificate: certificate_record(&cert_pem, &root_digest),
-        };
+                cert_pem: &cert_pem,
+                root_digest: &root_digest,
+                message: "joined; waiting for its first session",
+            },
+            now,
+        );
         self.manager.propose(Command::CreateNode(node)).await?;
         tracing::info!(node = %node_id, role = role.as_ou(), "issued a node certificate");
         Ok(Response::new(
@@ -262,8 +244,7 @@ impl Ca for CaService {
             .read(|s| (s.nodes.get(&peer.node_id).cloned(), s.cluster.clone()));
         let node =
             node.ok_or_else(|| Status::not_found(format!("No such node: {}", peer.node_id)))?;
-        let cluster =
-            cluster.ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let cluster = cluster.ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))?;
         let desired = node
             .spec
             .as_ref()
@@ -345,8 +326,7 @@ impl Ca for CaService {
                 s.is_removed(&node_id),
             )
         });
-        let cluster =
-            cluster.ok_or_else(|| Status::unavailable("this manager has no cluster yet"))?;
+        let cluster = cluster.ok_or_else(|| Status::from(crate::ManagerError::NotInitialized))?;
         let node = node.filter(|_| !removed).ok_or_else(|| {
             Status::permission_denied(format!(
                 "node {node_id} is not part of this swarm (it was removed): \

@@ -123,6 +123,8 @@ pub fn flapping(closes: &[Instant], now: Instant) -> bool {
 
 pub struct Dispatcher {
     raft: Raft,
+    /// Every write (session start and loss, task statuses) goes through it.
+    proposer: crate::proposer::Proposer,
     store: Arc<SharedStore>,
     config: ManagerConfig,
     // std Mutex: held only for map updates, never across an await.
@@ -139,9 +141,15 @@ pub struct Dispatcher {
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl Dispatcher {
-    pub fn new(raft: Raft, store: Arc<SharedStore>, config: ManagerConfig) -> Self {
+    pub fn new(
+        raft: Raft,
+        proposer: crate::proposer::Proposer,
+        store: Arc<SharedStore>,
+        config: ManagerConfig,
+    ) -> Self {
         Dispatcher {
             raft,
+            proposer,
             store,
             config,
             sessions: Arc::new(Mutex::new(Sessions::default())),
@@ -299,7 +307,7 @@ impl Dispatcher {
                     session_started_at_ms: ready.get(&node_id).copied().unwrap_or_default(),
                     at_ms: crate::now_ms(),
                 };
-                if let Err(e) = crate::raft::propose(&self.raft, command).await {
+                if let Err(e) = self.proposer.propose(command).await {
                     tracing::warn!(node = %node_id, error = %e, "could not mark node down");
                 }
             }
@@ -448,16 +456,15 @@ impl DispatcherRpc for Dispatcher {
                 _stop: stop,
             },
         );
-        let started = crate::raft::propose(
-            &self.raft,
-            Command::NodeSessionStarted {
+        let started = self
+            .proposer
+            .propose(Command::NodeSessionStarted {
                 node_id: peer.node_id.clone(),
                 description,
                 addr,
                 at_ms: crate::now_ms(),
-            },
-        )
-        .await;
+            })
+            .await;
         if let Err(e) = started {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             if sessions
@@ -658,14 +665,12 @@ impl DispatcherRpc for Dispatcher {
             .collect();
         let updates = crate::worker_input::bound_statuses(updates)?;
         if !updates.is_empty() {
-            crate::raft::propose(
-                &self.raft,
-                Command::UpdateTaskStatuses {
+            self.proposer
+                .propose(Command::UpdateTaskStatuses {
                     node_id: peer.node_id,
                     updates,
-                },
-            )
-            .await?;
+                })
+                .await?;
         }
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }

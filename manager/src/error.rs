@@ -4,7 +4,12 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error("this manager is not the leader{}; retry against the leader", leader.as_ref().map(|l| format!(" (the leader is at {l})")).unwrap_or_default())]
+    /// Its status carries the leader's address in [`shoal_proto::LEADER_HINT`]
+    /// metadata, so that agents and joining managers go straight there.
+    #[error("{}", match leader {
+        Some(addr) => format!("this manager is not the leader; the leader is at {addr}"),
+        None => "this manager is not the leader and none is elected yet; retry".to_string(),
+    })]
     NotLeader { leader: Option<String> },
     #[error("no quorum: the write was not committed within {seconds} s; a majority of managers must be reachable")]
     CommitTimeout { seconds: u64 },
@@ -22,7 +27,7 @@ pub enum ManagerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the swarm has no cluster object yet: it is still being initialized")]
+    #[error("this manager has no cluster yet: the swarm is still being initialized")]
     NotInitialized,
     #[error("raft failed while {operation}: {message}")]
     Raft {
@@ -84,8 +89,16 @@ impl From<ManagerError> for tonic::Status {
     fn from(error: ManagerError) -> Self {
         let message = error.to_string();
         match error {
-            ManagerError::NotLeader { .. }
-            | ManagerError::NoQuorum { .. }
+            ManagerError::NotLeader { leader } => {
+                let mut status = tonic::Status::unavailable(message);
+                if let Some(value) = leader.and_then(|addr| addr.parse().ok()) {
+                    status
+                        .metadata_mut()
+                        .insert(shoal_proto::LEADER_HINT, value);
+                }
+                status
+            }
+            ManagerError::NoQuorum { .. }
             | ManagerError::NoLeaderYet { .. }
             | ManagerError::CommitTimeout { .. } => tonic::Status::unavailable(message),
             ManagerError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(message),
@@ -108,5 +121,26 @@ impl From<ManagerError> for tonic::Status {
             | ManagerError::Security(_)
             | ManagerError::Listener(_) => tonic::Status::internal(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_keeps_the_leader_hint() {
+        let status = tonic::Status::from(ManagerError::NotLeader {
+            leader: Some("127.0.0.1:2377".into()),
+        });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            status.metadata().get(shoal_proto::LEADER_HINT).unwrap(),
+            "127.0.0.1:2377"
+        );
+        assert!(status.message().contains("the leader is at 127.0.0.1:2377"));
+        let none = tonic::Status::from(ManagerError::NotLeader { leader: None });
+        assert!(none.metadata().get(shoal_proto::LEADER_HINT).is_none());
+        assert!(none.message().contains("none is elected yet"));
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::proposer::Proposer;
 use crate::raft::types::Raft;
 use crate::store::SharedStore;
 use crate::{network, orchestrator, scheduling};
@@ -14,11 +15,11 @@ use crate::{network, orchestrator, scheduling};
 /// A pass runs at least this often even without store changes.
 const RESYNC: Duration = Duration::from_secs(1);
 
-pub async fn run(raft: Raft, store: Arc<SharedStore>, raft_id: u64) {
+pub async fn run(raft: Raft, proposer: Proposer, store: Arc<SharedStore>, raft_id: u64) {
     let mut changes = store.changes();
     loop {
         if crate::raft::is_leader(&raft, raft_id) {
-            if let Err(e) = pass(&raft, &store).await {
+            if let Err(e) = pass(&proposer, &store).await {
                 tracing::warn!(error = %e, "orchestration pass failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -28,22 +29,22 @@ pub async fn run(raft: Raft, store: Arc<SharedStore>, raft_id: u64) {
     }
 }
 
-async fn pass(raft: &Raft, store: &SharedStore) -> Result<(), crate::ManagerError> {
+async fn pass(proposer: &Proposer, store: &SharedStore) -> Result<(), crate::ManagerError> {
     let now = crate::now_ms();
     let mut new_id = crate::new_id;
     let commands = store.read(|s| orchestrator::reconcile(s, now, &mut new_id));
     for command in commands {
-        crate::raft::propose(raft, command).await?;
+        proposer.propose(command).await?;
     }
     // Addresses before placement: the scheduler places only tasks that
     // have an address on every network they need.
     let commands = store.read(|s| network::allocate(s, now));
     for command in commands {
-        crate::raft::propose(raft, command).await?;
+        proposer.propose(command).await?;
     }
     let commands = store.read(|s| scheduling::schedule_pending(s, now));
     for command in commands {
-        crate::raft::propose(raft, command).await?;
+        proposer.propose(command).await?;
     }
     Ok(())
 }

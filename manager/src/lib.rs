@@ -12,6 +12,7 @@
 //! - [`listener`]: the TCP front door: bounded handshakes, calls without a
 //!   certificate refused before their body is read.
 //! - [`auth`]: which certificate roles may call which API.
+//! - [`bootstrap`]: a new cluster's first objects, with the manager's defaults (pure).
 //! - [`ca_service`]: root CA distribution and certificate issuance against join tokens.
 //! - [`dispatcher`]: agent sessions, heartbeats, node Ready/Down.
 //! - [`control`]: the control API the CLI calls.
@@ -30,13 +31,15 @@
 //! - [`volumes`]: nodes' volumes from heartbeats, in the leader's memory.
 //! - [`worker_input`]: bounds on what a node writes into Raft about itself.
 //! - [`error`]: errors and their mapping to gRPC statuses.
-//! - [`manager`]: wiring: open, bootstrap, serve, propose.
+//! - [`proposer`]: every write: batched, refused at once without quorum.
+//! - [`manager`]: wiring: open, bootstrap, serve.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod autoscale;
 pub mod autoscaler;
+pub mod bootstrap;
 pub mod ca_service;
 pub mod control;
 pub mod dispatcher;
@@ -49,6 +52,7 @@ pub mod metrics;
 pub mod network;
 pub mod orchestrator;
 pub mod peers;
+pub mod proposer;
 pub mod provisioner;
 pub mod provisioning;
 pub mod raft;

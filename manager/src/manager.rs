@@ -30,61 +30,9 @@ use crate::raft::WRITE_TIMEOUT;
 use crate::store::{Command, SharedStore};
 use crate::ManagerError;
 
-type Proposal = (
-    Command,
-    tokio::sync::oneshot::Sender<Result<(), ManagerError>>,
-);
-
-/// Most proposals in one log entry.
-const MAX_BATCH: usize = 1024;
-/// Batches committing at once: while they wait, the next batch fills up.
-const BATCHES_IN_FLIGHT: usize = 2;
-
-/// Turns concurrent proposals into few log entries: each entry carries every
-/// proposal that queued while the previous ones were committing, so the
-/// per-entry costs (log write, replication, fsync) are shared. Each proposal
-/// still gets its own result.
-async fn batch_proposals(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
-            }
-        }
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if batch.len() == 1 {
-                let (command, done) = batch.pop().expect("one proposal");
-                let _ = done.send(crate::raft::propose(&raft, command).await);
-                return;
-            }
-            let (commands, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
-            match crate::raft::propose_batch(&raft, commands).await {
-                Ok(results) => {
-                    for (result, done) in results.into_iter().zip(waiters) {
-                        let _ = done.send(result.map_err(ManagerError::from));
-                    }
-                }
-                Err(e) => {
-                    for done in waiters {
-                        let _ = done.send(Err(e.duplicate()));
-                    }
-                }
-            }
-        });
-    }
-}
-
 /// The largest Raft message a manager accepts from another: an
 /// AppendEntries of up to openraft's 300 entries, each a batch of up to
-/// [`MAX_BATCH`] commands, or a `RestoreState` carrying a whole cluster.
+/// [`crate::proposer::MAX_BATCH`] commands, or a `RestoreState` carrying a whole cluster.
 /// Snapshots travel in chunks (openraft's 3 MiB default) and never come
 /// near it. Only callers with a manager certificate get this far.
 const RAFT_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -167,23 +115,7 @@ impl RaftTiming {
     }
 }
 
-/// How many managers can currently be reached, as seen from this one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quorum {
-    pub voters: Vec<u64>,
-    pub reachable: usize,
-    pub leader: Option<u64>,
-}
-
-impl Quorum {
-    pub fn majority(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
-
-    pub fn has_majority(&self) -> bool {
-        self.reachable >= self.majority()
-    }
-}
+pub use crate::proposer::{Proposer, Quorum};
 
 /// Everything a manager needs to start; the daemon reads it from its data dir.
 #[derive(Debug, Clone)]
@@ -211,8 +143,8 @@ pub struct Manager {
     raft: Raft,
     store: Arc<SharedStore>,
     health: Arc<PeerHealth>,
-    /// Proposals waiting to be batched into one log entry.
-    proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
+    /// Every write goes through it (batched, refused at once without quorum).
+    proposer: Proposer,
     /// Channel to the current leader, for forwarded control calls.
     leader_channel: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     dispatcher: Arc<Dispatcher>,
@@ -271,13 +203,19 @@ impl Manager {
             operation: "starting",
             message: e.to_string(),
         })?;
-        let dispatcher = Arc::new(Dispatcher::new(raft.clone(), store.clone(), config.clone()));
+        let (proposer, batcher) = Proposer::new(raft.clone(), config.raft_id, health.clone());
+        let batcher = tokio::spawn(batcher);
+        let dispatcher = Arc::new(Dispatcher::new(
+            raft.clone(),
+            proposer.clone(),
+            store.clone(),
+            config.clone(),
+        ));
         let broker = Arc::new(crate::logs::Broker::new(store.clone(), dispatcher.clone()));
-        let (proposals, queue) = tokio::sync::mpsc::unbounded_channel();
-        let batcher = tokio::spawn(batch_proposals(raft.clone(), queue));
         let expiry = tokio::spawn(dispatcher.clone().run_expiry());
         let loops = tokio::spawn(crate::leader::run(
             raft.clone(),
+            proposer.clone(),
             store.clone(),
             config.raft_id,
         ));
@@ -289,12 +227,14 @@ impl Manager {
         ));
         let autoscaler = tokio::spawn(crate::autoscaler::run(
             raft.clone(),
+            proposer.clone(),
             store.clone(),
             dispatcher.clone(),
             config.raft_id,
         ));
         let provisioner = tokio::spawn(crate::provisioner::run(
             raft.clone(),
+            proposer.clone(),
             store.clone(),
             config.raft_id,
         ));
@@ -303,7 +243,7 @@ impl Manager {
             raft,
             store,
             health,
-            proposals,
+            proposer,
             leader_channel: std::sync::Mutex::new(None),
             dispatcher,
             broker,
@@ -327,46 +267,20 @@ impl Manager {
         self.propose(Command::CreateNode(node)).await
     }
 
-    /// Commits `command` through Raft and returns once it applied here.
-    /// Fails at once, saying how many managers answer, when this leader has
-    /// lost its majority.
+    /// Commits `command` through Raft and returns once it applied here
+    /// (see [`Proposer::propose`]).
     pub async fn propose(&self, command: Command) -> Result<(), ManagerError> {
-        let quorum = self.quorum();
-        if quorum.leader == Some(self.config.raft_id) && !quorum.has_majority() {
-            return Err(ManagerError::NoQuorum {
-                reachable: quorum.reachable,
-                total: quorum.voters.len(),
-                majority: quorum.majority(),
-            });
-        }
-        let (done, result) = tokio::sync::oneshot::channel();
-        if self.proposals.send((command, done)).is_err() {
-            return Err(ManagerError::Raft {
-                operation: "proposing",
-                message: "the manager is shutting down".into(),
-            });
-        }
-        result.await.unwrap_or_else(|_| {
-            Err(ManagerError::Raft {
-                operation: "proposing",
-                message: "the manager is shutting down".into(),
-            })
-        })
+        self.proposer.propose(command).await
     }
 
     /// Voters, how many of them answer (this manager included), and the leader.
     pub fn quorum(&self) -> Quorum {
-        let metrics = self.raft.metrics().borrow().clone();
-        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
-        let reachable = voters
-            .iter()
-            .filter(|id| **id == self.config.raft_id || self.health.is_reachable(**id))
-            .count();
-        Quorum {
-            voters,
-            reachable,
-            leader: metrics.current_leader,
-        }
+        self.proposer.quorum()
+    }
+
+    /// The handle every write goes through.
+    pub fn proposer(&self) -> &Proposer {
+        &self.proposer
     }
 
     /// "Not the leader", carrying the leader's address in metadata so that

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde_json::json;
 use shoal_proto::v1::{NodeRole, ProvisionerCall, ProvisioningEvent};
 
+use crate::proposer::Proposer;
 use crate::provisioning::{self, Action, IdleNodes, Settings, Shortfall, DECOMMISSION};
 use crate::raft::types::Raft;
 use crate::store::{ClusterState, Command, SharedStore};
@@ -31,7 +32,7 @@ use crate::store::{ClusterState, Command, SharedStore};
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs for the manager's lifetime; acts only while this manager leads.
-pub async fn run(raft: Raft, store: Arc<SharedStore>, raft_id: u64) {
+pub async fn run(raft: Raft, proposer: Proposer, store: Arc<SharedStore>, raft_id: u64) {
     let mut idle = IdleNodes::default();
     let mut ticker = tokio::time::interval(PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,13 +65,21 @@ pub async fn run(raft: Raft, store: Arc<SharedStore>, raft_id: u64) {
             (settings, provision, decommission, shortfall)
         });
         for action in [provision, decommission].into_iter().flatten() {
-            act(&raft, &store, &settings, action, shortfall.as_ref(), now).await;
+            act(
+                &proposer,
+                &store,
+                &settings,
+                action,
+                shortfall.as_ref(),
+                now,
+            )
+            .await;
         }
     }
 }
 
 async fn act(
-    raft: &Raft,
+    proposer: &Proposer,
     store: &Arc<SharedStore>,
     settings: &Settings,
     action: Action,
@@ -81,7 +90,7 @@ async fn act(
         Action::Expire(call) => {
             tracing::warn!(kind = %call.kind, call = %call.id, "provisioning: a call of an earlier leader never reported; taken as ended");
             let command = end_command(&call, provisioning::lost_event(&call, now), false);
-            if let Err(e) = crate::raft::propose(raft, command).await {
+            if let Err(e) = proposer.propose(command).await {
                 tracing::warn!(error = %e, "provisioning: could not record the lost call");
             }
         }
@@ -91,20 +100,18 @@ async fn act(
             else {
                 return;
             };
-            if let Err(e) = crate::raft::propose(
-                raft,
-                Command::StartProvisionerCall {
+            if let Err(e) = proposer
+                .propose(Command::StartProvisionerCall {
                     call: call.clone(),
                     at_ms: now,
-                },
-            )
-            .await
+                })
+                .await
             {
                 tracing::warn!(kind = %call.kind, error = %e, "provisioning: could not record the call; not run");
                 return;
             }
             tracing::info!(kind = %call.kind, call = %call.id, "provisioning: running the {}er for {what}", call.kind);
-            let raft = raft.clone();
+            let proposer = proposer.clone();
             let timeout = Duration::from_millis(settings.timeout_ms.max(0) as u64);
             tokio::spawn(async move {
                 let env = [
@@ -129,7 +136,7 @@ async fn act(
                 // A failed decommission gives the node back.
                 let command = end_command(&call, event, !outcome.succeeded());
                 for _ in 0..5 {
-                    match crate::raft::propose(&raft, command.clone()).await {
+                    match proposer.propose(command.clone()).await {
                         Ok(()) => return,
                         Err(e) => {
                             tracing::warn!(error = %e, "provisioning: could not record the result; retrying");

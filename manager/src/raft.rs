@@ -73,16 +73,10 @@ pub fn member_addrs(raft: &types::Raft) -> Vec<String> {
 /// "Not the leader", carrying the leader's address (when known) in the
 /// `LEADER_HINT` metadata so that callers go straight there.
 pub fn not_leader(leader_addr: Option<&str>) -> tonic::Status {
-    let mut status = tonic::Status::unavailable(match leader_addr {
-        Some(addr) => format!("this manager is not the leader; the leader is at {addr}"),
-        None => "this manager is not the leader and none is elected yet; retry".to_string(),
-    });
-    if let Some(value) = leader_addr.and_then(|a| a.parse().ok()) {
-        status
-            .metadata_mut()
-            .insert(shoal_proto::LEADER_HINT, value);
+    crate::ManagerError::NotLeader {
+        leader: leader_addr.map(str::to_string),
     }
-    status
+    .into()
 }
 
 /// How long a write may wait for commitment before it fails as "no quorum".

@@ -12,6 +12,7 @@
 //! - [`token`]: join tokens `SHTKN-1-<CA digest>-<secret>`.
 //! - [`tls`]: rustls/tonic configuration for servers and clients, including the
 //!   one unverified connection used to fetch the root CA while joining.
+//! - [`join`]: the CA fetch of `swarm join`, verified against the token.
 //! - [`files`]: a node's credentials on disk.
 //! - [`shared`]: the credentials a running node uses, swapped on renewal.
 //! - [`renewal`]: when to renew a certificate, and when to warn about one.
@@ -21,6 +22,7 @@
 pub mod ca;
 pub mod files;
 pub mod identity;
+pub mod join;
 pub mod renewal;
 pub mod shared;
 pub mod tls;

@@ -25,7 +25,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
-use super::node::Node;
+use super::membership::Membership;
 use super::private::SocketGroup;
 
 /// Binds the daemon's socket. A stale socket file (no daemon answering) is
@@ -62,7 +62,7 @@ pub fn bind(path: &Path, group: Option<SocketGroup>) -> anyhow::Result<UnixListe
 }
 
 pub async fn serve(
-    node: Arc<Node>,
+    node: Arc<Membership>,
     listener: UnixListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -76,7 +76,7 @@ pub async fn serve(
 }
 
 struct LocalApi {
-    node: Arc<Node>,
+    node: Arc<Membership>,
 }
 
 #[tonic::async_trait]
@@ -160,7 +160,7 @@ const UNLOCK_KEY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 
 /// The control API on the local socket: forwarded to this node's manager.
 struct LocalControl {
-    node: Arc<Node>,
+    node: Arc<Membership>,
 }
 
 impl LocalControl {
@@ -170,7 +170,7 @@ impl LocalControl {
 
     fn manager(&self) -> Result<Arc<shoal_manager::Manager>, Status> {
         if self.node.is_locked() {
-            return Err(Status::failed_precondition(super::node::LOCKED));
+            return Err(Status::failed_precondition(super::membership::LOCKED));
         }
         match self.node.manager() {
             Some(manager) => Ok(manager),
@@ -378,7 +378,7 @@ impl Control for LocalControl {
 /// `service logs` and `service exec` on the local socket: answered by this
 /// node's manager, refused elsewhere as the control API is.
 struct LocalLogs {
-    node: Arc<Node>,
+    node: Arc<Membership>,
 }
 
 impl LocalLogs {

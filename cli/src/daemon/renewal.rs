@@ -26,7 +26,7 @@ use shoal_security::files::NodeCredentials;
 use shoal_security::renewal::{self, Renewal, TrustAction, Validity};
 use shoal_security::{tls, NodeKey, PeerIdentity};
 
-use super::node::{Node, RenewalView};
+use super::membership::{Membership, RenewalView};
 use super::state::Role;
 
 /// How often the loop looks again while nothing is due: the upper bound on
@@ -37,7 +37,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs for the daemon's lifetime.
-pub async fn run(node: Arc<Node>, hostname: String, data_dir: std::path::PathBuf) {
+pub async fn run(node: Arc<Membership>, hostname: String, data_dir: std::path::PathBuf) {
     // The random fraction is drawn once per certificate (keyed by its PEM),
     // so the renewal moment of one certificate does not move between passes.
     let mut fraction: Option<(String, f64)> = None;

@@ -1,0 +1,170 @@
+//! Promotion and demotion: the swarm says (over the agent's session) which
+//! role it wants this node in, and the daemon changes what it runs to match.
+
+use super::join::{call_leader, founding_managers};
+use super::*;
+use crate::daemon::addresses::{advertise_ip, bind};
+use shoal_security::join::trusted_bundle;
+
+impl Membership {
+    /// Follows `node promote` / `node demote`: the swarm says (over the
+    /// agent's session) which role it wants this node in, and the daemon
+    /// changes what it runs to match. Level-triggered: checked every half
+    /// second, a failed attempt is tried again.
+    pub async fn follow_desired_role(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut active = self.active.lock().await;
+            let Some(current) = active.as_mut() else {
+                continue;
+            };
+            let desired = current.agent.desired_role();
+            let result = match (current.record.role, desired) {
+                (Role::Worker, Some(NodeRole::Manager)) => self.become_manager(current).await,
+                (Role::Manager, Some(NodeRole::Worker)) if current.manager.is_some() => {
+                    self.become_worker(current).await
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e.message(), "could not change this node's role; retrying");
+            }
+        }
+    }
+
+    /// Promotion: listen, get a manager certificate, join the Raft group.
+    async fn become_manager(&self, current: &mut Active) -> Result<(), Status> {
+        let ip = current
+            .record
+            .advertise_addr
+            .parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| current.record.advertise_addr.parse::<IpAddr>())
+            .ok()
+            .or_else(|| {
+                current
+                    .agent
+                    .managers()
+                    .first()
+                    .and_then(|m| advertise_ip("", SocketAddr::from(([0, 0, 0, 0], 0)), m))
+            })
+            .ok_or_else(|| Status::failed_precondition("cannot tell which address to listen on"))?;
+        let listener = match bind(&SocketAddr::new(ip, Manager::DEFAULT_PORT).to_string()).await {
+            Ok(listener) => listener,
+            Err(_) => bind(&SocketAddr::new(ip, 0).to_string()).await?,
+        };
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let raft_id = rand_u64();
+        let key = NodeKey::generate().map_err(|e| Status::internal(e.to_string()))?;
+        let csr = key
+            .csr(&self.config.hostname)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let old_credentials = (*current.credentials.current()).clone();
+        let first = current
+            .agent
+            .managers()
+            .first()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("no manager known"))?;
+        let (response, target) = call_leader(&first, &old_credentials, |channel| {
+            let request = PromoteNodeRequest {
+                csr_pem: csr.clone(),
+                raft_id,
+                advertise_addr: bound.to_string(),
+            };
+            async move {
+                CaClient::new(channel)
+                    .promote_node(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        })
+        .await?;
+        let credentials = NodeCredentials {
+            ca_pem: trusted_bundle(&old_credentials.ca_pem, &response.trust_bundle_pem),
+            cert_pem: response.cert_pem.clone(),
+            key_pem: key.key_pem(),
+        };
+        let mut record = current.record.clone();
+        record.manager_ids = response
+            .manager_members
+            .iter()
+            .map(|m| m.node_id.clone())
+            .collect();
+        record.role = Role::Manager;
+        record.raft_id = Some(raft_id);
+        record.listen_addr = Some(bound.to_string());
+        record.advertise_addr = bound.to_string();
+        record.raft = response.raft;
+        // The manager serves, and the agent connects with, the manager
+        // certificate from here on; a failed join goes back to the old one.
+        current.credentials.replace(credentials.clone());
+        let joined = self
+            .join_raft(
+                &record,
+                &current.credentials,
+                listener,
+                &target,
+                founding_managers(&response.manager_members),
+            )
+            .await;
+        let (running, managers) = match joined {
+            Ok(joined) => joined,
+            Err(e) => {
+                current.credentials.replace(old_credentials);
+                return Err(e);
+            }
+        };
+        record.managers = managers;
+        let saved = self.commit(&credentials, &record);
+        if let Err(e) = saved {
+            *self.manager.write().expect("manager lock") = None;
+            running.stop().await;
+            current.credentials.replace(old_credentials);
+            let _ = std::fs::remove_dir_all(self.config.data_dir.join("raft"));
+            return Err(Status::internal(format!(
+                "could not record the promotion: {e}"
+            )));
+        }
+        current.record = record;
+        current.manager = Some(running);
+        tracing::info!("this node was promoted: it is now a manager");
+        Ok(())
+    }
+
+    /// Demotion: the leader already removed this manager from the group;
+    /// stop it and go on as a worker.
+    async fn become_worker(&self, current: &mut Active) -> Result<(), Status> {
+        if let Some(running) = current.manager.take() {
+            *self.manager.write().expect("manager lock") = None;
+            running.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(self.config.data_dir.join("raft"));
+        let own = current.record.advertise_addr.clone();
+        current.record.role = Role::Worker;
+        current.record.raft_id = None;
+        current.record.listen_addr = None;
+        current.record.managers = current
+            .agent
+            .managers()
+            .into_iter()
+            .filter(|m| *m != own)
+            .collect();
+        let own_id = current.record.node_id.clone();
+        current.record.manager_ids = current
+            .agent
+            .known_managers()
+            .ids()
+            .into_iter()
+            .filter(|id| *id != own_id)
+            .collect();
+        current
+            .record
+            .save(&self.config.data_dir)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!("this node was demoted: it is now a worker");
+        Ok(())
+    }
+}
