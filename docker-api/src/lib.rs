@@ -16,8 +16,8 @@
 //! - [`mapping`]: Docker's types ↔ shoal's, in one place.
 //! - one module per resource: [`system`] (`/_ping`, `/version`, `/info`),
 //!   [`swarm`], [`nodes`], [`services`] (and `/distribution`), [`tasks`],
-//!   [`logs`], [`stacks`] (what `stack deploy` touches besides services:
-//!   `/networks`, `/secrets`, `/configs`).
+//!   [`logs`], [`stacks`] (`/networks`, which `stack deploy` creates),
+//!   [`secrets`] (`/secrets`, `/configs`).
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +29,7 @@ pub mod logs;
 pub mod mapping;
 pub mod nodes;
 pub mod routing;
+pub mod secrets;
 pub mod services;
 pub mod stacks;
 pub mod swarm;
@@ -80,6 +81,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(tasks::routes())
         .merge(logs::routes())
         .merge(stacks::routes())
+        .merge(secrets::routes())
         .fallback(routing::unsupported)
         .with_state(api)
 }

@@ -7,6 +7,7 @@
 //!   (shoal → Docker), for reading.
 //! - [`time`]: Docker's timestamps and nanosecond durations.
 
+pub mod attachments;
 pub mod objects;
 pub mod spec;
 pub mod time;

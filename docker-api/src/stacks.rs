@@ -1,18 +1,15 @@
-//! What `docker stack deploy|rm` touches besides services: `/networks`,
-//! `/secrets`, `/configs`.
+//! `/networks`: what `docker network …` and `docker stack deploy|rm` touch
+//! besides services, secrets and configs (those are in `secrets`).
 //!
 //! Networks are shoal's overlay networks: listed (with Docker's `id`,
 //! `name`, `label` and `driver` filters), inspected, created (`docker
 //! network create -d overlay`) and removed through the control API, in
-//! Docker's shape (`mapping::objects::network_to_docker`). A *stack's* own
-//! networks — `POST /networks/create` with the `com.docker.stack.namespace`
-//! label, which `stack deploy` sends for every network of the file — are
-//! still accepted with a warning and recorded on the services that use them
-//! (`com.shoal.stack.networks`) rather than created and attached: attaching
-//! a service to an overlay through the Docker API is not mapped yet (see
-//! `mapping::spec`). Secrets and configs do not exist in shoal yet: their
-//! lists are empty but valid and single objects are not found (404, which
-//! the CLI's stack logic expects for "absent").
+//! Docker's shape (`mapping::objects::network_to_docker`). A stack's own
+//! networks (`POST /networks/create` with the `com.docker.stack.namespace`
+//! label, which `stack deploy` sends for every network of the file and for
+//! `STACK_default`) are created like any other, labels, `internal`,
+//! `attachable` and IPAM included, and `stack rm` removes them by ID. A
+//! network absent is a 404, which the CLI's stack logic reads as "create it".
 
 use std::sync::Arc;
 
@@ -37,17 +34,6 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/networks", get(list_networks))
         .route("/networks/create", post(create_network))
         .route("/networks/:id", get(inspect_network).delete(remove_network))
-        .route("/secrets", get(empty_list))
-        .route("/secrets/:id", get(no_secret))
-        .route("/configs", get(empty_list))
-        .route("/configs/:id", get(no_config))
-}
-
-/// An empty list, after checking the filters are well formed (a malformed
-/// one is still a 400, as for every list).
-async fn empty_list(query: Query) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    Filters::parse(query.get("filters").map(String::as_str))?;
-    Ok(Json(Vec::new()))
 }
 
 /// Docker's network filters this front end knows.
@@ -155,71 +141,24 @@ pub fn network_spec_from_docker(request: &d::NetworkCreateRequest) -> ApiResult<
     })
 }
 
-async fn no_secret(Path(id): Path<String>) -> ApiError {
-    ApiError::not_found(format!("secret {id} not found (shoal has no secrets yet)"))
-}
-
-async fn no_config(Path(id): Path<String>) -> ApiError {
-    ApiError::not_found(format!("config {id} not found (shoal has no configs yet)"))
-}
-
-/// Whether a network create is a stack's own network, which is recorded
-/// on its services rather than created.
-pub fn is_stack_network(request: &d::NetworkCreateRequest) -> bool {
-    request
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(STACK_LABEL))
-}
-
 async fn create_network(
     state: State,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<d::NetworkCreateResponse>)> {
     let request: d::NetworkCreateRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid network create request: {e}")))?;
-    if !is_stack_network(&request) {
-        let spec = network_spec_from_docker(&request)?;
-        let network = state
-            .backend
-            .control()
-            .create_network(s::CreateNetworkRequest { spec: Some(spec) })
-            .await?
-            .into_inner();
-        return Ok((
-            StatusCode::CREATED,
-            Json(d::NetworkCreateResponse {
-                id: network.id,
-                warning: String::new(),
-            }),
-        ));
-    }
+    let spec = network_spec_from_docker(&request)?;
+    let network = state
+        .backend
+        .control()
+        .create_network(s::CreateNetworkRequest { spec: Some(spec) })
+        .await?
+        .into_inner();
     Ok((
         StatusCode::CREATED,
         Json(d::NetworkCreateResponse {
-            id: request.name.clone(),
-            warning: format!(
-                "network {} is recorded on the stack's services (label \
-                 com.shoal.stack.networks), not created: the Docker API does not attach \
-                 services to overlay networks yet",
-                request.name
-            ),
+            id: network.id,
+            warning: String::new(),
         }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_stacks_networks_are_recorded() {
-        let mut request = d::NetworkCreateRequest {
-            name: "demo_default".into(),
-            ..Default::default()
-        };
-        assert!(!is_stack_network(&request));
-        request.labels = Some([(STACK_LABEL.to_string(), "demo".to_string())].into());
-        assert!(is_stack_network(&request));
-    }
 }

@@ -253,6 +253,14 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Stops the daemon and starts it again with `args` added to its flags
+    /// (e.g. `--docker-api` on a daemon a shared fixture started).
+    pub fn restart_with_args(&mut self, args: &[&str]) {
+        self.terminate();
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+        self.start();
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -129,10 +129,10 @@ pub fn service_to_docker(service: &s::Service, counts: Option<(u64, u64)>) -> Se
             created_at,
             updated_at,
             spec: service.spec.as_ref().map(service_spec_to_docker),
-            endpoint: Some(d::ServiceEndpoint {
-                spec: Some(d::EndpointSpec::default()),
-                ..Default::default()
-            }),
+            endpoint: Some(super::attachments::endpoint_to_docker(
+                service.spec.as_ref().and_then(|s| s.endpoint.as_ref()),
+                service.endpoint.as_ref(),
+            )),
             update_status,
             service_status: counts.map(|(running, desired)| d::ServiceServiceStatus {
                 running_tasks: Some(running),

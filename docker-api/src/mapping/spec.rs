@@ -6,10 +6,9 @@
 //! the task spec, or every task would be replaced.
 //!
 //! Docker → shoal refuses what shoal cannot do in a way the operator relies
-//! on (mounts, secrets, published ports, users, job modes…) and reports
-//! what it ignores (`Warnings`, which the CLI prints). Networks are recorded
-//! on the service as `com.shoal.stack.networks`, as `shoal stack deploy`
-//! does, until overlay networks exist.
+//! on (groups, capabilities, job modes…) and reports what it ignores
+//! (`Warnings`, which the CLI prints). Ports, networks, mounts and grants
+//! are mapped in `attachments`.
 
 use std::collections::HashMap;
 
@@ -17,11 +16,10 @@ use bollard::models as d;
 use serde::Serialize;
 use shoal_proto::v1 as s;
 
+use super::attachments as att;
 use super::time::{ms_to_ns, ns_to_ms};
 use crate::errors::ApiError;
 
-/// The label `shoal stack deploy` records a service's networks in.
-pub const NETWORKS_LABEL: &str = "com.shoal.stack.networks";
 /// Docker's runtime name for containers, and shoal's for processes.
 pub const RUNTIME_CONTAINER: &str = "container";
 pub const RUNTIME_PROCESS: &str = "process";
@@ -84,7 +82,7 @@ pub fn service_spec_to_docker(spec: &s::ServiceSpec) -> d::ServiceSpec {
             }
         }),
         networks: None,
-        endpoint_spec: None,
+        endpoint_spec: spec.endpoint.as_ref().map(att::endpoint_spec_to_docker),
     }
 }
 
@@ -141,8 +139,14 @@ pub fn task_spec_to_docker(t: &s::TaskSpec) -> d::TaskSpec {
                 start_period: (h.start_period_ms != 0).then(|| ms_to_ns(h.start_period_ms)),
                 start_interval: None,
             }),
+            mounts: nonempty(&t.mounts).map(|m| m.iter().map(att::mount_to_docker).collect()),
+            read_only: t.read_only.then_some(true),
+            user: (!t.user.is_empty()).then(|| t.user.clone()),
+            secrets: nonempty(&t.secrets).map(|g| g.iter().map(att::secret_to_docker).collect()),
+            configs: nonempty(&t.configs).map(|g| g.iter().map(att::config_to_docker).collect()),
             ..Default::default()
         }),
+        networks: att::networks_to_docker(&t.networks),
         resources: t.resources.as_ref().map(|r| d::TaskSpecResources {
             limits: r.limits.as_ref().map(|l| d::Limit {
                 nano_cpus: Some(l.nano_cpus),
@@ -214,19 +218,19 @@ fn is_set<T: Serialize>(value: &Option<T>) -> bool {
 
 /// Collects refusals and warnings while translating.
 #[derive(Default)]
-struct Verdict {
-    refused: Vec<String>,
-    warnings: Vec<String>,
+pub(crate) struct Verdict {
+    pub(crate) refused: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Verdict {
-    fn refuse_if<T: Serialize>(&mut self, value: &Option<T>, field: &str, why: &str) {
+    pub(crate) fn refuse_if<T: Serialize>(&mut self, value: &Option<T>, field: &str, why: &str) {
         if is_set(value) {
             self.refused.push(format!("{field} ({why})"));
         }
     }
 
-    fn ignore_if<T: Serialize>(&mut self, value: &Option<T>, field: &str) {
+    pub(crate) fn ignore_if<T: Serialize>(&mut self, value: &Option<T>, field: &str) {
         if is_set(value) {
             self.warnings.push(format!(
                 "shoal ignores {field}: it has no equivalent in a shoal service"
@@ -272,7 +276,7 @@ pub fn service_spec_from_docker(
         v.refused
             .push("a service name is required (docker service create --name NAME …)".into());
     }
-    let mut labels = docker.labels.clone().unwrap_or_default();
+    let labels = docker.labels.clone().unwrap_or_default();
 
     let mut spec = s::ServiceSpec {
         name,
@@ -335,22 +339,6 @@ pub fn service_spec_from_docker(
     }
     let why_security =
         "shoal cannot apply it yet, and running without it would change what the task may do";
-    v.refuse_if(
-        &c.mounts,
-        "ContainerSpec.Mounts (--mount, volumes:)",
-        "shoal has no volumes or bind mounts yet",
-    );
-    v.refuse_if(
-        &c.secrets,
-        "ContainerSpec.Secrets (--secret)",
-        "shoal has no secrets yet",
-    );
-    v.refuse_if(
-        &c.configs,
-        "ContainerSpec.Configs (--config)",
-        "shoal has no configs yet",
-    );
-    v.refuse_if(&c.user, "ContainerSpec.User (--user)", why_security);
     v.refuse_if(&c.groups, "ContainerSpec.Groups (--group)", why_security);
     v.refuse_if(&c.privileges, "ContainerSpec.Privileges", why_security);
     v.refuse_if(
@@ -361,11 +349,6 @@ pub fn service_spec_from_docker(
     v.refuse_if(
         &c.capability_drop,
         "ContainerSpec.CapabilityDrop (--cap-drop)",
-        why_security,
-    );
-    v.refuse_if(
-        &c.read_only,
-        "ContainerSpec.ReadOnly (--read-only)",
         why_security,
     );
     v.refuse_if(
@@ -404,6 +387,31 @@ pub fn service_spec_from_docker(
         labels: container_labels,
         stop_grace_period_ms: v.duration(c.stop_grace_period, "StopGracePeriod"),
         force_update: template.force_update.unwrap_or(0),
+        user: c.user.clone().unwrap_or_default(),
+        read_only: c.read_only.unwrap_or(false),
+        mounts: c
+            .mounts
+            .iter()
+            .flatten()
+            .map(|m| att::mount_from_docker(&mut v, m))
+            .collect(),
+        secrets: c
+            .secrets
+            .iter()
+            .flatten()
+            .map(|g| att::secret_from_docker(&mut v, g))
+            .collect(),
+        configs: c
+            .configs
+            .iter()
+            .flatten()
+            .map(|g| att::config_from_docker(&mut v, g))
+            .collect(),
+        networks: att::networks_from_docker(
+            &mut v,
+            docker.networks.as_ref(),
+            template.networks.as_ref(),
+        ),
         ..Default::default()
     };
     let docker_command = c.command.clone().unwrap_or_default();
@@ -513,48 +521,13 @@ pub fn service_spec_from_docker(
         });
     }
 
-    // Networks: recorded, not attached (see the module comment).
-    let networks: Vec<String> = docker
-        .networks
-        .iter()
-        .flatten()
-        .chain(template.networks.iter().flatten())
-        .filter_map(|n| n.target.clone())
-        .collect();
-    if !networks.is_empty() {
-        let joined = networks.join(",");
-        v.warnings.push(format!(
-            "networks {joined} recorded on the service (label {NETWORKS_LABEL}), not attached: \
-             shoal has no overlay networks yet"
-        ));
-        labels.insert(NETWORKS_LABEL.to_string(), joined);
-    }
-    if let Some(endpoint) = &docker.endpoint_spec {
-        v.refuse_if(
-            &endpoint.ports,
-            "EndpointSpec.Ports (--publish, ports:)",
-            "the Docker API does not map published ports yet: publish with `shoal service create|update --publish`",
-        );
-        if endpoint.mode == Some(d::EndpointSpecModeEnum::DNSRR) {
-            v.warnings.push(
-                "shoal ignores EndpointSpec.Mode dnsrr: it has no service discovery yet".into(),
-            );
-        }
-    }
-
-    // What the Docker API does not show yet (overlay networks attached
-    // with shoal's own CLI, the endpoint mode, the autoscale policy) is kept
-    // from the current spec on update: a `docker service scale` or `update`
-    // must neither drop it nor, by changing the task spec, replace every task.
+    spec.endpoint = docker
+        .endpoint_spec
+        .as_ref()
+        .map(|e| att::endpoint_spec_from_docker(&mut v, e));
+    // The autoscale policy has no Docker field: kept from the current spec
+    // on update, so a `docker service scale|update` does not drop it.
     if let Some(base) = base {
-        if let Some(current) = base.task.as_ref() {
-            if task.networks.is_empty() {
-                task.networks = current.networks.clone();
-            }
-        }
-        if spec.endpoint.is_none() {
-            spec.endpoint = base.endpoint.clone();
-        }
         spec.autoscale = base.autoscale;
     }
     spec.labels = labels;

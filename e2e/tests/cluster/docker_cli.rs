@@ -9,9 +9,11 @@
 //! The process-runtime test needs only the docker CLI binary (missing: a
 //! loud skip, or a failure with `SHOAL_E2E_DOCKER=1`); the container and
 //! stack test needs the engine too and runs with `SHOAL_E2E_DOCKER=1`, as
-//! `docker.rs` does.
+//! `docker.rs` does. Stacks (which always join `STACK_default`) run on
+//! namespace hosts: `stacks.rs`.
 
 mod format;
+mod stacks;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -166,7 +168,7 @@ fn api_cluster(dir: &TestDir, workers: usize) -> (Daemon, Vec<Daemon>, DockerCli
     (manager, workers, cli)
 }
 
-fn shoal_inspect(manager: &Daemon, service: &str) -> Value {
+pub(crate) fn shoal_inspect(manager: &Daemon, service: &str) -> Value {
     serde_json::from_str::<Value>(&manager.ok(&["service", "inspect", service])).unwrap()[0].clone()
 }
 
@@ -502,41 +504,7 @@ fn docker_cli_shows_the_swarm_and_drives_process_services() {
     );
 }
 
-const STACK_FILE: &str = r#"
-services:
-  web:
-    image: shoal-test/busybox:1
-    command: ["/busybox", "sh", "-c", "QUIET_LOOP"]
-    environment:
-      GREETING: hello
-    labels:
-      tier: front
-    deploy:
-      replicas: 2
-      labels:
-        team: a
-      placement:
-        constraints: ["node.role==worker"]
-      update_config:
-        parallelism: 2
-        order: start-first
-  api:
-    image: shoal-test/busybox:1
-    command: ["/busybox", "sh", "-c", "QUIET_LOOP"]
-    deploy:
-      replicas: REPLICAS
-"#;
-
-fn write_stack(dir: &TestDir, api_replicas: u32) -> PathBuf {
-    let path = dir.dir.path().join("stack.yml");
-    let text = STACK_FILE
-        .replace("QUIET_LOOP", &QUIET_LOOP.replace('"', "\\\""))
-        .replace("REPLICAS", &api_replicas.to_string());
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn spec_version(manager: &Daemon, service: &str) -> u64 {
+pub(crate) fn spec_version(manager: &Daemon, service: &str) -> u64 {
     let v = shoal_inspect(manager, service);
     v["SpecVersion"]
         .as_u64()
@@ -544,9 +512,9 @@ fn spec_version(manager: &Daemon, service: &str) -> u64 {
 }
 
 #[test]
-fn docker_cli_creates_containers_and_deploys_stacks() {
-    if !docker_enabled("docker_cli_creates_containers_and_deploys_stacks")
-        || !docker_cli_present("docker_cli_creates_containers_and_deploys_stacks")
+fn docker_cli_creates_container_services() {
+    if !docker_enabled("docker_cli_creates_container_services")
+        || !docker_cli_present("docker_cli_creates_container_services")
     {
         return;
     }
@@ -586,79 +554,6 @@ fn docker_cli_creates_containers_and_deploys_stacks() {
         "constraint not applied: {ps}"
     );
     cli.ok(&["service", "rm", "box"]);
-
-    // A stack of two services.
-    let file = write_stack(&dir, 1);
-    let file_text = file.to_str().unwrap();
-    let deployed = cli.ok(&["stack", "deploy", "-c", file_text, "demo"]);
-    assert!(deployed.contains("Creating service demo_web"), "{deployed}");
-    assert!(deployed.contains("Creating service demo_api"), "{deployed}");
-    let web = shoal_inspect(&manager, "demo_web").to_string();
-    for expected in [
-        "com.docker.stack.namespace",
-        "team",
-        "GREETING=hello",
-        "node.role==worker",
-    ] {
-        assert!(web.contains(expected), "demo_web lacks {expected}: {web}");
-    }
-    assert_eq!(
-        cli.ok(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"])
-            .trim(),
-        "demo 2"
-    );
-    eventually(patience(), "the stack's replicas", || {
-        let out = cli.ok(&[
-            "stack",
-            "services",
-            "demo",
-            "--format",
-            "{{.Name}} {{.Replicas}}",
-        ]);
-        let mut lines: Vec<&str> = out.lines().collect();
-        lines.sort();
-        if lines == ["demo_api 1/1", "demo_web 2/2"] {
-            Ok(())
-        } else {
-            Err(out.clone())
-        }
-    });
-    let tasks = cli.ok(&["stack", "ps", "demo", "--format", "{{.Name}}"]);
-    assert_eq!(tasks.lines().count(), 3, "{tasks}");
-
-    // A second deploy with one change updates only that service.
-    let web_version = spec_version(&manager, "demo_web");
-    let api_version = spec_version(&manager, "demo_api");
-    write_stack(&dir, 2);
-    cli.ok(&["stack", "deploy", "-c", file_text, "demo"]);
-    assert_eq!(
-        spec_version(&manager, "demo_web"),
-        web_version,
-        "an unchanged service was updated"
-    );
-    assert!(spec_version(&manager, "demo_api") > api_version);
-    eventually(patience(), "demo_api 2/2", || {
-        replicas_line(&cli, "demo_api").and_then(|l| {
-            if l == "demo_api replicated 2/2" {
-                Ok(())
-            } else {
-                Err(l)
-            }
-        })
-    });
-
-    let removed = cli.ok(&["stack", "rm", "demo"]);
-    assert!(removed.contains("Removing service demo_web"), "{removed}");
-    assert_eq!(manager.ok(&["service", "ls", "-q"]).trim(), "");
-    // The tasks go once they stopped (shoal, as swarmkit, removes them then).
-    eventually(patience(), "docker stack ps to find nothing", || {
-        let gone = cli.run(&["stack", "ps", "demo"]);
-        if gone.status != 0 && gone.stderr.contains("nothing found in stack: demo") {
-            Ok(())
-        } else {
-            Err(format!("{}{}", gone.stdout, gone.stderr))
-        }
-    });
 }
 
 /// `docker swarm init|join|join-token|update|leave` and `docker node

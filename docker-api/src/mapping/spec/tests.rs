@@ -57,10 +57,82 @@ fn full_spec() -> s::ServiceSpec {
                 start_period_ms: 0,
             }),
             force_update: 4,
+            networks: vec![s::NetworkAttachmentConfig {
+                target: "k5dbu0ctrewq9vpbzwq6ex3mh".into(),
+                aliases: vec!["db".into()],
+            }],
+            mounts: vec![
+                s::Mount {
+                    source: "data".into(),
+                    target: "/data".into(),
+                    volume_driver: "local".into(),
+                    volume_opts: [("type".to_string(), "tmpfs".to_string())].into(),
+                    volume_labels: [("keep".to_string(), "1".to_string())].into(),
+                    ..Default::default()
+                },
+                s::Mount {
+                    r#type: s::MountType::Bind as i32,
+                    source: "/etc/hosts".into(),
+                    target: "/h".into(),
+                    readonly: true,
+                    ..Default::default()
+                },
+                s::Mount {
+                    r#type: s::MountType::Tmpfs as i32,
+                    target: "/scratch".into(),
+                    tmpfs_size: 1 << 20,
+                    tmpfs_mode: 0o700,
+                    ..Default::default()
+                },
+            ],
+            read_only: true,
+            user: "1000:1000".into(),
+            secrets: vec![
+                s::SecretReference {
+                    secret_id: "sid".into(),
+                    secret_name: "db".into(),
+                    file: Some(s::FileTarget {
+                        name: "db_password".into(),
+                        uid: "0".into(),
+                        gid: "0".into(),
+                        mode: 0o400,
+                    }),
+                },
+                s::SecretReference {
+                    secret_id: "sid2".into(),
+                    secret_name: "tls".into(),
+                    file: None,
+                },
+            ],
+            configs: vec![s::ConfigReference {
+                config_id: "cid".into(),
+                config_name: "nginx".into(),
+                file: Some(s::FileTarget {
+                    name: "/etc/nginx.conf".into(),
+                    ..Default::default()
+                }),
+            }],
             ..Default::default()
         }),
         update_config: Some(update),
         rollback_config: Some(rollback),
+        endpoint: Some(s::EndpointSpec {
+            mode: s::ResolutionMode::Dnsrr as i32,
+            ports: vec![
+                s::PortConfig {
+                    target_port: 80,
+                    published_port: 8080,
+                    ..Default::default()
+                },
+                s::PortConfig {
+                    name: "dns".into(),
+                    protocol: s::PortProtocol::Udp as i32,
+                    target_port: 53,
+                    publish_mode: s::PublishMode::Host as i32,
+                    ..Default::default()
+                },
+            ],
+        }),
         ..Default::default()
     }
 }
@@ -83,19 +155,11 @@ fn a_spec_read_and_sent_back_is_unchanged() {
     );
 }
 
-/// Networks, the endpoint mode and the autoscale policy, which the Docker
-/// API does not show yet, survive a `docker service scale`.
+/// The autoscale policy, which has no Docker field, survives a `docker
+/// service scale`, and the task spec (networks, mounts, grants) is unchanged.
 #[test]
 fn what_docker_does_not_show_is_kept_on_update() {
     let mut spec = full_spec();
-    spec.task.as_mut().unwrap().networks = vec![s::NetworkAttachmentConfig {
-        target: "k5dbu0ctrewq9vpbzwq6ex3mh".into(),
-        aliases: vec!["db".into()],
-    }];
-    spec.endpoint = Some(s::EndpointSpec {
-        mode: s::ResolutionMode::Dnsrr as i32,
-        ..Default::default()
-    });
     spec.autoscale = Some(s::AutoscalePolicy {
         min: 1,
         max: 5,
@@ -210,22 +274,29 @@ fn what_shoal_cannot_do_is_refused_by_name() {
         .container_spec
         .as_mut()
         .unwrap();
-    c.user = Some("nobody".into());
+    c.groups = Some(vec!["wheel".into()]);
     c.command = Some(vec!["/entry".into()]);
+    c.mounts = Some(vec![d::Mount {
+        target: Some("/img".into()),
+        typ: Some(d::MountType::IMAGE),
+        ..Default::default()
+    }]);
     docker.endpoint_spec = Some(d::EndpointSpec {
         mode: None,
         ports: Some(vec![d::EndpointPortConfig {
             target_port: Some(80),
             published_port: Some(8080),
+            protocol: Some(d::EndpointPortConfigProtocolEnum::SCTP),
             ..Default::default()
         }]),
     });
     let err = service_spec_from_docker(&docker, None).unwrap_err();
     assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
     for part in [
-        "ContainerSpec.User",
+        "ContainerSpec.Groups",
         "ContainerSpec.Command",
-        "EndpointSpec.Ports",
+        "ContainerSpec.Mounts /img",
+        "80/sctp",
     ] {
         assert!(err.message.contains(part), "{part} in {}", err.message);
     }
@@ -242,18 +313,63 @@ fn jobs_are_refused() {
     assert!(err.message.contains("ReplicatedJob"), "{}", err.message);
 }
 
+/// What `docker stack deploy` sends for a service with a network, a
+/// published port, a volume, a secret and a config.
 #[test]
-fn stack_networks_are_recorded_with_a_warning() {
+fn a_stacks_attachments_translate() {
     let docker: d::ServiceSpec = serde_json::from_str(
         r#"{"Name":"demo_web","Labels":{"com.docker.stack.namespace":"demo"},
-            "TaskTemplate":{"ContainerSpec":{"Image":"x"},
-              "Networks":[{"Target":"demo_default","Aliases":["web"]}]}}"#,
+            "TaskTemplate":{"ContainerSpec":{"Image":"x",
+                "Mounts":[{"Type":"volume","Source":"demo_data","Target":"/data",
+                           "VolumeOptions":{"Labels":{"com.docker.stack.namespace":"demo"}}},
+                          {"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1024}}],
+                "Secrets":[{"File":{"Name":"db","UID":"0","GID":"0","Mode":292},
+                            "SecretID":"s1","SecretName":"demo_db"}],
+                "Configs":[{"File":{"Name":"/app.conf","UID":"0","GID":"0","Mode":292},
+                            "ConfigID":"c1","ConfigName":"demo_app"}]},
+              "Networks":[{"Target":"demo_default","Aliases":["web"]}]},
+            "EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,
+                "PublishedPort":8080,"PublishMode":"ingress"}]}}"#,
     )
     .unwrap();
     let t = service_spec_from_docker(&docker, None).unwrap();
-    assert_eq!(t.spec.labels[NETWORKS_LABEL], "demo_default");
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     assert_eq!(t.spec.replicas, 1, "a spec without a mode is one replica");
-    assert!(t.warnings[0].contains("demo_default"), "{:?}", t.warnings);
+    let task = t.spec.task.unwrap();
+    assert_eq!(task.networks[0].target, "demo_default");
+    assert_eq!(task.networks[0].aliases, ["web"]);
+    assert_eq!(task.mounts[0].source, "demo_data");
+    assert_eq!(
+        task.mounts[0].volume_labels["com.docker.stack.namespace"],
+        "demo"
+    );
+    assert_eq!(task.mounts[1].r#type(), s::MountType::Tmpfs);
+    assert_eq!(task.mounts[1].tmpfs_size, 1024);
+    assert_eq!(task.secrets[0].secret_id, "s1");
+    assert_eq!(task.secrets[0].file.as_ref().unwrap().mode, 0o444);
+    assert_eq!(task.configs[0].file.as_ref().unwrap().name, "/app.conf");
+    let endpoint = t.spec.endpoint.unwrap();
+    assert_eq!(endpoint.ports[0].target_port, 80);
+    assert_eq!(endpoint.ports[0].published_port, 8080);
+}
+
+/// Options shoal has no equivalent for are reported, not dropped silently.
+#[test]
+fn mount_options_shoal_lacks_are_warned_about() {
+    let docker: d::ServiceSpec = serde_json::from_str(
+        r#"{"Name":"w","TaskTemplate":{"ContainerSpec":{"Image":"x",
+                "Mounts":[{"Type":"volume","Source":"v","Target":"/v",
+                           "VolumeOptions":{"NoCopy":true}},
+                          {"Type":"bind","Source":"/s","Target":"/b",
+                           "BindOptions":{"Propagation":"rshared"}}]},
+              "Networks":[{"Target":"n","DriverOpts":{"a":"b"}}]}}"#,
+    )
+    .unwrap();
+    let t = service_spec_from_docker(&docker, None).unwrap();
+    let all = t.warnings.join("\n");
+    for part in ["NoCopy", "Propagation", "DriverOpts"] {
+        assert!(all.contains(part), "{part} in {all}");
+    }
 }
 
 #[test]
