@@ -150,10 +150,9 @@ impl Drop for AgentHandle {
 /// running) and the session loop.
 pub async fn spawn(config: AgentConfig) -> AgentHandle {
     let secrets = Arc::new(crate::secrets::Secrets::new(&config.data_dir));
-    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(ProcessExecutor::new(
-        &config.data_dir,
-        &config.node_id,
-    ))];
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
+        ProcessExecutor::new(&config.data_dir, &config.node_id).with_secrets(secrets.clone()),
+    )];
     // The docker runtime is a capability of the node: present when an engine
     // answers at start, reported in the description, and otherwise absent
     // (the scheduler then places no container task here).

@@ -6,7 +6,9 @@
 //! returns it and neither does this front end (`Spec.Data` is absent).
 //! A config's data is returned (base64, as Docker encodes it). Both are
 //! immutable: Docker's `POST /secrets/{id}/update` may change labels only,
-//! which shoal does not offer, so it is refused with a message.
+//! which shoal does not offer: an update that changes nothing (what `docker
+//! stack deploy` sends for every existing secret) succeeds, any other is
+//! refused with a message.
 
 use std::sync::Arc;
 
@@ -28,11 +30,11 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/secrets", get(list_secrets))
         .route("/secrets/create", post(create_secret))
         .route("/secrets/:id", get(inspect_secret).delete(remove_secret))
-        .route("/secrets/:id/update", post(update_refused))
+        .route("/secrets/:id/update", post(update_secret))
         .route("/configs", get(list_configs))
         .route("/configs/create", post(create_config))
         .route("/configs/:id", get(inspect_config).delete(remove_config))
-        .route("/configs/:id/update", post(update_refused))
+        .route("/configs/:id/update", post(update_config))
 }
 
 /// Docker's secret and config filters, as dockerd reads them: `id` and
@@ -262,11 +264,54 @@ async fn remove_config(state: State, Path(id): Path<String>) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn update_refused(Path(id): Path<String>) -> ApiError {
+fn immutable(id: &str) -> ApiError {
     ApiError::bad_request(format!(
         "{id}: shoal's secrets and configs are immutable, labels included: create a new one \
          and update the services to use it"
     ))
+}
+
+/// `docker stack deploy` "updates" every secret it finds already there,
+/// with the spec it would create. An update that changes nothing is
+/// accepted as the no-op it is; any change is refused (shoal's objects are
+/// immutable). The front end cannot compare a secret's data — the control
+/// API never returns it — so a secret matches on name and labels: a changed
+/// secret file goes unnoticed here, as it would in the shoal CLI's
+/// redeploy; rotate a secret under a new name.
+async fn update_secret(
+    state: State,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let wanted = secret_spec_from_docker(&parse_body::<d::SecretSpec>(&body, "secret")?)?;
+    let current = get_secret(&state, &id).await?.spec.unwrap_or_default();
+    if current.name == wanted.name && current.labels == wanted.labels {
+        Ok(StatusCode::OK)
+    } else {
+        Err(immutable(&id))
+    }
+}
+
+/// As [`update_secret`], comparing the config's data too (it is readable).
+async fn update_config(
+    state: State,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let wanted = config_spec_from_docker(&parse_body::<d::ConfigSpec>(&body, "config")?)?;
+    let current = state
+        .backend
+        .control()
+        .get_config(s::GetConfigRequest { config: id.clone() })
+        .await?
+        .into_inner()
+        .spec
+        .unwrap_or_default();
+    if current == wanted {
+        Ok(StatusCode::OK)
+    } else {
+        Err(immutable(&id))
+    }
 }
 
 #[cfg(test)]

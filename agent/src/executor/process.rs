@@ -44,6 +44,7 @@ use super::{
     RecordedExit, Usage,
 };
 use crate::health::{self, Health, HealthConfig};
+use crate::secrets::Secrets;
 use crate::task_env::{search_path, task_command, task_env_command};
 
 /// How often an adopted process (not our child) is checked for life.
@@ -56,6 +57,9 @@ pub struct ProcessExecutor {
     node_id: String,
     cgroups: Arc<Cgroups>,
     volumes: crate::volumes::ProcessVolumes,
+    /// Where granted secrets and configs are written; none: a task granted
+    /// any is refused.
+    secrets: Option<Arc<Secrets>>,
 }
 
 impl ProcessExecutor {
@@ -72,7 +76,15 @@ impl ProcessExecutor {
             node_id: node_id.to_string(),
             cgroups: Arc::new(cgroups),
             volumes: crate::volumes::ProcessVolumes::new(data_dir),
+            secrets: None,
         }
+    }
+
+    /// Binds granted secrets and configs from `secrets` into tasks' mount
+    /// namespaces, read-only at their targets.
+    pub fn with_secrets(mut self, secrets: Arc<Secrets>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     fn controller_for(
@@ -87,6 +99,7 @@ impl ProcessExecutor {
             node_id: self.node_id.clone(),
             cgroups: self.cgroups.clone(),
             volumes: self.volumes.clone(),
+            secrets: self.secrets.clone(),
             mounts: None,
             child: None,
             pid,
@@ -183,6 +196,9 @@ impl Executor for ProcessExecutor {
             _ => {}
         }
         self.cgroups.remove(task_id).await;
+        if let Some(secrets) = &self.secrets {
+            secrets.release(task_id);
+        }
     }
 }
 
@@ -245,6 +261,7 @@ struct ProcessController {
     node_id: String,
     cgroups: Arc<Cgroups>,
     volumes: crate::volumes::ProcessVolumes,
+    secrets: Option<Arc<Secrets>>,
     /// The task's mount namespace, made ready by `prepare` (volumes made,
     /// targets created, user resolved); `None` when the task has no mounts,
     /// read-only root or user.
@@ -309,12 +326,13 @@ impl ProcessController {
     /// and plans its mount namespace; `None` when it needs none.
     fn mount_namespace(&self, task: &Task) -> Result<Option<PlannedMounts>, ExecutorError> {
         let spec = task.spec.clone().unwrap_or_default();
-        if spec.mounts.is_empty() && !spec.read_only && spec.user.is_empty() {
+        let granted = Secrets::has_grants(task);
+        if spec.mounts.is_empty() && !spec.read_only && spec.user.is_empty() && !granted {
             return Ok(None);
         }
         if !nix::unistd::geteuid().is_root() {
             return Err(ExecutorError::Rejected(
-                "mounts, a read-only root and --user need the node's daemon to run as root".into(),
+                "mounts, secrets, configs, a read-only root and --user need the node's daemon to run as root".into(),
             ));
         }
         let credentials = if spec.user.is_empty() {
@@ -370,6 +388,30 @@ impl ProcessController {
                         mount.r#type, mount.target
                     )))
                 }
+            }
+        }
+        if granted {
+            // The files live in the agent's tmpfs; the task sees each at its
+            // target, read-only, in its own namespace only. The target's
+            // mount point is made in the host's tree as for a bind (an empty
+            // file: no data ever lands there).
+            let secrets = self.secrets.clone().ok_or_else(|| {
+                ExecutorError::Rejected(
+                    "this node keeps no secrets: the task's grants cannot be delivered".into(),
+                )
+            })?;
+            let files = secrets.materialize(task).map_err(|e| {
+                secrets.release(&task.id);
+                ExecutorError::Failed(e)
+            })?;
+            for file in files {
+                let target = PathBuf::from(&file.target);
+                make_target(&target, false)?;
+                request.binds.push(mountns::Bind {
+                    source: file.host_path,
+                    target,
+                    readonly: true,
+                });
             }
         }
         let planned = PlannedMounts {
@@ -471,12 +513,6 @@ impl Controller for ProcessController {
             .as_ref()
             .ok_or_else(|| ExecutorError::Failed("no task spec".into()))?;
         let spec = task.spec.clone().unwrap_or_default();
-        // The managers refuse such specs; an older manager might not.
-        if crate::secrets::Secrets::has_grants(task) {
-            return Err(ExecutorError::Rejected(
-                "process tasks cannot receive secrets or configs yet: run the service with --runtime docker".into(),
-            ));
-        }
         let program = spec
             .command
             .first()
@@ -597,6 +633,8 @@ impl Controller for ProcessController {
         // The main process is gone: nothing it started may outlive it, and
         // there is nothing left to check.
         self.signal_group(Signal::SIGKILL);
+        // The task ended: its secrets go with it.
+        self.release_secrets();
         self.prober = None;
         exit
     }
@@ -651,8 +689,20 @@ impl Controller for ProcessController {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove a task directory");
             }
         }
+        self.release_secrets();
         if let Some(task_id) = self.dir.file_name().and_then(|n| n.to_str()) {
             self.cgroups.remove(task_id).await;
+        }
+    }
+}
+
+impl ProcessController {
+    /// Deletes the task's granted files from the agent's tmpfs.
+    fn release_secrets(&self) {
+        if let (Some(secrets), Some(task_id)) =
+            (&self.secrets, self.dir.file_name().and_then(|n| n.to_str()))
+        {
+            secrets.release(task_id);
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::docker::{docker_enabled, Containers, IMAGE, QUIET_LOOP};
-use crate::util::{cluster, eventually, patience, Daemon, TestDir};
+use crate::util::{cluster, eventually, patience, privileged, Daemon, TestDir};
 
 /// Bytes no other test or file can hold: the test's own marker.
 fn unique(what: &str) -> String {
@@ -285,22 +285,6 @@ fn bad_secret_inputs_are_refused_and_change_nothing() {
         .assert_error("secret pw is in use by service db");
     assert!(manager.ok(&["secret", "ls"]).contains("pw"));
 
-    // Process tasks cannot receive them yet: said, not silently ignored.
-    manager
-        .shoal(&[
-            "service",
-            "create",
-            "--name",
-            "proc",
-            "--runtime",
-            "process",
-            "--secret",
-            "pw",
-            "sleep",
-            "60",
-        ])
-        .assert_error("container tasks only");
-
     // Revoked, then removable.
     manager.ok(&["service", "update", "-d", "--secret-rm", "pw", "db"]);
     manager.ok(&["secret", "rm", "pw"]);
@@ -419,4 +403,66 @@ configs:
         "{secrets}"
     );
     assert!(!manager.ok(&["config", "ls"]).contains("prod_app_conf"));
+}
+
+/// A process task gets its secret and config too: bound read-only from the
+/// agent's tmpfs into the task's own mount namespace, at the targets, with
+/// the granted mode. The host's tree holds only the empty mount point, and
+/// the task's files are gone with the service.
+#[test]
+fn a_process_task_reads_its_secret_and_config_in_its_own_namespace() {
+    if !privileged("secrets::a_process_task_reads_its_secret_and_config_in_its_own_namespace") {
+        return;
+    }
+    let dir = TestDir::new();
+    let (manager, _workers, _) = cluster(&dir, 0);
+    let secret_value = unique("process-secret");
+    let config_value = unique("process-config");
+    let name = unique("psec");
+    let config_target = dir.dir.path().join("app.conf");
+    std::fs::write(dir.dir.path().join("s.txt"), &secret_value).unwrap();
+    std::fs::write(dir.dir.path().join("c.txt"), &config_value).unwrap();
+    let file = |n: &str| dir.dir.path().join(n).display().to_string();
+    manager.ok(&["secret", "create", &name, &file("s.txt")]);
+    manager.ok(&["config", "create", &name, &file("c.txt")]);
+    let out = dir.dir.path().join("seen.txt");
+    let script = format!(
+        "stat -c '%a' /run/secrets/{name} > {out}.tmp; cat /run/secrets/{name} {target} >> {out}.tmp; mv {out}.tmp {out}; exec sleep 3600",
+        out = out.display(),
+        target = config_target.display(),
+    );
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "proc",
+        "--runtime",
+        "process",
+        "--secret",
+        &format!("source={name},mode=0400"),
+        "--config",
+        &format!("source={name},target={}", config_target.display()),
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let seen = eventually(patience(), "the task wrote what it read", || {
+        std::fs::read_to_string(&out).map_err(|e| e.to_string())
+    });
+    assert_eq!(seen, format!("400\n{secret_value}{config_value}"));
+    // Outside the task's namespace the targets are empty mount points.
+    assert_eq!(std::fs::read(&config_target).unwrap(), b"");
+    let host_secret = PathBuf::from(format!("/run/secrets/{name}"));
+    assert_eq!(std::fs::read(&host_secret).unwrap_or_default(), b"");
+    manager.ok(&["service", "rm", "proc"]);
+    eventually(patience(), "the task's files gone", || {
+        let left = files_holding(&manager.data_dir, secret_value.as_bytes());
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    let _ = std::fs::remove_file(&host_secret);
 }

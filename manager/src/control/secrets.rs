@@ -145,15 +145,6 @@ pub fn resolve_spec_grants(state: &ClusterState, spec: &mut ServiceSpec) -> Resu
     let Some(task) = spec.task.as_mut() else {
         return Ok(());
     };
-    if task.runtime == "process" && !(task.secrets.is_empty() && task.configs.is_empty()) {
-        // A process task sees the host's filesystem: a file at
-        // /run/secrets/NAME needs the task's own mount namespace, which
-        // process tasks do not have yet. Refused rather than delivered
-        // somewhere the task does not look (or onto the disk).
-        return Err(Status::invalid_argument(
-            "secrets and configs are delivered to container tasks only (--runtime docker): process tasks will get them with their private mount namespace",
-        ));
-    }
     let mut paths: Vec<String> = Vec::new();
     let mut claim = |path: String, what: &str| {
         if paths.contains(&path) {
