@@ -63,7 +63,7 @@ pub fn new_cluster(params: &ClusterParams, now: i64, ids: &ClusterIds) -> (Clust
                 task_history_limit: DEFAULT_TASK_HISTORY as u64,
             }),
             node_cert_expiry_secs: DEFAULT_NODE_CERT_EXPIRY.as_secs(),
-            raft: Some(params.raft.clone()),
+            raft: Some(params.raft),
             encryption: Some(EncryptionConfig {
                 auto_lock_managers: params.unlock_key.is_some(),
             }),

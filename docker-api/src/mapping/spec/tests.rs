@@ -112,7 +112,6 @@ fn full_spec() -> s::ServiceSpec {
                     ..Default::default()
                 }),
             }],
-            ..Default::default()
         }),
         update_config: Some(update),
         rollback_config: Some(rollback),

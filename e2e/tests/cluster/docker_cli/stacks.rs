@@ -136,11 +136,8 @@ fn docker_cli_deploys_stacks_with_networks_ports_secrets_configs_and_volumes() {
     let config_file = cluster.dir.dir.path().join("c.txt");
     std::fs::write(&config_file, "hello config").unwrap();
     cli.ok(&["config", "create", "cfg", config_file.to_str().unwrap()]);
-    assert_eq!(
-        cli.ok(&["config", "inspect", "--pretty", "cfg"])
-            .contains("hello config"),
-        true
-    );
+    let pretty = cli.ok(&["config", "inspect", "--pretty", "cfg"]);
+    assert!(pretty.contains("hello config"), "{pretty}");
     cli.ok(&["secret", "rm", "pw"]);
     cli.ok(&["config", "rm", "cfg"]);
     let gone = cli.run(&["secret", "inspect", "pw"]);
