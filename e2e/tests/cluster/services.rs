@@ -58,7 +58,8 @@ fn per_node(tasks: &[Value]) -> BTreeMap<String, usize> {
 
 /// The PID of a task's live process, if its node has one.
 fn live_pid(nodes: &[&Daemon], task: &Value) -> Option<i32> {
-    let node = nodes.iter().find(|d| d.name == task["Node"].as_str()?)?;
+    let name = task["Node"].as_str()?;
+    let node = nodes.iter().find(|d| d.name == name)?;
     let pid = node.task_pid(task["ID"].as_str()?)?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
