@@ -332,6 +332,16 @@ fn a_stack_creates_its_secrets_first_and_removes_only_its_own() {
     configs:
       - source: app_conf
         target: /etc/app.conf
+    volumes:
+      - dbdata:/var/lib/db
+  app:
+    image: {IMAGE}
+    command: ["/busybox", "sh", "-c", "{QUIET_LOOP}"]
+    read_only: true
+    tmpfs:
+      - /tmp
+volumes:
+  dbdata: {{}}
 secrets:
   db_password:
     file: ./db_password.txt
@@ -390,6 +400,32 @@ configs:
         "400 70"
     );
     assert_eq!(exec(&manager, &task, &["cat", "/etc/app.conf"]), config);
+    // The named volume holds the database's files; the app's root is
+    // read-only but its tmpfs is writable.
+    exec(
+        &manager,
+        &task,
+        &["sh", "-c", "echo rows > /var/lib/db/table"],
+    );
+    let app = eventually(patience(), "the app task running", || {
+        let tasks = manager.running_tasks("prod_app");
+        tasks
+            .first()
+            .map(|t| t["ID"].as_str().unwrap().to_string())
+            .ok_or(format!("{tasks:?}"))
+    });
+    assert_eq!(
+        exec(
+            &manager,
+            &app,
+            &[
+                "sh",
+                "-c",
+                "touch /root-file 2>/dev/null && echo writable || echo read-only; echo t > /tmp/t && cat /tmp/t"
+            ]
+        ),
+        "read-only\nt\n"
+    );
 
     // A redeploy leaves the immutable objects as they are.
     let again = manager.ok(&["stack", "deploy", "-d", "-c", file, "prod"]);
@@ -403,6 +439,35 @@ configs:
         "{secrets}"
     );
     assert!(!manager.ok(&["config", "ls"]).contains("prod_app_conf"));
+    // and keeps the named volume with its data, as Docker does.
+    let volumes = docker_volumes();
+    let volume = volumes
+        .iter()
+        .find(|v| v.ends_with("prod_dbdata"))
+        .unwrap_or_else(|| panic!("prod_dbdata kept: {volumes:?}"))
+        .clone();
+    eventually(patience(), "the stack's containers gone", || {
+        let run = std::process::Command::new("docker")
+            .args(["volume", "rm", &volume])
+            .output()
+            .unwrap();
+        if run.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&run.stderr).into_owned())
+        }
+    });
+}
+
+fn docker_volumes() -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 /// A process task gets its secret and config too: bound read-only from the
