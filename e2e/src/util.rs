@@ -409,7 +409,30 @@ impl Drop for TestDir {
         for pid in processes_under(self.dir.path()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
+        // Their network namespaces too: the agent that made them was killed
+        // before it could remove them, and a killed process leaves its
+        // namespace pinned under /run/netns.
+        for task_id in task_ids_under(self.dir.path()) {
+            let name = format!("shoal-task-{task_id}");
+            if Path::new("/run/netns").join(&name).exists() {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "delete", &name])
+                    .status();
+            }
+        }
     }
+}
+
+/// The IDs of the tasks every daemon under `dir` has run (`NAME/tasks/ID`).
+fn task_ids_under(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for daemon in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let tasks = daemon.path().join("tasks");
+        for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
+            ids.push(task.file_name().to_string_lossy().into_owned());
+        }
+    }
+    ids
 }
 
 /// PIDs of live processes whose program lives under `dir`.
