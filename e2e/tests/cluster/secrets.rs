@@ -373,13 +373,7 @@ configs:
         deployed.contains("Creating config prod_app_conf"),
         "{deployed}"
     );
-    let task = eventually(patience(), "the db task running", || {
-        let tasks = manager.running_tasks("prod_db");
-        tasks
-            .first()
-            .map(|t| t["ID"].as_str().unwrap().to_string())
-            .ok_or(format!("{tasks:?}"))
-    });
+    let task = first_running(&manager, "prod_db");
     // What the file declares is what the task sees.
     assert_eq!(
         exec(
@@ -407,13 +401,7 @@ configs:
         &task,
         &["sh", "-c", "echo rows > /var/lib/db/table"],
     );
-    let app = eventually(patience(), "the app task running", || {
-        let tasks = manager.running_tasks("prod_app");
-        tasks
-            .first()
-            .map(|t| t["ID"].as_str().unwrap().to_string())
-            .ok_or(format!("{tasks:?}"))
-    });
+    let app = first_running(&manager, "prod_app");
     assert_eq!(
         exec(
             &manager,
@@ -457,6 +445,17 @@ configs:
             Err(String::from_utf8_lossy(&run.stderr).into_owned())
         }
     });
+}
+
+/// The ID of a running task of `service`, once there is one.
+fn first_running(manager: &Daemon, service: &str) -> String {
+    eventually(patience(), &format!("a {service} task running"), || {
+        let tasks = manager.running_tasks(service);
+        tasks
+            .first()
+            .map(|t| t["ID"].as_str().unwrap().to_string())
+            .ok_or(format!("{tasks:?}"))
+    })
 }
 
 fn docker_volumes() -> Vec<String> {
