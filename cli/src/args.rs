@@ -48,12 +48,20 @@ pub enum Command {
     /// Manage the nodes' volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
-    /// Serve a one-line HTTP greeting on 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT);
-    /// the quick start's example service runs it.
+    /// Serve a one-line HTTP greeting (task, node, the client's address) on
+    /// 127.0.0.1:(BASE_PORT + $SHOAL_TASK_SLOT), or on --listen; the quick
+    /// start's example services run it.
     ExampleServer {
         /// Port of slot 0; slot N listens on BASE_PORT + N.
         #[arg(long, default_value_t = 18080)]
         base_port: u16,
+        /// Listen on this one address instead (e.g. 0.0.0.0:80 for a task
+        /// with its own overlay address).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Count the requests served in DIR/requests (e.g. a volume's mount).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
     },
 }
 

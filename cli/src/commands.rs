@@ -48,7 +48,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(command) => secret::run_secret(host, command).await,
         Command::Config(command) => secret::run_config(host, command).await,
         Command::Volume(command) => volume::run(host, command).await,
-        Command::ExampleServer { base_port } => example_server::run(base_port).await,
+        Command::ExampleServer {
+            base_port,
+            listen,
+            state_dir,
+        } => {
+            example_server::run(example_server::Options {
+                base_port,
+                listen,
+                state_dir,
+            })
+            .await
+        }
     }
 }
 

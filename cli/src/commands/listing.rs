@@ -22,6 +22,27 @@ pub fn image_of(spec: &ServiceSpec) -> String {
     }
 }
 
+/// The widest a process task's command is shown in a table's IMAGE column
+/// (an image reference is never this long).
+const TABLE_COMMAND_WIDTH: usize = 48;
+
+/// A table cell for IMAGE: a process task's command may span lines (a
+/// Compose block scalar), which would break the table's rows, so it is
+/// shown on one line and, unless `no_trunc`, cut with an ellipsis. JSON and
+/// templates keep the command as it is.
+fn image_cell(text: &str, no_trunc: bool) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if no_trunc || one_line.chars().count() <= TABLE_COMMAND_WIDTH {
+        one_line
+    } else {
+        one_line
+            .chars()
+            .take(TABLE_COMMAND_WIDTH - 1)
+            .collect::<String>()
+            + "…"
+    }
+}
+
 pub fn ls_json(info: &ServiceInfo) -> Value {
     let service = info.service.clone().unwrap_or_default();
     let spec = service.spec.clone().unwrap_or_default();
@@ -94,7 +115,14 @@ pub fn print_services(services: &[ServiceInfo], quiet: bool, format: Format) -> 
                 let v = ls_json(s);
                 ["ID", "Name", "Mode", "Replicas", "Image", "Ports"]
                     .iter()
-                    .map(|k| v[*k].as_str().unwrap_or_default().to_string())
+                    .map(|k| {
+                        let text = v[*k].as_str().unwrap_or_default();
+                        if *k == "Image" {
+                            image_cell(text, false)
+                        } else {
+                            text.to_string()
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -209,7 +237,9 @@ pub fn print_tasks(
             keys.iter()
                 .map(|k| {
                     let text = v[*k].as_str().unwrap_or_default().to_string();
-                    if *k == "Error" && !no_trunc && text.chars().count() > 60 {
+                    if *k == "Image" {
+                        image_cell(&text, no_trunc)
+                    } else if *k == "Error" && !no_trunc && text.chars().count() > 60 {
                         text.chars().take(59).collect::<String>() + "…"
                     } else {
                         text
@@ -253,4 +283,23 @@ fn task_context(row: &Value, status: &TaskStatus, now: SystemTime, no_trunc: boo
     }
     context["Error"] = Value::from(error);
     context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_command_is_one_table_cell_and_cut_unless_no_trunc() {
+        let script = "bash -c while true; do\n  echo hi\n  sleep 5\ndone\n";
+        assert_eq!(
+            image_cell(script, true),
+            "bash -c while true; do echo hi sleep 5 done"
+        );
+        let long = "shoal example-server --listen 0.0.0.0:80 --state-dir /data/of/the/volume";
+        let cut = image_cell(long, false);
+        assert_eq!(cut.chars().count(), TABLE_COMMAND_WIDTH);
+        assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
+        assert_eq!(image_cell("nginx:1.27", false), "nginx:1.27");
+    }
 }
