@@ -13,6 +13,7 @@
 //! - [`names`]: operator-facing names of enum values.
 //! - [`clock`]: the wall clock as the objects carry it (`now_ms`).
 //! - [`health`]: reading a health check's test (Docker's forms).
+//! - `secret_debug`: `SecretSpec`'s Debug, which leaves out the data.
 //! - [`syntax`]: the one parser of each operator syntax (durations, byte
 //!   sizes, CPUs, command strings, service and stack names).
 
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod grants;
 pub mod health;
 pub mod names;
+mod secret_debug;
 pub mod syntax;
 
 /// gRPC metadata on "not the leader" answers carrying the leader's address,
