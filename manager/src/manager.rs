@@ -430,25 +430,36 @@ impl Manager {
                 }
             }
         };
-        let added = tokio::time::timeout(
-            JOIN_CATCH_UP_TIMEOUT,
-            self.raft.add_learner(raft_id, BasicNode::new(addr), true),
-        )
-        .await;
-        match added {
-            Ok(result) => {
-                result.map_err(raft_err("adding the new manager as a learner"))?;
-            }
-            Err(_) => {
-                self.forget_member(raft_id).await;
-                return Err(ManagerError::Raft {
-                    operation: "catching up the new manager",
-                    message: format!(
-                        "it did not catch up within {} s: check that the managers can reach {addr}",
-                        JOIN_CATCH_UP_TIMEOUT.as_secs()
-                    ),
-                });
-            }
+        let not_caught_up = || ManagerError::Raft {
+            operation: "catching up the new manager",
+            message: format!(
+                "it did not catch up within {} s: check that the managers can reach {addr}",
+                JOIN_CATCH_UP_TIMEOUT.as_secs()
+            ),
+        };
+        // Not openraft's blocking add_learner: its wait for the learner gives
+        // up after openraft's default 500 ms and still answers Ok, so an
+        // unreachable manager would become a voter and could cost the group
+        // its quorum. The learner is added without blocking, and it becomes a
+        // voter only once the leader has seen it hold the log up to its own
+        // membership entry.
+        let added = self
+            .raft
+            .add_learner(raft_id, BasicNode::new(addr), false)
+            .await
+            .map_err(raft_err("adding the new manager as a learner"))?;
+        let membership_index = added.log_id.index;
+        let caught_up = self
+            .raft
+            .wait(Some(JOIN_CATCH_UP_TIMEOUT))
+            .metrics(
+                |metrics| learner_holds(metrics, raft_id, membership_index),
+                "the new manager to catch up",
+            )
+            .await;
+        if caught_up.is_err() {
+            self.forget_member(raft_id).await;
+            return Err(not_caught_up());
         }
         let voters: std::collections::BTreeSet<u64> = [raft_id].into_iter().collect();
         if let Err(e) = self
@@ -725,4 +736,19 @@ async fn follow_credentials(
             _ = acceptor.closed() => return,
         }
     }
+}
+
+/// Whether the leader's replication metrics show `learner` holding the log
+/// up to `index` (the entry that added it).
+fn learner_holds(
+    metrics: &openraft::RaftMetrics<u64, BasicNode>,
+    learner: u64,
+    index: u64,
+) -> bool {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|replication| replication.get(&learner))
+        .and_then(|matched| matched.as_ref())
+        .is_some_and(|matched| matched.index >= index)
 }

@@ -647,3 +647,56 @@ fn a_rollout_carries_on_after_its_leader_is_killed() {
     );
     assert_eq!(survivor.running_tasks("web").len(), 6);
 }
+
+/// A manager whose advertised address the leader cannot reach is refused:
+/// it never becomes a voter, so the one manager keeps its quorum and its
+/// writes (before, openraft's add-learner wait gave up after 500 ms and
+/// answered Ok, the unreachable node became a voter, and the group of two
+/// could commit nothing).
+#[test]
+fn a_manager_the_leader_cannot_reach_is_refused_and_the_quorum_kept() {
+    let dir = TestDir::new();
+    let leader = dir.daemon("manager1");
+    let addr = leader.init();
+    let token = leader
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let joiner = dir.daemon("manager2");
+    // It listens on 127.0.0.2 but advertises 127.0.0.99, where nothing
+    // listens: the leader's Raft messages to it are refused.
+    let joined = joiner.shoal(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "--listen-addr",
+        "127.0.0.2:0",
+        "--advertise-addr",
+        "127.0.0.99",
+        &addr,
+    ]);
+    joined.assert_error("check that the managers can reach 127.0.0.99");
+    assert_ne!(joiner.info()["Role"], "manager", "{}", joined.stderr);
+
+    // The leader still commits writes on its own.
+    let program = marker_program(&dir);
+    leader.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "still-writable",
+        "--runtime",
+        "process",
+        program.to_str().unwrap(),
+        "1000",
+    ]);
+    let managers: Vec<serde_json::Value> = leader
+        .nodes()
+        .into_iter()
+        .filter(|n| n["ManagerStatus"] != "")
+        .collect();
+    assert_eq!(managers.len(), 1, "{managers:?}");
+    assert_eq!(managers[0]["ManagerStatus"], "Leader");
+}
