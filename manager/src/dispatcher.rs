@@ -136,6 +136,8 @@ pub struct Dispatcher {
     load: Mutex<crate::metrics::LoadWindow>,
     /// Nodes' volumes from heartbeats, and removals asked (memory only).
     volumes: Mutex<crate::volumes::VolumeInventory>,
+    /// What every session says about the cluster, once per store version.
+    session_parts: Arc<SessionPartCache>,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -156,6 +158,7 @@ impl Dispatcher {
             closed: Arc::new(Notify::new()),
             load: Mutex::new(Default::default()),
             volumes: Mutex::new(Default::default()),
+            session_parts: Arc::new(SessionPartCache::default()),
         }
     }
 
@@ -476,7 +479,13 @@ impl DispatcherRpc for Dispatcher {
             }
             return Err(e.into());
         }
-        let view = SessionView::of(&self.store, &self.raft, &peer.node_id);
+        let mut changes = self.store.changes();
+        let version = *changes.borrow_and_update();
+        let view = SessionView::of(
+            self.session_parts.at(version, &self.store, &self.raft),
+            &self.store,
+            &peer.node_id,
+        );
         let first = SessionMessage {
             session_id: session_id.clone(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
@@ -496,8 +505,8 @@ impl DispatcherRpc for Dispatcher {
             let sessions = self.sessions.clone();
             let closed = self.closed.clone();
             let session_id = session_id.clone();
+            let session_parts = self.session_parts.clone();
             let mut last = view;
-            let mut changes = store.changes();
             let mut stopped = stopped;
             tokio::spawn(async move {
                 let agent_gone = loop {
@@ -507,7 +516,9 @@ impl DispatcherRpc for Dispatcher {
                         _ = &mut stopped => break false,
                         changed = changes.changed() => if changed.is_err() { break false },
                     }
-                    let now = SessionView::of(&store, &raft, &node_id);
+                    let version = *changes.borrow_and_update();
+                    let now =
+                        SessionView::of(session_parts.at(version, &store, &raft), &store, &node_id);
                     if now != last {
                         let message = now.message(&node_id);
                         last = now;
@@ -677,17 +688,31 @@ impl DispatcherRpc for Dispatcher {
 }
 
 /// What a session tells its agent besides its ID and heartbeat period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct SessionView {
     desired_role: shoal_proto::v1::NodeRole,
+    cluster: Arc<ClusterSessionPart>,
+}
+
+impl PartialEq for SessionView {
+    fn eq(&self, other: &Self) -> bool {
+        self.desired_role == other.desired_role
+            && (Arc::ptr_eq(&self.cluster, &other.cluster) || self.cluster == other.cluster)
+    }
+}
+
+/// The part of every session's message that is the same for all nodes: the
+/// managers and the roots to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClusterSessionPart {
     manager_addrs: Vec<String>,
     manager_node_ids: Vec<String>,
     trust_bundle_pem: String,
     signing_root_pem: String,
 }
 
-impl SessionView {
-    fn of(store: &SharedStore, raft: &Raft, node_id: &str) -> Self {
+impl ClusterSessionPart {
+    fn of(store: &SharedStore, raft: &Raft) -> Self {
         let (manager_node_ids, trust) = store.read(|s| {
             let ids = s
                 .nodes
@@ -703,12 +728,45 @@ impl SessionView {
             });
             (ids, trust.unwrap_or_default())
         });
-        SessionView {
-            desired_role: desired_role(store, node_id),
+        ClusterSessionPart {
             manager_addrs: crate::raft::member_addrs(raft),
             manager_node_ids,
             trust_bundle_pem: trust.0,
             signing_root_pem: trust.1,
+        }
+    }
+}
+
+/// [`ClusterSessionPart`] computed once per applied store version and shared
+/// by every session loop. Each applied change wakes every session: computing
+/// the part in each of them read every node and rebuilt the trust bundle
+/// sessions × nodes times per change, which at 500 nodes under a stream of
+/// status writes was most of the leader's CPU.
+#[derive(Default)]
+struct SessionPartCache {
+    // std Mutex: held only to read or swap the Arc, never across an await.
+    latest: Mutex<Option<(u64, Arc<ClusterSessionPart>)>>,
+}
+
+impl SessionPartCache {
+    fn at(&self, version: u64, store: &SharedStore, raft: &Raft) -> Arc<ClusterSessionPart> {
+        let mut latest = self.latest.lock().expect("session part cache lock");
+        match latest.as_ref() {
+            Some((cached, part)) if *cached == version => part.clone(),
+            _ => {
+                let part = Arc::new(ClusterSessionPart::of(store, raft));
+                *latest = Some((version, part.clone()));
+                part
+            }
+        }
+    }
+}
+
+impl SessionView {
+    fn of(cluster: Arc<ClusterSessionPart>, store: &SharedStore, node_id: &str) -> Self {
+        SessionView {
+            desired_role: desired_role(store, node_id),
+            cluster,
         }
     }
 
@@ -716,12 +774,12 @@ impl SessionView {
         SessionMessage {
             session_id: String::new(),
             node_id: node_id.to_string(),
-            managers: self.manager_addrs.clone(),
+            managers: self.cluster.manager_addrs.clone(),
             heartbeat_period_ms: 0,
             desired_role: self.desired_role as i32,
-            manager_node_ids: self.manager_node_ids.clone(),
-            trust_bundle_pem: self.trust_bundle_pem.clone(),
-            signing_root_pem: self.signing_root_pem.clone(),
+            manager_node_ids: self.cluster.manager_node_ids.clone(),
+            trust_bundle_pem: self.cluster.trust_bundle_pem.clone(),
+            signing_root_pem: self.cluster.signing_root_pem.clone(),
         }
     }
 }

@@ -41,8 +41,8 @@ fn size(var: &str, default: usize) -> usize {
 
 #[test]
 fn simulated_nodes_converge_run_every_task_once_and_heal_a_tenth_lost() {
-    let nodes_wanted = size("SHOAL_SIM_NODES", 200);
-    let replicas = size("SHOAL_SIM_TASKS", 2_000);
+    let nodes_wanted = size("SHOAL_SIM_NODES", 500);
+    let replicas = size("SHOAL_SIM_TASKS", 10_000);
     let dir = TestDir::new();
     let (manager, _, addr) = cluster(&dir, 0);
     manager.ok(&["node", "update", "--availability", "drain", "manager"]);
