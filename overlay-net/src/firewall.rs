@@ -184,6 +184,27 @@ pub fn table_ruleset(networks: &[&OverlayNetwork]) -> Nftables<'static> {
             )));
         }
     }
+    // Networks are isolated from each other, as Docker's are: a task reaches
+    // the tasks of the networks it is on, never another network's through
+    // the node. Without these drops the node would route between two
+    // non-internal networks' bridges (both have addresses, and FORWARD
+    // accepts what comes in from a shoal bridge). Internal networks are
+    // already cut off both ways above.
+    for from in networks.iter().filter(|n| !n.internal) {
+        for to in networks.iter().filter(|n| !n.internal && n.vni != from.vni) {
+            batch.add(NfListObject::Rule(rule(
+                NfFamily::INet,
+                TABLE,
+                "forward",
+                vec![
+                    iifname(&names::bridge_name(from.vni), Operator::EQ),
+                    oifname(&names::bridge_name(to.vni), Operator::EQ),
+                    Statement::Drop(None),
+                ],
+                None,
+            )));
+        }
+    }
     batch.to_nftables()
 }
 
@@ -375,6 +396,23 @@ mod tests {
         let text = json(&table_ruleset(&[&internal]));
         assert!(!text.contains("masquerade"), "{text}");
         assert_eq!(text.matches(r#""drop":null"#).count(), 2, "{text}");
+    }
+
+    #[test]
+    fn the_node_never_routes_between_two_networks() {
+        let front = network(7, false);
+        let back = network(9, false);
+        let internal = network(8, true);
+        let text = json(&table_ruleset(&[&front, &back, &internal]));
+        for (from, to) in [("shbr-7", "shbr-9"), ("shbr-9", "shbr-7")] {
+            let drop = format!(
+                r#"[{{"match":{{"left":{{"meta":{{"key":"iifname"}}}},"right":"{from}","op":"=="}}}},{{"match":{{"left":{{"meta":{{"key":"oifname"}}}},"right":"{to}","op":"=="}}}},{{"drop":null}}]"#
+            );
+            assert!(text.contains(&drop), "{from} → {to} not dropped: {text}");
+        }
+        // The internal network's two drops, and one per ordered pair of the
+        // others: nothing between a network and itself.
+        assert_eq!(text.matches(r#""drop":null"#).count(), 4, "{text}");
     }
 
     #[test]
