@@ -10,9 +10,11 @@
 //! shows it.
 //!
 //! # Layout
+//! - [`mesh`]: the managers' ingress view as the kernel mesh and the proxy take it (pure).
 //! - [`proxy`]: the L4 proxy for one port, and the set of them
 //!   ([`proxy::Proxies`]) kept equal to what is published.
 
+pub mod mesh;
 pub mod proxy;
 
 use shoal_proto::v1::IngressCapability;

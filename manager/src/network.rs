@@ -18,11 +18,13 @@
 //! holding, the next [`usage`] does not count it.
 //!
 //! # Layout
+//! - [`ingress`]: the routing mesh's part of a node's view (pure).
 //! - [`ipam`]: pure address arithmetic (subnets, pools, free addresses, VNIs).
 //! - [`ports`]: published ports, checked and allocated (ingress: cluster-wide unique).
 //! - [`spec`]: checking a `network create` request against the cluster.
 //! - [`view`]: the per-node network view the dispatcher sends.
 
+pub mod ingress;
 pub mod ipam;
 pub mod ports;
 pub mod spec;

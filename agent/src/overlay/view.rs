@@ -166,6 +166,7 @@ mod tests {
                 backends: vec!["10.0.1.5".into()],
                 ..Default::default()
             }],
+            ingress: None,
         };
         let vtep = vtep_of("10.77.0.1:2377");
         let view = node_view("a", vtep, &wire);

@@ -24,7 +24,7 @@ fn placed(task: &Task) -> bool {
 
 /// A backend: desired and observed Running (RUNNING means healthy for a
 /// task with a health check).
-fn serving(task: &Task) -> bool {
+pub(super) fn serving(task: &Task) -> bool {
     task.desired_state == TaskState::Running as i32
         && task
             .status

@@ -1,0 +1,165 @@
+//! The managers' ingress view (wire) as this node serves it (pure): the
+//! kernel mesh's input (`shoal_overlay_net::ingress::IngressView`) and, on
+//! a node whose path is userspace, the proxy's ports over the same
+//! backends.
+//!
+//! Entries the managers would never send (an unparsable address, an
+//! unknown protocol, a port out of range) are skipped with a warning, as
+//! the overlay view's are: one bad entry must not unpublish the others.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use shoal_overlay_net::ingress::{IngressView, Protocol, PublishedPort};
+use shoal_overlay_net::model::{Ipv4Subnet, OverlayNetwork};
+use shoal_proto::v1::IngressView as WireIngress;
+
+use super::proxy::{self, ProxiedPort};
+
+fn protocol(name: &str) -> Option<Protocol> {
+    match name {
+        "tcp" => Some(Protocol::Tcp),
+        "udp" => Some(Protocol::Udp),
+        _ => None,
+    }
+}
+
+fn bare(text: &str) -> Option<Ipv4Addr> {
+    text.split('/').next()?.parse().ok()
+}
+
+/// The kernel mesh's view; `None` when the wire view carries no usable
+/// ingress network (the node then removes its mesh).
+pub fn mesh_view(wire: &WireIngress) -> Option<IngressView> {
+    let n = wire.network.as_ref()?;
+    let (addr, len) = n.subnet.split_once('/')?;
+    let network = OverlayNetwork {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        vni: n.vni,
+        subnet: Ipv4Subnet {
+            addr: addr.parse().ok()?,
+            prefix_len: len.parse().ok().filter(|l: &u8| *l <= 32)?,
+        },
+        gateway: n.gateway.parse().ok()?,
+        mtu: (n.mtu > 0).then_some(n.mtu),
+        internal: false,
+    };
+    let sandboxes = wire
+        .sandboxes
+        .iter()
+        .filter_map(|s| Some((s.node_id.clone(), bare(&s.addr)?)))
+        .collect();
+    let ports = wire
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let (Some(protocol), Ok(published), Ok(target)) = (
+                protocol(&p.protocol),
+                u16::try_from(p.published),
+                u16::try_from(p.target),
+            ) else {
+                tracing::warn!(port = p.published, protocol = %p.protocol, "skipping a malformed published port");
+                return None;
+            };
+            Some(PublishedPort {
+                service_id: p.service_id.clone(),
+                protocol,
+                published,
+                target,
+                backends: p.backends.iter().filter_map(|b| bare(b)).collect(),
+            })
+        })
+        .collect();
+    Some(IngressView {
+        network,
+        sandboxes,
+        ports,
+    })
+}
+
+/// The userspace proxy's ports for the same view: each published port
+/// forwards to its backends' ingress addresses at the target port.
+pub fn proxied_ports(view: &IngressView, proxy_protocol: bool) -> Vec<ProxiedPort> {
+    view.ports
+        .iter()
+        .map(|p| ProxiedPort {
+            protocol: match p.protocol {
+                Protocol::Tcp => proxy::Protocol::Tcp,
+                Protocol::Udp => proxy::Protocol::Udp,
+            },
+            published: p.published,
+            backends: p
+                .backends
+                .iter()
+                .map(|b| SocketAddr::new(IpAddr::V4(*b), p.target))
+                .collect(),
+            proxy_protocol: proxy_protocol && p.protocol == Protocol::Tcp,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::v1::{IngressPort, IngressSandbox, OverlayNetwork as WireNetwork};
+
+    use super::*;
+
+    fn wire() -> WireIngress {
+        WireIngress {
+            network: Some(WireNetwork {
+                id: "ing".into(),
+                name: "ingress".into(),
+                vni: 4096,
+                subnet: "10.255.0.0/24".into(),
+                gateway: "10.255.0.1".into(),
+                mtu: 0,
+                internal: false,
+            }),
+            sandboxes: vec![IngressSandbox {
+                node_id: "n1".into(),
+                addr: "10.255.0.2".into(),
+            }],
+            ports: vec![
+                IngressPort {
+                    service_id: "web".into(),
+                    protocol: "tcp".into(),
+                    published: 8080,
+                    target: 80,
+                    backends: vec!["10.255.0.10".into(), "junk".into()],
+                },
+                IngressPort {
+                    service_id: "bad".into(),
+                    protocol: "sctp".into(),
+                    published: 9,
+                    target: 9,
+                    backends: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_wire_view_becomes_the_mesh_and_the_proxy_serves_the_same_backends() {
+        let view = mesh_view(&wire()).unwrap();
+        assert_eq!(view.network.subnet.prefix_len, 24);
+        assert_eq!(
+            view.sandboxes,
+            vec![("n1".to_string(), Ipv4Addr::new(10, 255, 0, 2))]
+        );
+        assert_eq!(view.ports.len(), 1, "the unknown protocol is skipped");
+        assert_eq!(view.ports[0].backends, vec![Ipv4Addr::new(10, 255, 0, 10)]);
+        let proxied = proxied_ports(&view, false);
+        assert_eq!(proxied[0].published, 8080);
+        assert_eq!(
+            proxied[0].backends,
+            vec!["10.255.0.10:80".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn no_network_means_no_mesh() {
+        let mut w = wire();
+        w.network = None;
+        assert!(mesh_view(&w).is_none());
+    }
+}
