@@ -426,6 +426,19 @@ fn voting_app_networks_isolate_and_survive_a_worker_restart() {
     assert!(lookup(manager, &vote, "db").is_err(), "vote resolved db");
     let direct = ask(manager, &vote, "tcp", &format!("{db_addr}:{PORT}"));
     assert!(direct.is_err(), "vote reached db at {db_addr}: {direct:?}");
+    // Not even from db's own node, where both networks have a bridge with
+    // an address: the node routes nothing from frontend to backend.
+    let neighbour_args = on("frontend", "h2");
+    echo_service(manager, "neighbour", "1", &args(&neighbour_args));
+    let neighbour = one_task(manager, "neighbour");
+    assert_eq!(answered(&neighbour, "tcp", &target("redis")), redis);
+    for proto in ["tcp", "udp"] {
+        let routed = ask(manager, &neighbour, proto, &format!("{db_addr}:{PORT}"));
+        assert!(
+            routed.is_err(),
+            "a frontend task on db's node reached db at {db_addr} over {proto}: {routed:?}"
+        );
+    }
 
     // Outside the overlay: reachable from a normal network (through the
     // node), never from an internal one.
