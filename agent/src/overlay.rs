@@ -24,6 +24,15 @@
 //!   not. Nothing is reconciled before the first view arrives: an empty view
 //!   would remove a restarted node's working plumbing.
 //! - `swarm leave` removes everything ([`Overlay::cleanup_all`]).
+//! - The **routing mesh** rides on the same reconcile: when the view
+//!   publishes ports and gives this node a sandbox, the sandbox (a named
+//!   namespace, [`sandbox_netns_name`]) joins the picture as one more local
+//!   endpoint of the ingress network, and after the plumbing the mesh's
+//!   rules are applied: the node's and the sandbox's tables, and the
+//!   return path in each local task on the ingress network
+//!   (`shoal_overlay_net::ingress` explains the path). Each is re-applied
+//!   only when what it depends on changed: the return path's policy rules
+//!   are replaced whole, which for an instant misroutes replies.
 //!
 //! # Layout
 //! - [`view`]: the wire view to overlay-net's model (pure).
@@ -39,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_overlay_net::dns::{self, BoundSockets, ServeConfig};
+use shoal_overlay_net::ingress::{self, IngressView};
 use shoal_overlay_net::model::{LocalTask, NodeView, TaskNetns};
 use shoal_overlay_net::netns::{NetNs, NetNsError};
 use shoal_overlay_net::OverlayNode;
@@ -55,6 +65,14 @@ const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 // Where a task's namespace and resolver file are: `enter`'s, which spawns
 // into them and is below this module.
 pub use enter::{netns_name, resolv_conf_path};
+
+/// The named namespace of this node's ingress sandbox. Named namespaces
+/// are machine-wide, so the name carries the node (several test nodes may
+/// share one machine).
+pub fn sandbox_netns_name(node_id: &str) -> String {
+    let short: String = node_id.chars().take(12).collect();
+    format!("shoal-sbox-{short}")
+}
 
 /// Whether a task is on any overlay network.
 pub fn is_networked(task: &Task) -> bool {
@@ -181,6 +199,9 @@ impl Overlay {
             views,
             tasks: BTreeMap::new(),
             failing: false,
+            mesh: None,
+            mesh_applied: None,
+            returns_applied: BTreeMap::new(),
         };
         actor.load_records();
         tokio::spawn(actor.run(receiver));
@@ -264,6 +285,13 @@ struct Actor {
     tasks: BTreeMap<String, Attached>,
     /// The last reconcile failed: retry.
     failing: bool,
+    /// The routing mesh this node serves, from the latest view.
+    mesh: Option<IngressView>,
+    /// The mesh last applied to the node's and the sandbox's tables.
+    mesh_applied: Option<IngressView>,
+    /// Per local task on the ingress network, the sandboxes its return
+    /// path was last set for.
+    returns_applied: BTreeMap<String, Vec<(String, std::net::Ipv4Addr)>>,
 }
 
 impl Actor {
@@ -287,9 +315,14 @@ impl Actor {
             match command {
                 Command::View(wire) => {
                     let view = view::node_view(&self.node_id, self.vtep, &wire);
-                    if self.view.as_ref() != Some(&view) {
+                    let mesh = wire
+                        .ingress
+                        .as_ref()
+                        .and_then(crate::ingress::mesh::mesh_view);
+                    if self.view.as_ref() != Some(&view) || self.mesh != mesh {
                         self.views.send_replace(Arc::new(view.clone()));
                         self.view = Some(view);
+                        self.mesh = mesh;
                         let _ = self.reconcile().await;
                     }
                 }
@@ -340,8 +373,21 @@ impl Actor {
             self.failing = false;
             return Ok(());
         };
-        let locals = self.locals();
-        match node.reconcile(view, &locals).await {
+        let mut locals = self.locals();
+        let mut view = view.clone();
+        let sandbox = sandbox_netns_name(&self.node_id);
+        if let Some(mesh) = self.mesh.as_ref() {
+            match NetNs::create(&sandbox) {
+                Ok(_) | Err(NetNsError::Exists(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create the ingress sandbox");
+                    self.failing = true;
+                    return Err(e.to_string());
+                }
+            }
+            ingress::with_sandbox(&mut view, &mut locals, mesh, &sandbox);
+        }
+        match node.reconcile(&view, &locals).await {
             Ok(report) => {
                 self.failing = false;
                 if !report.applied.is_empty() {
@@ -353,6 +399,11 @@ impl Actor {
                 self.failing = true;
                 return Err(e.to_string());
             }
+        }
+        if let Err(e) = self.apply_mesh(&locals, &sandbox).await {
+            tracing::warn!(error = %e, retry_in_s = RETRY.as_secs(), "routing mesh not applied");
+            self.failing = true;
+            return Err(e);
         }
         let upstreams = host_upstreams();
         for attached in self.tasks.values_mut() {
@@ -374,6 +425,51 @@ impl Actor {
                     return Err(format!("the embedded DNS resolver: {e}"));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The mesh's rules after the plumbing: the node's and the sandbox's
+    /// tables when the published ports or backends changed, the return
+    /// path of each local ingress task whose sandboxes changed; or, with
+    /// nothing published any more, the tables and the sandbox go.
+    async fn apply_mesh(&mut self, locals: &[LocalTask], sandbox: &str) -> Result<(), String> {
+        let Some(node) = self.node.as_ref() else {
+            return Ok(());
+        };
+        let Some(mesh) = self.mesh.as_ref() else {
+            self.returns_applied.clear();
+            if self.mesh_applied.take().is_some() {
+                node.remove_ingress().await.map_err(|e| e.to_string())?;
+                if let Err(e) = NetNs::delete(sandbox) {
+                    tracing::warn!(error = %e, "cannot delete the ingress sandbox");
+                }
+                tracing::info!("routing mesh removed: nothing is published");
+            }
+            return Ok(());
+        };
+        if self.mesh_applied.as_ref() != Some(mesh) {
+            node.apply_ingress(mesh, &self.node_id, &TaskNetns::Named(sandbox.to_string()))
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(ports = mesh.ports.len(), "routing mesh applied");
+            self.mesh_applied = Some(mesh.clone());
+        }
+        let me = ingress::sandbox_task_id(&self.node_id);
+        self.returns_applied
+            .retain(|id, _| locals.iter().any(|t| &t.task_id == id));
+        for task in locals
+            .iter()
+            .filter(|t| t.task_id != me && t.networks.contains(&mesh.network.id))
+        {
+            if self.returns_applied.get(&task.task_id) == Some(&mesh.sandboxes) {
+                continue;
+            }
+            node.apply_ingress_return(mesh, task)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.returns_applied
+                .insert(task.task_id.clone(), mesh.sandboxes.clone());
         }
         Ok(())
     }
@@ -442,6 +538,16 @@ impl Actor {
     async fn cleanup(&mut self) {
         let ids: Vec<String> = self.tasks.keys().cloned().collect();
         self.view = None;
+        self.mesh = None;
+        if let Some(node) = self.node.as_ref() {
+            if let Err(e) = node.remove_ingress().await {
+                tracing::warn!(error = %e, "cannot remove the routing mesh's table");
+            }
+            // Deleting an absent namespace is no error worth a word here.
+            let _ = NetNs::delete(&sandbox_netns_name(&self.node_id));
+        }
+        self.mesh_applied = None;
+        self.returns_applied.clear();
         for task_id in ids {
             self.detach(&task_id).await;
         }

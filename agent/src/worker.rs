@@ -259,7 +259,11 @@ async fn supervise(
     let adopted = task.is_none();
     let networked = task
         .filter(overlay::is_networked)
-        .zip(overlay.clone())
+        // A node without overlay support is given no task on a network of
+        // its spec (the scheduler keeps them off); the ingress network's
+        // address a published service's task may still carry is unused
+        // there: it runs on the node's network and is no mesh backend.
+        .zip(overlay.clone().filter(|o| o.capability().supported))
         .map(|(task, overlay)| Networked { task, overlay });
     let outcome = run_task(
         &task_id,

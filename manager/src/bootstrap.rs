@@ -141,6 +141,8 @@ pub fn new_node(node: NewNode<'_>, now: i64) -> Node {
             ..Default::default()
         }),
         certificate: certificate_record(node.cert_pem, node.root_digest),
+        // The leader's allocator gives it one once it reports overlay support.
+        ingress_sandbox_addr: String::new(),
     }
 }
 

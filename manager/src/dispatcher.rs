@@ -138,6 +138,8 @@ pub struct Dispatcher {
     volumes: Mutex<crate::volumes::VolumeInventory>,
     /// What every session says about the cluster, once per store version.
     session_parts: Arc<SessionPartCache>,
+    /// The routing mesh's part of every node's view, once per store version.
+    meshes: Arc<MeshCache>,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -159,6 +161,7 @@ impl Dispatcher {
             load: Mutex::new(Default::default()),
             volumes: Mutex::new(Default::default()),
             session_parts: Arc::new(SessionPartCache::default()),
+            meshes: Arc::new(MeshCache::default()),
         }
     }
 
@@ -600,12 +603,16 @@ impl DispatcherRpc for Dispatcher {
         let (tx, rx) = mpsc::channel(4);
         let store = self.store.clone();
         let node_id = peer.node_id.clone();
+        let meshes = self.meshes.clone();
         tokio::spawn(async move {
             let mut changes = store.changes();
             // Secrets count by ID: their data never changes.
             type Key = (Vec<(String, i32, usize)>, NetworkView, Vec<String>);
             let mut last_key: Option<Key> = None;
             loop {
+                // Read before the state: the mesh cached for it is then of
+                // a state at least as new (see `MeshCache`).
+                let version = *changes.borrow_and_update();
                 // The node's own tasks through the store's per-node index:
                 // every session recomputes on every applied change, so
                 // scanning all tasks here cost sessions × tasks per change.
@@ -614,7 +621,7 @@ impl DispatcherRpc for Dispatcher {
                         let tasks = assigned_among(s, ids);
                         // A node with no task on a network has an empty view;
                         // only the others need the full computation.
-                        let network = if ids
+                        let mut network = if ids
                             .iter()
                             .filter_map(|id| s.tasks.get(id))
                             .all(|t| t.networks.is_empty())
@@ -623,6 +630,7 @@ impl DispatcherRpc for Dispatcher {
                         } else {
                             crate::network::view::node_view(s, &node_id)
                         };
+                        meshes.at(version, s).add_to(&node_id, &mut network);
                         let granted = granted_to(s, &tasks);
                         (tasks, network, granted)
                     });
@@ -762,6 +770,31 @@ impl SessionPartCache {
     }
 }
 
+/// The routing mesh ([`crate::network::ingress::Mesh`]) computed once per
+/// store version for every session, as [`SessionPartCache`] does for the
+/// session part: building it scans every task. A version is read before the
+/// state, so what is cached under it is of a state at least that new; a
+/// session that saw an older state is woken by the newer version and
+/// recomputes its view.
+#[derive(Default)]
+struct MeshCache {
+    latest: Mutex<Option<(u64, Arc<crate::network::ingress::Mesh>)>>,
+}
+
+impl MeshCache {
+    fn at(&self, version: u64, state: &ClusterState) -> Arc<crate::network::ingress::Mesh> {
+        let mut latest = self.latest.lock().expect("mesh cache lock");
+        match latest.as_ref() {
+            Some((cached, mesh)) if *cached == version => mesh.clone(),
+            _ => {
+                let mesh = Arc::new(crate::network::ingress::Mesh::of(state));
+                *latest = Some((version, mesh.clone()));
+                mesh
+            }
+        }
+    }
+}
+
 impl SessionView {
     fn of(cluster: Arc<ClusterSessionPart>, store: &SharedStore, node_id: &str) -> Self {
         SessionView {
@@ -808,7 +841,7 @@ pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state
         .tasks
         .values()
-        .filter(|t| t.node_id == node_id && is_assigned(t))
+        .filter(|t| t.node_id == node_id && is_assigned(state, t))
         .cloned()
         .collect()
 }
@@ -818,7 +851,7 @@ pub fn assigned_tasks(state: &ClusterState, node_id: &str) -> Vec<Task> {
 pub fn assigned_among(state: &ClusterState, ids: &std::collections::BTreeSet<String>) -> Vec<Task> {
     ids.iter()
         .filter_map(|id| state.tasks.get(id))
-        .filter(|t| is_assigned(t))
+        .filter(|t| is_assigned(state, t))
         .cloned()
         .collect()
 }
@@ -854,11 +887,11 @@ pub fn granted_to(
     )
 }
 
-fn is_assigned(t: &Task) -> bool {
+fn is_assigned(state: &ClusterState, t: &Task) -> bool {
     (t.desired_state <= TaskState::Running as i32
         // A task to run is delivered once it has its addresses (a global
         // task is created placed, before the allocator's pass).
-        && crate::network::fully_attached(t))
+        && crate::network::ready_to_place(state, t))
         || (t.desired_state > TaskState::Running as i32
             && !is_terminal(crate::orchestrator::observed(t)))
 }

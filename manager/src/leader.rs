@@ -36,6 +36,12 @@ async fn pass(proposer: &Proposer, store: &SharedStore) -> Result<(), crate::Man
     for command in commands {
         proposer.propose(command).await?;
     }
+    // The ingress network before addresses, so that the tasks of a newly
+    // published service get their mesh address in this same pass.
+    let ingress = store.read(|s| network::ingress::ensure_network(s, crate::new_id(), now));
+    if let Some(command) = ingress {
+        proposer.propose(command).await?;
+    }
     // Addresses before placement: the scheduler places only tasks that
     // have an address on every network they need.
     let commands = store.read(|s| network::allocate(s, now));

@@ -34,7 +34,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use shoal_proto::v1::{
-    Network, NetworkAttachment, ResolutionMode, Service, Task, TaskState, VirtualIp,
+    Network, NetworkAttachment, NetworkAttachmentConfig, ResolutionMode, Service, Task, TaskState,
+    VirtualIp,
 };
 
 use crate::store::{is_terminal, ClusterState, Command};
@@ -79,8 +80,16 @@ pub fn endpoint_mode(service: &Service) -> ResolutionMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
     Gateway,
-    Vip { service_id: String },
-    Task { task_id: String },
+    Vip {
+        service_id: String,
+    },
+    Task {
+        task_id: String,
+    },
+    /// A node's ingress sandbox (on the ingress network only).
+    Sandbox {
+        node_id: String,
+    },
 }
 
 /// Every taken address per network ID, rebuilt from the store.
@@ -134,6 +143,17 @@ pub fn usage(state: &ClusterState) -> Usage {
                     },
                 );
             }
+        }
+    }
+    if let Some(network) = ingress::ingress_network(state) {
+        for (node_id, addr) in ingress::sandboxes(state) {
+            usage.take(
+                &network.id,
+                addr,
+                Holder::Sandbox {
+                    node_id: node_id.to_string(),
+                },
+            );
         }
     }
     for task in state.tasks.values().filter(|t| !t.networks.is_empty()) {
@@ -266,14 +286,13 @@ pub fn allocate(state: &ClusterState, now_ms: i64) -> Vec<Command> {
             });
         }
     }
+    if let Some(command) = ingress::allocate_sandboxes(state, &mut usage) {
+        commands.push(command);
+    }
     let mut attachments = Vec::new();
     let mut reasons = Vec::new();
     for task in state.tasks.values() {
-        let wanted = task
-            .spec
-            .as_ref()
-            .map(|s| s.networks.as_slice())
-            .unwrap_or(&[]);
+        let wanted = wanted_networks(state, task);
         if wanted.is_empty()
             || !task.networks.is_empty()
             || task.desired_state > TaskState::Running as i32
@@ -281,7 +300,7 @@ pub fn allocate(state: &ClusterState, now_ms: i64) -> Vec<Command> {
         {
             continue;
         }
-        match task_addresses(state, task, &mut usage) {
+        match task_addresses(state, task, &wanted, &mut usage) {
             Ok(list) => attachments.push((task.id.clone(), list)),
             Err(reason) => {
                 let status = task.status.clone().unwrap_or_default();
@@ -306,21 +325,46 @@ pub fn allocate(state: &ClusterState, now_ms: i64) -> Vec<Command> {
     commands
 }
 
+/// The networks a task gets addresses on: its spec's, then the ingress
+/// network when its service publishes a port in ingress mode (the routing
+/// mesh reaches it there; Docker attaches such tasks to `ingress` too).
+pub fn wanted_networks(state: &ClusterState, task: &Task) -> Vec<NetworkAttachmentConfig> {
+    let mut wanted = task
+        .spec
+        .as_ref()
+        .map(|s| s.networks.clone())
+        .unwrap_or_default();
+    if let Some(network) = ingress::network_for(state, task) {
+        if !wanted.iter().any(|w| w.target == network.id) {
+            wanted.push(NetworkAttachmentConfig {
+                target: network.id.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    wanted
+}
+
+/// Whether a task may be placed and delivered: it has an address on every
+/// network of its spec and, for a service published in ingress mode, on
+/// the ingress network (so that it starts with its mesh interface).
+pub fn ready_to_place(state: &ClusterState, task: &Task) -> bool {
+    fully_attached(task)
+        && ingress::network_for(state, task)
+            .is_none_or(|n| task.networks.iter().any(|a| a.network_id == n.id))
+}
+
 /// One address per network of the task's spec, or why not. On failure
 /// nothing is taken from `usage`.
 fn task_addresses(
     state: &ClusterState,
     task: &Task,
+    wanted: &[NetworkAttachmentConfig],
     usage: &mut Usage,
 ) -> Result<Vec<NetworkAttachment>, String> {
-    let wanted = task
-        .spec
-        .as_ref()
-        .map(|s| s.networks.clone())
-        .unwrap_or_default();
     let mut trial = usage.clone_for(wanted.iter().map(|w| w.target.as_str()));
     let mut out = Vec::new();
-    for w in &wanted {
+    for w in wanted {
         let network = state.networks.get(&w.target).ok_or_else(|| {
             format!(
                 "network {} not found: it was removed; update the service's networks",

@@ -178,7 +178,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                     .as_ref()
                     .is_some_and(|s| s.state() == TaskState::Pending)
                 // Waiting for its addresses (the allocator says why).
-                && crate::network::fully_attached(t)
+                && crate::network::ready_to_place(state, t)
         })
         .map(|t| TaskRequest {
             id: t.id.clone(),

@@ -266,6 +266,10 @@ pub enum Command {
         policy: shoal_proto::v1::MountPolicy,
         at_ms: i64,
     },
+    /// Leader: ingress sandbox addresses (CIDR form) for nodes that have
+    /// none. A node that has one by now, is gone, or whose address is taken
+    /// by then is skipped, and the next pass decides again.
+    SetIngressSandboxes { assignments: Vec<(String, String)> },
 }
 
 /// The kinds of stored object, for messages.
@@ -558,6 +562,9 @@ impl ClusterState {
             Command::RemoveNetwork { network_id } => self.remove_network(&network_id, events),
             Command::AttachTasks { attachments, at_ms } => {
                 self.attach_tasks(attachments, at_ms, events)
+            }
+            Command::SetIngressSandboxes { assignments } => {
+                self.set_ingress_sandboxes(assignments, events)
             }
             Command::SetServiceVips {
                 service_id,

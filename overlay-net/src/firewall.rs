@@ -211,7 +211,7 @@ pub fn table_ruleset(networks: &[&OverlayNetwork]) -> Nftables<'static> {
 /// The accept rules for the iptables FORWARD chain, as `iptables` arguments
 /// after the chain name, in the canonical order `iptables -S` prints them:
 /// a network's bridged traffic, and for a non-internal network its traffic
-/// out and the replies.
+/// out, the replies, and the connections the routing mesh DNATs into it.
 pub fn forward_accepts(networks: &[&OverlayNetwork]) -> Vec<Vec<String>> {
     let comment = ["-m", "comment", "--comment", RULE_COMMENT, "-j", "ACCEPT"];
     let rule = |head: &[&str]| -> Vec<String> {
@@ -234,6 +234,17 @@ pub fn forward_accepts(networks: &[&OverlayNetwork]) -> Vec<Vec<String>> {
                 "conntrack",
                 "--ctstate",
                 "RELATED,ESTABLISHED",
+            ]));
+            // New connections the routing mesh DNATs from the node's
+            // address to its ingress sandbox (and only such: nothing else
+            // DNATs into a shoal bridge).
+            rules.push(rule(&[
+                "-o",
+                &bridge,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
             ]));
         }
     }
@@ -434,6 +445,7 @@ mod tests {
             vec![
                 "-i shbr-7 -m comment --comment shoal overlay -j ACCEPT",
                 "-o shbr-7 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment shoal overlay -j ACCEPT",
+                "-o shbr-7 -m conntrack --ctstate DNAT -m comment --comment shoal overlay -j ACCEPT",
                 "-i shbr-8 -o shbr-8 -m comment --comment shoal overlay -j ACCEPT",
             ]
         );

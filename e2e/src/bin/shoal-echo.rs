@@ -3,10 +3,15 @@
 //!
 //! - `shoal-echo serve PORT`: on TCP and UDP `PORT` (all addresses), answers
 //!   every connection or datagram with `$SHOAL_TASK_ID` (the task's ID), or
-//!   `$SHOAL_ECHO_REPLY` when set, and a newline.
+//!   `$SHOAL_ECHO_REPLY` when set, and a newline. With
+//!   `SHOAL_ECHO_SHOW_PEER=1` the answer is followed by a space and the
+//!   client's address as the server saw it (what the routing mesh keeps).
 //! - `shoal-echo ask tcp|udp HOST:PORT [TIMEOUT_MS]`: sends one line, prints
 //!   the answer; exits 1 (saying why on stderr) without one. `HOST` may be a
 //!   name, resolved through the system resolver (the task's resolv.conf).
+//! - `shoal-echo tally tcp|udp HOST:PORT N`: `N` exchanges one after the
+//!   other, each on a new connection (TCP) or socket (UDP); prints each
+//!   answer on its own line, or `ERR why` for one that failed. Exits 0.
 //!
 //! (busybox, the other tool the suites use, has no UDP server or client.)
 #![forbid(unsafe_code)]
@@ -19,10 +24,20 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["serve", port] => serve(port),
-        ["ask", proto, target] => ask(proto, target, 2000),
-        ["ask", proto, target, timeout] => ask(proto, target, timeout.parse().unwrap_or(2000)),
+        ["ask", proto, target] => ask(proto, target, 2000).map(|answer| println!("{answer}")),
+        ["ask", proto, target, timeout] => ask(proto, target, timeout.parse().unwrap_or(2000))
+            .map(|answer| println!("{answer}")),
+        ["tally", proto, target, count] => {
+            for _ in 0..count.parse::<usize>().unwrap_or(1) {
+                match ask(proto, target, 2000) {
+                    Ok(answer) => println!("{answer}"),
+                    Err(e) => println!("ERR {e}"),
+                }
+            }
+            Ok(())
+        }
         _ => Err(
-            "usage: shoal-echo serve PORT | shoal-echo ask tcp|udp HOST:PORT [TIMEOUT_MS]".into(),
+            "usage: shoal-echo serve PORT | shoal-echo ask tcp|udp HOST:PORT [TIMEOUT_MS] | shoal-echo tally tcp|udp HOST:PORT N".into(),
         ),
     };
     if let Err(e) = result {
@@ -39,21 +54,32 @@ fn reply() -> String {
 
 fn serve(port: &str) -> Result<(), String> {
     let port: u16 = port.parse().map_err(|e| format!("port {port:?}: {e}"))?;
-    let answer = format!("{}\n", reply());
+    let answer = reply();
+    let show_peer = std::env::var("SHOAL_ECHO_SHOW_PEER").as_deref() == Ok("1");
+    let line = move |peer: std::net::SocketAddr| {
+        if show_peer {
+            format!("{answer} {}\n", peer.ip())
+        } else {
+            format!("{answer}\n")
+        }
+    };
     let udp = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("UDP {port}: {e}"))?;
     let tcp = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("TCP {port}: {e}"))?;
-    let udp_answer = answer.clone();
+    let udp_line = line.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         loop {
             if let Ok((_, peer)) = udp.recv_from(&mut buf) {
-                let _ = udp.send_to(udp_answer.as_bytes(), peer);
+                let _ = udp.send_to(udp_line(peer).as_bytes(), peer);
             }
         }
     });
     for stream in tcp.incoming() {
         let Ok(mut stream) = stream else { continue };
-        let answer = answer.clone();
+        let answer = stream
+            .peer_addr()
+            .map(&line)
+            .unwrap_or_else(|_| "unknown\n".into());
         std::thread::spawn(move || {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let mut buf = [0u8; 256];
@@ -64,7 +90,7 @@ fn serve(port: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn ask(proto: &str, target: &str, timeout_ms: u64) -> Result<(), String> {
+fn ask(proto: &str, target: &str, timeout_ms: u64) -> Result<String, String> {
     let timeout = Duration::from_millis(timeout_ms);
     let addr = target
         .to_socket_addrs()
@@ -106,6 +132,5 @@ fn ask(proto: &str, target: &str, timeout_ms: u64) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err(format!("{addr} closed without an answer"));
     }
-    println!("{}", text.trim());
-    Ok(())
+    Ok(text.trim().to_string())
 }

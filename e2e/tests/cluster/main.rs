@@ -15,6 +15,7 @@ mod encryption;
 mod faults;
 mod formation;
 mod ha;
+mod ingress;
 mod mtls;
 mod netns;
 mod networks;

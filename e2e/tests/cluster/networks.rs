@@ -407,6 +407,10 @@ fn bad_network_input_is_refused_and_changes_nothing() {
 
     let cases: &[(&[&str], &str)] = &[
         (
+            &["network", "create", "ingress"],
+            "the name ingress is reserved for the routing mesh",
+        ),
+        (
             &["network", "create", "--subnet", "10.40.3.0/24", "other"],
             "overlaps with network front (10.40.0.0/16)",
         ),
@@ -717,9 +721,12 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
             deploy.stdout
         );
     }
+    // The stack's own networks; `ingress` too once the leader has created
+    // it for the published ports (Docker lists it as well).
     let names: Vec<String> = networks_json(manager)
         .iter()
         .map(|n| n["Name"].as_str().unwrap().to_string())
+        .filter(|n| n != "ingress")
         .collect();
     assert_eq!(
         names,
@@ -772,7 +779,14 @@ fn the_voting_app_stack_creates_its_networks_and_removes_them() {
     for network in ["voting_backend", "voting_default", "voting_frontend"] {
         assert!(rm.contains(&format!("Removing network {network}")), "{rm}");
     }
-    assert!(networks_json(manager).is_empty());
+    // What stays is the routing mesh's network, which outlives its last
+    // published port (as Docker's does) and cannot be removed.
+    let left: Vec<Value> = networks_json(manager);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["Name"], "ingress");
+    manager
+        .shoal(&["network", "rm", "ingress"])
+        .assert_error("the ingress network carries the routing mesh");
     manager
         .shoal(&["stack", "rm", "voting"])
         .assert_error("nothing found in stack: voting");

@@ -162,6 +162,12 @@ fn addresses(state: &ClusterState, network: &Network) -> Vec<NetworkAddress> {
                     service_name: service_name(service_id),
                     ..Default::default()
                 },
+                Holder::Sandbox { node_id } => NetworkAddress {
+                    kind: "sandbox".into(),
+                    addr,
+                    node_id: node_id.clone(),
+                    ..Default::default()
+                },
                 Holder::Task { task_id } => {
                     let task = state.tasks.get(task_id).cloned().unwrap_or_default();
                     NetworkAddress {
@@ -195,6 +201,11 @@ impl ControlService {
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("a network spec is required"))?;
+        if spec.name == network::ingress::INGRESS_NAME {
+            return Err(Status::invalid_argument(
+                "the name ingress is reserved for the routing mesh's network, which the managers create with the first published port: choose another name",
+            ));
+        }
         // A concurrent create may take the subnet or VXLAN ID chosen here;
         // the store refuses it, and the choice is made again.
         let mut attempt = 0;
@@ -267,6 +278,11 @@ impl ControlService {
                 s.services_using(&network.id),
             ))
         })?;
+        if name == network::ingress::INGRESS_NAME {
+            return Err(Status::failed_precondition(
+                "the ingress network carries the routing mesh of published ports and cannot be removed (with no port published it carries nothing)",
+            ));
+        }
         if !users.is_empty() {
             return Err(Status::failed_precondition(format!(
                 "network {name} is in use by service{} {}: remove {} or detach {} with `shoal service update --network-rm {name}` first",

@@ -1,25 +1,235 @@
-//! The routing mesh's part of a node's network view (pure): the ingress
-//! network, every node's sandbox address on it, and per ingress-mode
-//! published port the ingress addresses of the service's serving tasks.
+//! The routing mesh, managers' side (pure): the ingress network, every
+//! node's sandbox address on it, which tasks join it, and the mesh's part
+//! of each node's network view.
 //!
-//! The ingress network is the one named [`INGRESS_NAME`] (Docker's). The
-//! view is the same for every node — each node answers on every published
-//! port — so it is built once per change and needs no node ID. Sandbox
-//! addresses are an input: they are the managers' allocation (held per
-//! node), not derived here.
+//! - The ingress network is the one named [`INGRESS_NAME`] (Docker's). The
+//!   leader creates it with the first service that publishes a port in
+//!   ingress mode ([`ensure_network`]), on 10.255.0.0/16 unless that is
+//!   taken (then from the default pools); it stays afterwards, as Docker's
+//!   does, and users can neither create nor remove a network of that name.
+//! - A node that can do overlay networking gets a **sandbox address** on it
+//!   ([`allocate_sandboxes`]), held by the node object
+//!   (`Node.ingress_sandbox_addr`): removing the node releases it.
+//! - Tasks of a service with ingress-mode ports get an address on it
+//!   ([`network_for`]; `network::wanted_networks`) before they are placed.
+//!   A task placed on a node without a sandbox (no overlay there) runs
+//!   without its mesh interface and is no backend: nothing could reach it.
+//! - [`Mesh`] is computed once per store version and shared by every
+//!   session; [`Mesh::add_to`] puts one node's part into its view.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use shoal_proto::v1::{
-    IngressPort, IngressSandbox, IngressView, Network, OverlayNetwork, PublishMode,
+    IngressPort, IngressSandbox, IngressView, IpamConfig, Network, NetworkSpec, NetworkView, Node,
+    OverlayEndpoint, OverlayNetwork, OverlayPeer, PublishMode, Service, Task,
 };
 
-use super::{ipam, ports, spec::mtu, view::serving};
-use crate::store::ClusterState;
+use super::{addressing, holds_addresses, ipam, ports, spec, spec::mtu, view::serving};
+use super::{Holder, Usage};
+use crate::store::{ClusterState, Command};
 
 /// The ingress network's name, as Docker names it.
 pub const INGRESS_NAME: &str = "ingress";
+/// The ingress network's subnet when it is free (Docker uses 10.0.0.0/24;
+/// a /24 caps the mesh at 254 tasks and nodes together).
+pub const INGRESS_SUBNET: &str = "10.255.0.0/16";
+
+/// Whether a service publishes a port in ingress mode (allocated).
+pub fn publishes_ingress(service: &Service) -> bool {
+    ports::endpoint_ports(service)
+        .iter()
+        .any(|p| p.publish_mode == PublishMode::Ingress as i32 && p.published_port != 0)
+}
+
+/// The ingress network `task` needs an address on: its service publishes
+/// in ingress mode and the network exists.
+pub fn network_for<'a>(state: &'a ClusterState, task: &Task) -> Option<&'a Network> {
+    let service = state.services.get(&task.service_id)?;
+    if !publishes_ingress(service) {
+        return None;
+    }
+    ingress_network(state)
+}
+
+/// The ingress network to create, when a service publishes in ingress mode
+/// and there is none yet.
+pub fn ensure_network(state: &ClusterState, id: String, now_ms: i64) -> Option<Command> {
+    if ingress_network(state).is_some() || !state.services.values().any(publishes_ingress) {
+        return None;
+    }
+    let spec_on = |subnet: &str| NetworkSpec {
+        name: INGRESS_NAME.into(),
+        driver: spec::OVERLAY.into(),
+        ipam: Some(IpamConfig {
+            subnet: subnet.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let network = spec::plan(state, spec_on(INGRESS_SUBNET), id.clone(), now_ms)
+        .or_else(|_| spec::plan(state, spec_on(""), id, now_ms));
+    match network {
+        Ok(network) => Some(Command::CreateNetwork(network)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the ingress network");
+            None
+        }
+    }
+}
+
+/// Whether a node can hold a sandbox: it reported overlay support and has
+/// an address to be reached at.
+fn overlay_capable(node: &Node) -> bool {
+    node.description
+        .as_ref()
+        .and_then(|d| d.overlay.as_ref())
+        .is_some_and(|o| o.supported)
+        && node.status.as_ref().is_some_and(|s| !s.addr.is_empty())
+}
+
+/// Every node's sandbox address.
+pub fn sandboxes(state: &ClusterState) -> BTreeMap<String, Ipv4Addr> {
+    state
+        .nodes
+        .values()
+        .filter_map(|n| Some((n.id.clone(), ipam::address_of(&n.ingress_sandbox_addr)?)))
+        .collect()
+}
+
+/// Sandbox addresses for capable nodes that have none, taken from `usage`.
+pub fn allocate_sandboxes(state: &ClusterState, usage: &mut Usage) -> Option<Command> {
+    let network = ingress_network(state)?;
+    let a = addressing(network)?;
+    let mut assignments = Vec::new();
+    for node in state
+        .nodes
+        .values()
+        .filter(|n| n.ingress_sandbox_addr.is_empty() && overlay_capable(n))
+    {
+        let Some(addr) = a.first_free(&usage.taken_set(&network.id)) else {
+            tracing::warn!(network = %a.subnet, "the ingress network has no address left for a node's sandbox");
+            break;
+        };
+        usage.take(
+            &network.id,
+            addr,
+            Holder::Sandbox {
+                node_id: node.id.clone(),
+            },
+        );
+        assignments.push((node.id.clone(), a.subnet.with_prefix(addr)));
+    }
+    (!assignments.is_empty()).then_some(Command::SetIngressSandboxes { assignments })
+}
+
+/// The mesh's part of every node's view, computed once per store version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mesh {
+    /// The ingress network, if it exists.
+    pub network: Option<OverlayNetwork>,
+    /// Every node with a sandbox and an address (the ingress network's
+    /// peers: each sandbox reaches backends on every node).
+    pub peers: Vec<OverlayPeer>,
+    /// The tasks on the ingress network placed on sandbox nodes.
+    pub endpoints: Vec<OverlayEndpoint>,
+    /// Node IDs that have a placed task on the ingress network.
+    pub task_nodes: std::collections::BTreeSet<String>,
+    /// What is published, `None` when nothing is (nodes remove their mesh).
+    pub view: Option<IngressView>,
+}
+
+impl Mesh {
+    pub fn of(state: &ClusterState) -> Mesh {
+        let Some(network) = ingress_network(state) else {
+            return Mesh::default();
+        };
+        let sandboxes = sandboxes(state);
+        let spec = network.spec.clone().unwrap_or_default();
+        let addressing = network.ipam.clone().unwrap_or_default();
+        let wire = OverlayNetwork {
+            id: network.id.clone(),
+            name: spec.name.clone(),
+            vni: network.vni,
+            subnet: addressing.subnet,
+            gateway: addressing.gateway,
+            mtu: mtu(&spec).ok().flatten().unwrap_or(0),
+            internal: false,
+        };
+        let peers = sandboxes
+            .keys()
+            .filter_map(|id| {
+                let vtep = state.nodes.get(id)?.status.as_ref()?.addr.clone();
+                (!vtep.is_empty()).then(|| OverlayPeer {
+                    node_id: id.clone(),
+                    vtep,
+                    network_ids: vec![network.id.clone()],
+                })
+            })
+            .collect();
+        let mut endpoints = Vec::new();
+        let mut task_nodes = std::collections::BTreeSet::new();
+        for task in state
+            .tasks
+            .values()
+            .filter(|t| !t.node_id.is_empty() && holds_addresses(t))
+        {
+            for attachment in task.networks.iter().filter(|a| a.network_id == network.id) {
+                task_nodes.insert(task.node_id.clone());
+                if !sandboxes.contains_key(&task.node_id) {
+                    continue;
+                }
+                for addr in attachment
+                    .addresses
+                    .iter()
+                    .filter_map(|a| ipam::address_of(a))
+                {
+                    endpoints.push(OverlayEndpoint {
+                        task_id: task.id.clone(),
+                        node_id: task.node_id.clone(),
+                        network_id: network.id.clone(),
+                        addr: addr.to_string(),
+                    });
+                }
+            }
+        }
+        endpoints.sort_by(|a, b| (&a.addr, &a.task_id).cmp(&(&b.addr, &b.task_id)));
+        Mesh {
+            network: Some(wire),
+            peers,
+            endpoints,
+            task_nodes,
+            view: ingress_view(state, &sandboxes),
+        }
+    }
+
+    /// Adds the mesh to `node_id`'s view (built by `view::node_view`, which
+    /// leaves the ingress network out): the network, its peers and
+    /// endpoints when the node has a sandbox and something is published or
+    /// the node has tasks on it, and the published ports.
+    pub fn add_to(&self, node_id: &str, view: &mut NetworkView) {
+        let Some(network) = self.network.as_ref() else {
+            return;
+        };
+        let has_sandbox = self.peers.iter().any(|p| p.node_id == node_id);
+        let serves = has_sandbox && self.view.is_some();
+        if !serves && !self.task_nodes.contains(node_id) {
+            return;
+        }
+        view.networks.push(network.clone());
+        for peer in self.peers.iter().filter(|p| p.node_id != node_id) {
+            match view.peers.iter_mut().find(|p| p.node_id == peer.node_id) {
+                Some(existing) => existing.network_ids.push(network.id.clone()),
+                None => view.peers.push(peer.clone()),
+            }
+        }
+        view.peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        view.endpoints.extend(self.endpoints.iter().cloned());
+        if serves {
+            view.ingress = self.view.clone();
+        }
+    }
+}
 
 /// The ingress network of the cluster, if it exists.
 pub fn ingress_network(state: &ClusterState) -> Option<&Network> {
@@ -49,7 +259,10 @@ pub fn ingress_view(
             let mut backends: Vec<String> = state
                 .tasks
                 .values()
-                .filter(|t| t.service_id == service.id && !t.node_id.is_empty() && serving(t))
+                // A task on a node without a sandbox is not on the mesh.
+                .filter(|t| {
+                    t.service_id == service.id && sandboxes.contains_key(&t.node_id) && serving(t)
+                })
                 .flat_map(|t| &t.networks)
                 .filter(|a| a.network_id == network.id)
                 .flat_map(|a| a.addresses.iter().filter_map(|x| ipam::address_of(x)))
@@ -170,6 +383,105 @@ mod tests {
         let stopping = state_with([TaskState::Running, TaskState::Shutdown]);
         let view = ingress_view(&stopping, &sandboxes).unwrap();
         assert_eq!(view.ports[0].backends, vec!["10.255.0.10"]);
+    }
+
+    fn capable_node(id: &str, addr: &str, supported: bool) -> Node {
+        Node {
+            id: id.into(),
+            description: Some(shoal_proto::v1::NodeDescription {
+                overlay: Some(shoal_proto::v1::OverlayCapability {
+                    supported,
+                    reason: String::new(),
+                }),
+                ..Default::default()
+            }),
+            status: Some(shoal_proto::v1::NodeStatus {
+                addr: addr.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_ingress_network_comes_with_the_first_published_port_and_only_once() {
+        let mut state = state_with([TaskState::Running; 2]);
+        state.networks.clear();
+        let Some(Command::CreateNetwork(network)) = ensure_network(&state, "ing2".into(), 5) else {
+            panic!("no ingress network planned");
+        };
+        assert_eq!(network.spec.as_ref().unwrap().name, INGRESS_NAME);
+        assert_eq!(network.ipam.as_ref().unwrap().subnet, INGRESS_SUBNET);
+        state.networks.insert(network.id.clone(), network);
+        assert!(ensure_network(&state, "ing3".into(), 6).is_none());
+        // Nothing published: none is created.
+        let mut quiet = state_with([TaskState::Running; 2]);
+        quiet.networks.clear();
+        quiet.services.get_mut("web").unwrap().endpoint = None;
+        assert!(ensure_network(&quiet, "ing4".into(), 7).is_none());
+    }
+
+    #[test]
+    fn capable_nodes_get_distinct_sandboxes_and_tasks_wait_for_their_mesh_address() {
+        let mut state = state_with([TaskState::Running; 2]);
+        state.networks.get_mut("ing").unwrap().ipam = Some(IpamConfig {
+            subnet: "10.255.0.0/24".into(),
+            gateway: "10.255.0.1".into(),
+            ..Default::default()
+        });
+        for node in [
+            capable_node("n1", "10.77.0.1", true),
+            capable_node("n2", "10.77.0.2", true),
+            capable_node("n3", "10.77.0.3", false),
+        ] {
+            state.nodes.insert(node.id.clone(), node);
+        }
+        let mut usage = super::super::usage(&state);
+        let Some(Command::SetIngressSandboxes { assignments }) =
+            allocate_sandboxes(&state, &mut usage)
+        else {
+            panic!("no sandboxes allocated");
+        };
+        let nodes: Vec<&str> = assignments.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(nodes, ["n1", "n2"], "the node without overlay gets none");
+        assert_ne!(assignments[0].1, assignments[1].1);
+        // Neither the gateway nor a task's address.
+        for (_, addr) in &assignments {
+            assert!(!["10.255.0.1/24", "10.255.0.10/24", "10.255.0.11/24"].contains(&addr.as_str()));
+        }
+        // A task of the published service is not placed before it has an
+        // address on the ingress network.
+        let mut task = state.tasks["t0"].clone();
+        task.networks.clear();
+        assert!(!crate::network::ready_to_place(&state, &task));
+        let wanted = crate::network::wanted_networks(&state, &task);
+        assert_eq!(wanted.len(), 1);
+        assert_eq!(wanted[0].target, "ing");
+        assert!(crate::network::ready_to_place(&state, &state.tasks["t0"]));
+    }
+
+    #[test]
+    fn a_node_serves_the_mesh_only_with_a_sandbox_and_its_peers_are_the_sandbox_nodes() {
+        let mut state = state_with([TaskState::Running; 2]);
+        let mut n1 = capable_node("n1", "10.77.0.1", true);
+        n1.ingress_sandbox_addr = "10.255.0.2/24".into();
+        let mut n2 = capable_node("n2", "10.77.0.2", true);
+        n2.ingress_sandbox_addr = "10.255.0.3/24".into();
+        let n3 = capable_node("n3", "10.77.0.3", false);
+        for node in [n1, n2, n3] {
+            state.nodes.insert(node.id.clone(), node);
+        }
+        let mesh = Mesh::of(&state);
+        let mut view = NetworkView::default();
+        mesh.add_to("n2", &mut view);
+        assert!(view.ingress.is_some(), "n2 has a sandbox: it serves");
+        assert_eq!(view.networks.len(), 1);
+        let peers: Vec<&str> = view.peers.iter().map(|p| p.node_id.as_str()).collect();
+        assert_eq!(peers, ["n1"], "every other sandbox node, not itself");
+        assert_eq!(view.endpoints.len(), 2, "the backends on n1");
+        let mut none = NetworkView::default();
+        mesh.add_to("n3", &mut none);
+        assert_eq!(none, NetworkView::default(), "no sandbox, no task: nothing");
     }
 
     #[test]

@@ -34,13 +34,17 @@ pub(super) fn serving(task: &Task) -> bool {
 
 /// The view for `node_id`. Deterministic (sorted), so the dispatcher can
 /// compare it with the last one sent.
+///
+/// The ingress network is left out: its peers and endpoints are the mesh's
+/// ([`super::ingress::Mesh::add_to`] adds them).
 pub fn node_view(state: &ClusterState, node_id: &str) -> NetworkView {
+    let ingress = super::ingress::ingress_network(state).map(|n| n.id.as_str());
     let mine: BTreeSet<&str> = state
         .tasks
         .values()
         .filter(|t| t.node_id == node_id && placed(t))
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
-        .filter(|id| state.networks.contains_key(*id))
+        .filter(|id| state.networks.contains_key(*id) && Some(*id) != ingress)
         .collect();
     let mut view = NetworkView::default();
     if mine.is_empty() {

@@ -111,6 +111,35 @@ impl ClusterState {
         Ok(())
     }
 
+    pub(super) fn set_ingress_sandboxes(
+        &mut self,
+        assignments: Vec<(String, String)>,
+        events: &mut Vec<StoreEvent>,
+    ) -> CommandResult {
+        let Some(ingress_id) = network::ingress::ingress_network(self).map(|n| n.id.clone()) else {
+            return Ok(());
+        };
+        let mut usage = network::usage(self);
+        for (node_id, addr) in assignments {
+            let holder = Holder::Sandbox {
+                node_id: node_id.clone(),
+            };
+            let parsed = ipam::address_of(&addr);
+            let wanted = self
+                .nodes
+                .get(&node_id)
+                .is_some_and(|n| n.ingress_sandbox_addr.is_empty());
+            if !wanted || !self.address_free(&usage, &ingress_id, parsed, &holder) {
+                continue;
+            }
+            usage.take(&ingress_id, parsed.expect("checked"), holder);
+            let node = self.nodes.get_mut(&node_id).expect("looked up above");
+            node.ingress_sandbox_addr = addr;
+            events.push(StoreEvent::Node(Change::Updated, node.clone()));
+        }
+        Ok(())
+    }
+
     pub(super) fn attach_tasks(
         &mut self,
         attachments: Vec<(String, Vec<NetworkAttachment>)>,
