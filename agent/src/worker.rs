@@ -38,6 +38,14 @@ pub use decide::{decide, forget_on_exit, recorded_status, status, Decision, Obse
 
 /// The STARTING message of a task waiting for its health check to pass.
 pub const MESSAGE_WAITING_FOR_HEALTH: &str = "starting: waiting for the health check";
+/// The stop reason of a task the managers retired (as opposed to the
+/// daemon stopping or leaving).
+const RETIRED: &str = "shutdown";
+/// How long a retired task on an overlay network keeps running before it
+/// is signalled: the time every node's view takes to drop it from the
+/// routing mesh and the VIPs (a session round trip and a rules update,
+/// tens of milliseconds; two seconds leave room for a loaded node).
+pub const BALANCER_DRAIN: Duration = Duration::from_secs(2);
 
 pub enum WorkerEvent {
     /// The full set of tasks assigned to this node.
@@ -199,7 +207,7 @@ impl Worker {
         for task_id in decision.stop {
             let stop = self.running.get_mut(&task_id).and_then(|s| s.stop.take());
             if let Some(stop) = stop {
-                let _ = stop.send("shutdown".to_string());
+                let _ = stop.send(RETIRED.to_string());
             }
         }
         for task_id in decision.forget {
@@ -381,7 +389,23 @@ async fn run_task(
         match event {
             Event::Exited(exit) => return ended(exit),
             Event::Stop(reason) => {
-                let exit = controller.shutdown(grace).await;
+                // A task the managers retired has left every node's load
+                // balancing (mesh and VIPs) with its desired state, but the
+                // nodes learn it over their sessions: it keeps serving a
+                // moment, so that connections sent its way meanwhile are
+                // answered, not refused. The drain is part of the grace.
+                let drain = if networked.is_some() && reason == RETIRED {
+                    BALANCER_DRAIN.min(grace)
+                } else {
+                    Duration::ZERO
+                };
+                if !drain.is_zero() {
+                    tokio::select! {
+                        exit = controller.wait() => return ended(exit),
+                        () = tokio::time::sleep(drain) => {}
+                    }
+                }
+                let exit = controller.shutdown(grace - drain).await;
                 return RecordedExit {
                     shutdown: true,
                     unhealthy: false,

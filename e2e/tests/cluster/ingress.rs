@@ -201,3 +201,257 @@ fn a_published_port_answers_on_every_node_from_every_replica_keeping_the_client_
         "port 8080 still answers after service rm: {refused:?}"
     );
 }
+
+/// The PID of the process whose environment names task `task_id`.
+fn task_pid(task_id: &str) -> Option<i32> {
+    let needle = format!("SHOAL_TASK_ID={task_id}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v == needle.as_bytes())
+                .then_some(pid)
+        })
+}
+
+/// A steady client: batches of connections through every node's port
+/// 8080, one after the other, until stopped; every result kept.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Vec<Result<(String, String), String>>>>,
+}
+
+/// Clients at once: enough that a connection lands in the instant a
+/// retired replica is between leaving the views and being stopped.
+const LOAD_CLIENTS: usize = 4;
+
+impl Load {
+    fn start(net_ns: String) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..LOAD_CLIENTS)
+            .map(|_| Load::client(net_ns.clone(), stop.clone()))
+            .collect();
+        Load { stop, handles }
+    }
+
+    fn client(
+        net_ns: String,
+        flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<Vec<Result<(String, String), String>>> {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut entry = 0u8;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                entry = entry % 3 + 1;
+                let target = format!("10.77.0.{entry}:8080");
+                let out = std::process::Command::new("ip")
+                    .args([
+                        "netns", "exec", &net_ns, ECHO, "tally", "tcp", &target, "10",
+                    ])
+                    .output()
+                    .expect("the load's client");
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    all.push(match line.strip_prefix("ERR ") {
+                        Some(why) => Err(format!("{target}: {why}")),
+                        None => Ok(line
+                            .split_once(' ')
+                            .map(|(a, b)| (a.to_string(), b.to_string()))
+                            .unwrap_or_default()),
+                    });
+                }
+            }
+            all
+        })
+    }
+
+    fn finish(self) -> Vec<Result<(String, String), String>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let all: Vec<_> = self
+            .handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("the load's thread"))
+            .collect();
+        eprintln!("the load made {} connections", all.len());
+        all
+    }
+}
+
+#[test]
+fn no_connection_fails_through_a_rolling_update_and_a_scale_in_and_a_killed_replica_leaves() {
+    if !privileged("ingress::no_connection_fails_through_a_rolling_update") {
+        return;
+    }
+    let mut cluster = NetCluster::sized(1, 2);
+    cluster.net.add_host(CLIENT);
+    let manager = &cluster.managers[0];
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--runtime",
+        "process",
+        "--env",
+        "SHOAL_ECHO_SHOW_PEER=1",
+        "--publish",
+        "8080:7000",
+        ECHO,
+        "serve",
+        "7000",
+    ]);
+    let replicas = task_ids(manager, "web", 3);
+    for entry in 1..=3u8 {
+        let target = format!("10.77.0.{entry}:8080");
+        let mut seen = BTreeSet::new();
+        eventually(patience(), &format!("every replica on {target}"), || {
+            for answer in tally(&cluster, "tcp", &target, 10) {
+                seen.insert(answer?.0);
+            }
+            if seen.is_superset(&replicas) {
+                Ok(())
+            } else {
+                Err(format!("seen {seen:?} of {replicas:?}"))
+            }
+        });
+    }
+
+    // A rolling update replaces every replica, one at a time.
+    let load = Load::start(cluster.net.ns(CLIENT));
+    manager.ok(&["service", "update", "-d", "--env-add", "ROUND=2", "web"]);
+    let updated = eventually(patience(), "every replica replaced", || {
+        let now = task_ids(manager, "web", 3);
+        let live = manager
+            .tasks("web")
+            .iter()
+            .filter(|t| t["DesiredState"] == "Running")
+            .count();
+        if now.is_disjoint(&replicas) && live == 3 {
+            Ok(now)
+        } else {
+            Err(format!("{:?}", manager.tasks("web")))
+        }
+    });
+    let during_update = load.finish();
+    let failed: Vec<&String> = during_update
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} connections failed during the rolling update: {failed:?}",
+        failed.len(),
+        during_update.len()
+    );
+    let answered: BTreeSet<&String> = during_update.iter().flatten().map(|(id, _)| id).collect();
+    assert!(
+        answered.iter().any(|id| updated.contains(*id)),
+        "no new replica answered during the update"
+    );
+
+    // Scale in, 3 → 1, under the same load.
+    let load = Load::start(cluster.net.ns(CLIENT));
+    manager.ok(&["service", "scale", "-d", "web=1"]);
+    let survivor = eventually(patience(), "one replica left", || {
+        let all = manager.tasks("web");
+        let live: Vec<&serde_json::Value> = all
+            .iter()
+            .filter(|t| {
+                t["DesiredState"] == "Running"
+                    || !["Shutdown", "Complete", "Failed", "Rejected"]
+                        .iter()
+                        .any(|s| {
+                            t["CurrentState"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .starts_with(s)
+                        })
+            })
+            .collect();
+        if live.len() == 1 {
+            Ok(live[0]["ID"].as_str().unwrap_or_default().to_string())
+        } else {
+            Err(format!("{all:?}"))
+        }
+    });
+    let during_scale = load.finish();
+    let failed: Vec<&String> = during_scale
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} connections failed during the scale-in: {failed:?}",
+        failed.len(),
+        during_scale.len()
+    );
+    for answer in tally(&cluster, "tcp", "10.77.0.2:8080", 20) {
+        let (id, _) = answer.unwrap_or_else(|e| panic!("after the scale-in: {e}"));
+        assert_eq!(id, survivor, "a removed replica still answers");
+    }
+
+    // A replica killed from outside stops getting connections once its
+    // node has seen it die: back to 2, kill one, and every answer after
+    // its failure is reported comes from the other.
+    manager.ok(&["service", "scale", "-d", "web=2"]);
+    let two = task_ids(manager, "web", 2);
+    let victim = two
+        .iter()
+        .find(|id| **id != survivor)
+        .cloned()
+        .expect("a new replica");
+    eventually(patience(), "the new replica answering", || {
+        let seen: BTreeSet<String> = tally(&cluster, "tcp", "10.77.0.1:8080", 10)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|(id, _)| id)
+            .collect();
+        if seen.contains(&victim) {
+            Ok(())
+        } else {
+            Err(format!("seen {seen:?}"))
+        }
+    });
+    let pid = task_pid(&victim).expect("the victim's process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the replica");
+    eventually(patience(), "the killed replica reported ended", || {
+        let task = manager
+            .tasks("web")
+            .into_iter()
+            .find(|t| t["ID"] == victim.as_str())
+            .ok_or("gone from service ps")?;
+        let state = task["CurrentState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if state.starts_with("Running") {
+            Err(state)
+        } else {
+            Ok(())
+        }
+    });
+    eventually(
+        patience(),
+        "no connection sent to the killed replica",
+        || {
+            for entry in 1..=3u8 {
+                for answer in tally(&cluster, "tcp", &format!("10.77.0.{entry}:8080"), 10) {
+                    let (id, _) = answer?;
+                    // Answered by a live replica (the killed one cannot).
+                    debug_assert_ne!(id, victim);
+                }
+            }
+            Ok(())
+        },
+    );
+}
