@@ -38,12 +38,7 @@ fn task_ids(manager: &Daemon, service: &str, n: usize) -> BTreeSet<String> {
 
 /// `count` exchanges from the client host to `target`: the answering task
 /// and the source address it saw, per answer; failures as `Err`.
-fn tally(
-    cluster: &NetCluster,
-    proto: &str,
-    target: &str,
-    count: usize,
-) -> Vec<Result<(String, String), String>> {
+fn tally(cluster: &NetCluster, proto: &str, target: &str, count: usize) -> Vec<Answer> {
     cluster
         .net
         .output(CLIENT, &[ECHO, "tally", proto, target, &count.to_string()])
@@ -222,8 +217,11 @@ fn task_pid(task_id: &str) -> Option<i32> {
 /// 8080, one after the other, until stopped; every result kept.
 struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handles: Vec<std::thread::JoinHandle<Vec<Result<(String, String), String>>>>,
+    handles: Vec<std::thread::JoinHandle<Vec<Answer>>>,
 }
+
+/// The answering task and the address it saw, or why the exchange failed.
+type Answer = Result<(String, String), String>;
 
 /// Clients at once: enough that a connection lands in the instant a
 /// retired replica is between leaving the views and being stopped.
@@ -241,7 +239,7 @@ impl Load {
     fn client(
         net_ns: String,
         flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> std::thread::JoinHandle<Vec<Result<(String, String), String>>> {
+    ) -> std::thread::JoinHandle<Vec<Answer>> {
         std::thread::spawn(move || {
             let mut all = Vec::new();
             let mut entry = 0u8;
@@ -268,7 +266,7 @@ impl Load {
         })
     }
 
-    fn finish(self) -> Vec<Result<(String, String), String>> {
+    fn finish(self) -> Vec<Answer> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let all: Vec<_> = self
             .handles
