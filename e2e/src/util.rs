@@ -412,8 +412,15 @@ impl Drop for TestDir {
         // Their network namespaces too: the agent that made them was killed
         // before it could remove them, and a killed process leaves its
         // namespace pinned under /run/netns.
-        for task_id in task_ids_under(self.dir.path()) {
-            let name = format!("shoal-task-{task_id}");
+        // And each node's ingress sandbox, named after the node.
+        let sandboxes = node_ids_under(self.dir.path())
+            .into_iter()
+            .map(|id| shoal_agent::overlay::sandbox_netns_name(&id));
+        for name in task_ids_under(self.dir.path())
+            .into_iter()
+            .map(|id| format!("shoal-task-{id}"))
+            .chain(sandboxes)
+        {
             if Path::new("/run/netns").join(&name).exists() {
                 let _ = std::process::Command::new("ip")
                     .args(["netns", "delete", &name])
@@ -421,6 +428,19 @@ impl Drop for TestDir {
             }
         }
     }
+}
+
+/// The node IDs of the daemons under `dir` (`NAME/state.json`).
+fn node_ids_under(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|daemon| std::fs::read(daemon.path().join("state.json")).ok())
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .filter_map(|state| Some(state["node_id"].as_str()?.to_string()))
+        .filter(|id| !id.is_empty())
+        .collect()
 }
 
 /// The IDs of the tasks every daemon under `dir` has run (`NAME/tasks/ID`).
