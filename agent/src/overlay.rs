@@ -202,6 +202,10 @@ impl Overlay {
             mesh: None,
             mesh_applied: None,
             returns_applied: BTreeMap::new(),
+            userspace: crate::ingress::capability().mode == crate::ingress::USERSPACE,
+            proxies: crate::ingress::proxy::Proxies::new(std::net::IpAddr::V4(
+                std::net::Ipv4Addr::UNSPECIFIED,
+            )),
         };
         actor.load_records();
         tokio::spawn(actor.run(receiver));
@@ -292,6 +296,12 @@ struct Actor {
     /// Per local task on the ingress network, the sandboxes its return
     /// path was last set for.
     returns_applied: BTreeMap<String, Vec<(String, std::net::Ipv4Addr)>>,
+    /// The node serves published ports in userspace (no CAP_NET_ADMIN, or
+    /// forced): see [`crate::ingress`].
+    userspace: bool,
+    /// The userspace proxy's listeners, when the kernel mesh does not serve
+    /// this node.
+    proxies: crate::ingress::proxy::Proxies,
 }
 
 impl Actor {
@@ -315,10 +325,7 @@ impl Actor {
             match command {
                 Command::View(wire) => {
                     let view = view::node_view(&self.node_id, self.vtep, &wire);
-                    let mesh = wire
-                        .ingress
-                        .as_ref()
-                        .and_then(crate::ingress::mesh::mesh_view);
+                    let mesh = self.serve_ports(&wire).await;
                     if self.view.as_ref() != Some(&view) || self.mesh != mesh {
                         self.views.send_replace(Arc::new(view.clone()));
                         self.view = Some(view);
@@ -427,6 +434,31 @@ impl Actor {
             }
         }
         Ok(())
+    }
+
+    /// Which path serves the view's published ports here, and the
+    /// userspace proxy's listeners set accordingly: the kernel mesh when
+    /// the node does overlay networking, may program nftables and has a
+    /// sandbox in the view (its view is returned); otherwise the proxy,
+    /// forwarding to the nodes that do (`None` is returned).
+    async fn serve_ports(&mut self, wire: &NetworkView) -> Option<IngressView> {
+        let mesh = wire
+            .ingress
+            .as_ref()
+            .and_then(crate::ingress::mesh::mesh_view);
+        let kernel = self.node.is_some()
+            && !self.userspace
+            && mesh
+                .as_ref()
+                .is_some_and(|m| m.sandboxes.iter().any(|(n, _)| *n == self.node_id));
+        let proxied = match (&wire.ingress, kernel) {
+            (Some(ports), false) => crate::ingress::mesh::entry_ports(ports, &self.node_id, false),
+            _ => Vec::new(),
+        };
+        for problem in self.proxies.apply(&proxied).await {
+            tracing::warn!(%problem, "a published port is not served in userspace");
+        }
+        mesh.filter(|_| kernel)
     }
 
     /// The mesh's rules after the plumbing: the node's and the sandbox's
@@ -548,6 +580,7 @@ impl Actor {
         }
         self.mesh_applied = None;
         self.returns_applied.clear();
+        self.proxies.apply(&[]).await;
         for task_id in ids {
             self.detach(&task_id).await;
         }

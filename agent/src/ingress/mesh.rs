@@ -98,6 +98,41 @@ pub fn proxied_ports(view: &IngressView, proxy_protocol: bool) -> Vec<ProxiedPor
         .collect()
 }
 
+/// The userspace proxy's ports on node `me` when it serves published ports
+/// without the kernel mesh: each port forwards to the same port of every
+/// other node that has a sandbox (its own node address, the VTEP), whose
+/// mesh balances it over the backends. Task addresses are no use here: a
+/// node without the kernel mesh is not on the ingress network. The client's
+/// address is lost on this hop (the backend sees this node's), unless
+/// `proxy_protocol` sends it ahead.
+pub fn entry_ports(wire: &WireIngress, me: &str, proxy_protocol: bool) -> Vec<ProxiedPort> {
+    let entries: Vec<IpAddr> = wire
+        .sandboxes
+        .iter()
+        .filter(|s| s.node_id != me)
+        .filter_map(|s| s.vtep.parse().ok())
+        .collect();
+    wire.ports
+        .iter()
+        .filter_map(|p| {
+            let protocol = match protocol(&p.protocol)? {
+                Protocol::Tcp => proxy::Protocol::Tcp,
+                Protocol::Udp => proxy::Protocol::Udp,
+            };
+            let published = u16::try_from(p.published).ok().filter(|p| *p != 0)?;
+            Some(ProxiedPort {
+                protocol,
+                published,
+                backends: entries
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, published))
+                    .collect(),
+                proxy_protocol: proxy_protocol && protocol == proxy::Protocol::Tcp,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use shoal_proto::v1::{IngressPort, IngressSandbox, OverlayNetwork as WireNetwork};
@@ -115,10 +150,18 @@ mod tests {
                 mtu: 0,
                 internal: false,
             }),
-            sandboxes: vec![IngressSandbox {
-                node_id: "n1".into(),
-                addr: "10.255.0.2".into(),
-            }],
+            sandboxes: vec![
+                IngressSandbox {
+                    node_id: "n1".into(),
+                    addr: "10.255.0.2".into(),
+                    vtep: "10.77.0.1".into(),
+                },
+                IngressSandbox {
+                    node_id: "n2".into(),
+                    addr: "10.255.0.3".into(),
+                    vtep: "10.77.0.2".into(),
+                },
+            ],
             ports: vec![
                 IngressPort {
                     service_id: "web".into(),
@@ -143,8 +186,8 @@ mod tests {
         let view = mesh_view(&wire()).unwrap();
         assert_eq!(view.network.subnet.prefix_len, 24);
         assert_eq!(
-            view.sandboxes,
-            vec![("n1".to_string(), Ipv4Addr::new(10, 255, 0, 2))]
+            view.sandboxes[0],
+            ("n1".to_string(), Ipv4Addr::new(10, 255, 0, 2))
         );
         assert_eq!(view.ports.len(), 1, "the unknown protocol is skipped");
         assert_eq!(view.ports[0].backends, vec![Ipv4Addr::new(10, 255, 0, 10)]);
@@ -153,6 +196,18 @@ mod tests {
         assert_eq!(
             proxied[0].backends,
             vec!["10.255.0.10:80".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_userspace_node_forwards_each_port_to_the_other_sandbox_nodes() {
+        let ports = entry_ports(&wire(), "n2", false);
+        assert_eq!(ports.len(), 1, "the unknown protocol is skipped");
+        assert_eq!(ports[0].published, 8080);
+        assert_eq!(
+            ports[0].backends,
+            vec!["10.77.0.1:8080".parse::<SocketAddr>().unwrap()],
+            "the published port of every sandbox node but itself"
         );
     }
 

@@ -11,7 +11,8 @@
 //!   name, resolved through the system resolver (the task's resolv.conf).
 //! - `shoal-echo tally tcp|udp HOST:PORT N`: `N` exchanges one after the
 //!   other, each on a new connection (TCP) or socket (UDP); prints each
-//!   answer on its own line, or `ERR why` for one that failed. Exits 0.
+//!   answer on its own line, or `ERR why` for one that failed (refused,
+//!   reset, or no answer within 5 s). Exits 0.
 //!
 //! (busybox, the other tool the suites use, has no UDP server or client.)
 #![forbid(unsafe_code)]
@@ -19,6 +20,9 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
+
+/// How long one exchange of `tally` may take.
+const TALLY_TIMEOUT_MS: u64 = 5000;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +33,9 @@ fn main() {
             .map(|answer| println!("{answer}")),
         ["tally", proto, target, count] => {
             for _ in 0..count.parse::<usize>().unwrap_or(1) {
-                match ask(proto, target, 2000) {
+                // Long enough for TCP's SYN retransmission (1 s, then 3 s):
+                // a connection that is slow to open is not a failed one.
+                match ask(proto, target, TALLY_TIMEOUT_MS) {
                     Ok(answer) => println!("{answer}"),
                     Err(e) => println!("ERR {e}"),
                 }

@@ -453,3 +453,94 @@ fn no_connection_fails_through_a_rolling_update_and_a_scale_in_and_a_killed_repl
         },
     );
 }
+
+#[test]
+fn a_node_without_the_kernel_mesh_publishes_through_its_userspace_proxy_and_says_so() {
+    if !privileged("ingress::a_node_without_the_kernel_mesh_publishes") {
+        return;
+    }
+    // h1 and h2 serve through the kernel; h3 is what a daemon without
+    // CAP_NET_ADMIN is: no overlay networking, published ports in userspace
+    // (both forced, since this suite runs as root).
+    let mut cluster = NetCluster::sized(1, 1);
+    let addr = cluster.net.add_host(3);
+    let ns = cluster.net.ns(3);
+    let h3 = cluster.dir.daemon_in(
+        "h3",
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "env",
+            "SHOAL_INGRESS_USERSPACE=1",
+            "SHOAL_OVERLAY_UNSUPPORTED=the daemon lacks CAP_NET_ADMIN (simulated)",
+        ],
+    );
+    let token = cluster.managers[0].worker_token();
+    h3.join(&token, "10.77.0.1:2377", &addr);
+    cluster.workers.push(h3);
+    cluster.net.add_host(CLIENT);
+    let manager = &cluster.managers[0];
+    eventually(patience(), "h3 Ready", || {
+        match manager.node_status("h3").as_deref() {
+            Some("Ready") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let inspect: serde_json::Value =
+        serde_json::from_str(&manager.ok(&["node", "inspect", "h3"])).expect("node inspect json");
+    let path = &inspect[0]["Description"]["PublishedPorts"];
+    assert_eq!(path["Mode"], "userspace", "node inspect h3: {path}");
+
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--runtime",
+        "process",
+        // A task on h3 would run on h3's own network, out of the mesh.
+        "--constraint",
+        "node.hostname!=h3",
+        "--env",
+        "SHOAL_ECHO_SHOW_PEER=1",
+        "--publish",
+        "8080:7000",
+        ECHO,
+        "serve",
+        "7000",
+    ]);
+    let replicas = task_ids(manager, "web", 2);
+    let mut seen = BTreeSet::new();
+    eventually(patience(), "every replica answering through h3", || {
+        for answer in tally(&cluster, "tcp", "10.77.0.3:8080", 10) {
+            let (id, peer) = answer?;
+            if !replicas.contains(&id) {
+                return Err(format!("{id} is not a replica"));
+            }
+            // The proxy's hop: the replica sees h3's address, not the client's.
+            if peer != addr {
+                return Err(format!("the replica saw {peer}, expected h3's {addr}"));
+            }
+            seen.insert(id);
+        }
+        if seen == replicas {
+            Ok(())
+        } else {
+            Err(format!("seen {seen:?} of {replicas:?}"))
+        }
+    });
+    manager.ok(&["service", "rm", "web"]);
+    eventually(
+        patience(),
+        "h3 no longer listening on 8080",
+        || match tally(&cluster, "tcp", "10.77.0.3:8080", 1).remove(0) {
+            Err(_) => Ok(()),
+            Ok(answer) => Err(format!("still answered: {answer:?}")),
+        },
+    );
+}

@@ -156,7 +156,7 @@ impl Mesh {
             mtu: mtu(&spec).ok().flatten().unwrap_or(0),
             internal: false,
         };
-        let peers = sandboxes
+        let peers: Vec<OverlayPeer> = sandboxes
             .keys()
             .filter_map(|id| {
                 let vtep = state.nodes.get(id)?.status.as_ref()?.addr.clone();
@@ -194,23 +194,32 @@ impl Mesh {
             }
         }
         endpoints.sort_by(|a, b| (&a.addr, &a.task_id).cmp(&(&b.addr, &b.task_id)));
+        let mut view = ingress_view(state, &sandboxes);
+        for sandbox in view.iter_mut().flat_map(|v| v.sandboxes.iter_mut()) {
+            if let Some(peer) = peers.iter().find(|p| p.node_id == sandbox.node_id) {
+                sandbox.vtep = peer.vtep.clone();
+            }
+        }
         Mesh {
             network: Some(wire),
             peers,
             endpoints,
             task_nodes,
-            view: ingress_view(state, &sandboxes),
+            view,
         }
     }
 
     /// Adds the mesh to `node_id`'s view (built by `view::node_view`, which
-    /// leaves the ingress network out): the network, its peers and
+    /// leaves the ingress network out): the published ports for every node
+    /// (each answers on every port: through its sandbox, or in userspace by
+    /// forwarding to a node that has one), and the network, its peers and
     /// endpoints when the node has a sandbox and something is published or
-    /// the node has tasks on it, and the published ports.
+    /// the node has tasks on it.
     pub fn add_to(&self, node_id: &str, view: &mut NetworkView) {
         let Some(network) = self.network.as_ref() else {
             return;
         };
+        view.ingress = self.view.clone();
         let has_sandbox = self.peers.iter().any(|p| p.node_id == node_id);
         let serves = has_sandbox && self.view.is_some();
         if !serves && !self.task_nodes.contains(node_id) {
@@ -225,9 +234,6 @@ impl Mesh {
         }
         view.peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         view.endpoints.extend(self.endpoints.iter().cloned());
-        if serves {
-            view.ingress = self.view.clone();
-        }
     }
 }
 
@@ -300,6 +306,8 @@ pub fn ingress_view(
             .map(|(node_id, addr)| IngressSandbox {
                 node_id: node_id.clone(),
                 addr: addr.to_string(),
+                // Filled by `Mesh::of`, which knows the nodes' addresses.
+                vtep: String::new(),
             })
             .collect(),
         ports: published,
@@ -461,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_serves_the_mesh_only_with_a_sandbox_and_its_peers_are_the_sandbox_nodes() {
+    fn only_sandbox_nodes_join_the_mesh_network_and_every_node_gets_the_ports() {
         let mut state = state_with([TaskState::Running; 2]);
         let mut n1 = capable_node("n1", "10.77.0.1", true);
         n1.ingress_sandbox_addr = "10.255.0.2/24".into();
@@ -479,9 +487,16 @@ mod tests {
         let peers: Vec<&str> = view.peers.iter().map(|p| p.node_id.as_str()).collect();
         assert_eq!(peers, ["n1"], "every other sandbox node, not itself");
         assert_eq!(view.endpoints.len(), 2, "the backends on n1");
-        let mut none = NetworkView::default();
-        mesh.add_to("n3", &mut none);
-        assert_eq!(none, NetworkView::default(), "no sandbox, no task: nothing");
+        assert_eq!(
+            view.ingress.as_ref().unwrap().sandboxes[0].vtep,
+            "10.77.0.1"
+        );
+        // No sandbox, no task: the published ports only, to serve them in
+        // userspace through the sandbox nodes.
+        let mut userspace = NetworkView::default();
+        mesh.add_to("n3", &mut userspace);
+        assert!(userspace.networks.is_empty() && userspace.peers.is_empty());
+        assert_eq!(userspace.ingress, mesh.view);
     }
 
     #[test]
