@@ -462,7 +462,7 @@ mod tests {
             delete.iter().map(|r| r[1].as_str()).collect::<Vec<_>>(),
             vec!["shbr-9"]
         );
-        assert_eq!(insert.len(), 2);
+        assert_eq!(insert.len(), 3);
         assert!(insert.iter().all(|r| r[1] == "shbr-7"));
         // Nothing to do when the chain already matches.
         let (delete, insert) = forward_changes(&rules, &rules);
