@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use hosts::{privileged, tcp_ask, tcp_peer, udp_ask, udp_peer, underlay, Hosts};
+use hosts::{privileged, tcp_ask, tcp_echo, tcp_peer, udp_ask, udp_peer, underlay, Hosts};
 use shoal_overlay_net::ingress::{self, IngressView, Protocol, PublishedPort};
 use shoal_overlay_net::model::{
     Endpoint, Ipv4Subnet, LocalTask, NodeView, OverlayNetwork, Peer, TaskNetns,
@@ -120,6 +120,8 @@ impl Cluster {
             let ns = hosts.task_ns(task);
             tcp_peer(&ns, sock(addr, 80), task);
             udp_peer(&ns, sock(addr, 53), task);
+            // The benchmark's keep-alive exchanges.
+            tcp_echo(&ns, sock(addr, 81));
             tasks[usize::from(node - 1)].push(LocalTask {
                 task_id: task.into(),
                 netns: TaskNetns::Named(ns),
@@ -280,7 +282,15 @@ async fn bench_mesh_against_direct() {
     let mut cluster = Cluster::new().await;
     let (client, _) = cluster.hosts.client(1);
     let backend = ip("10.255.0.10");
-    cluster.apply(&mesh(&[backend])).await;
+    let mut view = mesh(&[backend]);
+    view.ports.push(PublishedPort {
+        service_id: "echo".into(),
+        protocol: Protocol::Tcp,
+        published: 8081,
+        target: 81,
+        backends: vec![backend],
+    });
+    cluster.apply(&view).await;
     // The direct path: node 2 routes replies to the client's subnet back
     // through node 1 (the mesh needs no such route).
     cluster.hosts.ip(
@@ -316,7 +326,52 @@ async fn bench_mesh_against_direct() {
     let direct = run(sock(backend, 80));
     let meshed = run(sock(ip("192.168.11.1"), 8080));
     println!(
-        "direct: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
+        "new connection per request (connections/s):\ndirect: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
+        direct.0, direct.1, direct.2, meshed.0, meshed.1, meshed.2, meshed.0 / direct.0
+    );
+    // Requests over kept-alive connections, as wrk sends them: 8 clients,
+    // each one connection and 2,000 request/answer exchanges of 16 bytes.
+    let keep_alive = |to: SocketAddr| {
+        let (threads, per) = (8, 2000);
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let client = client.clone();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut stream = shoal_overlay_net::netns::NetNs::open(&client)
+                        .unwrap()
+                        .run(move || {
+                            std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                        })
+                        .unwrap()
+                        .expect("a connection");
+                    stream.set_nodelay(true).unwrap();
+                    let mut lat = Vec::with_capacity(per);
+                    let mut buf = [0u8; 16];
+                    for _ in 0..per {
+                        let t = std::time::Instant::now();
+                        stream.write_all(b"GET / 1234567890").unwrap();
+                        stream.read_exact(&mut buf).unwrap();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let secs = start.elapsed().as_secs_f64();
+        lat.sort();
+        let rps = lat.len() as f64 / secs;
+        (rps, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+    };
+    let direct = keep_alive(sock(backend, 81));
+    let meshed = keep_alive(sock(ip("192.168.11.1"), 8081));
+    println!(
+        "kept-alive connections (requests/s):\ndirect: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
         direct.0, direct.1, direct.2, meshed.0, meshed.1, meshed.2, meshed.0 / direct.0
     );
 }
