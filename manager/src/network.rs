@@ -293,10 +293,16 @@ pub fn allocate(state: &ClusterState, now_ms: i64) -> Vec<Command> {
     let mut reasons = Vec::new();
     for task in state.tasks.values() {
         let wanted = wanted_networks(state, task);
+        let observed = task.status.as_ref().map(|s| s.state()).unwrap_or_default();
         if wanted.is_empty()
             || !task.networks.is_empty()
             || task.desired_state > TaskState::Running as i32
-            || is_terminal(task.status.as_ref().map(|s| s.state()).unwrap_or_default())
+            || is_terminal(observed)
+            // Delivered already (it was started without addresses: its
+            // service gained an ingress port since). Addresses given now
+            // would never be plumbed, so it is not attached: the rollout
+            // replaces it with a task that starts on the mesh.
+            || observed > TaskState::Assigned
         {
             continue;
         }

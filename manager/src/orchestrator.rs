@@ -184,6 +184,10 @@ pub fn reconcile(
             outgoing: &outgoing,
             dead: &dead_by_key,
             tasks: &tasks,
+            ingress: crate::network::ingress::publishes_ingress(service)
+                .then(|| crate::network::ingress::ingress_network(state))
+                .flatten()
+                .map(|n| n.id.as_str()),
             now_ms,
         });
         retire.extend(plan.stop.iter().map(|k| live[k].id.clone()));

@@ -544,3 +544,57 @@ fn a_node_without_the_kernel_mesh_publishes_through_its_userspace_proxy_and_says
         },
     );
 }
+
+#[test]
+fn publishing_a_port_on_a_running_service_rolls_its_tasks_onto_the_mesh() {
+    if !privileged("ingress::publishing_a_port_on_a_running_service") {
+        return;
+    }
+    let mut cluster = NetCluster::sized(1, 1);
+    cluster.net.add_host(CLIENT);
+    let manager = &cluster.managers[0];
+    manager.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--runtime",
+        "process",
+        "--env",
+        "SHOAL_ECHO_SHOW_PEER=1",
+        ECHO,
+        "serve",
+        "7000",
+    ]);
+    let before = task_ids(manager, "web", 2);
+    manager.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--publish-add",
+        "8080:7000",
+        "web",
+    ]);
+    // The tasks started before the port existed are replaced by tasks on
+    // the mesh, and every new one answers through both nodes.
+    let mut seen = BTreeSet::new();
+    eventually(patience(), "the new tasks answering on 8080", || {
+        let now = task_ids(manager, "web", 2);
+        if !now.is_disjoint(&before) {
+            return Err(format!("not replaced yet: {now:?}"));
+        }
+        for entry in 1..=2u8 {
+            for answer in tally(&cluster, "tcp", &format!("10.77.0.{entry}:8080"), 10) {
+                seen.insert(answer?.0);
+            }
+        }
+        if seen.is_superset(&now) {
+            Ok(())
+        } else {
+            Err(format!("seen {seen:?} of {now:?}"))
+        }
+    });
+}

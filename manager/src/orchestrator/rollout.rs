@@ -52,6 +52,11 @@ pub(super) struct Slots<'a> {
     pub dead: &'a BTreeMap<&'a SlotKey, Vec<&'a Task>>,
     /// Every task of the service.
     pub tasks: &'a [&'a Task],
+    /// The ingress network's ID when the service publishes a port in
+    /// ingress mode: a placed task without an address on it is outdated
+    /// (it was started before the port was published, and no connection
+    /// through the mesh can reach it), as a task of an older spec is.
+    pub ingress: Option<&'a str>,
     pub now_ms: i64,
 }
 
@@ -136,7 +141,12 @@ pub(super) fn plan<'a>(slots: &Slots<'a>) -> Plan<'a> {
         }
     }
 
-    let is_current = |t: &Task| t.spec.as_ref() == target;
+    let is_current = |t: &Task| {
+        t.spec.as_ref() == target
+            && slots.ingress.is_none_or(|id| {
+                t.node_id.is_empty() || t.networks.iter().any(|a| a.network_id == id)
+            })
+    };
     if !paused {
         let settled = |t: &Task| {
             is_current(t)

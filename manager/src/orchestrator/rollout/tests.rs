@@ -129,8 +129,8 @@ impl Sim {
             .unwrap_or_default()
     }
 
-    /// One second: the orchestrator's pass, the scheduler (everything on
-    /// n1), then the agent.
+    /// One second: the orchestrator's pass, the allocator, the scheduler
+    /// (everything ready goes on n1), then the agent.
     fn step(&mut self) {
         self.now += STEP_MS;
         let mut ids = self.ids;
@@ -142,9 +142,22 @@ impl Sim {
         for command in commands {
             let _ = self.state.apply(command, &mut Vec::new());
         }
+        for command in crate::network::allocate(&self.state, self.now) {
+            let _ = self.state.apply(command, &mut Vec::new());
+        }
         let now = self.now;
         let broken = self.broken;
+        let unready: Vec<String> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.node_id.is_empty() && !crate::network::ready_to_place(&self.state, t))
+            .map(|t| t.id.clone())
+            .collect();
         for task in self.state.tasks.values_mut() {
+            if unready.contains(&task.id) {
+                continue;
+            }
             let state = observed(task);
             let next = if is_terminal(state) {
                 continue;
@@ -420,4 +433,71 @@ fn updating_a_paused_service_without_a_change_resumes_it() {
     );
     sim.run_until(|s| s.update_state() == UpdateState::Completed);
     assert_eq!(sim.running("VERSION=2"), 6);
+}
+
+#[test]
+fn publishing_a_first_ingress_port_rolls_the_running_tasks_onto_the_mesh_once() {
+    let mut sim = Sim::new(config(
+        2,
+        UpdateOrder::StopFirst,
+        UpdateFailureAction::Pause,
+    ));
+    let before: Vec<String> = sim.state.tasks.keys().cloned().collect();
+    // `service update --publish-add 8080:80`: the endpoint gains an ingress
+    // port, and the leader creates the ingress network.
+    let service = sim.state.services.get_mut("svc").unwrap();
+    service.endpoint = Some(shoal_proto::v1::Endpoint {
+        ports: vec![shoal_proto::v1::PortConfig {
+            protocol: shoal_proto::v1::PortProtocol::Tcp as i32,
+            target_port: 80,
+            published_port: 8080,
+            publish_mode: shoal_proto::v1::PublishMode::Ingress as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let Some(create) = crate::network::ingress::ensure_network(&sim.state, "ing".into(), sim.now)
+    else {
+        panic!("no ingress network planned");
+    };
+    sim.state.apply(create, &mut Vec::new()).unwrap();
+    let on_mesh = |sim: &Sim| {
+        let live: Vec<&shoal_proto::v1::Task> = sim
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.desired_state == TaskState::Running as i32)
+            .collect();
+        live.len() == 6
+            && live.iter().all(|t| {
+                observed(t) == TaskState::Running
+                    && t.networks.iter().any(|a| a.network_id == "ing")
+            })
+    };
+    let mut steps = 0;
+    while !on_mesh(&sim) {
+        sim.step();
+        steps += 1;
+        assert!(
+            steps < 60,
+            "not rolled onto the mesh: {:#?}",
+            sim.state.tasks
+        );
+    }
+    let live: Vec<String> = sim
+        .state
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.desired_state == TaskState::Running as i32)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(
+        live.iter().all(|id| !before.contains(id)),
+        "every task replaced"
+    );
+    let count = sim.state.tasks.len();
+    for _ in 0..10 {
+        sim.step();
+    }
+    assert_eq!(sim.state.tasks.len(), count, "and only once");
 }
