@@ -137,9 +137,9 @@ pub struct Dispatcher {
     /// Nodes' volumes from heartbeats, and removals asked (memory only).
     volumes: Mutex<crate::volumes::VolumeInventory>,
     /// What every session says about the cluster, once per store version.
-    session_parts: Arc<SessionPartCache>,
+    session_parts: Arc<PerVersion<ClusterSessionPart>>,
     /// The routing mesh's part of every node's view, once per store version.
-    meshes: Arc<MeshCache>,
+    meshes: Arc<PerVersion<crate::network::ingress::Mesh>>,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -160,8 +160,8 @@ impl Dispatcher {
             closed: Arc::new(Notify::new()),
             load: Mutex::new(Default::default()),
             volumes: Mutex::new(Default::default()),
-            session_parts: Arc::new(SessionPartCache::default()),
-            meshes: Arc::new(MeshCache::default()),
+            session_parts: Arc::default(),
+            meshes: Arc::default(),
         }
     }
 
@@ -485,7 +485,8 @@ impl DispatcherRpc for Dispatcher {
         let mut changes = self.store.changes();
         let version = *changes.borrow_and_update();
         let view = SessionView::of(
-            self.session_parts.at(version, &self.store, &self.raft),
+            self.session_parts
+                .at(version, || ClusterSessionPart::of(&self.store, &self.raft)),
             &self.store,
             &peer.node_id,
         );
@@ -520,8 +521,11 @@ impl DispatcherRpc for Dispatcher {
                         changed = changes.changed() => if changed.is_err() { break false },
                     }
                     let version = *changes.borrow_and_update();
-                    let now =
-                        SessionView::of(session_parts.at(version, &store, &raft), &store, &node_id);
+                    let now = SessionView::of(
+                        session_parts.at(version, || ClusterSessionPart::of(&store, &raft)),
+                        &store,
+                        &node_id,
+                    );
                     if now != last {
                         let message = now.message(&node_id);
                         last = now;
@@ -611,7 +615,7 @@ impl DispatcherRpc for Dispatcher {
             let mut last_key: Option<Key> = None;
             loop {
                 // Read before the state: the mesh cached for it is then of
-                // a state at least as new (see `MeshCache`).
+                // a state at least as new (see `PerVersion`).
                 let version = *changes.borrow_and_update();
                 // The node's own tasks through the store's per-node index:
                 // every session recomputes on every applied change, so
@@ -630,7 +634,9 @@ impl DispatcherRpc for Dispatcher {
                         } else {
                             crate::network::view::node_view(s, &node_id)
                         };
-                        meshes.at(version, s).add_to(&node_id, &mut network);
+                        meshes
+                            .at(version, || crate::network::ingress::Mesh::of(s))
+                            .add_to(&node_id, &mut network);
                         let granted = granted_to(s, &tasks);
                         (tasks, network, granted)
                     });
@@ -745,51 +751,41 @@ impl ClusterSessionPart {
     }
 }
 
-/// [`ClusterSessionPart`] computed once per applied store version and shared
-/// by every session loop. Each applied change wakes every session: computing
-/// the part in each of them read every node and rebuilt the trust bundle
-/// sessions × nodes times per change, which at 500 nodes under a stream of
-/// status writes was most of the leader's CPU.
-#[derive(Default)]
-struct SessionPartCache {
+/// A value computed once per applied store version and shared by every
+/// session loop. Each applied change wakes every session; what is the same
+/// for all of them is built by the first to ask for that version and
+/// handed to the others.
+/// - The session part ([`ClusterSessionPart`]): computed in each session,
+///   it read every node and rebuilt the trust bundle sessions × nodes times
+///   per change, which at 500 nodes under a stream of status writes was
+///   most of the leader's CPU.
+/// - The routing mesh ([`crate::network::ingress::Mesh`]): building it
+///   scans every task. A session reads the version before the state, so
+///   what is cached under a version is of a state at least that new; a
+///   session that saw an older state is woken by the newer version and
+///   recomputes its view.
+struct PerVersion<T> {
     // std Mutex: held only to read or swap the Arc, never across an await.
-    latest: Mutex<Option<(u64, Arc<ClusterSessionPart>)>>,
+    latest: Mutex<Option<(u64, Arc<T>)>>,
 }
 
-impl SessionPartCache {
-    fn at(&self, version: u64, store: &SharedStore, raft: &Raft) -> Arc<ClusterSessionPart> {
-        let mut latest = self.latest.lock().expect("session part cache lock");
-        match latest.as_ref() {
-            Some((cached, part)) if *cached == version => part.clone(),
-            _ => {
-                let part = Arc::new(ClusterSessionPart::of(store, raft));
-                *latest = Some((version, part.clone()));
-                part
-            }
+impl<T> Default for PerVersion<T> {
+    fn default() -> Self {
+        PerVersion {
+            latest: Mutex::new(None),
         }
     }
 }
 
-/// The routing mesh ([`crate::network::ingress::Mesh`]) computed once per
-/// store version for every session, as [`SessionPartCache`] does for the
-/// session part: building it scans every task. A version is read before the
-/// state, so what is cached under it is of a state at least that new; a
-/// session that saw an older state is woken by the newer version and
-/// recomputes its view.
-#[derive(Default)]
-struct MeshCache {
-    latest: Mutex<Option<(u64, Arc<crate::network::ingress::Mesh>)>>,
-}
-
-impl MeshCache {
-    fn at(&self, version: u64, state: &ClusterState) -> Arc<crate::network::ingress::Mesh> {
-        let mut latest = self.latest.lock().expect("mesh cache lock");
+impl<T> PerVersion<T> {
+    fn at(&self, version: u64, build: impl FnOnce() -> T) -> Arc<T> {
+        let mut latest = self.latest.lock().expect("per-version cache lock");
         match latest.as_ref() {
-            Some((cached, mesh)) if *cached == version => mesh.clone(),
+            Some((cached, value)) if *cached == version => value.clone(),
             _ => {
-                let mesh = Arc::new(crate::network::ingress::Mesh::of(state));
-                *latest = Some((version, mesh.clone()));
-                mesh
+                let value = Arc::new(build());
+                *latest = Some((version, value.clone()));
+                value
             }
         }
     }
