@@ -418,7 +418,7 @@ impl Drop for TestDir {
             .map(|id| shoal_agent::overlay::sandbox_netns_name(&id));
         for name in task_ids_under(self.dir.path())
             .into_iter()
-            .map(|id| format!("shoal-task-{id}"))
+            .map(|id| shoal_agent::overlay::netns_name(&id))
             .chain(sandboxes)
         {
             if Path::new("/run/netns").join(&name).exists() {

@@ -12,28 +12,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::netns::NetCluster;
+use crate::overlay::{echo_service, wait_running, ECHO};
 use crate::util::{eventually, patience, privileged, Daemon};
-
-const ECHO: &str = env!("CARGO_BIN_EXE_shoal-echo");
 /// The client host's number (10.77.0.9): no daemon runs there.
 const CLIENT: u8 = 9;
 
+/// The service `web`: `replicas` echo servers on port 7000 that also say
+/// the source address they saw.
+fn web_service(manager: &Daemon, replicas: &str, extra: &[&str]) {
+    let mut args = vec!["--env", "SHOAL_ECHO_SHOW_PEER=1"];
+    args.extend_from_slice(extra);
+    echo_service(manager, "web", replicas, &args);
+}
+
+/// The IDs of the service's tasks once `n` of them run.
 fn task_ids(manager: &Daemon, service: &str, n: usize) -> BTreeSet<String> {
-    eventually(
-        patience(),
-        &format!("{n} tasks of {service} running"),
-        || {
-            let running = manager.running_tasks(service);
-            if running.len() == n {
-                Ok(running
-                    .iter()
-                    .map(|t| t["ID"].as_str().unwrap_or_default().to_string())
-                    .collect())
-            } else {
-                Err(format!("{:?}", manager.tasks(service)))
-            }
-        },
-    )
+    wait_running(manager, service, n)
+        .iter()
+        .map(|t| t["ID"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// `count` exchanges from the client host to `target`: the answering task
@@ -43,14 +40,19 @@ fn tally(cluster: &NetCluster, proto: &str, target: &str, count: usize) -> Vec<A
         .net
         .output(CLIENT, &[ECHO, "tally", proto, target, &count.to_string()])
         .lines()
-        .map(|line| match line.strip_prefix("ERR ") {
-            Some(why) => Err(why.to_string()),
-            None => line
-                .split_once(' ')
-                .map(|(id, peer)| (id.to_string(), peer.to_string()))
-                .ok_or_else(|| format!("an answer without the peer: {line:?}")),
-        })
+        .map(answer)
         .collect()
+}
+
+/// One line of `shoal-echo tally`'s output.
+fn answer(line: &str) -> Answer {
+    match line.strip_prefix("ERR ") {
+        Some(why) => Err(why.to_string()),
+        None => line
+            .split_once(' ')
+            .map(|(id, peer)| (id.to_string(), peer.to_string()))
+            .ok_or_else(|| format!("an answer without the peer: {line:?}")),
+    }
 }
 
 /// What the mesh left on host `i`: its nftables table and the node's
@@ -88,28 +90,18 @@ fn a_published_port_answers_on_every_node_from_every_replica_keeping_the_client_
     let mut cluster = NetCluster::sized(1, 2);
     let client = cluster.net.add_host(CLIENT);
     let manager = &cluster.managers[0];
-    manager.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
+    web_service(
+        manager,
         "3",
-        "--runtime",
-        "process",
-        "--constraint",
-        "node.hostname!=h3",
-        "--env",
-        "SHOAL_ECHO_SHOW_PEER=1",
-        "--publish",
-        "8080:7000",
-        "--publish",
-        "published=8080,target=7000,protocol=udp",
-        ECHO,
-        "serve",
-        "7000",
-    ]);
+        &[
+            "--constraint",
+            "node.hostname!=h3",
+            "--publish",
+            "8080:7000",
+            "--publish",
+            "published=8080,target=7000,protocol=udp",
+        ],
+    );
     let replicas = task_ids(manager, "web", 3);
     let on_h3: Vec<String> = manager
         .running_tasks("web")
@@ -253,13 +245,7 @@ impl Load {
                     .output()
                     .expect("the load's client");
                 for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    all.push(match line.strip_prefix("ERR ") {
-                        Some(why) => Err(format!("{target}: {why}")),
-                        None => Ok(line
-                            .split_once(' ')
-                            .map(|(a, b)| (a.to_string(), b.to_string()))
-                            .unwrap_or_default()),
-                    });
+                    all.push(answer(line).map_err(|why| format!("{target}: {why}")));
                 }
             }
             all
@@ -286,24 +272,7 @@ fn no_connection_fails_through_a_rolling_update_and_a_scale_in_and_a_killed_repl
     let mut cluster = NetCluster::sized(1, 2);
     cluster.net.add_host(CLIENT);
     let manager = &cluster.managers[0];
-    manager.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "3",
-        "--runtime",
-        "process",
-        "--env",
-        "SHOAL_ECHO_SHOW_PEER=1",
-        "--publish",
-        "8080:7000",
-        ECHO,
-        "serve",
-        "7000",
-    ]);
+    web_service(manager, "3", &["--publish", "8080:7000"]);
     let replicas = task_ids(manager, "web", 3);
     for entry in 1..=3u8 {
         let target = format!("10.77.0.{entry}:8080");
@@ -493,27 +462,17 @@ fn a_node_without_the_kernel_mesh_publishes_through_its_userspace_proxy_and_says
     let path = &inspect[0]["Description"]["PublishedPorts"];
     assert_eq!(path["Mode"], "userspace", "node inspect h3: {path}");
 
-    manager.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
+    web_service(
+        manager,
         "2",
-        "--runtime",
-        "process",
         // A task on h3 would run on h3's own network, out of the mesh.
-        "--constraint",
-        "node.hostname!=h3",
-        "--env",
-        "SHOAL_ECHO_SHOW_PEER=1",
-        "--publish",
-        "8080:7000",
-        ECHO,
-        "serve",
-        "7000",
-    ]);
+        &[
+            "--constraint",
+            "node.hostname!=h3",
+            "--publish",
+            "8080:7000",
+        ],
+    );
     let replicas = task_ids(manager, "web", 2);
     let mut seen = BTreeSet::new();
     eventually(patience(), "every replica answering through h3", || {
@@ -553,22 +512,7 @@ fn publishing_a_port_on_a_running_service_rolls_its_tasks_onto_the_mesh() {
     let mut cluster = NetCluster::sized(1, 1);
     cluster.net.add_host(CLIENT);
     let manager = &cluster.managers[0];
-    manager.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "--runtime",
-        "process",
-        "--env",
-        "SHOAL_ECHO_SHOW_PEER=1",
-        ECHO,
-        "serve",
-        "7000",
-    ]);
+    web_service(manager, "2", &[]);
     let before = task_ids(manager, "web", 2);
     manager.ok(&[
         "service",

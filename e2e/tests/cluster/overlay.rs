@@ -15,10 +15,12 @@ use serde_json::Value;
 use crate::netns::NetCluster;
 use crate::util::{eventually, patience, privileged, Daemon};
 
-const ECHO: &str = env!("CARGO_BIN_EXE_shoal-echo");
+pub(crate) const ECHO: &str = env!("CARGO_BIN_EXE_shoal-echo");
 const PORT: &str = "7000";
 
-fn echo_service(manager: &Daemon, name: &str, replicas: &str, extra: &[&str]) {
+/// `replicas` process tasks of `shoal-echo serve 7000` named `name`, with
+/// `extra` flags before the command.
+pub(crate) fn echo_service(manager: &Daemon, name: &str, replicas: &str, extra: &[&str]) {
     let mut args = vec![
         "service",
         "create",
@@ -35,7 +37,7 @@ fn echo_service(manager: &Daemon, name: &str, replicas: &str, extra: &[&str]) {
     manager.ok(&args);
 }
 
-fn wait_running(manager: &Daemon, service: &str, n: usize) -> Vec<Value> {
+pub(crate) fn wait_running(manager: &Daemon, service: &str, n: usize) -> Vec<Value> {
     eventually(
         patience(),
         &format!("{n} tasks of {service} running"),
