@@ -297,81 +297,83 @@ async fn bench_mesh_against_direct() {
         2,
         &["route", "add", "192.168.11.0/24", "via", "192.168.251.1"],
     );
-    let run = |to: SocketAddr| {
-        let (threads, per) = (8, 400);
-        let start = std::time::Instant::now();
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let client = client.clone();
-                std::thread::spawn(move || {
-                    let mut lat = Vec::with_capacity(per);
-                    for _ in 0..per {
-                        let t = std::time::Instant::now();
-                        tcp_ask(&client, to).expect("a request");
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut lat: Vec<Duration> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        let secs = start.elapsed().as_secs_f64();
-        lat.sort();
-        let rps = lat.len() as f64 / secs;
-        (rps, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+    let new_connections = |to: SocketAddr| {
+        let client = client.clone();
+        measure(8, 400, move || {
+            let client = client.clone();
+            move || {
+                tcp_ask(&client, to).expect("a request");
+            }
+        })
     };
-    let direct = run(sock(backend, 80));
-    let meshed = run(sock(ip("192.168.11.1"), 8080));
-    println!(
-        "new connection per request (connections/s):\ndirect: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
-        direct.0, direct.1, direct.2, meshed.0, meshed.1, meshed.2, meshed.0 / direct.0
+    report(
+        "new connection per request (connections/s)",
+        new_connections(sock(backend, 80)),
+        new_connections(sock(ip("192.168.11.1"), 8080)),
     );
     // Requests over kept-alive connections, as wrk sends them: 8 clients,
     // each one connection and 2,000 request/answer exchanges of 16 bytes.
     let keep_alive = |to: SocketAddr| {
-        let (threads, per) = (8, 2000);
-        let start = std::time::Instant::now();
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let client = client.clone();
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let mut stream = shoal_overlay_net::netns::NetNs::open(&client)
-                        .unwrap()
-                        .run(move || {
-                            std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))
-                        })
-                        .unwrap()
-                        .expect("a connection");
-                    stream.set_nodelay(true).unwrap();
-                    let mut lat = Vec::with_capacity(per);
-                    let mut buf = [0u8; 16];
-                    for _ in 0..per {
-                        let t = std::time::Instant::now();
-                        stream.write_all(b"GET / 1234567890").unwrap();
-                        stream.read_exact(&mut buf).unwrap();
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut lat: Vec<Duration> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        let secs = start.elapsed().as_secs_f64();
-        lat.sort();
-        let rps = lat.len() as f64 / secs;
-        (rps, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+        let client = client.clone();
+        measure(8, 2000, move || {
+            use std::io::{Read, Write};
+            let mut stream = shoal_overlay_net::netns::NetNs::open(&client)
+                .unwrap()
+                .run(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+                .unwrap()
+                .expect("a connection");
+            stream.set_nodelay(true).unwrap();
+            let mut buf = [0u8; 16];
+            move || {
+                stream.write_all(b"GET / 1234567890").unwrap();
+                stream.read_exact(&mut buf).unwrap();
+            }
+        })
     };
-    let direct = keep_alive(sock(backend, 81));
-    let meshed = keep_alive(sock(ip("192.168.11.1"), 8081));
+    report(
+        "kept-alive connections (requests/s)",
+        keep_alive(sock(backend, 81)),
+        keep_alive(sock(ip("192.168.11.1"), 8081)),
+    );
+}
+
+/// Requests/s and the p50 and p99 latency of `threads` clients at once,
+/// each making `per` timed requests with the request function its own
+/// `open` returns (called in the client's thread, untimed).
+fn measure<O, R>(threads: usize, per: usize, open: O) -> (f64, Duration, Duration)
+where
+    O: Fn() -> R + Clone + Send + 'static,
+    R: FnMut(),
+{
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let open = open.clone();
+            std::thread::spawn(move || {
+                let mut request = open();
+                let mut lat = Vec::with_capacity(per);
+                for _ in 0..per {
+                    let t = std::time::Instant::now();
+                    request();
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let rps = lat.len() as f64 / secs;
+    (rps, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+fn report(load: &str, direct: (f64, Duration, Duration), meshed: (f64, Duration, Duration)) {
     println!(
-        "kept-alive connections (requests/s):\ndirect: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
+        "{load}:\ndirect: {:.0} req/s p50 {:?} p99 {:?}\nmesh (entering at a node without a replica): {:.0} req/s p50 {:?} p99 {:?}\nratio mesh/direct: {:.2}",
         direct.0, direct.1, direct.2, meshed.0, meshed.1, meshed.2, meshed.0 / direct.0
     );
 }
