@@ -25,7 +25,8 @@ use shoal_proto::v1::{
     OverlayEndpoint, OverlayNetwork, OverlayPeer, PublishMode, Service, Task,
 };
 
-use super::{addressing, holds_addresses, ipam, ports, spec, spec::mtu, view::serving};
+use super::view::{serving, vtep_of, wire_network};
+use super::{addressing, holds_addresses, ipam, ports, spec};
 use super::{Holder, Usage};
 use crate::store::{ClusterState, Command};
 
@@ -145,24 +146,12 @@ impl Mesh {
             return Mesh::default();
         };
         let sandboxes = sandboxes(state);
-        let spec = network.spec.clone().unwrap_or_default();
-        let addressing = network.ipam.clone().unwrap_or_default();
-        let wire = OverlayNetwork {
-            id: network.id.clone(),
-            name: spec.name.clone(),
-            vni: network.vni,
-            subnet: addressing.subnet,
-            gateway: addressing.gateway,
-            mtu: mtu(&spec).ok().flatten().unwrap_or(0),
-            internal: false,
-        };
         let peers: Vec<OverlayPeer> = sandboxes
             .keys()
             .filter_map(|id| {
-                let vtep = state.nodes.get(id)?.status.as_ref()?.addr.clone();
-                (!vtep.is_empty()).then(|| OverlayPeer {
+                Some(OverlayPeer {
                     node_id: id.clone(),
-                    vtep,
+                    vtep: vtep_of(state, id)?,
                     network_ids: vec![network.id.clone()],
                 })
             })
@@ -194,18 +183,12 @@ impl Mesh {
             }
         }
         endpoints.sort_by(|a, b| (&a.addr, &a.task_id).cmp(&(&b.addr, &b.task_id)));
-        let mut view = ingress_view(state, &sandboxes);
-        for sandbox in view.iter_mut().flat_map(|v| v.sandboxes.iter_mut()) {
-            if let Some(peer) = peers.iter().find(|p| p.node_id == sandbox.node_id) {
-                sandbox.vtep = peer.vtep.clone();
-            }
-        }
         Mesh {
-            network: Some(wire),
+            network: Some(wire_network(network)),
             peers,
             endpoints,
             task_nodes,
-            view,
+            view: ingress_view(state, &sandboxes),
         }
     }
 
@@ -289,25 +272,14 @@ pub fn ingress_view(
         return None;
     }
     published.sort_by(|a, b| (&a.protocol, a.published).cmp(&(&b.protocol, b.published)));
-    let spec = network.spec.clone().unwrap_or_default();
-    let addressing = network.ipam.clone().unwrap_or_default();
     Some(IngressView {
-        network: Some(OverlayNetwork {
-            id: network.id.clone(),
-            name: spec.name.clone(),
-            vni: network.vni,
-            subnet: addressing.subnet,
-            gateway: addressing.gateway,
-            mtu: mtu(&spec).ok().flatten().unwrap_or(0),
-            internal: false,
-        }),
+        network: Some(wire_network(network)),
         sandboxes: sandboxes
             .iter()
             .map(|(node_id, addr)| IngressSandbox {
                 node_id: node_id.clone(),
                 addr: addr.to_string(),
-                // Filled by `Mesh::of`, which knows the nodes' addresses.
-                vtep: String::new(),
+                vtep: vtep_of(state, node_id).unwrap_or_default(),
             })
             .collect(),
         ports: published,

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_proto::v1::{
-    NetworkView, OverlayEndpoint, OverlayNetwork, OverlayPeer, ServiceEndpoint, Task, TaskState,
+    Network, NetworkView, OverlayEndpoint, OverlayNetwork, OverlayPeer, ServiceEndpoint, Task,
+    TaskState,
 };
 
 use super::{endpoint_mode, holds_addresses, ipam, spec::mtu};
@@ -32,6 +33,31 @@ pub(super) fn serving(task: &Task) -> bool {
             .is_some_and(|s| s.state() == TaskState::Running)
 }
 
+/// A stored network as a node's view carries it.
+pub(super) fn wire_network(network: &Network) -> OverlayNetwork {
+    let spec = network.spec.clone().unwrap_or_default();
+    let ipam = network.ipam.clone().unwrap_or_default();
+    OverlayNetwork {
+        id: network.id.clone(),
+        name: spec.name.clone(),
+        vni: network.vni,
+        subnet: ipam.subnet,
+        gateway: ipam.gateway,
+        mtu: mtu(&spec).ok().flatten().unwrap_or(0),
+        internal: spec.internal,
+    }
+}
+
+/// A node's VTEP: the address recorded in its status, if any.
+pub(super) fn vtep_of(state: &ClusterState, node_id: &str) -> Option<String> {
+    state
+        .nodes
+        .get(node_id)
+        .and_then(|n| n.status.as_ref())
+        .map(|s| s.addr.clone())
+        .filter(|a| !a.is_empty())
+}
+
 /// The view for `node_id`. Deterministic (sorted), so the dispatcher can
 /// compare it with the last one sent.
 ///
@@ -52,17 +78,7 @@ pub fn node_view(state: &ClusterState, node_id: &str) -> NetworkView {
     }
     for id in &mine {
         let network = &state.networks[*id];
-        let spec = network.spec.clone().unwrap_or_default();
-        let ipam = network.ipam.clone().unwrap_or_default();
-        view.networks.push(OverlayNetwork {
-            id: network.id.clone(),
-            name: spec.name.clone(),
-            vni: network.vni,
-            subnet: ipam.subnet,
-            gateway: ipam.gateway,
-            mtu: mtu(&spec).ok().flatten().unwrap_or(0),
-            internal: spec.internal,
-        });
+        view.networks.push(wire_network(network));
     }
     let mut peers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut backends: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
@@ -100,13 +116,7 @@ pub fn node_view(state: &ClusterState, node_id: &str) -> NetworkView {
     for (peer, networks) in peers {
         // A node without a recorded address cannot be reached: it is left
         // out rather than sent with an empty VTEP.
-        let Some(vtep) = state
-            .nodes
-            .get(peer)
-            .and_then(|n| n.status.as_ref())
-            .map(|s| s.addr.clone())
-            .filter(|a| !a.is_empty())
-        else {
+        let Some(vtep) = vtep_of(state, peer) else {
             continue;
         };
         view.peers.push(OverlayPeer {
