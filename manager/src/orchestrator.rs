@@ -404,6 +404,7 @@ pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
         running_since_ms: 0,
         // Addresses come from the leader's allocator pass (`network::allocate`).
         networks: Vec::new(),
+        host_ports: crate::network::ports::host_ports(service),
     }
 }
 

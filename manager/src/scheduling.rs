@@ -24,21 +24,14 @@ fn reservations(task: &Task) -> Resources {
     }
 }
 
-/// The host-mode ports a task of the service binds on its node. Read from
-/// the service (ports are the service's endpoint, not the task spec), so a
-/// task of an older spec counts with the current ports: during an update
-/// that changes them, a node may be kept free a little longer than needed,
-/// never double-booked.
-fn host_ports(state: &ClusterState, task: &Task) -> Vec<HostPort> {
-    state
-        .services
-        .get(&task.service_id)
-        .map(|s| crate::network::ports::host_ports(crate::network::ports::endpoint_ports(s)))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(port, protocol)| HostPort {
-            port,
-            udp: protocol == PortProtocol::Udp as i32,
+/// The host-mode ports a task binds on its node: the ones it was made with
+/// (a change of the service's ports is rolled out as new tasks).
+fn host_ports(task: &Task) -> Vec<HostPort> {
+    task.host_ports
+        .iter()
+        .map(|p| HostPort {
+            port: p.published_port,
+            udp: p.protocol == PortProtocol::Udp as i32,
         })
         .collect()
 }
@@ -195,7 +188,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
                 .spec
                 .as_ref()
                 .is_some_and(|s| !s.secrets.is_empty() || !s.configs.is_empty()),
-            host_ports: host_ports(state, t),
+            host_ports: host_ports(t),
             needs_mounts: needs_mounts(t),
             preferred_node: has_local_volume(t)
                 .then(|| volume_nodes.get(&(t.service_id.as_str(), t.slot)))
@@ -219,7 +212,7 @@ pub fn schedule_pending(state: &ClusterState, now_ms: i64) -> Vec<Command> {
             service_id: t.service_id.clone(),
             node_id: t.node_id.clone(),
             reservations: reservations(t),
-            host_ports: host_ports(state, t),
+            host_ports: host_ports(t),
         })
         .collect();
     let decisions = schedule(&nodes, &placed, &pending);

@@ -89,6 +89,11 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
             ));
         }
         crate::network::ports::validate_ports(&endpoint.ports)?;
+        crate::network::ports::validate_host_ports(
+            &endpoint.ports,
+            &task.runtime,
+            !task.networks.is_empty(),
+        )?;
     }
     if let Some(placement) = task.placement.as_ref() {
         for constraint in &placement.constraints {

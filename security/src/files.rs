@@ -42,9 +42,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SecurityError + '_ {
 }
 
 impl NodeCredentials {
+    /// The node's credentials, after finishing (or discarding) a set a crash
+    /// left half-written. Only for the daemon that owns `data_dir`: finishing
+    /// the journal writes to it, which would race that daemon's own saves.
     pub fn load(data_dir: &Path) -> Result<Self, SecurityError> {
+        finish_pending(&certs_dir(data_dir))?;
+        Self::read_in_place(data_dir)
+    }
+
+    /// The set in place now, read without touching the journal: for anyone
+    /// watching another process's data dir (tests, tools) while its daemon
+    /// may be saving. During a save this may mix the old and the new set.
+    pub fn read_in_place(data_dir: &Path) -> Result<Self, SecurityError> {
         let dir = certs_dir(data_dir);
-        finish_pending(&dir)?;
         let read = |name: &str| {
             let path = dir.join(name);
             fs::read_to_string(&path).map_err(io_err(&path))
@@ -173,6 +183,30 @@ mod tests {
         assert_eq!(loaded.cert_pem, "cert new");
         assert_eq!(loaded.key_pem, "key new");
         assert!(!dir.join("certs/pending").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reading_in_place_leaves_a_save_in_progress_to_its_writer() {
+        let dir = temp_dir("observer");
+        creds("old").save(&dir).unwrap();
+        // A daemon's save, marked complete but not yet moved into place.
+        let pending = dir.join("certs/pending");
+        fs::create_dir(&pending).unwrap();
+        for (name, text) in [
+            ("ca.pem", "ca"),
+            ("node.pem", "cert new"),
+            ("node.key", "key new"),
+        ] {
+            fs::write(pending.join(name), text).unwrap();
+        }
+        fs::write(pending.join("complete"), "").unwrap();
+        let seen = NodeCredentials::read_in_place(&dir).unwrap();
+        assert_eq!(seen.cert_pem, "cert old");
+        assert!(
+            pending.join("node.pem").exists(),
+            "the writer's journal was moved"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

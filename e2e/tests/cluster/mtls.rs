@@ -29,8 +29,8 @@ pub(crate) async fn channel(
 async fn only_cluster_certificates_of_the_right_role_are_served() {
     let dir = TestDir::new();
     let (manager, workers, addr) = tokio::task::block_in_place(|| cluster(&dir, 1));
-    let manager_creds = NodeCredentials::load(&manager.data_dir).unwrap();
-    let worker_creds = NodeCredentials::load(&workers[0].data_dir).unwrap();
+    let manager_creds = NodeCredentials::read_in_place(&manager.data_dir).unwrap();
+    let worker_creds = NodeCredentials::read_in_place(&workers[0].data_dir).unwrap();
 
     // The manager's own certificate is served: the checks below can fail.
     let ok = channel(&addr, tls::client_config(&manager_creds))

@@ -245,7 +245,7 @@ async fn giant_raft_call_without_certificate(addr: &str, ca_pem: &str) -> Option
 async fn a_giant_message_without_a_certificate_is_refused_before_it_is_read() {
     let dir = TestDir::new();
     let (manager, workers, addr) = tokio::task::block_in_place(|| crate::util::cluster(&dir, 1));
-    let creds = NodeCredentials::load(&manager.data_dir).unwrap();
+    let creds = NodeCredentials::read_in_place(&manager.data_dir).unwrap();
     let pid = manager.pid().unwrap();
     let before = rss_kib(pid);
 
@@ -298,7 +298,7 @@ async fn a_giant_message_without_a_certificate_is_refused_before_it_is_read() {
 
 /// A node's saved credentials, as someone who copied them would keep them.
 fn saved_credentials(daemon: &crate::util::Daemon) -> NodeCredentials {
-    NodeCredentials::load(&daemon.data_dir).unwrap()
+    NodeCredentials::read_in_place(&daemon.data_dir).unwrap()
 }
 
 async fn connect_as(addr: &str, creds: &NodeCredentials) -> tonic::transport::Channel {

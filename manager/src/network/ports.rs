@@ -85,6 +85,41 @@ pub fn validate_ports(ports: &[PortConfig]) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks what a host-mode port needs of its task. **Decision: host mode
+/// takes a published number.** Docker lets the engine pick one per task,
+/// which then differs per node and is found only with `docker ps`; a fixed
+/// number is what host mode is used for (one port per node, behind an
+/// outside balancer). A process task on no network shares the node's
+/// network and binds its target port itself, so there the two must agree.
+pub fn validate_host_ports(
+    ports: &[PortConfig],
+    runtime: &str,
+    on_networks: bool,
+) -> Result<(), String> {
+    for p in ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host as i32)
+    {
+        if p.published_port == 0 {
+            return Err(format!(
+                "host-mode port {} needs a published port number: --publish mode=host,published=PORT,target={}",
+                port_label(p.target_port, p.protocol),
+                p.target_port
+            ));
+        }
+        if runtime == "process" && !on_networks && p.published_port != p.target_port {
+            return Err(format!(
+                "host-mode port {}:{}: a process task on no network listens on the node's own ports, so the published port must be its target port; publish {}:{} or put the service on a network (--network NAME)",
+                p.published_port,
+                port_label(p.target_port, p.protocol),
+                p.target_port,
+                port_label(p.target_port, p.protocol),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The ingress ports every other service holds: (port, protocol) → service name.
 pub fn held_ports(state: &ClusterState, except_service: &str) -> BTreeMap<(u32, i32), String> {
     let mut held = BTreeMap::new();
@@ -188,13 +223,13 @@ pub fn endpoint_ports(service: &Service) -> &[PortConfig] {
         .unwrap_or(&[])
 }
 
-/// The host-mode ports a service's tasks bind on their node (published
-/// numbers only; a port the node picks cannot clash).
-pub fn host_ports(ports: &[PortConfig]) -> Vec<(u32, i32)> {
-    ports
+/// The host-mode ports of a service's tasks, as a new task records them
+/// (`Task.host_ports`).
+pub fn host_ports(service: &Service) -> Vec<PortConfig> {
+    endpoint_ports(service)
         .iter()
         .filter(|p| p.publish_mode == PublishMode::Host as i32 && p.published_port != 0)
-        .map(|p| (p.published_port, p.protocol))
+        .cloned()
         .collect()
 }
 
@@ -348,5 +383,20 @@ mod tests {
         let mut bad = tcp(80, 80);
         bad.protocol = 7;
         assert!(validate_ports(&[bad]).unwrap_err().contains("tcp or udp"));
+    }
+
+    #[test]
+    fn host_mode_needs_a_number_and_a_bare_process_its_own_port() {
+        let host =
+            |published, target| port(published, target, PortProtocol::Tcp, PublishMode::Host);
+        let err = validate_host_ports(&[host(0, 80)], "docker", false).unwrap_err();
+        assert!(err.contains("needs a published port number"), "{err}");
+        let err = validate_host_ports(&[host(8080, 80)], "process", false).unwrap_err();
+        assert!(err.contains("must be its target port"), "{err}");
+        validate_host_ports(&[host(8080, 80)], "process", true).unwrap();
+        validate_host_ports(&[host(8080, 80)], "docker", false).unwrap();
+        validate_host_ports(&[host(80, 80)], "process", false).unwrap();
+        // Ingress ports are the mesh's business.
+        validate_host_ports(&[tcp(0, 80)], "process", false).unwrap();
     }
 }

@@ -141,8 +141,10 @@ pub(super) fn plan<'a>(slots: &Slots<'a>) -> Plan<'a> {
         }
     }
 
+    let host_ports = crate::network::ports::host_ports(service);
     let is_current = |t: &Task| {
         t.spec.as_ref() == target
+            && t.host_ports == host_ports
             && slots.ingress.is_none_or(|id| {
                 t.node_id.is_empty() || t.networks.iter().any(|a| a.network_id == id)
             })

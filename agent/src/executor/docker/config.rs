@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use bollard::models::{
     ContainerCreateBody, ContainerState, HealthConfig, HealthStatusEnum, HealthcheckResult,
     HostConfig, ImageConfig, Mount as EngineMount, MountTmpfsOptions, MountType as EngineMountType,
-    MountVolumeOptions, MountVolumeOptionsDriverConfig, VolumeCreateRequest,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig, PortBinding, PortMap, VolumeCreateRequest,
 };
-use shoal_proto::v1::{Mount, MountType, Task};
+use shoal_proto::v1::{Mount, MountType, PortConfig, PortProtocol, Task};
 
 use crate::health::{unhealthy_reason, Health, Outcome};
 use crate::task_env::env;
@@ -148,6 +148,7 @@ pub fn create_body(
         // So that a `docker stop` from outside gives the same grace.
         stop_timeout: Some(i64::from(grace_seconds(grace))),
         healthcheck: healthcheck(task),
+        exposed_ports: exposed_ports(task),
         user: (!spec.user.is_empty()).then(|| spec.user.clone()),
         host_config: Some(HostConfig {
             // The task's own mounts, then its granted secret and config
@@ -198,9 +199,16 @@ pub fn granted_mounts(options: &ContainerOptions) -> Option<Vec<EngineMount>> {
 /// `/etc/resolv.conf`, from `Dns`/`DnsOptions` when given (keeping the node's
 /// search domains), so `nameserver 127.0.0.11` and `ndots:0` need no file of
 /// shoal's on the node and no mount beside the task's own.
+///
+/// A task on no network stays on the engine's default bridge, and its
+/// host-mode ports are the engine's own port bindings (`docker run -p`);
+/// on networks they are the overlay's DNAT (`crate::overlay`).
 pub fn overlay_host_config(task: &Task) -> HostConfig {
     if task.networks.is_empty() {
-        return HostConfig::default();
+        return HostConfig {
+            port_bindings: Some(port_bindings(task)).filter(|b| !b.is_empty()),
+            ..Default::default()
+        };
     }
     HostConfig {
         network_mode: Some("none".to_string()),
@@ -208,6 +216,40 @@ pub fn overlay_host_config(task: &Task) -> HostConfig {
         dns_options: Some(vec!["ndots:0".to_string()]),
         ..Default::default()
     }
+}
+
+/// `80/tcp` → host port 8080, as `docker run -p 8080:80` binds it.
+pub fn port_bindings(task: &Task) -> PortMap {
+    task.host_ports
+        .iter()
+        .map(|p| {
+            let binding = PortBinding {
+                host_ip: None,
+                host_port: Some(p.published_port.to_string()),
+            };
+            (engine_port(p), Some(vec![binding]))
+        })
+        .collect()
+}
+
+/// The ports a task on no network exposes (its host-mode targets).
+pub fn exposed_ports(task: &Task) -> Option<Vec<String>> {
+    Some(
+        task.host_ports
+            .iter()
+            .filter(|_| task.networks.is_empty())
+            .map(engine_port)
+            .collect::<Vec<_>>(),
+    )
+    .filter(|p| !p.is_empty())
+}
+
+fn engine_port(p: &PortConfig) -> String {
+    let protocol = match PortProtocol::try_from(p.protocol) {
+        Ok(PortProtocol::Udp) => "udp",
+        _ => "tcp",
+    };
+    format!("{}/{protocol}", p.target_port)
 }
 
 /// The task's mounts as the engine's: binds pass through, named volumes
@@ -461,6 +503,37 @@ mod tests {
         assert!(env.contains(&"SHOAL_NODE_ID=node-a".to_string()));
         assert!(!env.iter().any(|e| e.contains("spoofed")), "{env:?}");
         assert!(env.contains(&"SHOAL_TASK_NAME=web.2.t1".to_string()));
+    }
+
+    #[test]
+    fn host_mode_ports_are_engine_bindings_only_off_the_overlay() {
+        let mut t = task(&[], &[]);
+        t.host_ports = vec![
+            shoal_proto::v1::PortConfig {
+                target_port: 80,
+                published_port: 8080,
+                publish_mode: shoal_proto::v1::PublishMode::Host as i32,
+                ..Default::default()
+            },
+            shoal_proto::v1::PortConfig {
+                protocol: PortProtocol::Udp as i32,
+                target_port: 53,
+                published_port: 5353,
+                publish_mode: shoal_proto::v1::PublishMode::Host as i32,
+                ..Default::default()
+            },
+        ];
+        let body = create_body(&t, "n", None, Duration::from_secs(1), &Default::default());
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let host_port = |key: &str| bindings[key].as_ref().unwrap()[0].host_port.clone();
+        assert_eq!(host_port("80/tcp").as_deref(), Some("8080"));
+        assert_eq!(host_port("53/udp").as_deref(), Some("5353"));
+        assert_eq!(body.exposed_ports, strings(&["80/tcp", "53/udp"]));
+        // On a network the overlay publishes them, not the engine.
+        t.networks = vec![shoal_proto::v1::NetworkAttachment::default()];
+        let body = create_body(&t, "n", None, Duration::from_secs(1), &Default::default());
+        assert_eq!(body.host_config.unwrap().port_bindings, None);
+        assert_eq!(body.exposed_ports, None);
     }
 
     #[test]

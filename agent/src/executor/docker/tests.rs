@@ -227,6 +227,55 @@ async fn name_env_labels_command_and_limits_reach_the_engine() {
 }
 
 #[tokio::test]
+async fn a_host_mode_port_answers_on_the_node_while_the_container_runs() {
+    let Some(f) = fixture("host_port").await else {
+        return;
+    };
+    // A port the kernel just gave out and took back: free on this node.
+    let published = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut task = f.task(
+        "web",
+        &[
+            "/busybox",
+            "sh",
+            "-c",
+            "mkdir /www && echo hello-from-the-task > /www/index.html && exec /busybox httpd -f -p 80 -h /www",
+        ],
+    );
+    task.host_ports = vec![shoal_proto::v1::PortConfig {
+        target_port: 80,
+        published_port: u32::from(published),
+        publish_mode: shoal_proto::v1::PublishMode::Host as i32,
+        ..Default::default()
+    }];
+    let mut ctl = f.started(&task).await;
+    let get = move || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", published)).await else {
+            return String::new();
+        };
+        let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+        let mut answer = String::new();
+        let _ = timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await;
+        answer
+    };
+    eventually("the published port answers", || async {
+        get().await.contains("hello-from-the-task")
+    })
+    .await;
+    ctl.shutdown(Duration::from_secs(1)).await;
+    ctl.remove().await;
+    eventually("the port is free again", || async {
+        std::net::TcpListener::bind(("0.0.0.0", published)).is_ok()
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn shutdown_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
     let Some(f) = fixture("stubborn").await else {
         return;

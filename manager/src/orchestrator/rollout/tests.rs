@@ -501,3 +501,48 @@ fn publishing_a_first_ingress_port_rolls_the_running_tasks_onto_the_mesh_once() 
     }
     assert_eq!(sim.state.tasks.len(), count, "and only once");
 }
+
+#[test]
+fn changing_a_host_mode_port_rolls_out_tasks_that_bind_the_new_one() {
+    let mut sim = Sim::new(config(
+        2,
+        UpdateOrder::StopFirst,
+        UpdateFailureAction::Pause,
+    ));
+    let host_port = |published| shoal_proto::v1::PortConfig {
+        protocol: shoal_proto::v1::PortProtocol::Tcp as i32,
+        target_port: 80,
+        published_port: published,
+        publish_mode: shoal_proto::v1::PublishMode::Host as i32,
+        ..Default::default()
+    };
+    // `service update --publish-add mode=host,published=8081,target=80`.
+    let service = sim.state.services.get_mut("svc").unwrap();
+    service.endpoint = Some(shoal_proto::v1::Endpoint {
+        ports: vec![host_port(8081)],
+        ..Default::default()
+    });
+    let binds_8081 = |sim: &Sim| {
+        let live: Vec<&shoal_proto::v1::Task> = sim
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.desired_state == TaskState::Running as i32)
+            .collect();
+        live.len() == 6
+            && live
+                .iter()
+                .all(|t| observed(t) == TaskState::Running && t.host_ports == vec![host_port(8081)])
+    };
+    let mut steps = 0;
+    while !binds_8081(&sim) {
+        sim.step();
+        steps += 1;
+        assert!(steps < 60, "not rolled out: {:#?}", sim.state.tasks);
+    }
+    let count = sim.state.tasks.len();
+    for _ in 0..10 {
+        sim.step();
+    }
+    assert_eq!(sim.state.tasks.len(), count, "and only once");
+}
