@@ -33,6 +33,10 @@
 //!   (`shoal_overlay_net::ingress` explains the path). Each is re-applied
 //!   only when what it depends on changed: the return path's policy rules
 //!   are replaced whole, which for an instant misroutes replies.
+//! - **Host-mode ports** of an attached task (`--publish mode=host`) are a
+//!   DNAT in the node's table to the task's address while it is attached
+//!   (`shoal_overlay_net::host_ports`); a container on no network gets
+//!   them from the engine instead (`executor::docker::config`).
 //!
 //! # Layout
 //! - [`view`]: the wire view to overlay-net's model (pure).
@@ -48,6 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_overlay_net::dns::{self, BoundSockets, ServeConfig};
+use shoal_overlay_net::host_ports::{self, HostBinding};
 use shoal_overlay_net::ingress::{self, IngressView};
 use shoal_overlay_net::model::{LocalTask, NodeView, TaskNetns};
 use shoal_overlay_net::netns::{NetNs, NetNsError};
@@ -121,6 +126,65 @@ struct Record {
     /// The container's PID; `None`: the task's named namespace.
     pid: Option<u32>,
     networks: Vec<String>,
+    /// Its host-mode ports, as bound on this node.
+    #[serde(default)]
+    host_ports: Vec<RecordedPort>,
+}
+
+/// A host-mode port of an attached task (`host_ports::HostBinding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct RecordedPort {
+    udp: bool,
+    published: u16,
+    target: u16,
+    addr: std::net::Ipv4Addr,
+}
+
+impl RecordedPort {
+    fn binding(self) -> HostBinding {
+        HostBinding {
+            protocol: if self.udp {
+                ingress::Protocol::Udp
+            } else {
+                ingress::Protocol::Tcp
+            },
+            published: self.published,
+            target: self.target,
+            addr: self.addr,
+        }
+    }
+}
+
+/// The host-mode ports `task` binds here: to its address on the network
+/// its default route uses; none on internal networks only (no route back
+/// to a client), which is said once.
+fn host_bindings(task: &Task, view: &NodeView) -> Vec<RecordedPort> {
+    if task.host_ports.is_empty() {
+        return Vec::new();
+    }
+    let attachments: Vec<(String, std::net::Ipv4Addr)> = task
+        .networks
+        .iter()
+        .filter_map(|a| {
+            let addr = a.addresses.first()?.split('/').next()?.parse().ok()?;
+            Some((a.network_id.clone(), addr))
+        })
+        .collect();
+    let Some(addr) = host_ports::binding_address(&attachments, &view.networks) else {
+        tracing::warn!(task = %task.id, "host-mode ports not published: the task is on internal networks only, which have no route to a client");
+        return Vec::new();
+    };
+    task.host_ports
+        .iter()
+        .filter_map(|p| {
+            Some(RecordedPort {
+                udp: p.protocol == shoal_proto::v1::PortProtocol::Udp as i32,
+                published: u16::try_from(p.published_port).ok()?,
+                target: u16::try_from(p.target_port).ok()?,
+                addr,
+            })
+        })
+        .collect()
 }
 
 struct Attached {
@@ -206,6 +270,7 @@ impl Overlay {
             proxies: crate::ingress::proxy::Proxies::new(std::net::IpAddr::V4(
                 std::net::Ipv4Addr::UNSPECIFIED,
             )),
+            host_ports_applied: None,
         };
         actor.load_records();
         tokio::spawn(actor.run(receiver));
@@ -302,6 +367,9 @@ struct Actor {
     /// The userspace proxy's listeners, when the kernel mesh does not serve
     /// this node.
     proxies: crate::ingress::proxy::Proxies,
+    /// The host-mode ports last put in the node's table (`None`: not yet,
+    /// so a restarted daemon rewrites whatever a previous one left).
+    host_ports_applied: Option<Vec<HostBinding>>,
 }
 
 impl Actor {
@@ -412,6 +480,11 @@ impl Actor {
             self.failing = true;
             return Err(e);
         }
+        if let Err(e) = self.apply_host_ports().await {
+            tracing::warn!(error = %e, retry_in_s = RETRY.as_secs(), "host-mode ports not applied");
+            self.failing = true;
+            return Err(e);
+        }
         let upstreams = host_upstreams();
         for attached in self.tasks.values_mut() {
             if attached.resolver.is_some() {
@@ -506,17 +579,40 @@ impl Actor {
         Ok(())
     }
 
+    /// The node's host-mode table, when the attached tasks' ports changed.
+    async fn apply_host_ports(&mut self) -> Result<(), String> {
+        let Some(node) = self.node.as_ref() else {
+            return Ok(());
+        };
+        let mut wanted: Vec<HostBinding> = self
+            .tasks
+            .values()
+            .flat_map(|a| a.record.host_ports.iter().map(|p| p.binding()))
+            .collect();
+        wanted.sort();
+        if self.host_ports_applied.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        node.apply_host_ports(&wanted)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(ports = wanted.len(), "host-mode ports applied");
+        self.host_ports_applied = Some(wanted);
+        Ok(())
+    }
+
     async fn attach(&mut self, task: &Task, pid: Option<u32>) -> Result<(), String> {
         if self.node.is_none() {
             return Err("this node cannot do overlay networking".into());
         }
-        if self.view.is_none() {
+        let Some(view) = self.view.as_ref() else {
             return Err("no network view from the managers yet".into());
-        }
+        };
         let record = Record {
             task_id: task.id.clone(),
             pid,
             networks: task.networks.iter().map(|n| n.network_id.clone()).collect(),
+            host_ports: host_bindings(task, view),
         };
         if pid.is_none() {
             let name = netns_name(&task.id);
@@ -581,6 +677,12 @@ impl Actor {
         self.mesh_applied = None;
         self.returns_applied.clear();
         self.proxies.apply(&[]).await;
+        if let Some(node) = self.node.as_ref() {
+            if let Err(e) = node.apply_host_ports(&[]).await {
+                tracing::warn!(error = %e, "cannot remove the host-mode ports' table");
+            }
+        }
+        self.host_ports_applied = None;
         for task_id in ids {
             self.detach(&task_id).await;
         }

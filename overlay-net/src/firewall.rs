@@ -235,9 +235,9 @@ pub fn forward_accepts(networks: &[&OverlayNetwork]) -> Vec<Vec<String>> {
                 "--ctstate",
                 "RELATED,ESTABLISHED",
             ]));
-            // New connections the routing mesh DNATs from the node's
-            // address to its ingress sandbox (and only such: nothing else
-            // DNATs into a shoal bridge).
+            // New connections DNATed from the node's address into the
+            // network: to the ingress sandbox (the routing mesh) or to a
+            // task's host-mode port (`crate::host_ports`).
             rules.push(rule(&[
                 "-o",
                 &bridge,

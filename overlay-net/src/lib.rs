@@ -15,6 +15,7 @@
 //! - [`firewall`]: masquerade, internal isolation, Docker's FORWARD DROP.
 //! - [`vip`]: service VIPs load-balanced in each task's namespace.
 //! - [`ingress`]: the routing mesh for published ports, keeping the client's address.
+//! - [`host_ports`]: host-mode published ports of local tasks.
 //! - [`names`]: the derived names of everything shoal creates.
 //! - [`probe`]: can this node do overlay networking at all.
 //! - [`dns`]: the embedded DNS resolver every task namespace asks.
@@ -22,6 +23,7 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod host_ports;
 pub mod ingress;
 pub mod kernel;
 pub mod model;

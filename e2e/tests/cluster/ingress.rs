@@ -2,7 +2,8 @@
 //! port published in ingress mode answers on every node's address — also
 //! on a node that runs no replica — spreads connections over every
 //! replica, and each replica sees the real client's address; removing the
-//! service leaves nothing in nftables and no sandbox.
+//! service leaves nothing in nftables and no sandbox. A host-mode port
+//! answers only on the nodes running a task, from that task alone.
 //!
 //! The client is a namespace host of its own on the test's bridge, outside
 //! the cluster (no daemon), running `shoal-echo tally`; the replicas run
@@ -541,4 +542,108 @@ fn publishing_a_port_on_a_running_service_rolls_its_tasks_onto_the_mesh() {
             Err(format!("seen {seen:?} of {now:?}"))
         }
     });
+}
+
+#[test]
+fn a_host_mode_port_answers_only_where_a_task_runs_and_only_from_that_task() {
+    if !privileged("ingress::a_host_mode_port_answers_only_where_a_task_runs") {
+        return;
+    }
+    // h1 manager, h2 and h3 workers; the tasks may not run on h3, so the
+    // third replica has no node left: two tasks never share one.
+    let mut cluster = NetCluster::sized(1, 2);
+    let client = cluster.net.add_host(CLIENT);
+    let manager = &cluster.managers[0];
+    manager.ok(&["network", "create", "front"]);
+    web_service(
+        manager,
+        "3",
+        &[
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname!=h3",
+            "--publish",
+            "mode=host,published=8081,target=7000",
+            "--publish",
+            "mode=host,published=8081,target=7000,protocol=udp",
+        ],
+    );
+    let running = eventually(patience(), "two tasks running, one pending", || {
+        let running = manager.running_tasks("web");
+        let pending = manager.tasks("web").iter().any(|t| {
+            t["Error"]
+                .as_str()
+                .is_some_and(|e| e.contains("host-mode port 8081/tcp already in use"))
+        });
+        if running.len() == 2 && pending {
+            Ok(running)
+        } else {
+            Err(format!("{:?}", manager.tasks("web")))
+        }
+    });
+    let task_on = |host: &str| -> String {
+        running
+            .iter()
+            .find(|t| t["Node"] == host)
+            .and_then(|t| t["ID"].as_str())
+            .unwrap_or_else(|| panic!("no task on {host}: {running:?}"))
+            .to_string()
+    };
+    for (entry, host) in [(1u8, "h1"), (2, "h2")] {
+        let expected = task_on(host);
+        let target = format!("10.77.0.{entry}:8081");
+        eventually(patience(), &format!("{target} answering"), || match tally(
+            &cluster, "tcp", &target, 1,
+        )
+        .remove(0)
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        });
+        for proto in ["tcp", "udp"] {
+            for answer in tally(&cluster, proto, &target, 20) {
+                let (id, peer) =
+                    answer.unwrap_or_else(|e| panic!("{proto} to {target} failed: {e}"));
+                assert_eq!(
+                    id, expected,
+                    "{proto} {target} answered by another node's task"
+                );
+                assert_eq!(peer, client, "{proto} {target}: the task saw {peer}");
+            }
+        }
+        // The node's own connection to its address (the output hook).
+        let own = cluster
+            .net
+            .output(entry, &[ECHO, "tally", "tcp", &target, "1"]);
+        let (id, _) = answer(own.lines().next().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{host} to its own {target} failed: {e}"));
+        assert_eq!(id, expected, "{host} to its own {target}");
+    }
+    let on_h3 = tally(&cluster, "tcp", "10.77.0.3:8081", 1);
+    assert!(
+        on_h3[0].is_err(),
+        "h3 runs no task of web but answered on 8081: {on_h3:?}"
+    );
+
+    manager.ok(&["service", "rm", "web"]);
+    for host in 1..=3u8 {
+        eventually(
+            patience(),
+            &format!("no host-mode table left on h{host}"),
+            || {
+                let tables = cluster.net.output(host, &["nft", "list", "tables"]);
+                if tables.contains("shoal-hostports") {
+                    Err(tables)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+    }
+    let refused = tally(&cluster, "tcp", "10.77.0.1:8081", 1);
+    assert!(
+        refused[0].is_err(),
+        "8081 still answers after service rm: {refused:?}"
+    );
 }

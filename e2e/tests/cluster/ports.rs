@@ -6,10 +6,9 @@
 //! ports keeping two tasks off one node, and `node inspect` naming the path
 //! the node serves published ports with.
 //!
-//! The data plane (the nftables mesh keeping the client's address) is
-//! tested on namespaces in `overlay-net/tests/ingress.rs`; running it from
-//! the daemons waits for tasks with their own namespaces (see the
-//! architecture's "What is wired and what waits").
+//! The data plane (the mesh keeping the client's address, host-mode ports
+//! answering only where a task runs) is tested with daemons on namespace
+//! hosts in `ingress.rs`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
