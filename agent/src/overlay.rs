@@ -525,7 +525,7 @@ impl Actor {
                 .as_ref()
                 .is_some_and(|m| m.sandboxes.iter().any(|(n, _)| *n == self.node_id));
         let proxied = match (&wire.ingress, kernel) {
-            (Some(ports), false) => crate::ingress::mesh::entry_ports(ports, &self.node_id, false),
+            (Some(ports), false) => crate::ingress::mesh::entry_ports(ports, &self.node_id),
             _ => Vec::new(),
         };
         for problem in self.proxies.apply(&proxied).await {

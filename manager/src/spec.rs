@@ -40,6 +40,7 @@ pub fn validate_alias(alias: &str) -> Result<(), String> {
 /// Checks a spec, saying what is wrong and what is expected.
 pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_name(&spec.name)?;
+    crate::network::ports::validate_proxy_protocol_label(&spec.labels)?;
     if spec.mode() == ServiceMode::Replicated && spec.replicas > MAX_REPLICAS {
         return Err(format!(
             "invalid replicas {}: at most {MAX_REPLICAS} replicas per service",

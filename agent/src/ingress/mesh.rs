@@ -1,7 +1,7 @@
 //! The managers' ingress view (wire) as this node serves it (pure): the
 //! kernel mesh's input (`shoal_overlay_net::ingress::IngressView`) and, on
-//! a node whose path is userspace, the proxy's ports over the same
-//! backends.
+//! a node whose path is userspace, the proxy's ports, forwarding to the
+//! nodes whose kernel mesh serves them.
 //!
 //! Entries the managers would never send (an unparsable address, an
 //! unknown protocol, a port out of range) are skipped with a warning, as
@@ -77,35 +77,15 @@ pub fn mesh_view(wire: &WireIngress) -> Option<IngressView> {
     })
 }
 
-/// The userspace proxy's ports for the same view: each published port
-/// forwards to its backends' ingress addresses at the target port.
-pub fn proxied_ports(view: &IngressView, proxy_protocol: bool) -> Vec<ProxiedPort> {
-    view.ports
-        .iter()
-        .map(|p| ProxiedPort {
-            protocol: match p.protocol {
-                Protocol::Tcp => proxy::Protocol::Tcp,
-                Protocol::Udp => proxy::Protocol::Udp,
-            },
-            published: p.published,
-            backends: p
-                .backends
-                .iter()
-                .map(|b| SocketAddr::new(IpAddr::V4(*b), p.target))
-                .collect(),
-            proxy_protocol: proxy_protocol && p.protocol == Protocol::Tcp,
-        })
-        .collect()
-}
-
 /// The userspace proxy's ports on node `me` when it serves published ports
 /// without the kernel mesh: each port forwards to the same port of every
 /// other node that has a sandbox (its own node address, the VTEP), whose
 /// mesh balances it over the backends. Task addresses are no use here: a
 /// node without the kernel mesh is not on the ingress network. The client's
-/// address is lost on this hop (the backend sees this node's), unless
-/// `proxy_protocol` sends it ahead.
-pub fn entry_ports(wire: &WireIngress, me: &str, proxy_protocol: bool) -> Vec<ProxiedPort> {
+/// address is lost on this hop (the backend sees this node's), unless the
+/// service asked for a PROXY protocol header (`IngressPort.proxy_protocol`),
+/// which carries it ahead.
+pub fn entry_ports(wire: &WireIngress, me: &str) -> Vec<ProxiedPort> {
     let entries: Vec<IpAddr> = wire
         .sandboxes
         .iter()
@@ -127,7 +107,7 @@ pub fn entry_ports(wire: &WireIngress, me: &str, proxy_protocol: bool) -> Vec<Pr
                     .iter()
                     .map(|ip| SocketAddr::new(*ip, published))
                     .collect(),
-                proxy_protocol: proxy_protocol && protocol == proxy::Protocol::Tcp,
+                proxy_protocol: p.proxy_protocol && protocol == proxy::Protocol::Tcp,
             })
         })
         .collect()
@@ -169,6 +149,7 @@ mod tests {
                     published: 8080,
                     target: 80,
                     backends: vec!["10.255.0.10".into(), "junk".into()],
+                    proxy_protocol: true,
                 },
                 IngressPort {
                     service_id: "bad".into(),
@@ -176,13 +157,14 @@ mod tests {
                     published: 9,
                     target: 9,
                     backends: vec![],
+                    proxy_protocol: false,
                 },
             ],
         }
     }
 
     #[test]
-    fn the_wire_view_becomes_the_mesh_and_the_proxy_serves_the_same_backends() {
+    fn the_wire_view_becomes_the_mesh() {
         let view = mesh_view(&wire()).unwrap();
         assert_eq!(view.network.subnet.prefix_len, 24);
         assert_eq!(
@@ -191,17 +173,11 @@ mod tests {
         );
         assert_eq!(view.ports.len(), 1, "the unknown protocol is skipped");
         assert_eq!(view.ports[0].backends, vec![Ipv4Addr::new(10, 255, 0, 10)]);
-        let proxied = proxied_ports(&view, false);
-        assert_eq!(proxied[0].published, 8080);
-        assert_eq!(
-            proxied[0].backends,
-            vec!["10.255.0.10:80".parse::<SocketAddr>().unwrap()]
-        );
     }
 
     #[test]
     fn a_userspace_node_forwards_each_port_to_the_other_sandbox_nodes() {
-        let ports = entry_ports(&wire(), "n2", false);
+        let ports = entry_ports(&wire(), "n2");
         assert_eq!(ports.len(), 1, "the unknown protocol is skipped");
         assert_eq!(ports[0].published, 8080);
         assert_eq!(
@@ -209,6 +185,7 @@ mod tests {
             vec!["10.77.0.1:8080".parse::<SocketAddr>().unwrap()],
             "the published port of every sandbox node but itself"
         );
+        assert!(ports[0].proxy_protocol, "as the service asked");
     }
 
     #[test]

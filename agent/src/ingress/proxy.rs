@@ -2,10 +2,11 @@
 //! the port's backends, picked at random per connection (TCP) or per
 //! client flow (UDP).
 //!
-//! Backends change under a running proxy through a `watch` channel: a
-//! backend that leaves gets no new connection, and connections already
-//! open on it keep going until either side closes — the proxy sets no
-//! idle timeout on TCP. UDP has no close, so a flow is forgotten after
+//! Backends (and whether to send the PROXY header) change under a running
+//! proxy through a `watch` channel, never by rebinding its port: a backend
+//! that leaves gets no new connection, and connections already open on it
+//! keep going until either side closes — the proxy sets no idle timeout on
+//! TCP. UDP has no close, so a flow is forgotten after
 //! [`UDP_IDLE`] without datagrams (conntrack's own UDP stream timeout).
 //!
 //! With `proxy_protocol`, each TCP connection to a backend opens with a
@@ -41,6 +42,14 @@ pub struct ProxiedPort {
     pub proxy_protocol: bool,
 }
 
+/// Where a listener forwards new connections to, changed in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    pub backends: Vec<SocketAddr>,
+    /// TCP: open each upstream connection with a PROXY protocol v1 line.
+    pub proxy_protocol: bool,
+}
+
 fn pick(backends: &[SocketAddr]) -> Option<SocketAddr> {
     if backends.is_empty() {
         return None;
@@ -61,16 +70,16 @@ pub fn proxy_header(client: SocketAddr, local: SocketAddr) -> String {
 }
 
 /// Serves TCP connections on `listener` until the task is aborted.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    backends: watch::Receiver<Vec<SocketAddr>>,
-    proxy_protocol: bool,
-) {
+pub async fn serve_tcp(listener: TcpListener, forwarding: watch::Receiver<Forwarding>) {
     loop {
         let Ok((client, from)) = listener.accept().await else {
             continue;
         };
-        let Some(backend) = pick(&backends.borrow()) else {
+        let (backend, proxy_protocol) = {
+            let now = forwarding.borrow();
+            (pick(&now.backends), now.proxy_protocol)
+        };
+        let Some(backend) = backend else {
             // Nothing to forward to: closing at once tells the client.
             drop(client);
             continue;
@@ -99,7 +108,7 @@ pub async fn serve_tcp(
 
 /// Serves UDP flows on `socket`: each client address gets its own upstream
 /// socket connected to one backend; replies go back from the published port.
-pub async fn serve_udp(socket: UdpSocket, backends: watch::Receiver<Vec<SocketAddr>>) {
+pub async fn serve_udp(socket: UdpSocket, forwarding: watch::Receiver<Forwarding>) {
     let socket = Arc::new(socket);
     let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
     let mut buf = vec![0u8; 65536];
@@ -111,7 +120,7 @@ pub async fn serve_udp(socket: UdpSocket, backends: watch::Receiver<Vec<SocketAd
         let upstream = match existing {
             Some(u) => u,
             None => {
-                let Some(backend) = pick(&backends.borrow()) else {
+                let Some(backend) = pick(&forwarding.borrow().backends) else {
                     continue;
                 };
                 let bind: SocketAddr = if backend.is_ipv4() {
@@ -143,8 +152,7 @@ pub async fn serve_udp(socket: UdpSocket, backends: watch::Receiver<Vec<SocketAd
 }
 
 struct Running {
-    port: ProxiedPort,
-    backends: watch::Sender<Vec<SocketAddr>>,
+    forwarding: watch::Sender<Forwarding>,
     task: JoinHandle<()>,
 }
 
@@ -180,22 +188,22 @@ impl Proxies {
             .retain(|key, _| ports.iter().any(|p| (p.protocol, p.published) == *key));
         for port in ports {
             let key = (port.protocol, port.published);
+            let forwarding = Forwarding {
+                backends: port.backends.clone(),
+                proxy_protocol: port.proxy_protocol,
+            };
             if let Some(r) = self.running.get_mut(&key) {
-                if r.port.proxy_protocol == port.proxy_protocol {
-                    r.backends.send_replace(port.backends.clone());
-                    r.port = port.clone();
-                    continue;
-                }
-                self.running.remove(&key);
+                r.forwarding.send_replace(forwarding);
+                continue;
             }
             let ip = self
                 .bind_ip
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
             let addr = SocketAddr::new(ip, port.published);
-            let (tx, rx) = watch::channel(port.backends.clone());
+            let (tx, rx) = watch::channel(forwarding);
             let task = match port.protocol {
                 Protocol::Tcp => match TcpListener::bind(addr).await {
-                    Ok(l) => tokio::spawn(serve_tcp(l, rx, port.proxy_protocol)),
+                    Ok(l) => tokio::spawn(serve_tcp(l, rx)),
                     Err(e) => {
                         problems.push(format!("publishing {addr}/tcp: {e}"));
                         continue;
@@ -212,8 +220,7 @@ impl Proxies {
             self.running.insert(
                 key,
                 Running {
-                    port: port.clone(),
-                    backends: tx,
+                    forwarding: tx,
                     task,
                 },
             );

@@ -5,7 +5,8 @@
 //!   every connection or datagram with `$SHOAL_TASK_ID` (the task's ID), or
 //!   `$SHOAL_ECHO_REPLY` when set, and a newline. With
 //!   `SHOAL_ECHO_SHOW_PEER=1` the answer is followed by a space and the
-//!   client's address as the server saw it (what the routing mesh keeps).
+//!   client's address as the server saw it (what the routing mesh keeps),
+//!   or as a PROXY protocol v1 header ahead of the data says it.
 //! - `shoal-echo ask tcp|udp HOST:PORT [TIMEOUT_MS]`: sends one line, prints
 //!   the answer; exits 1 (saying why on stderr) without one. `HOST` may be a
 //!   name, resolved through the system resolver (the task's resolv.conf).
@@ -82,18 +83,43 @@ fn serve(port: &str) -> Result<(), String> {
     });
     for stream in tcp.incoming() {
         let Ok(mut stream) = stream else { continue };
-        let answer = stream
-            .peer_addr()
-            .map(&line)
-            .unwrap_or_else(|_| "unknown\n".into());
+        let line = line.clone();
         std::thread::spawn(move || {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let mut buf = [0u8; 256];
-            let _ = stream.read(&mut buf);
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let (header, rest) = proxy_header(&buf[..n]);
+            if header.is_some() && rest.is_empty() {
+                // The header came alone: the client's line follows.
+                let _ = stream.read(&mut buf);
+            }
+            let answer = header
+                .or_else(|| stream.peer_addr().ok())
+                .map(&line)
+                .unwrap_or_else(|| "unknown\n".into());
             let _ = stream.write_all(answer.as_bytes());
         });
     }
     Ok(())
+}
+
+/// A PROXY protocol v1 line at the start of `data` (`PROXY TCP4 SRC DST
+/// SPORT DPORT\r\n`): the client's address it carries, and what follows.
+fn proxy_header(data: &[u8]) -> (Option<std::net::SocketAddr>, &[u8]) {
+    let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+        return (None, data);
+    };
+    let Ok(text) = std::str::from_utf8(&data[..end]) else {
+        return (None, data);
+    };
+    let fields: Vec<&str> = text.split(' ').collect();
+    match fields[..] {
+        ["PROXY", _, src, _, sport, _] => match format!("{src}:{sport}").parse() {
+            Ok(addr) => (Some(addr), &data[end + 2..]),
+            Err(_) => (None, data),
+        },
+        _ => (None, data),
+    }
 }
 
 fn ask(proto: &str, target: &str, timeout_ms: u64) -> Result<String, String> {

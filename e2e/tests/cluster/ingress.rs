@@ -450,7 +450,7 @@ fn a_node_without_the_kernel_mesh_publishes_through_its_userspace_proxy_and_says
     let token = cluster.managers[0].worker_token();
     h3.join(&token, "10.77.0.1:2377", &addr);
     cluster.workers.push(h3);
-    cluster.net.add_host(CLIENT);
+    let client = cluster.net.add_host(CLIENT);
     let manager = &cluster.managers[0];
     eventually(patience(), "h3 Ready", || {
         match manager.node_status("h3").as_deref() {
@@ -494,6 +494,33 @@ fn a_node_without_the_kernel_mesh_publishes_through_its_userspace_proxy_and_says
             Err(format!("seen {seen:?} of {replicas:?}"))
         }
     });
+    // Asked for, the proxy's PROXY protocol header carries the client's
+    // address to the replica (a label: the tasks keep running).
+    manager.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--label-add",
+        "com.shoal.ingress.proxy-protocol=true",
+        "web",
+    ]);
+    eventually(patience(), "the client's address through h3", || {
+        let answers: Vec<Answer> = tally(&cluster, "tcp", "10.77.0.3:8080", 5);
+        for answer in answers {
+            let (_, peer) = answer?;
+            if peer != client {
+                return Err(format!(
+                    "the replica saw {peer}, expected the client's {client}"
+                ));
+            }
+        }
+        Ok(())
+    });
+    assert_eq!(
+        task_ids(manager, "web", 2),
+        replicas,
+        "a label change restarted the replicas"
+    );
     manager.ok(&["service", "rm", "web"]);
     eventually(
         patience(),

@@ -265,6 +265,7 @@ pub fn ingress_view(
                 published: p.published_port,
                 target: p.target_port,
                 backends,
+                proxy_protocol: ports::wants_proxy_protocol(service),
             });
         }
     }

@@ -85,6 +85,34 @@ pub fn validate_ports(ports: &[PortConfig]) -> Result<(), String> {
     Ok(())
 }
 
+/// The service label that asks nodes serving its ports in userspace to
+/// send a PROXY protocol v1 header ahead of each TCP connection. **Decision:
+/// a label, per service** (as Kubernetes' load-balancer annotations do):
+/// only the service knows whether its program parses the header, and one
+/// that does not would take it for a request.
+pub const PROXY_PROTOCOL_LABEL: &str = "com.shoal.ingress.proxy-protocol";
+
+/// Whether the service asks for the PROXY protocol header.
+pub fn wants_proxy_protocol(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.labels.get(PROXY_PROTOCOL_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// Checks the PROXY protocol label's value, when given.
+pub fn validate_proxy_protocol_label(
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<(), String> {
+    match labels.get(PROXY_PROTOCOL_LABEL).map(String::as_str) {
+        None | Some("true") | Some("false") => Ok(()),
+        Some(other) => Err(format!(
+            "label {PROXY_PROTOCOL_LABEL}={other:?}: expected true or false (true sends a PROXY protocol v1 header ahead of each TCP connection a node proxies in userspace)"
+        )),
+    }
+}
+
 /// Checks what a host-mode port needs of its task. **Decision: host mode
 /// takes a published number.** Docker lets the engine pick one per task,
 /// which then differs per node and is found only with `docker ps`; a fixed
@@ -398,5 +426,21 @@ mod tests {
         validate_host_ports(&[host(80, 80)], "process", false).unwrap();
         // Ingress ports are the mesh's business.
         validate_host_ports(&[tcp(0, 80)], "process", false).unwrap();
+    }
+
+    #[test]
+    fn the_proxy_protocol_label_is_true_or_false() {
+        let labels = |v: &str| {
+            std::collections::HashMap::from([(PROXY_PROTOCOL_LABEL.to_string(), v.to_string())])
+        };
+        validate_proxy_protocol_label(&labels("true")).unwrap();
+        validate_proxy_protocol_label(&labels("false")).unwrap();
+        validate_proxy_protocol_label(&Default::default()).unwrap();
+        let err = validate_proxy_protocol_label(&labels("yes")).unwrap_err();
+        assert!(err.contains("expected true or false"), "{err}");
+        let mut s = service("a", "web", vec![tcp(8080, 80)]);
+        assert!(!wants_proxy_protocol(&s));
+        s.spec.as_mut().unwrap().labels = labels("true");
+        assert!(wants_proxy_protocol(&s));
     }
 }

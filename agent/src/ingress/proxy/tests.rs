@@ -32,14 +32,20 @@ async fn tcp_connections_reach_every_backend_and_a_removed_one_gets_none() {
     let (a, b) = (backend("a").await, backend("b").await);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let entry = l.local_addr().unwrap();
-    let (tx, rx) = watch::channel(vec![a, b]);
-    let proxy = tokio::spawn(serve_tcp(l, rx, false));
+    let (tx, rx) = watch::channel(Forwarding {
+        backends: vec![a, b],
+        proxy_protocol: false,
+    });
+    let proxy = tokio::spawn(serve_tcp(l, rx));
     let mut seen = BTreeSet::new();
     for _ in 0..40 {
         seen.insert(ask(entry).await.split('|').next().unwrap().to_string());
     }
     assert_eq!(seen, BTreeSet::from(["a".to_string(), "b".to_string()]));
-    tx.send_replace(vec![b]);
+    tx.send_replace(Forwarding {
+        backends: vec![b],
+        proxy_protocol: false,
+    });
     for _ in 0..20 {
         assert_eq!(ask(entry).await, "b|hi");
     }
@@ -51,8 +57,11 @@ async fn the_proxy_protocol_header_carries_the_clients_address() {
     let a = backend("a").await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let entry = l.local_addr().unwrap();
-    let (_tx, rx) = watch::channel(vec![a]);
-    let proxy = tokio::spawn(serve_tcp(l, rx, true));
+    let (_tx, rx) = watch::channel(Forwarding {
+        backends: vec![a],
+        proxy_protocol: true,
+    });
+    let proxy = tokio::spawn(serve_tcp(l, rx));
     let mut s = TcpStream::connect(entry).await.unwrap();
     let me = s.local_addr().unwrap();
     let mut out = String::new();
@@ -82,7 +91,10 @@ async fn udp_flows_are_forwarded_and_answered_from_the_published_port() {
     });
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let entry = s.local_addr().unwrap();
-    let (_tx, rx) = watch::channel(vec![echo_addr]);
+    let (_tx, rx) = watch::channel(Forwarding {
+        backends: vec![echo_addr],
+        proxy_protocol: false,
+    });
     let proxy = tokio::spawn(serve_udp(s, rx));
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     client.connect(entry).await.unwrap();
@@ -126,6 +138,22 @@ async fn proxies_follow_the_published_set() {
         .await
         .is_empty());
     assert_eq!(ask(SocketAddr::from(([127, 0, 0, 1], port))).await, "a|hi");
+    // Switching the PROXY header on changes the running listener in place
+    // (a rebind would race the old listener's release): the next
+    // connection already carries it.
+    let with_header = ProxiedPort {
+        proxy_protocol: true,
+        ..published.clone()
+    };
+    assert!(proxies
+        .apply(std::slice::from_ref(&with_header))
+        .await
+        .is_empty());
+    let answer = ask(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    assert!(
+        answer.starts_with("a|PROXY TCP4 127.0.0.1 127.0.0.1 "),
+        "{answer}"
+    );
     proxies.apply(&[]).await;
     assert!(proxies.ports().is_empty());
     // Stopped: the port is free again (the aborted listener is dropped
