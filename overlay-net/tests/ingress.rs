@@ -299,7 +299,7 @@ async fn bench_mesh_against_direct() {
     );
     let new_connections = |to: SocketAddr| {
         let client = client.clone();
-        measure(8, 400, move || {
+        measure(bench_threads(), 400, move || {
             let client = client.clone();
             move || {
                 tcp_ask(&client, to).expect("a request");
@@ -315,7 +315,7 @@ async fn bench_mesh_against_direct() {
     // each one connection and 2,000 request/answer exchanges of 16 bytes.
     let keep_alive = |to: SocketAddr| {
         let client = client.clone();
-        measure(8, 2000, move || {
+        measure(bench_threads(), 2000, move || {
             use std::io::{Read, Write};
             let mut stream = shoal_overlay_net::netns::NetNs::open(&client)
                 .unwrap()
@@ -335,6 +335,16 @@ async fn bench_mesh_against_direct() {
         keep_alive(sock(backend, 81)),
         keep_alive(sock(ip("192.168.11.1"), 8081)),
     );
+}
+
+/// The client threads of the mesh benchmark: `SHOAL_BENCH_THREADS`, 8 by
+/// default.
+fn bench_threads() -> usize {
+    std::env::var("SHOAL_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(8)
 }
 
 /// Requests/s and the p50 and p99 latency of `threads` clients at once,
