@@ -14,6 +14,8 @@
 //! - [`policy`]: whether a node may be removed or change role (pure).
 //! - [`nodes`], [`services`], [`cluster`], [`networks`], [`secrets`] (and
 //!   configs), [`volumes`]: the handlers, run where [`routing`] decides.
+//! - [`grants`]: what secret and config objects and a spec's grants must
+//!   be (pure checks over the store).
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use tonic::{Request, Response, Status};
 use crate::{auth, Manager};
 
 mod cluster;
+mod grants;
 mod networks;
 mod nodes;
 pub mod policy;
@@ -31,11 +34,11 @@ mod routing;
 mod secrets;
 mod services;
 mod volumes;
+pub use grants::{config_path, resolve_config, resolve_secret, secret_path};
 pub use networks::resolve_network;
 pub use nodes::resolve_node;
 use routing::{created_network, created_service, updated_service, Call, Served, READ};
 pub use routing::{is_committed_update, FORWARDED, LEADER_HINT};
-pub use secrets::{config_path, resolve_config, resolve_secret, secret_path};
 pub use services::resolve_service;
 
 pub struct ControlService {

@@ -9,7 +9,7 @@ use shoal_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::nodes::resolve_node;
-use super::{networks, secrets, ControlService};
+use super::{grants, networks, ControlService};
 use crate::store::{ClusterState, Command};
 
 /// Finds a service by ID, name or unique ID prefix.
@@ -127,7 +127,7 @@ impl ControlService {
             self.check_mounts(&spec)?;
             self.manager.store().read(|s| {
                 networks::resolve_spec_networks(s, &mut spec)?;
-                secrets::resolve_spec_grants(s, &mut spec)?;
+                grants::resolve_spec_grants(s, &mut spec)?;
                 // A network added must have room for the VIP; the leader's
                 // allocator then hands it out.
                 let mut changed = s.services.get(&id).cloned().unwrap_or_default();
@@ -212,7 +212,7 @@ impl ControlService {
         self.check_mounts(&spec)?;
         self.manager.store().read(|s| {
             networks::resolve_spec_networks(s, &mut spec)?;
-            secrets::resolve_spec_grants(s, &mut spec)
+            grants::resolve_spec_grants(s, &mut spec)
         })?;
         if self
             .manager
