@@ -64,7 +64,7 @@ pub struct AgentConfig {
 pub struct AgentHandle {
     session_up: watch::Receiver<bool>,
     managers: Arc<Mutex<Vec<String>>>,
-    desired_role: Arc<Mutex<Option<NodeRole>>>,
+    desired_role: watch::Receiver<Option<NodeRole>>,
     trust: Arc<Mutex<Option<AnnouncedTrust>>>,
     known_managers: KnownManagers,
     task: tokio::task::JoinHandle<()>,
@@ -84,7 +84,13 @@ impl AgentHandle {
 
     /// The role the swarm last said it wants this node in (promote/demote).
     pub fn desired_role(&self) -> Option<NodeRole> {
-        *self.desired_role.lock().expect("role lock")
+        *self.desired_role.borrow()
+    }
+
+    /// The desired role, to wait on: changed when a session says another
+    /// one (not on every message that repeats it).
+    pub fn desired_role_changes(&self) -> watch::Receiver<Option<NodeRole>> {
+        self.desired_role.clone()
     }
 
     /// The managers this agent knows of.
@@ -185,7 +191,7 @@ pub async fn spawn_with(
 ) -> AgentHandle {
     let (up_tx, up_rx) = watch::channel(false);
     let managers = Arc::new(Mutex::new(config.managers.clone()));
-    let desired_role = Arc::new(Mutex::new(None));
+    let (desired_role, desired_role_rx) = watch::channel(None);
     let trust = Arc::new(Mutex::new(None));
     let reporter = Arc::new(Reporter::default());
     let runtimes = Arc::new(NodeRuntimes {
@@ -215,7 +221,7 @@ pub async fn spawn_with(
     let task = tokio::spawn(run(
         config,
         managers.clone(),
-        (desired_role.clone(), trust.clone()),
+        (Arc::new(desired_role), trust.clone()),
         up_tx,
         worker.clone(),
         reporter.clone(),
@@ -225,7 +231,7 @@ pub async fn spawn_with(
     AgentHandle {
         session_up: up_rx,
         managers,
-        desired_role,
+        desired_role: desired_role_rx,
         trust,
         known_managers,
         task,
@@ -331,7 +337,7 @@ async fn connect(
 /// What the sessions said besides assignments: the role the swarm wants
 /// this node in, and the roots to trust.
 type Told = (
-    Arc<Mutex<Option<NodeRole>>>,
+    Arc<watch::Sender<Option<NodeRole>>>,
     Arc<Mutex<Option<AnnouncedTrust>>>,
 );
 
@@ -343,7 +349,9 @@ fn heard(
     managers: &Mutex<Vec<String>>,
     told: &Told,
 ) {
-    *told.0.lock().expect("role lock") = Some(message.desired_role());
+    let role = Some(message.desired_role());
+    told.0
+        .send_if_modified(|desired| std::mem::replace(desired, role) != role);
     if !message.managers.is_empty() {
         *managers.lock().expect("managers lock") = message.managers.clone();
     }

@@ -38,7 +38,7 @@ use shoal_security::files::NodeCredentials;
 use shoal_security::tls::KnownManagers;
 use shoal_security::{tls, JoinToken, NodeKey, RootCa, SharedCredentials};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::{oneshot, watch, Mutex};
 use tonic::Status;
 
 use super::addresses::bind;
@@ -115,6 +115,9 @@ pub struct Membership {
     /// A manager waiting for `swarm unlock`: its membership, nothing
     /// started. Taken only while `active` is held.
     locked: std::sync::Mutex<Option<MembershipRecord>>,
+    /// The desired role of the agent started last (each start publishes
+    /// its own): what [`Membership::follow_desired_role`] waits on.
+    agent_roles: watch::Sender<Option<watch::Receiver<Option<NodeRole>>>>,
 }
 
 impl Membership {
@@ -124,6 +127,7 @@ impl Membership {
             active: Mutex::new(None),
             manager: std::sync::RwLock::new(None),
             locked: std::sync::Mutex::new(None),
+            agent_roles: watch::channel(None).0,
         }
     }
 
@@ -238,7 +242,7 @@ impl Membership {
         record: &MembershipRecord,
         credentials: SharedCredentials,
     ) -> AgentHandle {
-        shoal_agent::spawn(AgentConfig {
+        let agent = shoal_agent::spawn(AgentConfig {
             data_dir: self.config.data_dir.clone(),
             node_id: record.node_id.clone(),
             hostname: self.config.hostname.clone(),
@@ -247,7 +251,10 @@ impl Membership {
             known_managers: KnownManagers::new(record.manager_ids.iter().cloned()),
             advertise_addr: record.advertise_addr.clone(),
         })
-        .await
+        .await;
+        self.agent_roles
+            .send_replace(Some(agent.desired_role_changes()));
+        agent
     }
 
     /// `founding`: the managers a join (or promotion) response named, for a

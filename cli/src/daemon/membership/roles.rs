@@ -6,29 +6,63 @@ use super::*;
 use crate::daemon::addresses::{advertise_ip, bind};
 use shoal_security::join::trusted_bundle;
 
+/// How long a failed role change waits before it is tried again.
+const ROLE_RETRY: Duration = Duration::from_secs(1);
+
+/// Resolves when the agent's desired role changes; `None` once that agent
+/// is gone (a newer one is announced on `agent_roles`), pending without
+/// an agent.
+async fn role_changed(roles: &mut Option<watch::Receiver<Option<NodeRole>>>) -> Option<()> {
+    match roles {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 impl Membership {
     /// Follows `node promote` / `node demote`: the swarm says (over the
     /// agent's session) which role it wants this node in, and the daemon
-    /// changes what it runs to match. Level-triggered: checked every half
-    /// second, a failed attempt is tried again.
+    /// changes what it runs to match. Driven by the agent's desired-role
+    /// `watch` (and by each new agent, after a join or an unlock), and
+    /// level-triggered: every wake-up compares the desired role with the
+    /// one the node has, and a failed change is tried again after
+    /// [`ROLE_RETRY`] whether or not anything else changed.
     pub async fn follow_desired_role(self: Arc<Self>) {
+        let mut agents = self.agent_roles.subscribe();
+        let mut roles = agents.borrow_and_update().clone();
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let mut active = self.active.lock().await;
-            let Some(current) = active.as_mut() else {
-                continue;
-            };
-            let desired = current.agent.desired_role();
-            let result = match (current.record.role, desired) {
-                (Role::Worker, Some(NodeRole::Manager)) => self.become_manager(current).await,
-                (Role::Manager, Some(NodeRole::Worker)) if current.manager.is_some() => {
-                    self.become_worker(current).await
+            let retry = match self.match_desired_role().await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "could not change this node's role; retrying");
+                    true
                 }
-                _ => Ok(()),
             };
-            if let Err(e) = result {
-                tracing::warn!(error = %e.message(), "could not change this node's role; retrying");
+            tokio::select! {
+                changed = agents.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    roles = agents.borrow_and_update().clone();
+                }
+                Some(()) = role_changed(&mut roles) => {}
+                () = tokio::time::sleep(ROLE_RETRY), if retry => {}
             }
+        }
+    }
+
+    /// One comparison of the desired role with the node's, and the change.
+    async fn match_desired_role(&self) -> Result<(), Status> {
+        let mut active = self.active.lock().await;
+        let Some(current) = active.as_mut() else {
+            return Ok(());
+        };
+        match (current.record.role, current.agent.desired_role()) {
+            (Role::Worker, Some(NodeRole::Manager)) => self.become_manager(current).await,
+            (Role::Manager, Some(NodeRole::Worker)) if current.manager.is_some() => {
+                self.become_worker(current).await
+            }
+            _ => Ok(()),
         }
     }
 
