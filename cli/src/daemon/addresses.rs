@@ -4,9 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::membership::MembershipError;
 use shoal_manager::Manager;
 use tokio::net::TcpListener;
-use tonic::Status;
 
 /// The IP a joining node advertises: `--advertise-addr`, else a specific
 /// listen IP, else the local address that routes to the manager (found by
@@ -26,21 +26,21 @@ pub fn advertise_ip(flag: &str, listen: SocketAddr, remote: &str) -> Option<IpAd
     socket.local_addr().ok().map(|a| a.ip())
 }
 
-pub async fn bind(addr: &str) -> Result<TcpListener, Status> {
+pub async fn bind(addr: &str) -> Result<TcpListener, MembershipError> {
     TcpListener::bind(addr).await.map_err(|e| {
-        Status::failed_precondition(format!(
+        MembershipError::not_now(format!(
             "cannot listen on {addr}: {e}: choose another address with --listen-addr"
         ))
     })
 }
 
 /// `--listen-addr`: `IP:PORT` or `IP`; default `0.0.0.0:2377`.
-pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, Status> {
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, MembershipError> {
     if text.is_empty() {
         return Ok(SocketAddr::from(([0, 0, 0, 0], Manager::DEFAULT_PORT)));
     }
     Manager::parse_addr(text).ok_or_else(|| {
-        Status::invalid_argument(format!(
+        MembershipError::bad_input(format!(
             "invalid --listen-addr {text:?}: expected IP[:PORT], e.g. 0.0.0.0:2377"
         ))
     })
@@ -49,10 +49,10 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, Status> {
 /// `--advertise-addr`: `IP[:PORT]`; the port defaults to the listen port
 /// (0 here means "the port actually bound"). Without it, the listen IP is
 /// advertised when it is a specific address.
-pub fn parse_advertise_addr(text: &str, listen: SocketAddr) -> Result<SocketAddr, Status> {
+pub fn parse_advertise_addr(text: &str, listen: SocketAddr) -> Result<SocketAddr, MembershipError> {
     if text.is_empty() {
         if listen.ip().is_unspecified() {
-            return Err(Status::invalid_argument(
+            return Err(MembershipError::bad_input(
                 "could not choose an IP address to advertise: the node listens on all addresses; \
                  specify one with --advertise-addr",
             ));
@@ -65,17 +65,17 @@ pub fn parse_advertise_addr(text: &str, listen: SocketAddr) -> Result<SocketAddr
     text.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, listen.port()))
         .map_err(|_| {
-            Status::invalid_argument(format!(
+            MembershipError::bad_input(format!(
                 "invalid --advertise-addr {text:?}: expected IP[:PORT], e.g. 192.168.1.10"
             ))
         })
 }
 
 /// A manager address for `swarm join`: `HOST:PORT` or `HOST` (port 2377).
-pub fn normalize_remote_addr(text: &str) -> Result<String, Status> {
+pub fn normalize_remote_addr(text: &str) -> Result<String, MembershipError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(MembershipError::bad_input(
             "a manager address is required: shoal swarm join --token TOKEN HOST[:PORT]",
         ));
     }
@@ -91,7 +91,7 @@ pub fn normalize_remote_addr(text: &str) -> Result<String, Status> {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
             Ok(text.to_string())
         }
-        Some(_) => Err(Status::invalid_argument(format!(
+        Some(_) => Err(MembershipError::bad_input(format!(
             "invalid manager address {text:?}: expected HOST[:PORT], e.g. 10.0.0.1:2377"
         ))),
         None => Ok(format!("{text}:{}", Manager::DEFAULT_PORT)),

@@ -86,6 +86,7 @@ impl LocalNode for LocalApi {
             .init(request.into_inner())
             .await
             .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
@@ -93,6 +94,7 @@ impl LocalNode for LocalApi {
             .join(request.into_inner())
             .await
             .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn leave(
@@ -103,6 +105,7 @@ impl LocalNode for LocalApi {
             .leave(request.into_inner().force)
             .await
             .map(|_| Response::new(LeaveResponse {}))
+            .map_err(Status::from)
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
@@ -117,6 +120,7 @@ impl LocalNode for LocalApi {
             .unlock(&request.into_inner().unlock_key)
             .await
             .map(|_| Response::new(UnlockResponse {}))
+            .map_err(Status::from)
     }
 
     /// From this manager's own replica, never forwarded: the unlock key

@@ -16,12 +16,15 @@
 //! - [`roles`]: promotion and demotion, as the swarm asks over the session.
 //! - [`leave`]: `swarm leave`.
 //! - [`super::addresses`]: `--listen-addr`, `--advertise-addr`, manager addresses.
+//! - [`error`]: why a change failed ([`MembershipError`]), a gRPC status
+//!   only at the local API's edge.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::MembershipError;
 use shoal_agent::{AgentConfig, AgentHandle};
 use shoal_manager::ca_service::{new_node_id, DEFAULT_NODE_CERT_EXPIRY};
 use shoal_manager::control::LEADER_HINT;
@@ -39,12 +42,12 @@ use shoal_security::tls::KnownManagers;
 use shoal_security::{tls, JoinToken, NodeKey, RootCa, SharedCredentials};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Mutex};
-use tonic::Status;
 
 use super::addresses::bind;
 use super::state::{NodeState as MembershipRecord, Role};
 use super::DaemonConfig;
 
+mod error;
 mod init;
 mod join;
 mod leave;
@@ -164,24 +167,23 @@ impl Membership {
 
     /// `swarm unlock`: opens the locked manager's store with `unlock_key`
     /// and starts the node as `resume` would have.
-    pub async fn unlock(&self, unlock_key: &str) -> Result<(), Status> {
+    pub async fn unlock(&self, unlock_key: &str) -> Result<(), MembershipError> {
         let mut active = self.active.lock().await;
         let Some(record) = self.locked.lock().expect("locked lock").clone() else {
-            return Err(Status::failed_precondition(if active.is_some() {
+            return Err(MembershipError::not_now(if active.is_some() {
                 "this node is not locked: it is running"
             } else {
                 "this node is not locked: it is not a manager of a swarm"
             }));
         };
         let key = Kek::parse_unlock_key(unlock_key)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| MembershipError::bad_input(e.to_string()))?;
         // Checked before anything starts: a wrong key changes nothing.
         encryption::RaftKeys::open(&self.raft_dir(), Some(&key))
-            .map_err(|e| Status::from(shoal_manager::ManagerError::from(e)))?;
-        let started = self
-            .start_recorded(record, Some(key))
-            .await
-            .map_err(|e| Status::internal(format!("the unlocked manager did not start: {e:#}")))?;
+            .map_err(|e| MembershipError::from(shoal_manager::ManagerError::from(e)))?;
+        let started = self.start_recorded(record, Some(key)).await.map_err(|e| {
+            MembershipError::local(format!("the unlocked manager did not start: {e:#}"))
+        })?;
         tracing::info!(node = %started.record.node_id, "unlocked: the manager's Raft store is open");
         *self.locked.lock().expect("locked lock") = None;
         *active = Some(started);
@@ -199,7 +201,7 @@ impl Membership {
             (Role::Manager, Some(addr)) => Some(
                 bind(addr)
                     .await
-                    .map_err(|s| anyhow::anyhow!(s.message().to_string()))?,
+                    .map_err(|e| anyhow::anyhow!(e.to_string()))?,
             ),
             _ => None,
         };

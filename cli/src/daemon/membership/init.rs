@@ -7,37 +7,37 @@ use shoal_manager::bootstrap::{new_cluster, ClusterIds, ClusterParams};
 
 impl Membership {
     /// `swarm init`: a new cluster with this node as its only manager.
-    pub async fn init(&self, request: InitRequest) -> Result<InitResponse, Status> {
+    pub async fn init(&self, request: InitRequest) -> Result<InitResponse, MembershipError> {
         let mut active = self.active.lock().await;
         if request.force_new_cluster {
             return self.force_new_cluster(&mut active).await;
         }
         if active.is_some() {
-            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+            return Err(MembershipError::not_now(ALREADY_IN_SWARM));
         }
         if self.is_locked() {
-            return Err(Status::failed_precondition(LOCKED));
+            return Err(MembershipError::not_now(LOCKED));
         }
         let timing = RaftTiming::from_config(request.raft.as_ref());
         timing
             .validate()
-            .map_err(|e| Status::invalid_argument(format!("invalid Raft timing: {e}")))?;
+            .map_err(|e| MembershipError::bad_input(format!("invalid Raft timing: {e}")))?;
         // Checked before anything is created; stored in the cluster object.
         let (pools, subnet_size) = shoal_manager::network::ipam::parse_pools(
             &request.default_addr_pool,
             request.default_addr_pool_mask_length,
         )
-        .map_err(Status::invalid_argument)?;
+        .map_err(MembershipError::bad_input)?;
         if let Some(hooks) = &request.node_provisioning {
             shoal_manager::provisioning::settings::validate(hooks)
-                .map_err(Status::invalid_argument)?;
+                .map_err(MembershipError::bad_input)?;
         }
         let listen = parse_listen_addr(&request.listen_addr)?;
         let advertise = parse_advertise_addr(&request.advertise_addr, listen)?;
         let listener = bind(&listen.to_string()).await?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Status::internal(format!("cannot read the listening address: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| {
+            MembershipError::local(format!("cannot read the listening address: {e}"))
+        })?;
         let advertise = SocketAddr::new(
             advertise.ip(),
             if advertise.port() == 0 {
@@ -51,7 +51,7 @@ impl Membership {
         let cluster_id = shoal_security::token::random_base36(25);
         let node_id = new_node_id();
         let raft_id: u64 = rand_u64();
-        let internal = |e: &dyn std::fmt::Display| Status::internal(e.to_string());
+        let internal = |e: &dyn std::fmt::Display| MembershipError::local(e.to_string());
         let root = RootCa::generate(&cluster_id).map_err(|e| internal(&e))?;
         let key = NodeKey::generate().map_err(|e| internal(&e))?;
         let cert_pem = root
@@ -113,19 +113,23 @@ impl Membership {
         let manager_config = self
             .manager_config(&record, &shared, unlock_key.clone(), BTreeMap::new())
             .map_err(|e| internal(&e))?;
-        let manager = Manager::open(manager_config).await.map_err(Status::from)?;
+        let manager = Manager::open(manager_config)
+            .await
+            .map_err(MembershipError::from)?;
         if let Err(e) = manager.bootstrap(cluster, node).await {
             manager.shutdown().await;
             drop(manager);
             self.wipe();
-            return Err(Status::internal(format!("could not create the swarm: {e}")));
+            return Err(MembershipError::local(format!(
+                "could not create the swarm: {e}"
+            )));
         }
         let saved = self.commit(&credentials, &record);
         if let Err(e) = saved {
             manager.shutdown().await;
             drop(manager);
             self.wipe();
-            return Err(Status::internal(format!(
+            return Err(MembershipError::local(format!(
                 "could not record the new swarm: {e}"
             )));
         }
@@ -153,15 +157,18 @@ impl Membership {
     /// `swarm init --force-new-cluster`: on a manager whose Raft group lost
     /// its quorum, start a new group with this manager alone, keeping the
     /// cluster's state (services, tasks, nodes, tokens, CA).
-    async fn force_new_cluster(&self, active: &mut Option<Active>) -> Result<InitResponse, Status> {
+    async fn force_new_cluster(
+        &self,
+        active: &mut Option<Active>,
+    ) -> Result<InitResponse, MembershipError> {
         let Some(current) = active.take() else {
-            return Err(Status::failed_precondition(
+            return Err(MembershipError::not_now(
                 "--force-new-cluster needs a node that was a manager of a swarm: this node is in none",
             ));
         };
         if current.record.role != Role::Manager || current.manager.is_none() {
             *active = Some(current);
-            return Err(Status::failed_precondition(
+            return Err(MembershipError::not_now(
                 "--force-new-cluster must run on a manager: this node is a worker",
             ));
         }
@@ -188,11 +195,11 @@ impl Membership {
             let listener = bind(&listen).await?;
             let config = self
                 .manager_config(&record, &credentials, unlock_key.clone(), BTreeMap::new())
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| MembershipError::local(e.to_string()))?;
             let manager = Manager::force_new_cluster(config, state)
                 .await
-                .map_err(Status::from)?;
-            Ok::<_, Status>((manager, listener))
+                .map_err(MembershipError::from)?;
+            Ok::<_, MembershipError>((manager, listener))
         }
         .await;
         let (manager, listener) = match restart {
@@ -207,7 +214,7 @@ impl Membership {
                         unlock_key,
                     )
                     .await
-                    .map_err(|e| Status::internal(e.to_string()));
+                    .map_err(|e| MembershipError::local(e.to_string()));
                 if let Ok(resumed) = resumed {
                     *active = Some(resumed);
                 }
@@ -217,7 +224,7 @@ impl Membership {
         record.managers = vec![record.advertise_addr.clone()];
         record
             .save(&self.config.data_dir)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
         let cluster = manager
             .store()
             .read(|s| s.cluster.clone())

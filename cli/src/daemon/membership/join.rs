@@ -6,6 +6,7 @@
 use super::*;
 use crate::daemon::addresses::{advertise_ip, bind, normalize_remote_addr, parse_listen_addr};
 use shoal_security::join::{self, trusted_bundle, JoinCaError};
+use tonic::Status;
 
 /// A `swarm join` gives up after this long, well inside the 15 s an operator
 /// is promised an answer in.
@@ -16,22 +17,22 @@ impl Membership {
     /// `swarm join`: verify the manager's CA against the token, get a
     /// certificate (the token decides the role), then run the agent — and,
     /// for a manager token, join the Raft group first.
-    pub async fn join(&self, request: JoinRequest) -> Result<JoinResponse, Status> {
+    pub async fn join(&self, request: JoinRequest) -> Result<JoinResponse, MembershipError> {
         let mut active = self.active.lock().await;
         if active.is_some() {
-            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+            return Err(MembershipError::not_now(ALREADY_IN_SWARM));
         }
         if self.is_locked() {
-            return Err(Status::failed_precondition(LOCKED));
+            return Err(MembershipError::not_now(LOCKED));
         }
         let token = JoinToken::parse(&request.token)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| MembershipError::bad_input(e.to_string()))?;
         let remote = normalize_remote_addr(&request.remote_addr)?;
         if !request.advertise_addr.is_empty()
             && request.advertise_addr.parse::<SocketAddr>().is_err()
             && request.advertise_addr.parse::<IpAddr>().is_err()
         {
-            return Err(Status::invalid_argument(format!(
+            return Err(MembershipError::bad_input(format!(
                 "invalid --advertise-addr {:?}: expected IP[:PORT], e.g. 192.168.1.10",
                 request.advertise_addr
             )));
@@ -70,7 +71,7 @@ impl Membership {
         let issued = tokio::time::timeout(JOIN_TIMEOUT, self.fetch_certificate(&attempt))
             .await
             .map_err(|_| {
-                Status::deadline_exceeded(format!(
+                MembershipError::timed_out(format!(
                     "the manager at {remote} did not answer within {} s: check the address and that \
                      a shoal manager listens there",
                     JOIN_TIMEOUT.as_secs()
@@ -78,13 +79,14 @@ impl Membership {
             })?;
         let (credentials, response) = match (issued, bind_error) {
             (Ok(issued), _) => issued,
-            (Err(status), Some(bind_error)) if status.code() == tonic::Code::InvalidArgument => {
-                return Err(Status::failed_precondition(format!(
-                    "{} (a manager token needs a listening address)",
-                    bind_error.message()
+            (Err(MembershipError::Remote(status)), Some(bind_error))
+                if status.code() == tonic::Code::InvalidArgument =>
+            {
+                return Err(MembershipError::not_now(format!(
+                    "{bind_error} (a manager token needs a listening address)"
                 )))
             }
-            (Err(status), _) => return Err(status),
+            (Err(e), _) => return Err(e),
         };
 
         let managers = if response.managers.is_empty() {
@@ -113,7 +115,7 @@ impl Membership {
         if role == NodeRole::Manager {
             let (Some(listener), Some(advertise)) = (listener, advertise) else {
                 // Unreachable: without both the CA refuses a manager token.
-                return Err(Status::internal(
+                return Err(MembershipError::local(
                     "a manager certificate was issued to a node without a listener",
                 ));
             };
@@ -144,7 +146,7 @@ impl Membership {
                 running.stop().await;
             }
             self.wipe();
-            return Err(Status::internal(format!(
+            return Err(MembershipError::local(format!(
                 "could not record the swarm membership: {e}"
             )));
         }
@@ -171,14 +173,14 @@ impl Membership {
         listener: TcpListener,
         remote: &str,
         founding: BTreeMap<String, u64>,
-    ) -> Result<(RunningManager, Vec<String>), Status> {
+    ) -> Result<(RunningManager, Vec<String>), MembershipError> {
         // A joining manager's store starts under a key-file KEK; its key
         // follower re-wraps it with the unlock key once the cluster object
         // arrives, if autolock is on.
         let config = self
             .manager_config(record, credentials, None, founding)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let manager = Manager::open(config).await.map_err(Status::from)?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
+        let manager = Manager::open(config).await.map_err(MembershipError::from)?;
         let running = self.serve_manager(manager, listener);
         let joined = self
             .ask_leader_to_join(
@@ -204,7 +206,7 @@ impl Membership {
         remote: &str,
         raft_id: u64,
         advertise: &str,
-    ) -> Result<Vec<String>, Status> {
+    ) -> Result<Vec<String>, MembershipError> {
         let (managers, _) = call_leader(remote, credentials, |channel| {
             let request = JoinClusterRequest {
                 raft_id,
@@ -233,11 +235,11 @@ impl Membership {
             NodeCredentials,
             shoal_proto::v1::IssueNodeCertificateResponse,
         ),
-        Status,
+        MembershipError,
     > {
         let (token, remote) = (attempt.token, attempt.remote);
         let unreachable = |e: &dyn std::fmt::Display| {
-            Status::unavailable(format!(
+            MembershipError::unreachable(format!(
                 "cannot reach a shoal manager at {remote}: {e}: check the address and that the manager is running"
             ))
         };
@@ -245,19 +247,19 @@ impl Membership {
         let ca_pem = join::fetch_verified_ca(remote, token, JOIN_CONNECT_TIMEOUT)
             .await
             .map_err(|e| match e {
-                JoinCaError::Unreachable { .. } => Status::unavailable(e.to_string()),
-                JoinCaError::Unreadable { .. } => Status::failed_precondition(e.to_string()),
-                JoinCaError::WrongCa { .. } => Status::permission_denied(e.to_string()),
+                JoinCaError::Unreachable { .. } => MembershipError::unreachable(e.to_string()),
+                JoinCaError::Unreadable { .. } => MembershipError::not_now(e.to_string()),
+                JoinCaError::WrongCa { .. } => MembershipError::wrong_ca(e.to_string()),
             })?;
         // From here on the manager is authenticated by the CA the token names.
-        let key = NodeKey::generate().map_err(|e| Status::internal(e.to_string()))?;
+        let key = NodeKey::generate().map_err(|e| MembershipError::local(e.to_string()))?;
         let csr = key
             .csr(&self.config.hostname)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
         let endpoint = tls::endpoint(remote, JOIN_CONNECT_TIMEOUT)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .map_err(|e| MembershipError::bad_input(e.to_string()))?
             .tls_config(tls::ca_only_client_config(&ca_pem))
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
         let channel = endpoint
             .connect()
             .await
@@ -313,7 +315,7 @@ pub(super) async fn call_leader<T, F, Fut>(
     first: &str,
     credentials: &NodeCredentials,
     mut call: F,
-) -> Result<(T, String), Status>
+) -> Result<(T, String), MembershipError>
 where
     F: FnMut(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
@@ -321,13 +323,13 @@ where
     let mut target = first.to_string();
     for _ in 0..5 {
         let channel = tls::endpoint(&target, JOIN_CONNECT_TIMEOUT)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .map_err(|e| MembershipError::bad_input(e.to_string()))?
             .tls_config(tls::client_config(credentials))
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| MembershipError::local(e.to_string()))?
             .connect()
             .await
             .map_err(|e| {
-                Status::unavailable(format!("cannot reach the manager at {target}: {e}"))
+                MembershipError::unreachable(format!("cannot reach the manager at {target}: {e}"))
             })?;
         match call(channel).await {
             Ok(value) => return Ok((value, target)),
@@ -338,13 +340,13 @@ where
                     .and_then(|v| v.to_str().ok())
                 {
                     Some(leader) => target = leader.to_string(),
-                    None => return Err(status),
+                    None => return Err(status.into()),
                 }
             }
-            Err(status) => return Err(status),
+            Err(status) => return Err(status.into()),
         }
     }
-    Err(Status::unavailable(
+    Err(MembershipError::unreachable(
         "the leader kept changing while we followed it: retry",
     ))
 }

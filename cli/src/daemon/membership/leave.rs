@@ -5,11 +5,11 @@ use super::*;
 
 impl Membership {
     /// `swarm leave`.
-    pub async fn leave(&self, force: bool) -> Result<(), Status> {
+    pub async fn leave(&self, force: bool) -> Result<(), MembershipError> {
         let mut active = self.active.lock().await;
         if active.is_none() && self.is_locked() {
             if !force {
-                return Err(Status::failed_precondition(format!(
+                return Err(MembershipError::not_now(format!(
                     "{LOCKED} Leaving without unlocking needs --force: this manager's copy of the \
                      swarm's state is deleted, and the other managers keep listing it until `node rm`."
                 )));
@@ -20,7 +20,7 @@ impl Membership {
             return Ok(());
         }
         let Some(current) = active.as_ref() else {
-            return Err(Status::failed_precondition(NOT_IN_SWARM));
+            return Err(MembershipError::not_now(NOT_IN_SWARM));
         };
         if current.record.role == Role::Manager {
             let manager = current.manager.as_ref().map(|m| m.manager.clone());
@@ -29,7 +29,7 @@ impl Membership {
                 .map(|m| m.quorum().voters.len())
                 .unwrap_or(1);
             if voters <= 1 && !force {
-                return Err(Status::failed_precondition(
+                return Err(MembershipError::not_now(
                     "You are attempting to leave the swarm on a node that is participating as a manager. \
                      Removing the last manager erases all current state of the swarm. \
                      Use `--force` to ignore this message.",
@@ -37,7 +37,7 @@ impl Membership {
             }
             if voters > 1 {
                 if !force {
-                    return Err(Status::failed_precondition(format!(
+                    return Err(MembershipError::not_now(format!(
                         "You are attempting to leave the swarm on a node that is participating as a manager \
                          ({voters} managers). Demote it first with `shoal node demote`, or use `--force` \
                          to remove it from the Raft group as it leaves."
@@ -45,7 +45,7 @@ impl Membership {
                 }
                 if let Some(manager) = manager {
                     let raft_id = current.record.raft_id.unwrap_or_default();
-                    let mut leader = manager.leader_raft().await.map_err(Status::from)?;
+                    let mut leader = manager.leader_raft().await.map_err(MembershipError::from)?;
                     leader
                         .leave_cluster(LeaveClusterRequest {
                             raft_id,

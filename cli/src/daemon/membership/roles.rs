@@ -34,7 +34,7 @@ impl Membership {
             let retry = match self.match_desired_role().await {
                 Ok(()) => false,
                 Err(e) => {
-                    tracing::warn!(error = %e.message(), "could not change this node's role; retrying");
+                    tracing::warn!(error = %e, "could not change this node's role; retrying");
                     true
                 }
             };
@@ -52,7 +52,7 @@ impl Membership {
     }
 
     /// One comparison of the desired role with the node's, and the change.
-    async fn match_desired_role(&self) -> Result<(), Status> {
+    async fn match_desired_role(&self) -> Result<(), MembershipError> {
         let mut active = self.active.lock().await;
         let Some(current) = active.as_mut() else {
             return Ok(());
@@ -67,7 +67,7 @@ impl Membership {
     }
 
     /// Promotion: listen, get a manager certificate, join the Raft group.
-    async fn become_manager(&self, current: &mut Active) -> Result<(), Status> {
+    async fn become_manager(&self, current: &mut Active) -> Result<(), MembershipError> {
         let ip = current
             .record
             .advertise_addr
@@ -82,26 +82,26 @@ impl Membership {
                     .first()
                     .and_then(|m| advertise_ip("", SocketAddr::from(([0, 0, 0, 0], 0)), m))
             })
-            .ok_or_else(|| Status::failed_precondition("cannot tell which address to listen on"))?;
+            .ok_or_else(|| MembershipError::not_now("cannot tell which address to listen on"))?;
         let listener = match bind(&SocketAddr::new(ip, Manager::DEFAULT_PORT).to_string()).await {
             Ok(listener) => listener,
             Err(_) => bind(&SocketAddr::new(ip, 0).to_string()).await?,
         };
         let bound = listener
             .local_addr()
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
         let raft_id = rand_u64();
-        let key = NodeKey::generate().map_err(|e| Status::internal(e.to_string()))?;
+        let key = NodeKey::generate().map_err(|e| MembershipError::local(e.to_string()))?;
         let csr = key
             .csr(&self.config.hostname)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
         let old_credentials = (*current.credentials.current()).clone();
         let first = current
             .agent
             .managers()
             .first()
             .cloned()
-            .ok_or_else(|| Status::unavailable("no manager known"))?;
+            .ok_or_else(|| MembershipError::unreachable("no manager known"))?;
         let (response, target) = call_leader(&first, &old_credentials, |channel| {
             let request = PromoteNodeRequest {
                 csr_pem: csr.clone(),
@@ -158,7 +158,7 @@ impl Membership {
             running.stop().await;
             current.credentials.replace(old_credentials);
             let _ = std::fs::remove_dir_all(self.config.data_dir.join("raft"));
-            return Err(Status::internal(format!(
+            return Err(MembershipError::local(format!(
                 "could not record the promotion: {e}"
             )));
         }
@@ -170,7 +170,7 @@ impl Membership {
 
     /// Demotion: the leader already removed this manager from the group;
     /// stop it and go on as a worker.
-    async fn become_worker(&self, current: &mut Active) -> Result<(), Status> {
+    async fn become_worker(&self, current: &mut Active) -> Result<(), MembershipError> {
         if let Some(running) = current.manager.take() {
             *self.manager.write().expect("manager lock") = None;
             running.stop().await;
@@ -197,7 +197,7 @@ impl Membership {
         current
             .record
             .save(&self.config.data_dir)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| MembershipError::local(e.to_string()))?;
         tracing::info!("this node was demoted: it is now a worker");
         Ok(())
     }
