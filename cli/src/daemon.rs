@@ -3,6 +3,7 @@
 //! is one — and resumes the node's role from its data dir after a restart.
 //!
 //! # Layout
+//! - [`config`]: how the daemon was started ([`DaemonConfig`]).
 //! - [`state`]: the node's membership record on disk (`state.json`).
 //! - [`membership`]: this node's swarm membership and what runs for it:
 //!   init, join, leave, promotion and demotion, resume, stop.
@@ -12,28 +13,18 @@
 //! - [`renewal`]: renews this node's certificate before it expires.
 
 pub mod addresses;
+pub mod config;
 pub mod local_api;
 pub mod membership;
 pub mod private;
 pub mod renewal;
 pub mod state;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-/// How the daemon was started.
-#[derive(Debug, Clone)]
-pub struct DaemonConfig {
-    pub data_dir: PathBuf,
-    pub socket: PathBuf,
-    pub hostname: String,
-    /// A group allowed to use the socket besides the daemon's user.
-    pub socket_group: Option<private::SocketGroup>,
-    /// Where to serve the Docker Engine API, if at all (`--docker-api`).
-    pub docker_api: Option<shoal_docker_api::Listen>,
-}
+pub use config::DaemonConfig;
 
 /// Runs the daemon until `shutdown` resolves, then stops cleanly.
 pub async fn run(

@@ -16,8 +16,9 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
+use crate::error::SecurityError;
 use crate::identity::Role;
-use crate::{SecurityError, MANAGER_SERVER_NAME};
+use crate::identity::MANAGER_SERVER_NAME;
 
 /// Root CA validity: 20 years, as swarmkit's default.
 const ROOT_CA_VALIDITY_DAYS: i64 = 20 * 365;
@@ -294,61 +295,13 @@ fn node_params(
     Ok(params)
 }
 
-/// SHA-256 of the first certificate in `pem`, as the 50-character base-36
-/// string that join tokens carry.
-pub fn digest_of_pem(pem: &str) -> Result<String, SecurityError> {
-    let der = first_cert_der(pem)?;
-    Ok(base36_256(&Sha256::digest(der).into()))
-}
-
-pub(crate) fn first_cert_der(pem: &str) -> Result<Vec<u8>, SecurityError> {
-    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
-        SecurityError::BadCertificate {
-            what: "PEM",
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(parsed.contents)
-}
-
-/// Length of a base-36 rendering of a 256-bit number, zero-padded.
-pub const DIGEST_LEN: usize = 50;
-
-/// Renders 32 bytes as a zero-padded lowercase base-36 string, as Docker's
-/// join tokens do: short enough to paste, case-insensitive-safe.
-fn base36_256(bytes: &[u8; 32]) -> String {
-    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut number = bytes.to_vec();
-    let mut digits = Vec::with_capacity(DIGEST_LEN);
-    while number.iter().any(|&b| b != 0) {
-        // Long division of the big-endian number by 36.
-        let mut remainder = 0u32;
-        for byte in number.iter_mut() {
-            let acc = (remainder << 8) | u32::from(*byte);
-            *byte = (acc / 36) as u8;
-            remainder = acc % 36;
-        }
-        digits.push(ALPHABET[remainder as usize]);
-    }
-    while digits.len() < DIGEST_LEN {
-        digits.push(b'0');
-    }
-    digits.reverse();
-    String::from_utf8(digits).expect("alphabet is ASCII")
-}
+use crate::pem::first_cert_der;
+pub use crate::pem::{digest_of_pem, DIGEST_LEN};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::identity::{NodeKey, PeerIdentity};
-
-    #[test]
-    fn base36_of_zero_and_max_have_fixed_length() {
-        assert_eq!(base36_256(&[0; 32]), "0".repeat(DIGEST_LEN));
-        let max = base36_256(&[0xff; 32]);
-        assert_eq!(max.len(), DIGEST_LEN);
-        assert_eq!(max, "6dp5qcb22im238nr3wvp0ic7q99w035jmy2iw7i6n43d37jtof");
-    }
 
     #[test]
     fn signed_node_certificate_carries_identity_from_the_ca_not_the_csr() {

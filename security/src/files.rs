@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::SecurityError;
+use crate::error::SecurityError;
 
 /// The root CA certificate, this node's certificate and its private key.
 #[derive(Clone)]

@@ -5,7 +5,11 @@ use rcgen::{CertificateParams, DnType, KeyPair};
 use shoal_proto::v1::NodeRole;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::SecurityError;
+use crate::error::SecurityError;
+
+/// The DNS name every manager certificate carries and every client checks;
+/// node certificates identify nodes by ID, not by address, so addresses can change.
+pub const MANAGER_SERVER_NAME: &str = "shoal-manager";
 
 /// A node's role: the workspace's one role type off the wire, as written in
 /// its certificate (OU) and in the daemon's `state.json` (`"manager"`,
@@ -120,6 +124,6 @@ impl PeerIdentity {
     }
 
     pub fn from_pem(pem: &str) -> Result<Self, SecurityError> {
-        Self::from_der(&crate::ca::first_cert_der(pem)?)
+        Self::from_der(&crate::pem::first_cert_der(pem)?)
     }
 }

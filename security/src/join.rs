@@ -56,7 +56,7 @@ pub async fn fetch_verified_ca(
 
 /// Whether `ca_pem` is the root `token` names (pure).
 pub fn verify_ca(remote: &str, ca_pem: &str, token: &JoinToken) -> Result<(), JoinCaError> {
-    let digest = crate::ca::digest_of_pem(ca_pem).map_err(|e| JoinCaError::Unreadable {
+    let digest = crate::pem::digest_of_pem(ca_pem).map_err(|e| JoinCaError::Unreadable {
         remote: remote.to_string(),
         message: e.to_string(),
     })?;

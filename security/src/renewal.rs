@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::SecurityError;
+use crate::error::SecurityError;
 
 /// The renewal window, as fractions of the lifetime.
 pub const RENEW_FROM: f64 = 0.5;
@@ -28,7 +28,7 @@ pub struct Validity {
 
 impl Validity {
     pub fn of_pem(pem: &str) -> Result<Self, SecurityError> {
-        let der = crate::ca::first_cert_der(pem)?;
+        let der = crate::pem::first_cert_der(pem)?;
         let (_, cert) =
             X509Certificate::from_der(&der).map_err(|e| SecurityError::BadCertificate {
                 what: "of this node",

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::error::SecurityError;
 use crate::files::NodeCredentials;
-use crate::SecurityError;
 
 /// The current credentials; clones share the same value.
 #[derive(Clone)]

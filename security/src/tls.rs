@@ -24,10 +24,11 @@ use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig, Uri,
 };
 
+use crate::error::SecurityError;
 use crate::files::NodeCredentials;
 use crate::identity::PeerIdentity;
+use crate::identity::MANAGER_SERVER_NAME;
 use crate::shared::SharedCredentials;
-use crate::{SecurityError, MANAGER_SERVER_NAME};
 
 /// Server TLS for a manager's listener.
 pub fn server_config(creds: &NodeCredentials) -> ServerTlsConfig {

@@ -9,8 +9,8 @@ use std::fmt;
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
-use crate::ca::DIGEST_LEN;
-use crate::SecurityError;
+use crate::error::SecurityError;
+use crate::pem::DIGEST_LEN;
 
 pub const TOKEN_PREFIX: &str = "SHTKN";
 pub const TOKEN_VERSION: &str = "1";
@@ -54,7 +54,7 @@ impl JoinToken {
     /// Whether this token was made for the root CA `ca_pem` (its digest
     /// part; says nothing about the secret).
     pub fn is_for_ca(&self, ca_pem: &str) -> bool {
-        crate::ca::digest_of_pem(ca_pem).is_ok_and(|digest| digest == self.ca_digest)
+        crate::pem::digest_of_pem(ca_pem).is_ok_and(|digest| digest == self.ca_digest)
     }
 
     /// Parses a token, saying precisely what is wrong with a malformed one.

@@ -12,24 +12,26 @@
 //! - [`convert`]: Compose service → `ServiceSpec` (pure).
 //! - [`deploy`]: the deploy plan (pure) and carrying it out.
 //! - [`list`]: `ls`, `services`, `ps` printing.
+//! - [`objects`]: a stack's services and networks in the cluster.
 
 pub mod convert;
 pub mod deploy;
 pub mod list;
+pub mod objects;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
-    ListNetworksRequest, ListServicesRequest, ListTasksRequest, Network, RemoveNetworkRequest,
-    RemoveServiceRequest, ServiceInfo,
+    ListTasksRequest, Network, RemoveNetworkRequest, RemoveServiceRequest, ServiceInfo,
 };
 use tonic::transport::Channel;
 
 use crate::args::StackCommand;
 use crate::client;
 use convert::NAMESPACE_LABEL;
+use objects::{all_services, namespace, stack_networks, stack_services};
 
 pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()> {
     match command {
@@ -152,66 +154,6 @@ fn config(files: &[PathBuf]) -> anyhow::Result<()> {
     }
     print!("{}", shoal_compose::render(&stack));
     Ok(())
-}
-
-async fn all_services(control: &mut ControlClient<Channel>) -> anyhow::Result<Vec<ServiceInfo>> {
-    Ok(control
-        .list_services(ListServicesRequest { local: false })
-        .await?
-        .into_inner()
-        .services)
-}
-
-fn namespace(info: &ServiceInfo) -> Option<&str> {
-    info.service
-        .as_ref()?
-        .spec
-        .as_ref()?
-        .labels
-        .get(NAMESPACE_LABEL)
-        .map(String::as_str)
-}
-
-/// The services of stack `name`, sorted by name (none is not an error).
-pub async fn stack_services(
-    control: &mut ControlClient<Channel>,
-    name: &str,
-) -> anyhow::Result<Vec<ServiceInfo>> {
-    let mut services: Vec<ServiceInfo> = all_services(control)
-        .await?
-        .into_iter()
-        .filter(|info| namespace(info) == Some(name))
-        .collect();
-    services.sort_by_key(|info| {
-        info.service
-            .as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .map(|s| s.name.clone())
-            .unwrap_or_default()
-    });
-    Ok(services)
-}
-
-/// The networks created for stack `name`, sorted by name.
-pub async fn stack_networks(
-    control: &mut ControlClient<Channel>,
-    name: &str,
-) -> anyhow::Result<Vec<Network>> {
-    let mut networks: Vec<Network> = control
-        .list_networks(ListNetworksRequest {})
-        .await?
-        .into_inner()
-        .networks
-        .into_iter()
-        .filter(|n| {
-            n.spec
-                .as_ref()
-                .and_then(|s| s.labels.get(NAMESPACE_LABEL))
-                .is_some_and(|stack| stack == name)
-        })
-        .collect();
-    networks.sort_by_key(|n| n.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default());
-    Ok(networks)
 }
 
 /// Removes the secrets and configs created for stack `name`.

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::membership::MembershipError;
+use super::membership::error::MembershipError;
 use shoal_manager::Manager;
 use tokio::net::TcpListener;
 

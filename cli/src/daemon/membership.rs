@@ -44,10 +44,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Mutex};
 
 use super::addresses::bind;
+use super::config::DaemonConfig;
 use super::state::{NodeState as MembershipRecord, Role};
-use super::DaemonConfig;
 
-mod error;
+pub mod error;
 mod init;
 mod join;
 mod leave;

@@ -9,7 +9,7 @@
 //! never be moved into another namespace (the netns helpers use threads of
 //! their own).
 //!
-//! Each upstream is tried in turn, at most [`super::MAX_UPSTREAMS`], each
+//! Each upstream is tried in turn, at most [`super::resolv_conf::MAX_UPSTREAMS`], each
 //! with its own timeout; an upstream that says SERVFAIL or REFUSED, times
 //! out, refuses the connection or answers garbage makes way for the next.
 //! The query keeps the client's EDNS options but gets a fresh random ID on
@@ -80,7 +80,7 @@ pub async fn forward(
     per_upstream: Duration,
 ) -> Result<Vec<u8>, ForwardFailed> {
     let mut failures = Vec::new();
-    for &upstream in upstreams.iter().take(super::MAX_UPSTREAMS) {
+    for &upstream in upstreams.iter().take(super::resolv_conf::MAX_UPSTREAMS) {
         let id: u16 = rand::random();
         let mut outgoing = query_bytes.to_vec();
         outgoing[..2].copy_from_slice(&id.to_be_bytes());

@@ -261,7 +261,7 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let existing = super::stack_services(&mut control, &args.name).await?;
+    let existing = super::objects::stack_services(&mut control, &args.name).await?;
     let existing: Vec<Service> = existing.into_iter().filter_map(|s| s.service).collect();
     let plan = plan(&args.name, &planned, &order, &existing, args.prune);
 
