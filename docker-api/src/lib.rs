@@ -8,6 +8,8 @@
 //! answer is built from what those calls return. Nothing is stored here.
 //!
 //! # Layout
+//! - [`api`]: what every handler shares (the backend, the config, the
+//!   extractors).
 //! - [`listen`]: `--docker-api` addresses (unix, loopback TCP) and binding.
 //! - [`routing`]: `/v1.xx/` prefixes, the version range, the 501 for the rest.
 //! - [`errors`]: Docker's `{"message": …}` bodies and status codes.
@@ -21,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod backend;
 pub mod errors;
 pub mod filters;
@@ -36,40 +39,14 @@ pub mod swarm;
 pub mod system;
 pub mod tasks;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use hyper_util::rt::TokioIo;
 
+pub use api::{query_flag, Api, Config, Query, State};
 pub use backend::Backend;
 pub use listen::{Listen, Listener};
-
-/// What the front end says about the daemon it fronts.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// This node's hostname (`/info` Name).
-    pub hostname: String,
-    /// shoal's version (`/version`).
-    pub shoal_version: String,
-}
-
-/// Shared by every handler.
-pub struct Api {
-    pub backend: Backend,
-    pub config: Config,
-}
-
-pub type State = axum::extract::State<Arc<Api>>;
-pub type Query = axum::extract::Query<HashMap<String, String>>;
-
-/// A boolean query parameter as Go clients write it (`1`, `true`).
-pub fn query_flag(query: &HashMap<String, String>, name: &str) -> bool {
-    matches!(
-        query.get(name).map(|v| v.to_ascii_lowercase()).as_deref(),
-        Some("1" | "true" | "yes")
-    )
-}
 
 /// Every endpoint shoal serves; everything else answers 501.
 pub fn router(api: Arc<Api>) -> Router {

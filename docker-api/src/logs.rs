@@ -21,9 +21,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use shoal_proto::v1 as s;
 
+use crate::api::{query_flag, Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::mapping::time::now_ns;
-use crate::{query_flag, Api, Query, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

@@ -8,10 +8,10 @@ use axum::{Json, Router};
 use bollard::models as d;
 use shoal_proto::v1 as s;
 
+use crate::api::{query_flag, Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::filters::{label_matches, Filters};
 use crate::mapping::objects::node_to_docker;
-use crate::{query_flag, Api, Query, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

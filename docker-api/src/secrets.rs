@@ -20,10 +20,10 @@ use base64::Engine as _;
 use bollard::models as d;
 use shoal_proto::v1 as s;
 
+use crate::api::{Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::filters::Filters;
 use crate::mapping::time::timestamp;
-use crate::{Api, Query, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

@@ -11,11 +11,11 @@ use axum::{Json, Router};
 use bollard::models as d;
 use shoal_proto::v1 as s;
 
+use crate::api::{query_flag, Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::filters::Filters;
 use crate::mapping::objects::{service_to_docker, ServiceView};
 use crate::mapping::spec::service_spec_from_docker;
-use crate::{query_flag, Api, Query, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

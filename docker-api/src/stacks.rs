@@ -21,10 +21,10 @@ use bollard::models as d;
 
 use shoal_proto::v1 as s;
 
+use crate::api::{Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::filters::Filters;
 use crate::mapping::objects::network_to_docker;
-use crate::{Api, Query, State};
 
 /// Docker's stack label.
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";

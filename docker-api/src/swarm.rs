@@ -9,10 +9,10 @@ use axum::{Json, Router};
 use bollard::models as d;
 use shoal_proto::v1 as s;
 
+use crate::api::{query_flag, Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::mapping::objects::{swarm_spec_to_docker, swarm_to_docker};
 use crate::mapping::time::ns_to_ms;
-use crate::{query_flag, Api, Query, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

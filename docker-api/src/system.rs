@@ -11,10 +11,10 @@ use axum::{Json, Router};
 use bollard::models as d;
 use shoal_proto::v1::{GetClusterRequest, InfoResponse, ListNodesRequest, NodeRole};
 
+use crate::api::{Api, State};
 use crate::errors::ApiResult;
 use crate::mapping::objects::cluster_info;
 use crate::routing::{version_string, API_VERSION, MIN_API_VERSION};
-use crate::{Api, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

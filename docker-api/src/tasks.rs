@@ -11,11 +11,11 @@ use axum::{Json, Router};
 use bollard::models as d;
 use shoal_proto::v1 as s;
 
+use crate::api::{Api, Query, State};
 use crate::errors::{ApiError, ApiResult};
 use crate::filters::{label_matches, Filters};
 use crate::mapping::objects::{task_state_name, task_to_docker};
 use crate::services::all_services;
-use crate::{Api, Query, State};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

@@ -23,13 +23,13 @@ use shoal_proto::v1::{
 use crate::store::{is_terminal, ClusterState, Command};
 
 mod rollout;
+mod slots;
+
+pub(crate) use slots::observed;
+use slots::{created_at, ended_at, ended_on_its_own, SlotKey};
 
 /// Dead tasks kept per slot when the cluster spec does not say.
 pub const DEFAULT_TASK_HISTORY: usize = 5;
-
-pub(crate) fn observed(task: &Task) -> TaskState {
-    task.status.as_ref().map(|s| s.state()).unwrap_or_default()
-}
 
 /// The commands that bring every replicated service to its spec.
 /// `new_id` names new tasks (randomness is an input).
@@ -260,51 +260,8 @@ pub fn reconcile(
     commands
 }
 
-fn created_at(task: &Task) -> i64 {
-    task.meta.map(|m| m.created_at_ms).unwrap_or(0)
-}
-
-/// When the task's observed state last changed (for a dead task: when it ended).
-fn ended_at(task: &Task) -> i64 {
-    task.status.as_ref().map(|s| s.timestamp_ms).unwrap_or(0)
-}
-
-/// Whether the task ended by itself (exited, failed, was rejected), as
-/// opposed to being stopped by the cluster. The restart policy and a
-/// rollout's failure count are about these.
-fn ended_on_its_own(task: &Task) -> bool {
-    matches!(
-        observed(task),
-        TaskState::Complete | TaskState::Failed | TaskState::Rejected
-    )
-}
-
 /// Default pause before a task that ended is replaced, as Swarm's.
 pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
-
-/// What a task fills: a replica slot, or a node (global services).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum SlotKey {
-    Replica(u64),
-    Node(String),
-}
-
-impl SlotKey {
-    fn of(task: &Task) -> SlotKey {
-        if task.slot > 0 {
-            SlotKey::Replica(task.slot)
-        } else {
-            SlotKey::Node(task.node_id.clone())
-        }
-    }
-
-    fn slot(&self) -> u64 {
-        match self {
-            SlotKey::Replica(slot) => *slot,
-            SlotKey::Node(_) => 0,
-        }
-    }
-}
 
 /// Nodes a global service runs on: not drained, not removed, with the
 /// runtime, meeting the constraints. Down nodes keep their task (it is not

@@ -5,6 +5,7 @@
 //! - [`reference`]: image references and process programs.
 //! - [`mounts`]: mounts, read-only root, user, and the bind-mount policy.
 
+pub mod limits;
 pub mod mounts;
 pub mod reference;
 
@@ -12,9 +13,7 @@ use shoal_proto::v1::{ServiceMode, ServiceSpec};
 
 /// Runtimes a task may ask for.
 pub const RUNTIMES: &[&str] = &["process", "docker"];
-/// Upper bound on replicas: a typo must not make the orchestrator create a
-/// billion tasks.
-pub const MAX_REPLICAS: u64 = 100_000;
+pub use limits::MAX_REPLICAS;
 
 /// A network alias: a DNS name (letters, digits, `-`, `_`, `.`), as Docker
 /// accepts them.

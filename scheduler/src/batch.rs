@@ -38,7 +38,9 @@ use crate::constraint::Constraint;
 use crate::filter::{
     self, explain, first_rejection, Filter, MaxReplicasFilter, NodeLoad, ResourceFilter,
 };
-use crate::{Decisions, HostPort, NodeView, Placed, Preference, Resources, TaskRequest};
+use crate::model::{Decisions, HostPort, Placed, TaskRequest};
+use crate::nodes::{NodeView, Resources};
+use crate::placement::Preference;
 
 /// A node's position in ID order: ties between equally loaded nodes go to
 /// the lowest ID, in every group, whatever order the nodes came in.
@@ -166,7 +168,7 @@ type RequirementsKey<'a> = (
     &'a str,
     &'a str,
     (bool, bool, bool),
-    &'a crate::Placement,
+    &'a crate::placement::Placement,
     &'a Resources,
     &'a [HostPort],
 );

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{NodeView, Role};
+use crate::nodes::{NodeView, Role};
 
 const LABEL_PREFIX: &str = "node.labels.";
 const EXPECTED_KEYS: &str = "node.id, node.hostname, node.role, node.labels.KEY, \

@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Availability, HostPort, NodeView, Resources, TaskRequest};
+use crate::model::{HostPort, TaskRequest};
+use crate::nodes::{Availability, NodeView, Resources};
 
 /// What changes on a node while a batch is placed: how many tasks of the
 /// task's service it runs and what it has left to reserve.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::filter;
+use std::collections::BTreeMap;
 
 fn node(id: &str) -> NodeView {
     NodeView {

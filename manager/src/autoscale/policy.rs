@@ -4,8 +4,8 @@
 
 use shoal_proto::v1::{AutoscalePolicy, AutoscaleStepLimit, ServiceMode, ServiceSpec};
 
-use super::{Metric, Policy, StepLimit, Target};
-use crate::spec::MAX_REPLICAS;
+use super::model::{Metric, Policy, StepLimit, Target};
+use crate::spec::limits::MAX_REPLICAS;
 
 /// The longest window or step period a policy may set (the history keeps an
 /// hour, see [`super::History`]).

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Metric, MetricReading, Policy};
+use super::model::{Metric, MetricReading, Policy};
 
 /// One task's load over the metric window.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Decision, Hold, Policy, StepLimit};
+use super::model::{Decision, Hold, Policy, StepLimit};
 
 /// How long recommendations and events are kept at most (the longest window
 /// or period a policy may set is far below this).

@@ -33,7 +33,7 @@ use shoal_proto::v1::{
     UpdateStatus,
 };
 
-use super::{created_at, ended_at, ended_on_its_own, observed, SlotKey};
+use super::slots::{created_at, ended_at, ended_on_its_own, observed, SlotKey};
 use crate::store::Command;
 
 /// How long a new task is watched for failure when the config does not say (Swarm's).

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::{NodeView, Platform};
+use crate::nodes::{NodeView, Platform};
 
 fn c(s: &str) -> Constraint {
     Constraint::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
