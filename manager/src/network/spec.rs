@@ -95,7 +95,12 @@ pub fn plan(
     let existing: Vec<(Subnet, String)> = state
         .networks
         .values()
-        .filter_map(|n| Some((super::addressing(n)?.subnet, super::network_name(n))))
+        .filter_map(|n| {
+            Some((
+                super::usage::addressing(n)?.subnet,
+                super::usage::network_name(n),
+            ))
+        })
         .collect();
     let addressing = if asked.subnet.is_empty() {
         if !asked.gateway.is_empty() || !asked.ip_range.is_empty() {
@@ -149,24 +154,24 @@ pub fn plan(
 /// Whether `network` may be stored beside what `state` holds: the apply-time
 /// check of [`plan`]'s decision (name, VNI and subnet still free).
 pub fn conflicts(state: &ClusterState, network: &Network) -> Option<String> {
-    let name = super::network_name(network);
-    let subnet = super::addressing(network).map(|a| a.subnet);
+    let name = super::usage::network_name(network);
+    let subnet = super::usage::addressing(network).map(|a| a.subnet);
     for other in state.networks.values() {
-        if super::network_name(other) == name {
+        if super::usage::network_name(other) == name {
             return Some(format!("network with name {name} already exists"));
         }
         if other.vni == network.vni {
             return Some(format!(
                 "VXLAN ID {} is taken by network {}: retry",
                 network.vni,
-                super::network_name(other)
+                super::usage::network_name(other)
             ));
         }
-        if let (Some(s), Some(o)) = (subnet, super::addressing(other).map(|a| a.subnet)) {
+        if let (Some(s), Some(o)) = (subnet, super::usage::addressing(other).map(|a| a.subnet)) {
             if s.overlaps(&o) {
                 return Some(format!(
                     "invalid subnet {s}: it overlaps with network {} ({o}); choose a subnet that does not",
-                    super::network_name(other)
+                    super::usage::network_name(other)
                 ));
             }
         }

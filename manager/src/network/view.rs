@@ -10,7 +10,8 @@ use shoal_proto::v1::{
     TaskState,
 };
 
-use super::{endpoint_mode, holds_addresses, ipam, spec::mtu};
+use super::usage::{endpoint_mode, holds_addresses, ingress_network};
+use super::{ipam, spec::mtu};
 use crate::store::ClusterState;
 
 /// Docker's label naming a service's stack: its tasks also answer to the
@@ -64,7 +65,7 @@ pub(super) fn vtep_of(state: &ClusterState, node_id: &str) -> Option<String> {
 /// The ingress network is left out: its peers and endpoints are the mesh's
 /// ([`super::ingress::Mesh::add_to`] adds them).
 pub fn node_view(state: &ClusterState, node_id: &str) -> NetworkView {
-    let ingress = super::ingress::ingress_network(state).map(|n| n.id.as_str());
+    let ingress = ingress_network(state).map(|n| n.id.as_str());
     let mine: BTreeSet<&str> = state
         .tasks
         .values()

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use shoal_proto::v1::{Endpoint, Network, NetworkAttachment, VirtualIp};
 
-use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
+use super::state::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 use crate::network::{self, ipam, Holder, Usage};
 
 impl ClusterState {

@@ -5,7 +5,7 @@ use shoal_proto::v1::{
     NodeStatus,
 };
 
-use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
+use super::state::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 
 impl ClusterState {
     pub(super) fn create_cluster(

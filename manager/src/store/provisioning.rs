@@ -5,7 +5,7 @@ use shoal_proto::v1::{
     NodeAvailability, NodeProvisioning, ProvisionerCall, ProvisioningEvent, ProvisioningStatus,
 };
 
-use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
+use super::state::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 use crate::provisioning::{DECOMMISSION, EVENTS_KEPT, PROVISION};
 
 impl ClusterState {

@@ -12,7 +12,7 @@
 
 use shoal_proto::v1::{Cluster, JoinTokens, RootCa, RootRotation};
 
-use super::{bump, ClusterState, ObjectKind, StoreError, StoreEvent};
+use super::state::{bump, ClusterState, ObjectKind, StoreError, StoreEvent};
 
 /// The root that signs certificates now: the new one during a rotation.
 pub fn signing_root(cluster: &Cluster) -> RootCa {

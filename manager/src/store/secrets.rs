@@ -6,7 +6,7 @@
 
 use shoal_proto::v1::{Config, Secret, Service};
 
-use super::{Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
+use super::state::{Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 
 /// Docker's limit on a secret's or config's data (`500 * 1024` bytes).
 pub const MAX_DATA_BYTES: usize = 500 * 1024;

@@ -8,7 +8,7 @@ use shoal_proto::v1::{Service, ServiceSpec, TaskState, UpdateState, UpdateStatus
 
 use crate::network;
 
-use super::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
+use super::state::{bump, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 
 impl ClusterState {
     pub(super) fn create_service(

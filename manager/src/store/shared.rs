@@ -19,7 +19,7 @@ use std::sync::RwLock;
 
 use tokio::sync::{broadcast, watch};
 
-use super::{Change, ClusterState, StoreEvent};
+use super::state::{Change, ClusterState, StoreEvent};
 
 /// Change events kept for slow watchers; one that lags further is told it
 /// lagged and re-reads the state (loops are level-triggered).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use shoal_proto::v1::{Task, TaskSpec, TaskState, TaskStatus};
 
-use super::{bump, Change, ClusterState, CommandResult, StoreEvent};
+use super::state::{bump, Change, ClusterState, CommandResult, StoreEvent};
 
 /// Whether `state` is one a task never leaves.
 pub fn is_terminal(state: TaskState) -> bool {
