@@ -455,23 +455,66 @@ fn task_ids_under(dir: &Path) -> Vec<String> {
     ids
 }
 
+/// One process of the machine, as `/proc` shows it: the one place the
+/// suites read `/proc`. What it read can be gone by the time it is asked
+/// (the process ended): every reader says "no" then.
+pub struct ProcessEntry {
+    pub pid: i32,
+    dir: PathBuf,
+}
+
+impl ProcessEntry {
+    /// The program it was started as (`argv[0]`).
+    pub fn argv0(&self) -> Option<Vec<u8>> {
+        let cmdline = std::fs::read(self.dir.join("cmdline")).ok()?;
+        Some(
+            cmdline
+                .split(|b| *b == 0)
+                .next()
+                .unwrap_or_default()
+                .to_vec(),
+        )
+    }
+
+    /// Whether it has exited and waits to be reaped.
+    pub fn is_zombie(&self) -> bool {
+        let stat = std::fs::read_to_string(self.dir.join("stat")).unwrap_or_default();
+        stat.rfind(')')
+            .and_then(|i| stat.get(i + 2..)?.chars().next())
+            == Some('Z')
+    }
+
+    /// Whether its environment holds exactly `variable` (`NAME=value`).
+    pub fn has_env(&self, variable: &str) -> bool {
+        std::fs::read(self.dir.join("environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == variable.as_bytes()))
+    }
+}
+
+/// Every process of the machine now.
+pub fn processes() -> Vec<ProcessEntry> {
+    // Unreadable, "no process" would pass every "nothing left" check.
+    std::fs::read_dir("/proc")
+        .expect("reading /proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            Some(ProcessEntry {
+                pid,
+                dir: entry.path(),
+            })
+        })
+        .collect()
+}
+
 /// PIDs of live processes whose program lives under `dir`.
 pub fn processes_under(dir: &Path) -> Vec<i32> {
     let prefix = dir.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        if argv0.starts_with(prefix.as_bytes()) {
-            pids.push(pid);
-        }
-    }
-    pids
+    processes()
+        .into_iter()
+        .filter(|p| p.argv0().is_some_and(|a| a.starts_with(prefix.as_bytes())))
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// A manager and `workers` workers, all Ready.
@@ -514,24 +557,11 @@ pub fn marker_program(dir: &TestDir) -> PathBuf {
 /// PIDs of live (non-zombie) processes whose program is `program`.
 pub fn processes_of(program: &Path) -> Vec<i32> {
     let wanted = program.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        if argv0 != wanted.as_bytes() {
-            continue;
-        }
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
-        if state != Some('Z') {
-            pids.push(pid);
-        }
-    }
+    let mut pids: Vec<i32> = processes()
+        .into_iter()
+        .filter(|p| p.argv0().is_some_and(|a| a == wanted.as_bytes()) && !p.is_zombie())
+        .map(|p| p.pid)
+        .collect();
     pids.sort();
     pids
 }

@@ -193,17 +193,10 @@ fn a_published_port_answers_on_every_node_from_every_replica_keeping_the_client_
 /// The PID of the process whose environment names task `task_id`.
 fn task_pid(task_id: &str) -> Option<i32> {
     let needle = format!("SHOAL_TASK_ID={task_id}");
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let environ = std::fs::read(entry.path().join("environ")).ok()?;
-            environ
-                .split(|b| *b == 0)
-                .any(|v| v == needle.as_bytes())
-                .then_some(pid)
-        })
+    crate::util::processes()
+        .into_iter()
+        .find(|p| p.has_env(&needle))
+        .map(|p| p.pid)
 }
 
 /// A steady client: batches of connections through every node's port
