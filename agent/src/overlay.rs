@@ -165,10 +165,7 @@ fn host_bindings(task: &Task, view: &NodeView) -> Vec<RecordedPort> {
     let attachments: Vec<(String, std::net::Ipv4Addr)> = task
         .networks
         .iter()
-        .filter_map(|a| {
-            let addr = a.addresses.first()?.split('/').next()?.parse().ok()?;
-            Some((a.network_id.clone(), addr))
-        })
+        .filter_map(|a| Some((a.network_id.clone(), view::bare_addr(a.addresses.first()?)?)))
         .collect();
     let Some(addr) = host_ports::binding_address(&attachments, &view.networks) else {
         tracing::warn!(task = %task.id, "host-mode ports not published: the task is on internal networks only, which have no route to a client");

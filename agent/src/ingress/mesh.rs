@@ -7,13 +7,13 @@
 //! unknown protocol, a port out of range) are skipped with a warning, as
 //! the overlay view's are: one bad entry must not unpublish the others.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use shoal_overlay_net::ingress::{IngressView, Protocol, PublishedPort};
-use shoal_overlay_net::model::{Ipv4Subnet, OverlayNetwork};
 use shoal_proto::v1::IngressView as WireIngress;
 
 use super::proxy::{self, ProxiedPort};
+use crate::overlay::view::{bare_addr, overlay_network};
 
 fn protocol(name: &str) -> Option<Protocol> {
     match name {
@@ -23,31 +23,14 @@ fn protocol(name: &str) -> Option<Protocol> {
     }
 }
 
-fn bare(text: &str) -> Option<Ipv4Addr> {
-    text.split('/').next()?.parse().ok()
-}
-
 /// The kernel mesh's view; `None` when the wire view carries no usable
 /// ingress network (the node then removes its mesh).
 pub fn mesh_view(wire: &WireIngress) -> Option<IngressView> {
-    let n = wire.network.as_ref()?;
-    let (addr, len) = n.subnet.split_once('/')?;
-    let network = OverlayNetwork {
-        id: n.id.clone(),
-        name: n.name.clone(),
-        vni: n.vni,
-        subnet: Ipv4Subnet {
-            addr: addr.parse().ok()?,
-            prefix_len: len.parse().ok().filter(|l: &u8| *l <= 32)?,
-        },
-        gateway: n.gateway.parse().ok()?,
-        mtu: (n.mtu > 0).then_some(n.mtu),
-        internal: false,
-    };
+    let network = overlay_network(wire.network.as_ref()?)?;
     let sandboxes = wire
         .sandboxes
         .iter()
-        .filter_map(|s| Some((s.node_id.clone(), bare(&s.addr)?)))
+        .filter_map(|s| Some((s.node_id.clone(), bare_addr(&s.addr)?)))
         .collect();
     let ports = wire
         .ports
@@ -66,7 +49,7 @@ pub fn mesh_view(wire: &WireIngress) -> Option<IngressView> {
                 protocol,
                 published,
                 target,
-                backends: p.backends.iter().filter_map(|b| bare(b)).collect(),
+                backends: p.backends.iter().filter_map(|b| bare_addr(b)).collect(),
             })
         })
         .collect();
@@ -115,6 +98,8 @@ pub fn entry_ports(wire: &WireIngress, me: &str) -> Vec<ProxiedPort> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use shoal_proto::v1::{IngressPort, IngressSandbox, OverlayNetwork as WireNetwork};
 
     use super::*;

@@ -9,33 +9,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use shoal_overlay_net::model::{
     Endpoint, EndpointMode, Ipv4Subnet, NodeView, OverlayNetwork, Peer, ServiceEndpoint,
 };
-use shoal_proto::v1::{NetworkView, ResolutionMode};
+use shoal_proto::v1::{NetworkView, OverlayNetwork as WireNetwork, ResolutionMode};
 
 /// The node's view: `wire` plus what only the node knows (its ID and VTEP).
 pub fn node_view(node_id: &str, vtep: Option<IpAddr>, wire: &NetworkView) -> NodeView {
-    let networks = wire
-        .networks
-        .iter()
-        .filter_map(|n| {
-            let Some(subnet) = parse_subnet(&n.subnet) else {
-                tracing::warn!(network = %n.name, subnet = %n.subnet, "skipping a network with a malformed subnet");
-                return None;
-            };
-            let Ok(gateway) = n.gateway.parse::<Ipv4Addr>() else {
-                tracing::warn!(network = %n.name, gateway = %n.gateway, "skipping a network with a malformed gateway");
-                return None;
-            };
-            Some(OverlayNetwork {
-                id: n.id.clone(),
-                name: n.name.clone(),
-                vni: n.vni,
-                subnet,
-                gateway,
-                mtu: (n.mtu > 0).then_some(n.mtu),
-                internal: n.internal,
-            })
-        })
-        .collect();
+    let networks = wire.networks.iter().filter_map(overlay_network).collect();
     let peers = wire
         .peers
         .iter()
@@ -86,6 +64,28 @@ pub fn node_view(node_id: &str, vtep: Option<IpAddr>, wire: &NetworkView) -> Nod
     }
 }
 
+/// One wire network as overlay-net's; `None` (said in the log) when its
+/// subnet or gateway does not parse.
+pub fn overlay_network(n: &WireNetwork) -> Option<OverlayNetwork> {
+    let Some(subnet) = parse_subnet(&n.subnet) else {
+        tracing::warn!(network = %n.name, subnet = %n.subnet, "skipping a network with a malformed subnet");
+        return None;
+    };
+    let Ok(gateway) = n.gateway.parse::<Ipv4Addr>() else {
+        tracing::warn!(network = %n.name, gateway = %n.gateway, "skipping a network with a malformed gateway");
+        return None;
+    };
+    Some(OverlayNetwork {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        vni: n.vni,
+        subnet,
+        gateway,
+        mtu: (n.mtu > 0).then_some(n.mtu),
+        internal: n.internal,
+    })
+}
+
 /// `10.0.1.0/24`.
 fn parse_subnet(text: &str) -> Option<Ipv4Subnet> {
     let (addr, len) = text.split_once('/')?;
@@ -98,7 +98,7 @@ fn parse_subnet(text: &str) -> Option<Ipv4Subnet> {
 }
 
 /// `10.0.1.5`, also accepting `10.0.1.5/24`; empty is `None`.
-fn bare_addr(text: &str) -> Option<Ipv4Addr> {
+pub fn bare_addr(text: &str) -> Option<Ipv4Addr> {
     text.split('/').next()?.parse().ok()
 }
 
