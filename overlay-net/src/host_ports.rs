@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use crate::ingress::{nft_apply, IngressError, Protocol};
+use crate::ingress::{ingress_error, nft_apply, replace_table, IngressError, Protocol};
 use crate::model::OverlayNetwork;
 
 /// The table in the node's namespace.
@@ -56,9 +56,7 @@ pub fn rules(bindings: &[HostBinding]) -> String {
     let mut bindings = bindings.to_vec();
     bindings.sort();
     bindings.dedup_by_key(|b| (b.protocol, b.published));
-    let mut out = String::new();
-    let _ = writeln!(out, "table ip {TABLE} {{}}");
-    let _ = writeln!(out, "delete table ip {TABLE}");
+    let mut out = replace_table(TABLE);
     if bindings.is_empty() {
         return out;
     }
@@ -106,9 +104,7 @@ impl crate::OverlayNode {
         let bindings = bindings.to_vec();
         self.run_blocking(move || apply(&bindings))
             .await?
-            .map_err(|e| {
-                crate::OverlayError::Firewall(crate::firewall::FirewallError(e.to_string()))
-            })
+            .map_err(ingress_error)
     }
 }
 

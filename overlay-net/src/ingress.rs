@@ -164,9 +164,7 @@ fn sorted_ports(ingress: &IngressView) -> Vec<&PublishedPort> {
 /// changes only when ports are published or removed, and its DNAT lives in
 /// conntrack for connections already open.
 pub fn host_rules(ingress: &IngressView, node_id: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "table ip {TABLE} {{}}");
-    let _ = writeln!(out, "delete table ip {TABLE}");
+    let mut out = replace_table(TABLE);
     let Some(sandbox) = ingress.sandbox_of(node_id) else {
         return out;
     };
@@ -276,9 +274,7 @@ fn mac_text(addr: Ipv4Addr) -> String {
 /// `route` hook re-routes by it. Replaced whole: marks are kept on the
 /// connections themselves.
 pub fn return_rules(ingress: &IngressView, ifname: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "table ip {TABLE} {{}}");
-    let _ = writeln!(out, "delete table ip {TABLE}");
+    let mut out = replace_table(TABLE);
     if ingress.sandboxes.is_empty() {
         return out;
     }
@@ -365,6 +361,13 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Ingr
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// The start of a script that replaces table `ip NAME` whole: add it (so
+/// the delete succeeds whether it existed or not), then delete it; what
+/// follows recreates it, all in one transaction.
+pub(crate) fn replace_table(name: &str) -> String {
+    format!("table ip {name} {{}}\ndelete table ip {name}\n")
+}
+
 /// Applies an nft script in the calling thread's namespace, atomically.
 pub fn nft_apply(script: &str) -> Result<(), IngressError> {
     run("nft", &["-f", "-"], Some(script)).map(|_| ())
@@ -433,7 +436,7 @@ pub fn apply_return_path(ingress: &IngressView, ifname: &str) -> Result<(), Ingr
 /// Removes the mesh's table from the calling thread's namespace (a node
 /// with nothing published, or leaving).
 pub fn remove_table() -> Result<(), IngressError> {
-    nft_apply(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))
+    nft_apply(&replace_table(TABLE))
 }
 
 impl crate::OverlayNode {
@@ -494,7 +497,9 @@ impl crate::OverlayNode {
     }
 }
 
-fn ingress_error(e: IngressError) -> crate::OverlayError {
+/// A failed nft or ip call of the mesh or the host-mode ports, as the
+/// node's error.
+pub(crate) fn ingress_error(e: IngressError) -> crate::OverlayError {
     crate::OverlayError::Firewall(crate::firewall::FirewallError(e.to_string()))
 }
 

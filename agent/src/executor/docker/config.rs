@@ -234,14 +234,10 @@ pub fn port_bindings(task: &Task) -> PortMap {
 
 /// The ports a task on no network exposes (its host-mode targets).
 pub fn exposed_ports(task: &Task) -> Option<Vec<String>> {
-    Some(
-        task.host_ports
-            .iter()
-            .filter(|_| task.networks.is_empty())
-            .map(engine_port)
-            .collect::<Vec<_>>(),
-    )
-    .filter(|p| !p.is_empty())
+    if !task.networks.is_empty() || task.host_ports.is_empty() {
+        return None;
+    }
+    Some(task.host_ports.iter().map(engine_port).collect())
 }
 
 fn engine_port(p: &PortConfig) -> String {
