@@ -188,7 +188,18 @@ impl Sim {
         done: impl Fn(&Sim) -> bool,
         invariant: impl Fn(&Sim) -> Result<(), String>,
     ) -> usize {
-        for step in 0..200 {
+        self.run_until_within(200, done, invariant)
+    }
+
+    /// Steps until `done`, checking `invariant` after each step; fails
+    /// after `limit` steps.
+    fn run_until_within(
+        &mut self,
+        limit: usize,
+        done: impl Fn(&Sim) -> bool,
+        invariant: impl Fn(&Sim) -> Result<(), String>,
+    ) -> usize {
+        for step in 0..limit {
             if done(self) {
                 return step;
             }
@@ -202,6 +213,30 @@ impl Sim {
 
     fn run_until(&mut self, done: impl Fn(&Sim) -> bool) -> usize {
         self.run_until_checked(done, |_| Ok(()))
+    }
+
+    /// Whether exactly `n` tasks are desired running, each observed
+    /// running and passing `each`.
+    fn all_live_running(&self, n: usize, each: impl Fn(&shoal_proto::v1::Task) -> bool) -> bool {
+        let live: Vec<&shoal_proto::v1::Task> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.desired_state == TaskState::Running as i32)
+            .collect();
+        live.len() == n
+            && live
+                .iter()
+                .all(|t| observed(t) == TaskState::Running && each(t))
+    }
+
+    /// Ten more steps create no task: what converged happened once.
+    fn assert_settled(&mut self) {
+        let count = self.state.tasks.len();
+        for _ in 0..10 {
+            self.step();
+        }
+        assert_eq!(self.state.tasks.len(), count, "and only once");
     }
 }
 
@@ -461,29 +496,11 @@ fn publishing_a_first_ingress_port_rolls_the_running_tasks_onto_the_mesh_once() 
         panic!("no ingress network planned");
     };
     sim.state.apply(create, &mut Vec::new()).unwrap();
-    let on_mesh = |sim: &Sim| {
-        let live: Vec<&shoal_proto::v1::Task> = sim
-            .state
-            .tasks
-            .values()
-            .filter(|t| t.desired_state == TaskState::Running as i32)
-            .collect();
-        live.len() == 6
-            && live.iter().all(|t| {
-                observed(t) == TaskState::Running
-                    && t.networks.iter().any(|a| a.network_id == "ing")
-            })
-    };
-    let mut steps = 0;
-    while !on_mesh(&sim) {
-        sim.step();
-        steps += 1;
-        assert!(
-            steps < 60,
-            "not rolled onto the mesh: {:#?}",
-            sim.state.tasks
-        );
-    }
+    sim.run_until_within(
+        60,
+        |sim| sim.all_live_running(6, |t| t.networks.iter().any(|a| a.network_id == "ing")),
+        |_| Ok(()),
+    );
     let live: Vec<String> = sim
         .state
         .tasks
@@ -495,11 +512,7 @@ fn publishing_a_first_ingress_port_rolls_the_running_tasks_onto_the_mesh_once() 
         live.iter().all(|id| !before.contains(id)),
         "every task replaced"
     );
-    let count = sim.state.tasks.len();
-    for _ in 0..10 {
-        sim.step();
-    }
-    assert_eq!(sim.state.tasks.len(), count, "and only once");
+    sim.assert_settled();
 }
 
 #[test]
@@ -522,27 +535,10 @@ fn changing_a_host_mode_port_rolls_out_tasks_that_bind_the_new_one() {
         ports: vec![host_port(8081)],
         ..Default::default()
     });
-    let binds_8081 = |sim: &Sim| {
-        let live: Vec<&shoal_proto::v1::Task> = sim
-            .state
-            .tasks
-            .values()
-            .filter(|t| t.desired_state == TaskState::Running as i32)
-            .collect();
-        live.len() == 6
-            && live
-                .iter()
-                .all(|t| observed(t) == TaskState::Running && t.host_ports == vec![host_port(8081)])
-    };
-    let mut steps = 0;
-    while !binds_8081(&sim) {
-        sim.step();
-        steps += 1;
-        assert!(steps < 60, "not rolled out: {:#?}", sim.state.tasks);
-    }
-    let count = sim.state.tasks.len();
-    for _ in 0..10 {
-        sim.step();
-    }
-    assert_eq!(sim.state.tasks.len(), count, "and only once");
+    sim.run_until_within(
+        60,
+        |sim| sim.all_live_running(6, |t| t.host_ports == vec![host_port(8081)]),
+        |_| Ok(()),
+    );
+    sim.assert_settled();
 }
