@@ -111,26 +111,14 @@ impl crate::OverlayNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Ipv4Subnet;
-
-    fn network(id: &str, internal: bool) -> OverlayNetwork {
-        OverlayNetwork {
-            id: id.into(),
-            name: id.into(),
-            vni: 4100,
-            subnet: Ipv4Subnet {
-                addr: Ipv4Addr::new(10, 0, 1, 0),
-                prefix_len: 24,
-            },
-            gateway: Ipv4Addr::new(10, 0, 1, 1),
-            mtu: None,
-            internal,
-        }
-    }
+    use crate::dns::lookup::tests::network;
 
     #[test]
     fn ports_lead_to_the_address_on_the_first_network_out() {
-        let networks = [network("back", true), network("front", false)];
+        let networks = [
+            network("back", "back", true),
+            network("front", "front", false),
+        ];
         let attachments = [
             ("back".to_string(), Ipv4Addr::new(10, 0, 2, 7)),
             ("front".to_string(), Ipv4Addr::new(10, 0, 1, 7)),
