@@ -613,13 +613,8 @@ fn a_host_mode_port_answers_only_where_a_task_runs_and_only_from_that_task() {
     for (entry, host) in [(1u8, "h1"), (2, "h2")] {
         let expected = task_on(host);
         let target = format!("10.77.0.{entry}:8081");
-        eventually(patience(), &format!("{target} answering"), || match tally(
-            &cluster, "tcp", &target, 1,
-        )
-        .remove(0)
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
+        eventually(patience(), &format!("{target} answering"), || {
+            tally(&cluster, "tcp", &target, 1).remove(0).map(|_| ())
         });
         for proto in ["tcp", "udp"] {
             for answer in tally(&cluster, proto, &target, 20) {
