@@ -16,10 +16,11 @@
 //! no binding (Docker does not publish ports of such containers either);
 //! the caller decides that ([`binding_address`]).
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use crate::ingress::{ingress_error, nft_apply, replace_table, IngressError, Protocol};
+use crate::ingress::{
+    ingress_error, local_dnat_table, nft_apply, replace_table, IngressError, Protocol,
+};
 use crate::model::OverlayNetwork;
 
 /// The table in the node's namespace.
@@ -60,33 +61,19 @@ pub fn rules(bindings: &[HostBinding]) -> String {
     if bindings.is_empty() {
         return out;
     }
-    let _ = writeln!(out, "table ip {TABLE} {{");
-    for (chain, hook, only_remote_dest) in [
-        ("prerouting", "prerouting", ""),
-        // The node's own connections to 127.0.0.0/8 would need
-        // route_localnet to leave for a task: not DNATed, as Docker leaves
-        // those to its userland proxy.
-        ("output", "output", "ip daddr != 127.0.0.0/8 "),
-    ] {
-        let _ = writeln!(
-            out,
-            // -100 is dstnat's number; older nft takes the name in
-            // prerouting only.
-            "  chain {chain} {{ type nat hook {hook} priority -100; policy accept;"
-        );
-        for b in &bindings {
-            let _ = writeln!(
-                out,
-                "    {only_remote_dest}fib daddr type local {} dport {} dnat to {}:{}",
+    let dnats: Vec<String> = bindings
+        .iter()
+        .map(|b| {
+            format!(
+                "fib daddr type local {} dport {} dnat to {}:{}",
                 b.protocol.name(),
                 b.published,
                 b.addr,
                 b.target
-            );
-        }
-        let _ = writeln!(out, "  }}");
-    }
-    let _ = writeln!(out, "}}");
+            )
+        })
+        .collect();
+    local_dnat_table(&mut out, TABLE, &dnats);
     out
 }
 

@@ -11,7 +11,8 @@
 //! endpoint's is).
 //!
 //! 1. Client `C` → entry node `E`, port 8080. `E`'s table
-//!    ([`host_rules`]) DNATs it to `E`'s sandbox, same port.
+//!    ([`host_rules`]) DNATs it to `E`'s sandbox, same port (in prerouting;
+//!    in output too, when `C` is `E` itself on one of its own addresses).
 //! 2. The sandbox ([`sandbox_rules`]) DNATs it again, to a backend picked by
 //!    `numgen random mod N` from the service's chain, and forwards it out
 //!    of its ingress interface: over VXLAN to the backend's node, source
@@ -160,9 +161,10 @@ fn sorted_ports(ingress: &IngressView) -> Vec<&PublishedPort> {
 }
 
 /// The node's own table: every published port, arriving for any local
-/// address, goes to this node's sandbox (same port). Replaced whole: it
-/// changes only when ports are published or removed, and its DNAT lives in
-/// conntrack for connections already open.
+/// address (prerouting) or opened by the node itself to one of its
+/// non-loopback addresses (output), goes to this node's sandbox (same
+/// port). Replaced whole: it changes only when ports are published or
+/// removed, and its DNAT lives in conntrack for connections already open.
 pub fn host_rules(ingress: &IngressView, node_id: &str) -> String {
     let mut out = replace_table(TABLE);
     let Some(sandbox) = ingress.sandbox_of(node_id) else {
@@ -172,22 +174,49 @@ pub fn host_rules(ingress: &IngressView, node_id: &str) -> String {
     if ports.is_empty() {
         return out;
     }
-    let _ = writeln!(out, "table ip {TABLE} {{");
-    let _ = writeln!(
-        out,
-        "  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;"
-    );
-    for p in &ports {
+    let dnats: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            format!(
+                "fib daddr type local {} dport {} dnat to {sandbox}",
+                p.protocol.name(),
+                p.published
+            )
+        })
+        .collect();
+    local_dnat_table(&mut out, TABLE, &dnats);
+    out
+}
+
+/// Writes table `name` with `dnats` (rules matching `fib daddr type
+/// local`) in two NAT chains of the node's namespace: prerouting, for
+/// connections arriving from outside, and output, for the node's own
+/// connections to its non-loopback addresses. Shared by the mesh and the
+/// host-mode ports, which publish the same way and differ only in where a
+/// port leads.
+///
+/// **Decision: not 127.0.0.0/8.** A connection from the node to
+/// 127.0.0.1 has a loopback source, which may not leave the node for a
+/// sandbox or task without `route_localnet` on the bridge — and that
+/// setting also lets anything on the bridge's L2 reach the node's
+/// localhost-only services (kube-proxy's CVE-2020-8558). kube-proxy's
+/// nftables mode leaves localhost node ports out for the same reason, and
+/// Docker serves `-p` on localhost with its userland proxy, not its rules.
+pub(crate) fn local_dnat_table(out: &mut String, name: &str, dnats: &[String]) {
+    let _ = writeln!(out, "table ip {name} {{");
+    for (hook, only_non_loopback) in [("prerouting", ""), ("output", "ip daddr != 127.0.0.0/8 ")] {
         let _ = writeln!(
             out,
-            "    fib daddr type local {} dport {} dnat to {sandbox}",
-            p.protocol.name(),
-            p.published
+            // -100 is dstnat's number; older nft takes the name in
+            // prerouting only.
+            "  chain {hook} {{ type nat hook {hook} priority -100; policy accept;"
         );
+        for dnat in dnats {
+            let _ = writeln!(out, "    {only_non_loopback}{dnat}");
+        }
+        let _ = writeln!(out, "  }}");
     }
-    let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "}}");
-    out
 }
 
 /// The name of a published port's chain in the sandbox.

@@ -3,7 +3,8 @@
 //! on a node that runs no replica — spreads connections over every
 //! replica, and each replica sees the real client's address; removing the
 //! service leaves nothing in nftables and no sandbox. A host-mode port
-//! answers only on the nodes running a task, from that task alone.
+//! answers only on the nodes running a task, from that task alone. A node
+//! reaches both through its own address too.
 //!
 //! The client is a namespace host of its own on the test's bridge, outside
 //! the cluster (no daemon), running `shoal-echo tally`; the replicas run
@@ -159,6 +160,28 @@ fn a_published_port_answers_on_every_node_from_every_replica_keeping_the_client_
             assert_eq!(
                 peer, &client,
                 "UDP through {target}: the replica saw {peer}"
+            );
+        }
+        // The node's own connections to its own address (the output hook),
+        // as `curl NODE-IP:8080` on a node: answered by the replicas, which
+        // see the node's address.
+        let own_address = format!("10.77.0.{entry}");
+        for proto in ["tcp", "udp"] {
+            let own = cluster
+                .net
+                .output(entry, &[ECHO, "tally", proto, &target, "20"]);
+            let mut answered = BTreeSet::new();
+            for line in own.lines() {
+                let (id, peer) = answer(line).unwrap_or_else(|e| {
+                    panic!("h{entry} to its own {target} ({proto}) failed: {e}")
+                });
+                assert!(replicas.contains(&id), "{id} is not a replica of web");
+                assert_eq!(peer, own_address, "h{entry} to its own {target} ({proto})");
+                answered.insert(id);
+            }
+            assert!(
+                answered.len() > 1,
+                "h{entry} to its own {target} ({proto}): 20 answers from {answered:?} only"
             );
         }
     }
