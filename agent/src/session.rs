@@ -384,7 +384,8 @@ async fn session(
 ) -> Result<(), tonic::Status> {
     let channel = connect(addr, &config.credentials, &config.known_managers).await?;
     *connected = true;
-    let mut client = DispatcherClient::new(channel.clone());
+    let mut client = DispatcherClient::new(channel.clone())
+        .max_decoding_message_size(shoal_proto::MAX_RESPONSE_BYTES);
     let mut stream = client
         .session(SessionRequest {
             description: Some(describe_with(

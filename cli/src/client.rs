@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use hyper_util::rt::TokioIo;
+use shoal_proto::v1::control_client::ControlClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// The default socket: `/run/shoal/shoal.sock` for root, else a per-user path.
@@ -85,6 +86,13 @@ pub async fn connect(host: Option<&str>) -> anyhow::Result<Channel> {
             }
         })?;
     Ok(channel)
+}
+
+/// A control client over `channel` (to the node's own daemon) that reads
+/// answers as large as the cluster's listings
+/// ([`shoal_proto::MAX_RESPONSE_BYTES`]).
+pub fn control(channel: Channel) -> ControlClient<Channel> {
+    ControlClient::new(channel).max_decoding_message_size(shoal_proto::MAX_RESPONSE_BYTES)
 }
 
 /// The kind of the I/O error somewhere in `error`'s chain of sources.

@@ -43,6 +43,7 @@ impl Backend {
 
     pub fn control(&self) -> ControlClient<Channel> {
         ControlClient::new(self.channel.clone())
+            .max_decoding_message_size(shoal_proto::MAX_RESPONSE_BYTES)
     }
 
     pub fn local(&self) -> LocalNodeClient<Channel> {

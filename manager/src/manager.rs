@@ -379,7 +379,8 @@ impl Manager {
         &self,
         addr: &str,
     ) -> Result<ControlClient<tonic::transport::Channel>, ManagerError> {
-        Ok(ControlClient::new(self.channel_to(addr)?))
+        Ok(ControlClient::new(self.channel_to(addr)?)
+            .max_decoding_message_size(shoal_proto::MAX_RESPONSE_BYTES))
     }
 
     /// A control client to the current leader (mutual TLS with this
@@ -388,7 +389,8 @@ impl Manager {
         &self,
     ) -> Result<ControlClient<tonic::transport::Channel>, ManagerError> {
         let (_, addr) = self.leader_addr(LEADER_PATIENCE).await?;
-        Ok(ControlClient::new(self.channel_to(&addr)?))
+        Ok(ControlClient::new(self.channel_to(&addr)?)
+            .max_decoding_message_size(shoal_proto::MAX_RESPONSE_BYTES))
     }
 
     /// A channel to the current leader (mutual TLS with this manager's

@@ -30,6 +30,19 @@ pub mod syntax;
 /// so that agents, joining managers and forwarding managers go straight there.
 pub const LEADER_HINT: &str = "x-shoal-leader";
 
+/// The most a client of shoal's own APIs reads in one answer, where tonic's
+/// default is 4 MiB. Listings and session messages grow with the cluster:
+/// a task is about 190 bytes on the wire, so `service ps` of a
+/// 100,000-task service answers 18.6 MB, and a node's session carries every
+/// endpoint of its networks — past 4 MiB at a size operators run, which is
+/// how Swarm broke after grpc-go adopted the default (moby/moby#37997,
+/// moby/swarmkit#2733). 512 MiB holds a listing of a million tasks. Only
+/// answers from an authenticated peer are read with it (the node's own
+/// daemon over its private socket, a manager over mutual TLS); servers keep
+/// the default for requests, which are small and read before anything is
+/// trusted.
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+
 /// Generated code for package `shoal.v1`.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
-use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
     CreateNetworkRequest, GetNetworkRequest, IpamConfig, ListNetworksRequest, Network, NetworkInfo,
     NetworkSpec, RemoveNetworkRequest,
@@ -19,7 +18,7 @@ use crate::template;
 use shoal_docker_api::mapping::objects::network_to_docker;
 
 pub async fn run(host: Option<&str>, command: NetworkCommand) -> anyhow::Result<()> {
-    let mut control = ControlClient::new(client::connect(host).await?);
+    let mut control = client::control(client::connect(host).await?);
     match command {
         NetworkCommand::Create(args) => {
             let spec = spec_from_args(args)?;

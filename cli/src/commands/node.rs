@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use shoal_proto::names;
-use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::{
     GetNodeRequest, InfoRequest, ListNodesRequest, Node, NodeAvailability, NodeRole,
@@ -19,7 +18,7 @@ use shoal_docker_api::mapping::objects::node_to_docker;
 
 pub async fn run(host: Option<&str>, command: NodeCommand) -> anyhow::Result<()> {
     let channel = client::connect(host).await?;
-    let mut control = ControlClient::new(channel.clone());
+    let mut control = client::control(channel.clone());
     match command {
         NodeCommand::Ls { quiet, format } => {
             let mut nodes = control

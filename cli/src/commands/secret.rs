@@ -9,7 +9,6 @@ use std::io::Read;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{
     Config, ConfigSpec, CreateConfigRequest, CreateSecretRequest, GetConfigRequest,
     GetSecretRequest, ListConfigsRequest, ListSecretsRequest, Meta, RemoveConfigRequest,
@@ -146,7 +145,7 @@ fn name_of_config(c: &Config) -> String {
 }
 
 pub async fn run_secret(host: Option<&str>, command: SecretCommand) -> anyhow::Result<()> {
-    let mut control = ControlClient::new(client::connect(host).await?);
+    let mut control = client::control(client::connect(host).await?);
     match command {
         SecretCommand::Create(ObjectCreateArgs { label, name, file }) => {
             let spec = SecretSpec {
@@ -209,7 +208,7 @@ pub async fn run_secret(host: Option<&str>, command: SecretCommand) -> anyhow::R
 }
 
 pub async fn run_config(host: Option<&str>, command: ConfigCommand) -> anyhow::Result<()> {
-    let mut control = ControlClient::new(client::connect(host).await?);
+    let mut control = client::control(client::connect(host).await?);
     match command {
         ConfigCommand::Create(ObjectCreateArgs { label, name, file }) => {
             let spec = ConfigSpec {

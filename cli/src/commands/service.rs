@@ -39,7 +39,7 @@ use crate::output;
 
 pub async fn run(host: Option<&str>, command: ServiceCommand) -> anyhow::Result<()> {
     let channel = client::connect(host).await?;
-    let mut control = ControlClient::new(channel.clone());
+    let mut control = client::control(channel.clone());
     match command {
         ServiceCommand::Create(args) => {
             autoscale::warn(&args.autoscale);

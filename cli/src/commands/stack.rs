@@ -54,7 +54,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
         }
         StackCommand::Config { compose_file } => config(&compose_file),
         StackCommand::Ls { format } => {
-            let mut control = ControlClient::new(client::connect(host).await?);
+            let mut control = client::control(client::connect(host).await?);
             let services = all_services(&mut control).await?;
             let mut stacks: BTreeMap<String, usize> = BTreeMap::new();
             for info in &services {
@@ -70,7 +70,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
             format,
             name,
         } => {
-            let mut control = ControlClient::new(client::connect(host).await?);
+            let mut control = client::control(client::connect(host).await?);
             let (services, _) = existing(&mut control, &name).await?;
             list::print_services(&services, quiet, format)?;
             Ok(())
@@ -81,7 +81,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
             format,
             name,
         } => {
-            let mut control = ControlClient::new(client::connect(host).await?);
+            let mut control = client::control(client::connect(host).await?);
             let (services, _) = existing(&mut control, &name).await?;
             let mut tasks = Vec::new();
             for info in &services {
@@ -105,7 +105,7 @@ pub async fn run(host: Option<&str>, command: StackCommand) -> anyhow::Result<()
             Ok(())
         }
         StackCommand::Rm { names } => {
-            let mut control = ControlClient::new(client::connect(host).await?);
+            let mut control = client::control(client::connect(host).await?);
             // Every stack must exist before anything is removed.
             let mut found = Vec::new();
             for name in &names {

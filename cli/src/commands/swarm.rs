@@ -1,6 +1,5 @@
 //! `shoal swarm init | join | join-token | update | ca | unlock | unlock-key | leave`.
 
-use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::local_node_client::LocalNodeClient;
 use shoal_proto::v1::{
     GetClusterRequest, GetUnlockKeyRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest,
@@ -102,7 +101,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             rotate,
             role,
         } => {
-            let mut control = ControlClient::new(channel);
+            let mut control = client::control(channel);
             let proto_role = match role {
                 TokenRole::Worker => NodeRole::Worker,
                 TokenRole::Manager => NodeRole::Manager,
@@ -156,7 +155,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
                     "nothing to update: give --dispatcher-heartbeat, --task-history-limit, --cert-expiry, --autolock, --bind-mount-prefix, --bind-mount-any and/or a --node-provisioner/--node-decommissioner flag"
                 );
             }
-            let cluster = ControlClient::new(channel)
+            let cluster = client::control(channel)
                 .update_cluster(UpdateClusterRequest {
                     dispatcher_heartbeat_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
                     task_history_limit,
@@ -177,7 +176,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             }
         }
         SwarmCommand::Inspect => {
-            let cluster = ControlClient::new(channel)
+            let cluster = client::control(channel)
                 .get_cluster(GetClusterRequest {})
                 .await?
                 .into_inner();
@@ -192,7 +191,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
         }
         SwarmCommand::UnlockKey { quiet, rotate } => {
             let cluster = if rotate {
-                ControlClient::new(channel)
+                client::control(channel)
                     .update_cluster(UpdateClusterRequest {
                         rotate_unlock_key: true,
                         ..Default::default()
@@ -216,7 +215,7 @@ pub async fn run(host: Option<&str>, command: SwarmCommand) -> anyhow::Result<()
             rotate,
             detach,
             quiet,
-        } => super::swarm_ca::run(ControlClient::new(channel), rotate, detach, quiet).await?,
+        } => super::swarm_ca::run(client::control(channel), rotate, detach, quiet).await?,
         SwarmCommand::Leave { force } => {
             local.leave(LeaveRequest { force }).await?;
             println!("Node left the swarm.");

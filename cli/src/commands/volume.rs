@@ -3,14 +3,13 @@
 //! `inspect`: Docker's keys plus the node and the tasks using it).
 
 use serde_json::{json, Value};
-use shoal_proto::v1::control_client::ControlClient;
 use shoal_proto::v1::{ListVolumesRequest, RemoveVolumeRequest};
 
 use crate::args::VolumeCommand;
 use crate::{client, output};
 
 pub async fn run(host: Option<&str>, command: VolumeCommand) -> anyhow::Result<()> {
-    let mut control = ControlClient::new(client::connect(host).await?);
+    let mut control = client::control(client::connect(host).await?);
     match command {
         VolumeCommand::Ls { node, quiet } => {
             let nodes = control

@@ -153,3 +153,44 @@ fn simulated_nodes_converge_run_every_task_once_and_heal_a_tenth_lost() {
     drop(nodes);
     drop(runtime);
 }
+
+#[test]
+fn listings_larger_than_grpcs_default_message_answer_on_the_leader_and_through_followers() {
+    // 1,600 pending tasks, each carrying a 3 KB environment in its spec:
+    // `service ps` answers about 5 MB, past tonic's 4 MiB default, which is
+    // where Swarm's `service ls` broke (moby/moby#37997). Asked on every
+    // manager: two of the three are followers, which forward the read to
+    // the leader and relay its answer.
+    let dir = TestDir::new();
+    let (managers, _) = managers_cluster(&dir, 3, 0);
+    let env = format!("PADDING={}", "x".repeat(3_000));
+    managers[0].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "wide",
+        "--replicas",
+        "1600",
+        "--runtime",
+        "process",
+        "--env",
+        &env,
+        "--constraint",
+        "node.hostname==nowhere",
+        "/bin/sleep",
+        "3600",
+    ]);
+    for manager in &managers {
+        eventually(patience(), "every task of wide listed", || {
+            let run = manager.shoal(&["service", "ps", "-q", "wide"]);
+            if run.status != 0 {
+                return Err(run.stderr);
+            }
+            match run.stdout.lines().count() {
+                1600 => Ok(()),
+                n => Err(format!("{n} tasks listed")),
+            }
+        });
+    }
+}

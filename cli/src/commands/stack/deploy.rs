@@ -213,7 +213,7 @@ pub async fn run(host: Option<&str>, args: DeployArgs) -> anyhow::Result<()> {
         file_data.push(file_data_of(file, &env)?);
     }
 
-    let mut control = ControlClient::new(crate::client::connect(host).await?);
+    let mut control = crate::client::control(crate::client::connect(host).await?);
     create_files(&mut control, &files, file_data).await?;
     // Networks first, as docker stack deploy: external ones must exist
     // (checked before anything is created), the others are created when
