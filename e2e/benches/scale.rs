@@ -62,6 +62,15 @@ fn snapshot_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// With `SHOAL_SIM_KEEP_LOG=PATH`, copies the manager's log there (at the
+/// end, or when a check fails), to see where a slow phase spent its time.
+fn keep_log(manager: &Daemon) {
+    if let Ok(path) = std::env::var("SHOAL_SIM_KEEP_LOG") {
+        std::fs::copy(&manager.log, &path).unwrap();
+        println!("scale: manager log kept at {path}");
+    }
+}
+
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let value = f();
@@ -149,6 +158,9 @@ fn main() {
         eventually(long, what, || {
             let running = ledger.running();
             let problems = ledger.duplicates();
+            if !problems.is_empty() {
+                keep_log(&manager);
+            }
             assert!(problems.is_empty(), "{problems:?}");
             if last_print.elapsed() > Duration::from_secs(10) && running != last {
                 println!(
@@ -199,6 +211,7 @@ fn main() {
         nodes_wanted / 10,
         started.elapsed().as_secs_f64()
     );
+    keep_log(&manager);
     drop(nodes);
     drop(runtime);
 }

@@ -258,14 +258,32 @@ impl Dispatcher {
                     .map(|at| at.saturating_duration_since(now))
                     .map_or(tick, |d| d.min(tick))
             };
+            let due = Instant::now() + wait;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.closed.notified() => continue,
             }
+            let now = Instant::now();
+            // Time this manager could not watch (its runtime starved, e.g.
+            // applying 100,000 new tasks) is not the nodes' silence: their
+            // heartbeats were queued meanwhile, and judging them on waking
+            // marked 920 of 1,000 healthy simulated nodes down at once.
+            let stalled = stall(due, now, tick);
+            if !stalled.is_zero() {
+                let mut sessions = self.sessions.lock().expect("sessions lock");
+                for session in sessions.live.values_mut() {
+                    session.last_heartbeat = (session.last_heartbeat + stalled).min(now);
+                    session.closed_at = session.closed_at.map(|at| (at + stalled).min(now));
+                }
+                leading_since = leading_since.map(|at| (at + stalled).min(now));
+                tracing::warn!(
+                    stalled_ms = stalled.as_millis() as u64,
+                    "the heartbeat judge woke late: the time does not count against the nodes"
+                );
+            }
             let Some(since) = leading_since.filter(|_| self.is_leader()) else {
                 continue;
             };
-            let now = Instant::now();
             // Each Ready node with the session start the store holds: a
             // judgement applies only to that session (see
             // `Command::NodeSessionLost`). Read before the sessions, which a
@@ -304,7 +322,13 @@ impl Dispatcher {
                 });
                 lost
             };
-            for (node_id, loss) in lost {
+            // Proposed together, so that the proposer batches them into
+            // one Raft entry: one at a time, each waited for its commit and
+            // the applies and leader passes between, and a tenth of 1,000
+            // nodes lost at once took 13.9 s to be marked down at 20,000
+            // tasks (128.7 s at 100,000) instead of one write's time.
+            let proposer = &self.proposer;
+            let proposals = lost.into_iter().map(|(node_id, loss)| {
                 let message = loss.to_string();
                 tracing::info!(node = %node_id, "{message}: marking node down");
                 let command = Command::NodeSessionLost {
@@ -313,12 +337,23 @@ impl Dispatcher {
                     session_started_at_ms: ready.get(&node_id).copied().unwrap_or_default(),
                     at_ms: crate::now_ms(),
                 };
-                if let Err(e) = self.proposer.propose(command).await {
-                    tracing::warn!(node = %node_id, error = %e, "could not mark node down");
+                async move {
+                    if let Err(e) = proposer.propose(command).await {
+                        tracing::warn!(node = %node_id, error = %e, "could not mark node down");
+                    }
                 }
-            }
+            });
+            futures::future::join_all(proposals).await;
         }
     }
+}
+
+/// How much later than `due` (beyond `tolerance`) the expiry loop woke at
+/// `woke`: time in which it, and the heartbeats queued for it, could not
+/// run.
+pub fn stall(due: Instant, woke: Instant, tolerance: Duration) -> Duration {
+    woke.saturating_duration_since(due)
+        .saturating_sub(tolerance)
 }
 
 /// What the expiry loop knows of one node's session with this leader.

@@ -154,3 +154,24 @@ fn the_grace_scales_with_the_heartbeat_period() {
         Duration::from_millis(1_250)
     );
 }
+
+#[test]
+fn a_judge_that_woke_late_counts_only_the_lateness_past_its_tolerance() {
+    let due = Instant::now();
+    let tolerance = Duration::from_millis(250);
+    assert_eq!(stall(due, due, tolerance), Duration::ZERO);
+    assert_eq!(
+        stall(due, due + Duration::from_millis(200), tolerance),
+        Duration::ZERO,
+        "within the tolerance"
+    );
+    assert_eq!(
+        stall(due, due + Duration::from_secs(4), tolerance),
+        Duration::from_millis(3_750)
+    );
+    // Woken early (a closed stream): nothing stalled.
+    assert_eq!(
+        stall(due + Duration::from_secs(1), due, tolerance),
+        Duration::ZERO
+    );
+}
