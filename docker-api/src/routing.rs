@@ -85,8 +85,17 @@ pub async fn dispatch(router: Router, mut request: Request<hyper::body::Incoming
     }
 }
 
+/// How much of a refused request's body is read before answering.
+const REFUSED_BODY_READ: usize = 1024 * 1024;
+
 /// Every endpoint shoal does not serve: a clear 501 naming it.
-pub async fn unsupported(method: Method, uri: Uri) -> ApiError {
+///
+/// The body is read first (up to [`REFUSED_BODY_READ`]): a connection
+/// closed with its request body unread makes the client's write fail, and
+/// the docker CLI then shows "write: broken pipe" instead of the refusal
+/// (seen in CI with `docker run`, whose `containers/create` carries JSON).
+pub async fn unsupported(method: Method, uri: Uri, body: axum::body::Body) -> ApiError {
+    let _ = axum::body::to_bytes(body, REFUSED_BODY_READ).await;
     ApiError::unsupported(format!("{method} {}", uri.path()))
 }
 
