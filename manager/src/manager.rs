@@ -389,8 +389,7 @@ impl Manager {
         &self,
     ) -> Result<ControlClient<tonic::transport::Channel>, ManagerError> {
         let (_, addr) = self.leader_addr(LEADER_PATIENCE).await?;
-        Ok(ControlClient::new(self.channel_to(&addr)?)
-            .max_decoding_message_size(shoal_proto::MAX_RESPONSE_BYTES))
+        self.control_at(&addr)
     }
 
     /// A channel to the current leader (mutual TLS with this manager's

@@ -19,7 +19,7 @@
 use std::net::Ipv4Addr;
 
 use crate::ingress::{
-    ingress_error, local_dnat_table, nft_apply, replace_table, IngressError, Protocol,
+    ingress_error, local_dnat_script, nft_apply, IngressError, LocalDnat, Protocol,
 };
 use crate::model::OverlayNetwork;
 
@@ -57,24 +57,15 @@ pub fn rules(bindings: &[HostBinding]) -> String {
     let mut bindings = bindings.to_vec();
     bindings.sort();
     bindings.dedup_by_key(|b| (b.protocol, b.published));
-    let mut out = replace_table(TABLE);
-    if bindings.is_empty() {
-        return out;
-    }
-    let dnats: Vec<String> = bindings
+    let dnats: Vec<LocalDnat> = bindings
         .iter()
-        .map(|b| {
-            format!(
-                "fib daddr type local {} dport {} dnat to {}:{}",
-                b.protocol.name(),
-                b.published,
-                b.addr,
-                b.target
-            )
+        .map(|b| LocalDnat {
+            protocol: b.protocol,
+            published: b.published,
+            to: format!("{}:{}", b.addr, b.target),
         })
         .collect();
-    local_dnat_table(&mut out, TABLE, &dnats);
-    out
+    local_dnat_script(TABLE, &dnats)
 }
 
 /// Makes the calling thread's namespace (the node's) hold `bindings`.

@@ -166,34 +166,35 @@ fn sorted_ports(ingress: &IngressView) -> Vec<&PublishedPort> {
 /// port). Replaced whole: it changes only when ports are published or
 /// removed, and its DNAT lives in conntrack for connections already open.
 pub fn host_rules(ingress: &IngressView, node_id: &str) -> String {
-    let mut out = replace_table(TABLE);
     let Some(sandbox) = ingress.sandbox_of(node_id) else {
-        return out;
+        return replace_table(TABLE);
     };
-    let ports = sorted_ports(ingress);
-    if ports.is_empty() {
-        return out;
-    }
-    let dnats: Vec<String> = ports
+    let dnats: Vec<LocalDnat> = sorted_ports(ingress)
         .iter()
-        .map(|p| {
-            format!(
-                "fib daddr type local {} dport {} dnat to {sandbox}",
-                p.protocol.name(),
-                p.published
-            )
+        .map(|p| LocalDnat {
+            protocol: p.protocol,
+            published: p.published,
+            to: sandbox.to_string(),
         })
         .collect();
-    local_dnat_table(&mut out, TABLE, &dnats);
-    out
+    local_dnat_script(TABLE, &dnats)
 }
 
-/// Writes table `name` with `dnats` (rules matching `fib daddr type
-/// local`) in two NAT chains of the node's namespace: prerouting, for
-/// connections arriving from outside, and output, for the node's own
-/// connections to its non-loopback addresses. Shared by the mesh and the
-/// host-mode ports, which publish the same way and differ only in where a
-/// port leads.
+/// One published port of the node's namespace and where it leads: an
+/// address (same port) or `address:port`.
+pub(crate) struct LocalDnat {
+    pub protocol: Protocol,
+    pub published: u16,
+    pub to: String,
+}
+
+/// The nft script that makes table `name` hold exactly `dnats`, for
+/// connections to any local address, in two NAT chains of the node's
+/// namespace: prerouting, for connections arriving from outside, and
+/// output, for the node's own connections to its non-loopback addresses.
+/// No `dnats` removes the table. Shared by the mesh and the host-mode
+/// ports, which publish the same way and differ only in where a port
+/// leads.
 ///
 /// **Decision: not 127.0.0.0/8.** A connection from the node to
 /// 127.0.0.1 has a loopback source, which may not leave the node for a
@@ -202,7 +203,11 @@ pub fn host_rules(ingress: &IngressView, node_id: &str) -> String {
 /// localhost-only services (kube-proxy's CVE-2020-8558). kube-proxy's
 /// nftables mode leaves localhost node ports out for the same reason, and
 /// Docker serves `-p` on localhost with its userland proxy, not its rules.
-pub(crate) fn local_dnat_table(out: &mut String, name: &str, dnats: &[String]) {
+pub(crate) fn local_dnat_script(name: &str, dnats: &[LocalDnat]) -> String {
+    let mut out = replace_table(name);
+    if dnats.is_empty() {
+        return out;
+    }
     let _ = writeln!(out, "table ip {name} {{");
     for (hook, only_non_loopback) in [("prerouting", ""), ("output", "ip daddr != 127.0.0.0/8 ")] {
         let _ = writeln!(
@@ -211,12 +216,19 @@ pub(crate) fn local_dnat_table(out: &mut String, name: &str, dnats: &[String]) {
             // prerouting only.
             "  chain {hook} {{ type nat hook {hook} priority -100; policy accept;"
         );
-        for dnat in dnats {
-            let _ = writeln!(out, "    {only_non_loopback}{dnat}");
+        for d in dnats {
+            let _ = writeln!(
+                out,
+                "    {only_non_loopback}fib daddr type local {} dport {} dnat to {}",
+                d.protocol.name(),
+                d.published,
+                d.to
+            );
         }
         let _ = writeln!(out, "  }}");
     }
     let _ = writeln!(out, "}}");
+    out
 }
 
 /// The name of a published port's chain in the sandbox.
