@@ -402,7 +402,7 @@ async fn session(
         .ok_or_else(|| tonic::Status::unavailable("the manager closed the session at once"))?;
     let session_id = first.session_id.clone();
     heard(&first, config, managers, told);
-    let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
+    let period = Duration::from_millis(first.heartbeat_period_ms.max(100));
     tracing::info!(manager = %addr, session = %session_id, "session established");
     up.send_replace(true);
     *established = true;
@@ -420,66 +420,109 @@ async fn session(
 
     // Reports queued while no session was up go out first.
     send_reports(&mut client, &session_id, reporter).await?;
+    // Heartbeats run beside the rest of the session, never behind it: a
+    // status report or an assignment waits for the leader's Raft commit
+    // or for the worker, and under load (100,000 tasks being created)
+    // that took longer than the heartbeat window, so hundreds of healthy
+    // simulated nodes were marked down while their reports queued.
+    let beats = heartbeats(client.clone(), &session_id, period, sampler, runtimes);
+    let rest = async {
+        loop {
+            tokio::select! {
+                message = stream.message() => {
+                    match message? {
+                        Some(update) => heard(&update, config, managers, told),
+                        None => return Ok(()),
+                    }
+                }
+                message = assignments.message() => {
+                    match message? {
+                        Some(set) => {
+                            tracing::debug!(tasks = set.tasks.len(), "assignments");
+                            // Before the tasks: a task's grants must be here
+                            // when its controller prepares.
+                            runtimes.secrets.update(set.secrets, set.configs);
+                            // The view first: a task attached before it starts
+                            // needs the network its attachment names.
+                            overlay.view(set.network.unwrap_or_default()).await;
+                            if worker.send(WorkerEvent::Assignments(set.tasks)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                _ = reporter.queued() => send_reports(&mut client, &session_id, reporter).await?,
+                subscription = subscriptions.next() => {
+                    crate::subscriptions::spawn(channel.clone(), subscription, runtimes.clone());
+                }
+            }
+        }
+    };
+    // Whichever ends first ends the session: a failed heartbeat as much as
+    // a closed stream.
+    tokio::select! {
+        ended = beats => ended,
+        ended = rest => ended,
+    }
+}
+
+/// How long a heartbeat may wait for its answer: the leader's own window
+/// (three periods of silence before it marks a node down). Giving up
+/// sooner gained nothing and turned a leader that was slow for two seconds
+/// (applying 100,000 new tasks) into hundreds of closed sessions, which the
+/// leader then judged as crashed nodes and emptied.
+fn heartbeat_timeout(period: Duration) -> Duration {
+    period * 3
+}
+
+/// How long the volume list may take before a heartbeat goes without it
+/// (a slow engine must not make a healthy node miss its heartbeats).
+fn volume_list_budget(period: Duration) -> Duration {
+    period / 2
+}
+
+/// Heartbeats `session_id` every period the leader asks for, carrying the
+/// tasks' usage and, every few seconds, the node's volumes; removes the
+/// volumes the leader asks to remove. Returns when a heartbeat fails.
+async fn heartbeats(
+    mut client: DispatcherClient<Channel>,
+    session_id: &str,
+    mut period: Duration,
+    sampler: &crate::metrics::Sampler,
+    runtimes: &NodeRuntimes,
+) -> Result<(), tonic::Status> {
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut volumes = crate::volumes::ReportClock::default();
     let mut removals: Vec<shoal_proto::v1::VolumeRemoval> = Vec::new();
     loop {
-        tokio::select! {
-            _ = heartbeat.tick() => {
-                // The volume list every few seconds (and at once after a
-                // removal), not every heartbeat: it costs an engine call.
-                let report = if volumes.due(&removals) {
-                    Some(shoal_proto::v1::NodeVolumesReport {
-                        volumes: runtimes.volumes().await,
-                    })
-                } else {
-                    None
-                };
-                let mut request = tonic::Request::new(HeartbeatRequest {
-                    session_id: session_id.clone(),
-                    usage: sampler.take(),
-                    volumes: report,
-                    volume_removals: std::mem::take(&mut removals),
-                });
-                request.set_timeout(period * 2);
-                let reply = client.heartbeat(request).await?.into_inner();
-                for name in &reply.remove_volumes {
-                    removals.push(runtimes.remove_volume(name).await);
-                }
-                let next = Duration::from_millis(reply.period_ms.max(100));
-                if next != period {
-                    period = next;
-                    heartbeat = tokio::time::interval(period);
-                }
-            }
-            message = stream.message() => {
-                match message? {
-                    Some(update) => heard(&update, config, managers, told),
-                    None => return Ok(()),
-                }
-            }
-            message = assignments.message() => {
-                match message? {
-                    Some(set) => {
-                        tracing::debug!(tasks = set.tasks.len(), "assignments");
-                        // Before the tasks: a task's grants must be here
-                        // when its controller prepares.
-                        runtimes.secrets.update(set.secrets, set.configs);
-                        // The view first: a task attached before it starts
-                        // needs the network its attachment names.
-                        overlay.view(set.network.unwrap_or_default()).await;
-                        if worker.send(WorkerEvent::Assignments(set.tasks)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    None => return Ok(()),
-                }
-            }
-            _ = reporter.queued() => send_reports(&mut client, &session_id, reporter).await?,
-            subscription = subscriptions.next() => {
-                crate::subscriptions::spawn(channel.clone(), subscription, runtimes.clone());
-            }
+        heartbeat.tick().await;
+        // The volume list every few seconds (and at once after a
+        // removal), not every heartbeat: it costs an engine call.
+        let report = if volumes.due(&removals) {
+            tokio::time::timeout(volume_list_budget(period), runtimes.volumes())
+                .await
+                .ok()
+                .map(|volumes| shoal_proto::v1::NodeVolumesReport { volumes })
+        } else {
+            None
+        };
+        let mut request = tonic::Request::new(HeartbeatRequest {
+            session_id: session_id.to_string(),
+            usage: sampler.take(),
+            volumes: report,
+            volume_removals: std::mem::take(&mut removals),
+        });
+        request.set_timeout(heartbeat_timeout(period));
+        let reply = client.heartbeat(request).await?.into_inner();
+        for name in &reply.remove_volumes {
+            removals.push(runtimes.remove_volume(name).await);
+        }
+        let next = Duration::from_millis(reply.period_ms.max(100));
+        if next != period {
+            period = next;
+            heartbeat = tokio::time::interval(period);
         }
     }
 }

@@ -5,6 +5,12 @@
 //!   restarted and caught up between runs).
 //! - **Write throughput**: concurrent service updates acknowledged per second
 //!   through the leader's socket.
+//! - **Beside etcd** (issue 20): then, with the managers stopped, a 3-member
+//!   etcd cluster on loopback (real `etcd` processes, Debian's
+//!   `etcd-server`) takes puts of 200-byte values through its leader at the
+//!   same concurrency for the same time; its writes/s and the ratio
+//!   shoal/etcd are printed on one line ([`etcd`]). Without `etcd` on `PATH`
+//!   the bench says so in one line and is otherwise the same.
 //!
 //! Run with `cargo build --release -p shoal-cli && cargo bench -p shoal-e2e --bench control_plane`.
 //! It prints figures; it asserts nothing about speed.
@@ -14,6 +20,10 @@
 #![allow(clippy::unwrap_used)]
 
 use shoal_e2e::util;
+
+// Not `benches/etcd.rs`: cargo would take every file there for a bench of its own.
+#[path = "control_plane/etcd.rs"]
+mod etcd;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -191,8 +201,21 @@ async fn main() {
         .service
         .unwrap()
         .spec_version;
+    let rate = total as f64 / elapsed;
     println!(
-        "write throughput: {total} service updates acknowledged in {elapsed:.2} s with {concurrency} concurrent clients = {:.0} writes/s (spec version now {version})",
-        total as f64 / elapsed
+        "write throughput: {total} service updates acknowledged in {elapsed:.2} s with {concurrency} concurrent clients = {rate:.0} writes/s (spec version now {version})"
     );
+
+    // etcd gets the machine as shoal had it: the managers, idle but still
+    // heartbeating every 50 ms, are stopped first.
+    drop(client);
+    drop(channel);
+    tokio::task::block_in_place(|| drop(managers));
+    etcd::compare(
+        &dir,
+        concurrency,
+        Duration::from_secs(THROUGHPUT_SECONDS),
+        rate,
+    )
+    .await;
 }

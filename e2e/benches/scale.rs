@@ -45,21 +45,37 @@ fn rss_mib(daemon: &Daemon) -> f64 {
         / 1024.0
 }
 
-/// The bytes of the files under `dir` whose name mentions a snapshot.
-fn snapshot_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            total += snapshot_bytes(&path);
-        } else if path.to_string_lossy().contains("snap") {
-            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-    }
-    total
+/// The value of `field=N` on a log line (tracing's plain format).
+fn field(line: &str, name: &str) -> Option<u64> {
+    let key = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key.as_str()))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Lines of `daemon`'s log that contain `needle`.
+fn log_lines(daemon: &Daemon, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(&daemon.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many snapshots `daemon` built, and the last one's bytes and build
+/// time in ms (from its "snapshot built" log lines).
+fn snapshots(daemon: &Daemon) -> (usize, Option<(u64, u64)>) {
+    let built = log_lines(daemon, "snapshot built");
+    let last = built
+        .last()
+        .and_then(|l| Some((field(l, "bytes")?, field(l, "ms")?)));
+    (built.len(), last)
+}
+
+/// Nodes the manager marked down so far (whatever the reason).
+fn marked_down(daemon: &Daemon) -> usize {
+    log_lines(daemon, "marking node down").len()
 }
 
 /// With `SHOAL_SIM_KEEP_LOG=PATH`, copies the manager's log there (at the
@@ -69,6 +85,15 @@ fn keep_log(manager: &Daemon) {
         std::fs::copy(&manager.log, &path).unwrap();
         println!("scale: manager log kept at {path}");
     }
+}
+
+/// `total` tasks as services of at most `max` replicas each.
+fn service_sizes(total: usize, max: usize) -> Vec<usize> {
+    let mut sizes = vec![max; total / max];
+    if !total.is_multiple_of(max) {
+        sizes.push(total % max);
+    }
+    sizes
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
@@ -137,22 +162,26 @@ fn main() {
         rss_idle
     );
 
-    let replicas_arg = replicas.to_string();
+    // A service holds at most 100,000 replicas (the manager's limit), so a
+    // million tasks are ten services.
+    let services = service_sizes(replicas, 100_000);
     let started = Instant::now();
-    manager.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "sim",
-        "--replicas",
-        &replicas_arg,
-        "--runtime",
-        "process",
-        "/bin/sleep",
-        "3600",
-    ]);
-    let wait_running = |what: &str| {
+    for (i, size) in services.iter().enumerate() {
+        manager.ok(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &format!("sim{i}"),
+            "--replicas",
+            &size.to_string(),
+            "--runtime",
+            "process",
+            "/bin/sleep",
+            "3600",
+        ]);
+    }
+    let wait_running = |what: &str, started: Instant, done: &dyn Fn() -> bool| {
         let mut last = 0;
         let mut last_print = Instant::now();
         eventually(long, what, || {
@@ -170,28 +199,34 @@ fn main() {
                 last_print = Instant::now();
                 last = running;
             }
-            if running == replicas {
+            if running == replicas && done() {
                 Ok(())
             } else {
                 Err(format!("{running} of {replicas} running"))
             }
         });
     };
-    wait_running("every task running");
+    wait_running("every task running", started, &|| true);
     let converged = started.elapsed();
     println!(
         "scale: {replicas} tasks from service create to all running: {:.2} s",
         converged.as_secs_f64()
     );
-    let (ps, service_ps) = timed(|| manager.ok(&["service", "ps", "sim"]));
+    let (ps, service_ps) = timed(|| manager.ok(&["service", "ps", "sim0"]));
     let (_, node_ls) = timed(|| manager.ok(&["node", "ls"]));
     println!(
-        "scale: service ps ({} lines): {:.3} s; node ls: {:.3} s; manager RSS {:.0} MiB; Raft snapshot files {:.1} MiB",
+        "scale: service ps of one service ({} lines): {:.3} s; node ls: {:.3} s; manager RSS {:.0} MiB",
         ps.lines().count(),
         service_ps.as_secs_f64(),
         node_ls.as_secs_f64(),
         rss_mib(&manager),
-        snapshot_bytes(&manager.data_dir) as f64 / (1024.0 * 1024.0)
+    );
+    let (built, last) = snapshots(&manager);
+    let (bytes, ms) = last.unwrap_or_default();
+    println!(
+        "scale: {built} Raft snapshots built so far, the last {:.1} MiB in {ms} ms; healthy nodes marked down while converging: {}",
+        bytes as f64 / (1024.0 * 1024.0),
+        marked_down(&manager)
     );
 
     // A tenth of the nodes die at once.
@@ -205,11 +240,75 @@ fn main() {
         ledger.kill(&node.node_id);
     }
     drop(dead);
-    wait_running("every lost task replaced");
+    wait_running("every lost task replaced", started, &|| true);
     println!(
         "scale: {} nodes killed at once ({lost} tasks lost): all replaced, none twice, in {:.2} s",
         nodes_wanted / 10,
         started.elapsed().as_secs_f64()
+    );
+
+    // A rolling update of every task, 1,000 at a time (stop-first, the
+    // default, so a slot never runs two tasks and the ledger's
+    // exactly-once check still holds); failures of the simulated starts
+    // (the failure rate above) must not pause it.
+    let (_, old_version) = ledger.live_versions().unwrap();
+    let started = Instant::now();
+    for i in 0..services.len() {
+        manager.ok(&[
+            "service",
+            "update",
+            "-d",
+            "--update-parallelism",
+            "1000",
+            "--update-failure-action",
+            "continue",
+            "--env-add",
+            "ROLLED=1",
+            &format!("sim{i}"),
+        ]);
+    }
+    wait_running("every task replaced by the update", started, &|| {
+        ledger
+            .live_versions()
+            .is_some_and(|(lowest, _)| lowest > old_version)
+    });
+    println!(
+        "scale: rolling update of {replicas} tasks at parallelism 1,000: {:.2} s; manager RSS {:.0} MiB",
+        started.elapsed().as_secs_f64(),
+        rss_mib(&manager)
+    );
+
+    // A second manager joins: the leader sends it the whole state as a
+    // snapshot (its log was compacted long before).
+    let manager_token = manager
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let second = dir.daemon("manager2");
+    let started = Instant::now();
+    second.ok(&[
+        "swarm",
+        "join",
+        "--token",
+        &manager_token,
+        "--listen-addr",
+        "127.0.0.2:0",
+        &addr,
+    ]);
+    eventually(long, "the second manager installed a snapshot", || {
+        log_lines(&second, "snapshot installed")
+            .last()
+            .and_then(|l| field(l, "ms"))
+            .ok_or_else(|| "no snapshot installed yet".to_string())
+    });
+    let installed = log_lines(&second, "snapshot installed");
+    let line = installed.last().unwrap();
+    println!(
+        "scale: a second manager joined and installed a {:.1} MiB snapshot ({} ms to apply and store it) {:.2} s after swarm join began; its RSS {:.0} MiB",
+        field(line, "bytes").unwrap_or_default() as f64 / (1024.0 * 1024.0),
+        field(line, "ms").unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+        rss_mib(&second)
     );
     keep_log(&manager);
     drop(nodes);

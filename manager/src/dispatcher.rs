@@ -648,10 +648,22 @@ impl DispatcherRpc for Dispatcher {
             // Secrets count by ID: their data never changes.
             type Key = (Vec<(String, i32, usize)>, NetworkView, Vec<String>);
             let mut last_key: Option<Key> = None;
+            let mut last_marks = None;
             loop {
                 // Read before the state: the mesh cached for it is then of
                 // a state at least as new (see `PerVersion`).
                 let version = *changes.borrow_and_update();
+                // Nothing this node's set is made of changed since it was
+                // last built (most writes are other nodes' task statuses).
+                let marks = store.assignment_marks(&node_id);
+                if last_key.is_some() && last_marks == Some(marks) {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        changed = changes.changed() => if changed.is_err() { break },
+                    }
+                    continue;
+                }
+                last_marks = Some(marks);
                 // The node's own tasks through the store's per-node index:
                 // every session recomputes on every applied change, so
                 // scanning all tasks here cost sessions × tasks per change.

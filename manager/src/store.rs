@@ -22,6 +22,7 @@
 //! - `state.rs`: the objects ([`ClusterState`]), the events and the
 //!   errors, which every part of the store names.
 
+pub mod chunks;
 mod networks;
 mod nodes;
 mod provisioning;
@@ -32,7 +33,7 @@ mod shared;
 mod state;
 mod tasks;
 
-pub use shared::SharedStore;
+pub use shared::{AssignmentMarks, SharedStore};
 pub(crate) use state::bump;
 pub use state::{Applied, Change, ClusterState, CommandResult, ObjectKind, StoreError, StoreEvent};
 pub use tasks::{is_terminal, task_name};

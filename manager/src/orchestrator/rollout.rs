@@ -26,7 +26,7 @@
 //! store when a spec changes and by the commands returned here; nothing is
 //! remembered between passes, so a new leader carries on where the old one was.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use shoal_proto::v1::{
     Service, Task, TaskState, UpdateConfig, UpdateFailureAction, UpdateOrder, UpdateState,
@@ -142,8 +142,12 @@ pub(super) fn plan<'a>(slots: &Slots<'a>) -> Plan<'a> {
     }
 
     let host_ports = crate::network::ports::host_ports(service);
+    let target_by_version = target_spec_by_version(slots.tasks, target);
     let is_current = |t: &Task| {
-        t.spec.as_ref() == target
+        target_by_version
+            .get(&t.spec_version)
+            .copied()
+            .unwrap_or_else(|| t.spec.as_ref() == target)
             && t.host_ports == host_ports
             && slots.ingress.is_none_or(|id| {
                 t.node_id.is_empty() || t.networks.iter().any(|a| a.network_id == id)
@@ -224,6 +228,34 @@ pub(super) fn plan<'a>(slots: &Slots<'a>) -> Plan<'a> {
         }
     }
     plan
+}
+
+/// For each spec version among `tasks`, whether its tasks were made from
+/// the `target` spec. A task's spec is the service's at the version it was
+/// made from (`new_task` copies it and nothing changes it after), so the
+/// deep comparison is made once per version instead of once per task and
+/// use: during a rolling update of 100,000 tasks these comparisons were a
+/// fifth of the leader's CPU (issue 20). Debug builds check the premise on
+/// every task. (Host ports are not keyed so: the endpoint they come from is
+/// written apart from the spec, so they are compared per task, cheaply.)
+fn target_spec_by_version(
+    tasks: &[&Task],
+    target: Option<&shoal_proto::v1::TaskSpec>,
+) -> HashMap<u64, bool> {
+    let mut by_version: HashMap<u64, bool> = HashMap::new();
+    for t in tasks {
+        let matches = *by_version
+            .entry(t.spec_version)
+            .or_insert_with(|| t.spec.as_ref() == target);
+        debug_assert_eq!(
+            matches,
+            t.spec.as_ref() == target,
+            "task {} has another spec than the other tasks of spec version {}",
+            t.id,
+            t.spec_version
+        );
+    }
+    by_version
 }
 
 /// Tasks of the new spec, created since the rollout started, that ended on

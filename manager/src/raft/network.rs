@@ -106,17 +106,57 @@ fn with_ttl<T>(message: T, option: &RPCOption) -> tonic::Request<T> {
     request
 }
 
+/// The most bytes of entries one AppendEntries carries (more when a single
+/// entry is larger). openraft gives every AppendEntries one heartbeat
+/// interval (50 ms) to complete, whatever it carries, and sends up to 300
+/// entries in one: a follower that lagged by a few large entries (a
+/// service of 320 tasks with 16 KB specs is 5 MB) was sent them all at
+/// once, timed out, was sent the same again, and never caught up, while
+/// the missing acknowledgements cost the leader its lease and the cluster
+/// elected leaders in a loop. A bounded prefix is sent instead and
+/// reported as a partial success, and openraft sends the rest next.
+pub const MAX_APPEND_BYTES: u64 = 256 * 1024;
+
+/// How many of the entries, of these encoded sizes, one AppendEntries
+/// carries: the longest prefix within `budget` bytes, and at least one.
+pub fn entries_within(sizes: &[u64], budget: u64) -> usize {
+    let mut total = 0u64;
+    let mut count = 0;
+    for size in sizes {
+        total = total.saturating_add(*size);
+        if count > 0 && total > budget {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcError> {
+        let sizes: Vec<u64> = rpc
+            .entries
+            .iter()
+            .map(|e| bincode::serialized_size(e).unwrap_or(u64::MAX))
+            .collect();
+        let sending = entries_within(&sizes, MAX_APPEND_BYTES);
+        let cut = sending < rpc.entries.len();
+        rpc.entries.truncate(sending);
+        let last_sent = rpc.entries.last().map(|e| e.log_id);
         let mut client = self.client()?;
         let reply = client
             .append_entries(with_ttl(encode(&rpc)?, &option))
             .await;
-        decode(reply, &self.health, self.target)
+        match decode(reply, &self.health, self.target)? {
+            AppendEntriesResponse::Success if cut => {
+                Ok(AppendEntriesResponse::PartialSuccess(last_sent))
+            }
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(
@@ -139,5 +179,20 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut client = self.client()?;
         let reply = client.vote(with_ttl(encode(&rpc)?, &option)).await;
         decode(reply, &self.health, self.target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_carries_the_prefix_within_its_budget_and_never_nothing() {
+        assert_eq!(entries_within(&[], 100), 0);
+        assert_eq!(entries_within(&[40, 40, 40], 100), 2);
+        assert_eq!(entries_within(&[40, 60, 1], 100), 2);
+        assert_eq!(entries_within(&[10, 20, 30], 100), 3);
+        // One entry larger than the budget still goes, alone.
+        assert_eq!(entries_within(&[500, 1], 100), 1);
     }
 }

@@ -89,6 +89,17 @@ impl SharedStore {
         f(&state, index.by_node.get(node_id).unwrap_or(&empty))
     }
 
+    /// When what a node's assignment set is made of last changed: see
+    /// [`AssignmentMarks`]. Read before the state it guards, so that a
+    /// change landing between the two reads is seen again, never missed.
+    pub fn assignment_marks(&self, node_id: &str) -> AssignmentMarks {
+        let index = self.by_node.read().expect("index lock poisoned");
+        AssignmentMarks {
+            node: index.marks.by_node.get(node_id).copied().unwrap_or(0),
+            shared: index.marks.shared,
+        }
+    }
+
     /// Changes the state and publishes `events` (the state machine's only use).
     pub(crate) fn write<R>(
         &self,
@@ -99,15 +110,28 @@ impl SharedStore {
             let mut state = self.state.write().expect("store lock poisoned");
             let result = f(&mut state, &mut events);
             let mut index = self.by_node.write().expect("index lock poisoned");
+            let write = index.marks.writes + 1;
             if events.iter().any(|e| matches!(e, StoreEvent::Reset)) {
                 *index = TaskIndex::of(&state);
+                index.marks.shared = write;
             } else {
                 for event in &events {
-                    if let StoreEvent::Task(change, task) = event {
-                        index.apply(*change, &task.id, &task.node_id);
+                    match event {
+                        StoreEvent::Task(change, task) => {
+                            let old = index.apply(*change, &task.id, &task.node_id);
+                            index.marks.touched(&task.node_id, write);
+                            if let Some(old) = old {
+                                index.marks.touched(&old, write);
+                            }
+                            if !task.networks.is_empty() {
+                                index.marks.shared = write;
+                            }
+                        }
+                        _ => index.marks.shared = write,
                     }
                 }
             }
+            index.marks.writes = write;
             result
         };
         for event in events {
@@ -129,11 +153,43 @@ impl SharedStore {
     }
 }
 
+/// The writes after which a node's assignment set may differ, as
+/// [`SharedStore::assignment_marks`] gives them: the last write that
+/// touched a task on the node (`node`), and the last that changed anything
+/// other nodes' sets are also made of (`shared`: any object but a task, a
+/// task on a network — addresses, peers and the mesh are shared — or a
+/// snapshot installed). While both stay put, the set is what it was, and
+/// the dispatcher need not rebuild it: with 1,000 sessions each copying its
+/// 100 tasks on every applied status write, rebuilding was a fifth of the
+/// leader's CPU and a thousand read locks per write (issue 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AssignmentMarks {
+    pub node: u64,
+    pub shared: u64,
+}
+
+#[derive(Default)]
+struct Marks {
+    /// Writes applied so far.
+    writes: u64,
+    by_node: HashMap<String, u64>,
+    shared: u64,
+}
+
+impl Marks {
+    fn touched(&mut self, node_id: &str, write: u64) {
+        if !node_id.is_empty() {
+            self.by_node.insert(node_id.to_string(), write);
+        }
+    }
+}
+
 /// The tasks assigned to each node, by task ID.
 #[derive(Default)]
 struct TaskIndex {
     by_node: HashMap<String, BTreeSet<String>>,
     node_of: HashMap<String, String>,
+    marks: Marks,
 }
 
 impl TaskIndex {
@@ -145,8 +201,10 @@ impl TaskIndex {
         index
     }
 
-    fn apply(&mut self, change: Change, task_id: &str, node_id: &str) {
-        if let Some(old) = self.node_of.remove(task_id) {
+    /// Indexes one task change; returns the node the task was on before.
+    fn apply(&mut self, change: Change, task_id: &str, node_id: &str) -> Option<String> {
+        let previous = self.node_of.remove(task_id);
+        if let Some(old) = previous.clone() {
             if let Some(set) = self.by_node.get_mut(&old) {
                 set.remove(task_id);
                 if set.is_empty() {
@@ -162,6 +220,7 @@ impl TaskIndex {
                 .or_default()
                 .insert(task_id.to_string());
         }
+        previous
     }
 }
 
@@ -203,5 +262,43 @@ mod index_tests {
         });
         assert!(ids("n2").is_empty());
         assert_eq!(ids("n1"), BTreeSet::from(["c".to_string()]));
+    }
+
+    #[test]
+    fn a_nodes_marks_move_only_when_its_tasks_or_shared_objects_change() {
+        let store = SharedStore::default();
+        let task = |id: &str, node: &str| Task {
+            id: id.into(),
+            node_id: node.into(),
+            ..Default::default()
+        };
+        let put = |t: Task| {
+            store.write(|s, events| {
+                s.tasks.insert(t.id.clone(), t.clone());
+                events.push(StoreEvent::Task(Change::Updated, t));
+            })
+        };
+        put(task("a", "n1"));
+        put(task("b", "n2"));
+        let n1 = store.assignment_marks("n1");
+        // Another node's task status: n1's set cannot have changed.
+        put(task("b", "n2"));
+        assert_eq!(store.assignment_marks("n1"), n1);
+        // A task moving from n2 to n1 touches both.
+        let n2 = store.assignment_marks("n2");
+        put(task("b", "n1"));
+        assert_ne!(store.assignment_marks("n1"), n1);
+        assert_ne!(store.assignment_marks("n2"), n2);
+        // A task on a network changes what every node's set is made of
+        // (addresses, peers), and so does any other object.
+        let n3 = store.assignment_marks("n3");
+        put(Task {
+            networks: vec![Default::default()],
+            ..task("c", "n2")
+        });
+        assert_ne!(store.assignment_marks("n3"), n3);
+        let n3 = store.assignment_marks("n3");
+        store.write(|_, events| events.push(StoreEvent::Secret(Change::Created, "s".into())));
+        assert_ne!(store.assignment_marks("n3"), n3);
     }
 }
