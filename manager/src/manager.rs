@@ -153,6 +153,9 @@ pub struct Manager {
     /// setting says ([`crate::raft::key_follower`]).
     keys: Arc<std::sync::Mutex<crate::raft::encryption::RaftKeys>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The dispatcher's node judge (also in `background`), stopped first
+    /// on the way out: see [`Manager::stop_judging_nodes`].
+    judge: tokio::task::AbortHandle,
 }
 
 impl Manager {
@@ -248,6 +251,7 @@ impl Manager {
             dispatcher,
             broker,
             keys,
+            judge: expiry.abort_handle(),
             background: vec![
                 expiry,
                 loops,
@@ -685,6 +689,17 @@ impl Manager {
     /// The credentials this manager serves and connects with.
     pub fn credentials(&self) -> &SharedCredentials {
         &self.config.credentials
+    }
+
+    /// Stops marking nodes Down, first thing when this manager stops. Its
+    /// listener then drains and closes every agent's session stream, and a
+    /// leader still judging would take those closes for crashed nodes: it
+    /// marked every node Down within the reconnect grace while it drained,
+    /// and their tasks were replaced when the managers came back (found by
+    /// `ha::stopping_and_starting_every_manager_keeps_the_cluster` under
+    /// load). The next leader judges them with a new leader's grace.
+    pub fn stop_judging_nodes(&self) {
+        self.judge.abort();
     }
 
     /// Stops Raft and the background loops. The sled database flushes on drop.

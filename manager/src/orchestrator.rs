@@ -336,7 +336,9 @@ fn may_restart(policy: &RestartPolicy, dead: &[&Task], now_ms: i64) -> bool {
 
 /// A fresh task for `slot`, pending placement.
 pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
-    let spec = service.spec.clone().unwrap_or_default();
+    // The task spec and the name only: the service spec also holds the
+    // update, rollback and endpoint configs, copied for nothing per task.
+    let spec = service.spec.as_ref();
     Task {
         id,
         meta: Some(Meta {
@@ -347,7 +349,7 @@ pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
         service_id: service.id.clone(),
         slot,
         node_id: String::new(),
-        spec: spec.task,
+        spec: spec.and_then(|s| s.task.clone()),
         spec_version: service.spec_version,
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {
@@ -357,7 +359,7 @@ pub fn new_task(service: &Service, slot: u64, now_ms: i64, id: String) -> Task {
             err: String::new(),
             exit_code: 0,
         }),
-        service_name: spec.name,
+        service_name: spec.map(|s| s.name.clone()).unwrap_or_default(),
         running_since_ms: 0,
         // Addresses come from the leader's allocator pass (`network::allocate`).
         networks: Vec::new(),

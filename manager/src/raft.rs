@@ -30,9 +30,32 @@ mod tests;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError};
 
+/// How long opening the database waits for a lock that this process's
+/// previous handle on it still holds.
+const DB_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The sled database of one manager, with the trees the Raft parts use.
+///
+/// A handle dropped in this same process (a manager stopped and started
+/// again without the process exiting: `swarm leave` and a new join, or a
+/// store migrated and reopened) keeps the file lock until sled's flusher
+/// thread lets go of it, a moment later; opening meanwhile fails with
+/// "could not acquire lock" (EWOULDBLOCK). That is waited out, for up to
+/// two seconds; a lock still held after that (another process on the same
+/// data directory) is reported as sled says it.
 pub fn open_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
-    sled::Config::new().path(path).open()
+    let deadline = std::time::Instant::now() + DB_LOCK_PATIENCE;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub(crate) fn storage_error(

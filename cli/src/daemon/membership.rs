@@ -72,6 +72,9 @@ struct RunningManager {
 
 impl RunningManager {
     async fn stop(self) {
+        // Before the listener closes the agents' sessions (see
+        // `Manager::stop_judging_nodes`).
+        self.manager.stop_judging_nodes();
         let _ = self.stop.send(());
         if tokio::time::timeout(Duration::from_secs(5), self.server)
             .await

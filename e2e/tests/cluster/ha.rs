@@ -313,10 +313,15 @@ fn stopping_and_starting_every_manager_keeps_the_cluster() {
                 .iter()
                 .map(|t| t["ID"].clone())
                 .collect::<Vec<_>>();
-        if nodes == nodes_before && ready && same_tasks && managers[2].worker_token() == token {
+        let same_token = managers[2].worker_token() == token;
+        if nodes == nodes_before && ready && same_tasks && same_token {
             Ok(())
         } else {
-            Err(format!("nodes {nodes:?} ready {ready} tasks {tasks:?}"))
+            Err(format!(
+                "same nodes {} (now {nodes:?}, before {nodes_before:?}), all ready {ready}, \
+                 same tasks {same_tasks} (now {tasks:?}), same worker token {same_token}",
+                nodes == nodes_before
+            ))
         }
     });
     assert_eq!(

@@ -181,8 +181,10 @@ fn listings_larger_than_grpcs_default_message_answer_on_the_leader_and_through_f
         "/bin/sleep",
         "3600",
     ]);
+    // Creating 5 MB of tasks through Raft takes a debug build on a loaded
+    // CI machine longer than one patience; the listing is what is tested.
     for manager in &managers {
-        eventually(patience(), "every task of wide listed", || {
+        eventually(patience() * 3, "every task of wide listed", || {
             let run = manager.shoal(&["service", "ps", "-q", "wide"]);
             if run.status != 0 {
                 return Err(run.stderr);

@@ -2,7 +2,7 @@
 //! of a terminal state: a late "running" after "shutdown" is dropped here,
 //! where every manager applies it, not only in the agent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use shoal_proto::v1::{Task, TaskSpec, TaskState, TaskStatus};
 
@@ -38,10 +38,34 @@ impl ClusterState {
                 (t.service_id.clone(), format!("node:{}", t.node_id))
             }
         };
-        let mut held: HashMap<(String, String), Vec<Option<TaskSpec>>> = HashMap::new();
-        for task in self.tasks.values().filter(|t| holds_slot(t)) {
-            held.entry(key(task)).or_default().push(task.spec.clone());
+        // Only the slots these tasks would fill are looked up, without
+        // copying anything for the others: at 100,000 tasks, copying every
+        // live task's key and spec on each apply made every piece of a
+        // large creation (`store::chunks`) cost a pass over them all.
+        let mut wanted: HashMap<&str, (HashSet<u64>, HashSet<&str>)> = HashMap::new();
+        for t in &tasks {
+            let (slots, nodes) = wanted.entry(t.service_id.as_str()).or_default();
+            if t.slot > 0 {
+                slots.insert(t.slot);
+            } else {
+                nodes.insert(t.node_id.as_str());
+            }
         }
+        let mut held: HashMap<(String, String), Vec<Option<TaskSpec>>> = HashMap::new();
+        for task in self.tasks.values() {
+            let Some((slots, nodes)) = wanted.get(task.service_id.as_str()) else {
+                continue;
+            };
+            let wanted_here = if task.slot > 0 {
+                slots.contains(&task.slot)
+            } else {
+                nodes.contains(task.node_id.as_str())
+            };
+            if wanted_here && holds_slot(task) {
+                held.entry(key(task)).or_default().push(task.spec.clone());
+            }
+        }
+        drop(wanted);
         for task in tasks {
             if self.tasks.contains_key(&task.id) || !self.services.contains_key(&task.service_id) {
                 continue;
