@@ -229,14 +229,17 @@ mod index_tests {
     use super::*;
     use shoal_proto::v1::Task;
 
-    #[test]
-    fn the_node_index_follows_assignment_and_removal() {
-        let store = SharedStore::default();
-        let task = |id: &str, node: &str| Task {
+    fn task(id: &str, node: &str) -> Task {
+        Task {
             id: id.into(),
             node_id: node.into(),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn the_node_index_follows_assignment_and_removal() {
+        let store = SharedStore::default();
         let ids = |node: &str| store.read_node_tasks(node, |_, ids| ids.clone());
         store.write(|s, events| {
             for t in [task("a", ""), task("b", "n1")] {
@@ -267,11 +270,6 @@ mod index_tests {
     #[test]
     fn a_nodes_marks_move_only_when_its_tasks_or_shared_objects_change() {
         let store = SharedStore::default();
-        let task = |id: &str, node: &str| Task {
-            id: id.into(),
-            node_id: node.into(),
-            ..Default::default()
-        };
         let put = |t: Task| {
             store.write(|s, events| {
                 s.tasks.insert(t.id.clone(), t.clone());
